@@ -1,0 +1,1 @@
+"""Compiled parts of terndb: one Cython extension, ``terndb._cext._core``."""
