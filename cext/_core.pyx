@@ -1,11 +1,33 @@
 # cython: language_level=3
-"""terndb's compiled core: codecs, SQLite value semantics, functions, executor.
+"""terndb's compiled core: codecs, SQLite value semantics, functions and the executor.
 
-One extension module assembled from ``.pxi`` parts, each with one job:
+One extension module assembled from ``.pxi`` parts (the asyncpg/pyarrow
+layout), each with one job:
 
+* ``values.pxi``    - SQLite value semantics: affinity, comparison, arithmetic, CAST, LIKE
+* ``functions.pxi`` - SQLite's scalar and aggregate functions
 * ``keycodec.pxi``  - order-preserving (memcmp-sortable) key encoding
 * ``rowcodec.pxi``  - compact row records
-* ``values.pxi``    - SQLite value semantics: affinity, comparison, arithmetic, CAST
-* ``functions.pxi`` - SQLite scalar and aggregate functions
+* ``changes.pxi``   - change capture for the binlog
+* ``exprs.pxi``     - compiled expression trees
+* ``operators.pxi`` - query operators (scans, joins, sort, aggregate, limit)
+* ``dml.pxi``       - row writes with constraints, indexes and change capture
 """
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+
+from terndb.engine.errors import (
+    CheckViolation, DataError, IntegrityError, NotNullViolation, OperationalError,
+    UniqueViolation,
+)
+
 COMPILED = True
+
+include "values.pxi"
+include "functions.pxi"
+include "keycodec.pxi"
+include "rowcodec.pxi"
+include "changes.pxi"
+include "exprs.pxi"
+include "operators.pxi"
+include "dml.pxi"

@@ -1,0 +1,367 @@
+# Row writes: INSERT, UPDATE and DELETE of single rows, with constraints,
+# index maintenance and change capture, all in compiled code.
+#
+# A TableWriter is built by the planner for one table and cached with the
+# plan; ``begin`` resets per-execution caches (next rowid, LMDB handles), so
+# executemany reuses one writer for every parameter row.
+#
+# Conflict modes follow SQLite's ON CONFLICT algorithms for the statement.
+
+cdef enum ConflictMode:
+    CONFLICT_ABORT = 0
+    CONFLICT_IGNORE = 1
+    CONFLICT_REPLACE = 2
+    CONFLICT_FAIL = 3
+    CONFLICT_ROLLBACK = 4
+
+CONFLICT_MODES = {"ABORT": CONFLICT_ABORT, "IGNORE": CONFLICT_IGNORE, "REPLACE": CONFLICT_REPLACE,
+                  "FAIL": CONFLICT_FAIL, "ROLLBACK": CONFLICT_ROLLBACK}
+
+cdef long long MAX_ROWID = 9223372036854775807
+
+
+cdef class IndexWriter:
+    """Maintains one index: key = encoded key parts + the rowid."""
+    cdef public object dbname
+    cdef public str name
+    cdef public list parts        # Expr per key part, evaluated over the full row (+rowid)
+    cdef public bytes desc
+    cdef public bint unique
+    cdef public str label         # "t.a, t.b" for constraint messages
+    cdef object handle
+
+    def __init__(self, bytes dbname, str name, list parts, bytes desc, bint unique, str label):
+        self.dbname = dbname
+        self.name = name
+        self.parts = parts
+        self.desc = desc
+        self.unique = unique
+        self.label = label
+
+    cdef tuple key_values(self, tuple row, ExecContext ctx):
+        return eval_list(self.parts, row, ctx)
+
+    cdef bytes entry_key(self, tuple vals, long long rowid):
+        return encode_key_with_rowid(vals, rowid, self.desc)
+
+    cdef object conflicting_rowid(self, object txn, tuple vals, long long rowid):
+        """The rowid of another row with the same unique key, or None."""
+        cdef bytes prefix, k
+        if None in vals:
+            return None     # NULLs are distinct in UNIQUE indexes, as in SQLite
+        prefix = encode_key(vals, self.desc)
+        with txn.cursor(db=self.handle) as cur:
+            if not cur.set_range(prefix):
+                return None
+            for k in cur.iternext(keys=True, values=False):
+                if not k.startswith(prefix):
+                    return None
+                other = key_rowid_suffix(k)
+                if other != rowid:
+                    return other
+        return None
+
+
+cdef class TableWriter:
+    cdef public object store
+    cdef public bytes dbname
+    cdef public str table_name
+    cdef public long long table_id
+    cdef public Py_ssize_t ncols
+    cdef list affinities          # int per column
+    cdef list notnull             # column positions with NOT NULL
+    cdef list column_names
+    cdef list checks              # (Expr, label)
+    cdef list indexes             # IndexWriter
+    cdef Py_ssize_t rowid_alias   # -1 when none
+    cdef list pk_positions        # explicit PRIMARY KEY columns (empty for rowid tables)
+    cdef bint autoincrement
+    cdef object handle
+    cdef long long next_rowid
+    cdef bint next_known
+    cdef public long long last_rowid
+
+    def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,
+                 list affinities, list notnull, list checks, list indexes, Py_ssize_t rowid_alias,
+                 list pk_positions, bint autoincrement):
+        self.store = store
+        self.dbname = dbname
+        self.table_name = table_name
+        self.table_id = table_id
+        self.column_names = column_names
+        self.ncols = len(column_names)
+        self.affinities = affinities
+        self.notnull = notnull
+        self.checks = checks
+        self.indexes = indexes
+        self.rowid_alias = rowid_alias
+        self.pk_positions = pk_positions
+        self.autoincrement = autoincrement
+
+    def index_writers(self):
+        return list(self.indexes)
+
+    def begin(self, ExecContext ctx):
+        """Per-execution setup: LMDB handles for this transaction, fresh rowid cache."""
+        cdef IndexWriter ix
+        self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+        for ix in self.indexes:
+            ix.handle = self.store.db(ix.dbname, txn=ctx.wtxn)
+        self.next_known = False
+
+    cdef long long _allocate_rowid(self, object txn) except? -1:
+        cdef long long r
+        if not self.next_known:
+            with txn.cursor(db=self.handle) as cur:
+                r = decode_rowid(cur.key()) + 1 if cur.last() else 1
+            if self.autoincrement:
+                seq = self.store.meta_get(txn, b"seq:%d" % self.table_id)
+                if seq is not None and int(seq) + 1 > r:
+                    r = int(seq) + 1
+            self.next_rowid = r
+            self.next_known = True
+        if self.next_rowid > MAX_ROWID or self.next_rowid <= 0:
+            if self.autoincrement:
+                raise OperationalError("database or disk is full (AUTOINCREMENT rowid exhausted)")
+            # SQLite then probes random rowids; we search for a free slot from 1.
+            return self._find_free_rowid(txn)
+        r = self.next_rowid
+        self.next_rowid += 1
+        return r
+
+    cdef long long _find_free_rowid(self, object txn) except? -1:
+        import random
+        cdef long long r
+        for _ in range(100):
+            r = random.randint(1, MAX_ROWID)
+            if txn.get(encode_rowid(r), db=self.handle) is None:
+                return r
+        raise OperationalError("database or disk is full (no free rowid)")
+
+    cdef bytes _pk_key(self, tuple row, long long rowid):
+        cdef list vals
+        if self.pk_positions:
+            vals = [row[i] for i in self.pk_positions]
+            return encode_key(tuple(vals))
+        return encode_key((rowid,))
+
+    cdef tuple _prepare(self, tuple values, ExecContext ctx):
+        """Applies column affinities and checks NOT NULL; returns the stored values."""
+        cdef Py_ssize_t i
+        cdef list out = list(values)
+        for i in range(self.ncols):
+            v = out[i]
+            if v is not None:
+                out[i] = apply_affinity(v, <int>self.affinities[i])
+        for i in self.notnull:
+            if out[i] is None and i != self.rowid_alias:
+                raise NotNullViolation(
+                    f"NOT NULL constraint failed: {self.table_name}.{self.column_names[i]}",
+                    f"{self.table_name}.{self.column_names[i]}")
+        return tuple(out)
+
+    cdef void _check(self, tuple row, ExecContext ctx) except *:
+        cdef tuple c
+        for c in self.checks:
+            r = (<Expr>c[0]).eval(row, ctx)
+            if r is not None and not sql_truth(r):
+                raise CheckViolation(f"CHECK constraint failed: {c[1]}", c[1])
+
+    cpdef object insert(self, tuple values, ExecContext ctx, int mode):
+        """Inserts one row (``values`` has every column); returns its rowid, or None if ignored."""
+        cdef object txn = ctx.txn
+        cdef tuple vals = self._prepare(values, ctx)
+        cdef long long rowid
+        cdef object given
+        cdef IndexWriter ix
+        if self.rowid_alias >= 0 and vals[self.rowid_alias] is not None:
+            given = vals[self.rowid_alias]
+            if type(given) is not int:
+                raise IntegrityError("datatype mismatch", self.table_name)
+            rowid = given
+            if self.next_known and rowid >= self.next_rowid:
+                self.next_rowid = rowid + 1 if rowid < MAX_ROWID else MAX_ROWID + 1
+        else:
+            rowid = self._allocate_rowid(txn)
+            if self.rowid_alias >= 0:
+                vals = vals[:self.rowid_alias] + (rowid,) + vals[self.rowid_alias + 1:]
+        cdef tuple row = vals + (rowid,)
+        self._check(row, ctx)
+        cdef bytes key = encode_rowid(rowid)
+        cdef bytes data = encode_row(vals)
+        # Primary key (rowid) conflict.
+        if not txn.put(key, data, db=self.handle, overwrite=False):
+            if mode == CONFLICT_IGNORE:
+                return None
+            if mode == CONFLICT_REPLACE:
+                self._delete_by_rowid(rowid, ctx)
+                txn.put(key, data, db=self.handle)
+            else:
+                label = self._pk_label()
+                raise UniqueViolation(f"UNIQUE constraint failed: {label}", label)
+        # Unique indexes, then the index entries themselves.
+        cdef list keyvals = []
+        for ix in self.indexes:
+            kv = ix.key_values(row, ctx)
+            keyvals.append(kv)
+            if ix.unique:
+                other = ix.conflicting_rowid(txn, kv, rowid)
+                if other is not None:
+                    if mode == CONFLICT_IGNORE:
+                        self._undo_partial_insert(key, keyvals[:-1], rowid, txn)
+                        return None
+                    if mode == CONFLICT_REPLACE:
+                        self._delete_by_rowid(other, ctx)
+                    else:
+                        raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
+        cdef Py_ssize_t j = 0
+        for ix in self.indexes:
+            txn.put(ix.entry_key(<tuple>keyvals[j], rowid), b"", db=ix.handle)
+            j += 1
+        if self.autoincrement:
+            seq = self.store.meta_get(txn, b"seq:%d" % self.table_id)
+            if seq is None or int(seq) < rowid:
+                self.store.meta_put(txn, b"seq:%d" % self.table_id, b"%d" % rowid)
+        collector = ctx.session.changes
+        if collector is not None:
+            collector.insert(self.table_id, self._pk_key(vals, rowid), data)
+        self.last_rowid = rowid
+        return rowid
+
+    cdef void _undo_partial_insert(self, bytes key, list keyvals, long long rowid, object txn) except *:
+        txn.delete(key, db=self.handle)
+
+    cdef str _pk_label(self):
+        if self.pk_positions:
+            return ", ".join(f"{self.table_name}.{self.column_names[i]}" for i in self.pk_positions)
+        if self.rowid_alias >= 0:
+            return f"{self.table_name}.{self.column_names[self.rowid_alias]}"
+        return f"{self.table_name}.rowid"
+
+    cdef void _delete_by_rowid(self, long long rowid, ExecContext ctx) except *:
+        cdef bytes key = encode_rowid(rowid)
+        data = ctx.txn.get(key, db=self.handle)
+        if data is None:
+            return
+        self.delete(decode_row(data, self.ncols, None) + (rowid,), ctx)
+
+    cpdef void delete(self, tuple row, ExecContext ctx) except *:
+        """Deletes the row (full row tuple, rowid last) and its index entries."""
+        cdef object txn = ctx.txn
+        cdef long long rowid = row[self.ncols]
+        cdef IndexWriter ix
+        txn.delete(encode_rowid(rowid), db=self.handle)
+        for ix in self.indexes:
+            txn.delete(ix.entry_key(ix.key_values(row, ctx), rowid), db=ix.handle)
+        collector = ctx.session.changes
+        if collector is not None:
+            collector.delete(self.table_id, self._pk_key(row, rowid))
+
+    cpdef bint update(self, tuple old_row, tuple new_values, ExecContext ctx, int mode) except -1:
+        """Replaces ``old_row`` (rowid last) with ``new_values`` (every column). False if ignored."""
+        cdef object txn = ctx.txn
+        cdef tuple vals = self._prepare(new_values, ctx)
+        cdef long long old_rowid = old_row[self.ncols]
+        cdef long long rowid = old_rowid
+        cdef IndexWriter ix
+        if self.rowid_alias >= 0:
+            given = vals[self.rowid_alias]
+            if given is None:
+                given = old_rowid if old_row[self.rowid_alias] is None else self._allocate_rowid(txn)
+                vals = vals[:self.rowid_alias] + (given,) + vals[self.rowid_alias + 1:]
+            if type(given) is not int:
+                raise IntegrityError("datatype mismatch", self.table_name)
+            rowid = given
+        cdef tuple row = vals + (rowid,)
+        self._check(row, ctx)
+        cdef bytes key = encode_rowid(rowid)
+        if rowid != old_rowid and txn.get(key, db=self.handle) is not None:
+            if mode == CONFLICT_IGNORE:
+                return False
+            if mode == CONFLICT_REPLACE:
+                self._delete_by_rowid(rowid, ctx)
+            else:
+                label = self._pk_label()
+                raise UniqueViolation(f"UNIQUE constraint failed: {label}", label)
+        cdef list old_keys = []
+        cdef list new_keys = []
+        for ix in self.indexes:
+            ov = ix.key_values(old_row, ctx)
+            nv = ix.key_values(row, ctx)
+            old_keys.append(ov)
+            new_keys.append(nv)
+            if ix.unique and (nv != ov or rowid != old_rowid):
+                other = ix.conflicting_rowid(txn, nv, old_rowid)
+                if other is not None and other != rowid:
+                    if mode == CONFLICT_IGNORE:
+                        return False
+                    if mode == CONFLICT_REPLACE:
+                        self._delete_by_rowid(other, ctx)
+                    else:
+                        raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
+        cdef bytes data = encode_row(vals)
+        if rowid != old_rowid:
+            txn.delete(encode_rowid(old_rowid), db=self.handle)
+        txn.put(key, data, db=self.handle)
+        cdef Py_ssize_t j = 0
+        for ix in self.indexes:
+            if old_keys[j] != new_keys[j] or rowid != old_rowid:
+                txn.delete(ix.entry_key(<tuple>old_keys[j], old_rowid), db=ix.handle)
+                txn.put(ix.entry_key(<tuple>new_keys[j], rowid), b"", db=ix.handle)
+            j += 1
+        collector = ctx.session.changes
+        if collector is not None:
+            old_pk = self._pk_key(old_row, old_rowid)
+            new_pk = self._pk_key(vals, rowid)
+            if old_pk != new_pk:
+                collector.delete(self.table_id, old_pk)
+                collector.insert(self.table_id, new_pk, data)
+            else:
+                collector.update(self.table_id, new_pk, data, _changed_mask(old_row, vals, self.ncols))
+        return True
+
+
+cdef bytes _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
+    """Bitmap (little-endian bit order, one bit per column) of the columns whose value changed."""
+    cdef bytearray mask = bytearray((ncols + 7) // 8)
+    cdef Py_ssize_t i
+    for i in range(ncols):
+        a = old_row[i]
+        b = new_vals[i]
+        if type(a) is not type(b) or a != b:
+            mask[i >> 3] |= (1 << (i & 7))
+    return bytes(mask)
+
+
+def build_index(TableWriter writer, IndexWriter ix, ExecContext ctx):
+    """Fills a freshly created index from every row of the table (CREATE INDEX)."""
+    cdef bytes key, value
+    cdef long long rowid
+    cdef tuple row, vals
+    writer.begin(ctx)
+    txn = ctx.txn
+    with txn.cursor(db=writer.handle) as cur:
+        for key, value in cur.iternext(keys=True, values=True):
+            rowid = decode_rowid(key)
+            row = decode_row(value, writer.ncols, None) + (rowid,)
+            vals = ix.key_values(row, ctx)
+            if ix.unique and ix.conflicting_rowid(txn, vals, rowid) is not None:
+                raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
+            txn.put(ix.entry_key(vals, rowid), b"", db=ix.handle)
+
+
+def insert_many(TableWriter writer, list value_exprs, object param_rows, ExecContext ctx, int mode,
+                object bind):
+    """executemany for ``INSERT ... VALUES (...)``: one compiled loop over parameter rows.
+
+    ``bind(params) -> tuple`` adapts and orders one parameter set; ``value_exprs``
+    gives, per table column, the expression producing it.  Returns the row count.
+    """
+    cdef long long count = 0
+    cdef tuple values
+    for params in param_rows:
+        ctx.params = bind(params)
+        values = eval_list(value_exprs, (), ctx)
+        if writer.insert(values, ctx, mode) is not None:
+            count += 1
+    return count

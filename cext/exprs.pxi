@@ -1,0 +1,577 @@
+# Compiled SQL expressions.
+#
+# The planner (engine/planner.py) turns sqlglot's AST into a tree of these
+# nodes once per statement; the executor then calls ``eval`` per row through
+# C-level virtual calls, with no Python frames and no re-dispatch on the AST.
+# A row is a Python tuple laid out by the planner (the columns of every table
+# in the FROM clause, concatenated); column references are tuple positions.
+# SQL semantics (affinity, comparison, arithmetic, NULL logic) come from
+# values.pxi; functions and aggregates from functions.pxi.
+
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+
+
+cdef class ExecContext:
+    """Per-execution state shared by every node of one plan run."""
+    cdef public tuple params          # bound parameters, in slot order
+    cdef public object txn            # the raw LMDB transaction reads and writes go through
+    cdef public object wtxn           # the storage WriteTxn (sub-db handles), None when reading
+    cdef public object session        # engine Session (functions like changes())
+    cdef public list outer            # stack of outer rows for correlated subqueries
+    cdef public dict subquery_cache   # uncorrelated subquery results, per execution
+
+    def __init__(self, tuple params, object txn, object session, object wtxn=None):
+        self.params = params
+        self.txn = txn
+        self.wtxn = wtxn
+        self.session = session
+        self.outer = []
+        self.subquery_cache = {}
+
+
+cdef class Expr:
+    """Base class: ``eval`` computes the value for one row."""
+    cdef object eval(self, tuple row, ExecContext ctx):
+        raise NotImplementedError
+
+    def evaluate(self, tuple row, ExecContext ctx):
+        """Python entry point (plan-time folding, tests, Python-side operators)."""
+        return self.eval(row, ctx)
+
+
+cdef class Const(Expr):
+    cdef public object value
+
+    def __init__(self, value):
+        self.value = value
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return self.value
+
+
+cdef class Param(Expr):
+    cdef Py_ssize_t slot
+
+    def __init__(self, Py_ssize_t slot):
+        self.slot = slot
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return <object>PyTuple_GET_ITEM(ctx.params, self.slot)
+
+
+cdef class ColRef(Expr):
+    cdef public Py_ssize_t pos
+
+    def __init__(self, Py_ssize_t pos):
+        self.pos = pos
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return <object>PyTuple_GET_ITEM(row, self.pos)
+
+
+cdef class OuterRef(Expr):
+    """A column of an enclosing query's row (correlated subqueries)."""
+    cdef Py_ssize_t depth, pos
+
+    def __init__(self, Py_ssize_t depth, Py_ssize_t pos):
+        self.depth = depth
+        self.pos = pos
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef tuple outer = <tuple>ctx.outer[len(ctx.outer) - self.depth]
+        return <object>PyTuple_GET_ITEM(outer, self.pos)
+
+
+cdef class Affinity(Expr):
+    """Applies a column affinity to a value (comparison affinity, inserts)."""
+    cdef Expr arg
+    cdef int aff
+
+    def __init__(self, Expr arg, int aff):
+        self.arg = arg
+        self.aff = aff
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return apply_affinity(self.arg.eval(row, ctx), self.aff)
+
+
+# Binary operator codes (arithmetic and bitwise); comparisons use OP_* from values.pxi.
+DEF B_ADD = 1
+DEF B_SUB = 2
+DEF B_MUL = 3
+DEF B_DIV = 4
+DEF B_MOD = 5
+DEF B_CONCAT = 6
+DEF B_BITAND = 7
+DEF B_BITOR = 8
+DEF B_LSHIFT = 9
+DEF B_RSHIFT = 10
+
+BINARY_OPS = {"add": B_ADD, "sub": B_SUB, "mul": B_MUL, "div": B_DIV, "mod": B_MOD,
+              "concat": B_CONCAT, "bitand": B_BITAND, "bitor": B_BITOR,
+              "lshift": B_LSHIFT, "rshift": B_RSHIFT}
+
+
+cdef class Binary(Expr):
+    cdef Expr left, right
+    cdef int op
+
+    def __init__(self, int op, Expr left, Expr right):
+        self.op = op
+        self.left = left
+        self.right = right
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object a = self.left.eval(row, ctx)
+        cdef object b = self.right.eval(row, ctx)
+        cdef int op = self.op
+        if op == B_ADD:
+            # Fast path: small ints, the common case in arithmetic.
+            if type(a) is int and type(b) is int:
+                r = a + b
+                if -9223372036854775808 <= r <= 9223372036854775807:
+                    return r
+            return sql_add(a, b)
+        if op == B_SUB:
+            return sql_sub(a, b)
+        if op == B_MUL:
+            return sql_mul(a, b)
+        if op == B_DIV:
+            return sql_div(a, b)
+        if op == B_MOD:
+            return sql_mod(a, b)
+        if op == B_CONCAT:
+            return sql_concat(a, b)
+        if op == B_BITAND:
+            return sql_bitand(a, b)
+        if op == B_BITOR:
+            return sql_bitor(a, b)
+        if op == B_LSHIFT:
+            return sql_lshift(a, b)
+        return sql_rshift(a, b)
+
+
+cdef class Unary(Expr):
+    cdef Expr arg
+    cdef int op   # 1 neg, 2 bitnot, 3 not
+
+    def __init__(self, int op, Expr arg):
+        self.op = op
+        self.arg = arg
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object v = self.arg.eval(row, ctx)
+        if self.op == 1:
+            return sql_neg(v)
+        if self.op == 2:
+            return sql_bitnot(v)
+        return sql_not(v)
+
+
+cdef class Compare(Expr):
+    """``= <> < <= > >=`` with three-valued logic; affinities applied by the planner."""
+    cdef Expr left, right
+    cdef int op
+    cdef int coll
+
+    def __init__(self, int op, Expr left, Expr right, int coll=0):
+        self.op = op
+        self.left = left
+        self.right = right
+        self.coll = coll
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object a = self.left.eval(row, ctx)
+        if a is None:
+            return None
+        cdef object b = self.right.eval(row, ctx)
+        if b is None:
+            return None
+        cdef int c
+        if self.coll == 0:
+            if type(a) is int and type(b) is int:
+                c = (a > b) - (a < b)
+            else:
+                c = sql_compare(a, b)
+        else:
+            c = sql_compare_coll(a, b, self.coll)
+        return _cmp_result(self.op, c)
+
+
+cdef inline object _cmp_result(int op, int c):
+    if op == OP_EQ:
+        return 1 if c == 0 else 0
+    if op == OP_NE:
+        return 1 if c != 0 else 0
+    if op == OP_LT:
+        return 1 if c < 0 else 0
+    if op == OP_LE:
+        return 1 if c <= 0 else 0
+    if op == OP_GT:
+        return 1 if c > 0 else 0
+    return 1 if c >= 0 else 0
+
+
+cdef class IsCompare(Expr):
+    """``IS`` / ``IS NOT``: NULL-safe equality, never NULL."""
+    cdef Expr left, right
+    cdef bint negate
+
+    def __init__(self, Expr left, Expr right, bint negate):
+        self.left = left
+        self.right = right
+        self.negate = negate
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object a = self.left.eval(row, ctx)
+        cdef object b = self.right.eval(row, ctx)
+        cdef bint same
+        if a is None or b is None:
+            same = a is None and b is None
+        else:
+            same = sql_compare(a, b) == 0
+        return 0 if same == self.negate else 1
+
+
+cdef class IsNull(Expr):
+    cdef Expr arg
+    cdef bint negate
+
+    def __init__(self, Expr arg, bint negate):
+        self.arg = arg
+        self.negate = negate
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef bint isnull = self.arg.eval(row, ctx) is None
+        return 0 if isnull == self.negate else 1
+
+
+cdef class And(Expr):
+    cdef list args
+
+    def __init__(self, list args):
+        self.args = args
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        # SQL three-valued AND: any false -> 0, else any NULL -> NULL, else 1.
+        cdef bint saw_null = False
+        cdef Expr e
+        for e in self.args:
+            t = sql_truth(e.eval(row, ctx))
+            if t is None:
+                saw_null = True
+            elif not t:
+                return 0
+        return None if saw_null else 1
+
+
+cdef class Or(Expr):
+    cdef list args
+
+    def __init__(self, list args):
+        self.args = args
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef bint saw_null = False
+        cdef Expr e
+        for e in self.args:
+            t = sql_truth(e.eval(row, ctx))
+            if t is None:
+                saw_null = True
+            elif t:
+                return 1
+        return None if saw_null else 0
+
+
+cdef class Between(Expr):
+    cdef Expr arg, low, high
+    cdef bint negate
+
+    def __init__(self, Expr arg, Expr low, Expr high, bint negate):
+        self.arg = arg
+        self.low = low
+        self.high = high
+        self.negate = negate
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object v = self.arg.eval(row, ctx)
+        cdef object lo = self.low.eval(row, ctx)
+        cdef object hi = self.high.eval(row, ctx)
+        # x BETWEEN a AND b  ==  x >= a AND x <= b, with NULL logic.
+        cdef object ge = None if (v is None or lo is None) else (1 if sql_compare(v, lo) >= 0 else 0)
+        cdef object le = None if (v is None or hi is None) else (1 if sql_compare(v, hi) <= 0 else 0)
+        cdef object r
+        if ge == 0 or le == 0:
+            r = 0
+        elif ge is None or le is None:
+            r = None
+        else:
+            r = 1
+        if self.negate and r is not None:
+            return 1 - r
+        return r
+
+
+cdef class InList(Expr):
+    """``x IN (v1, v2, ...)``; a constant list is matched through a set."""
+    cdef Expr arg
+    cdef list items
+    cdef object const_set     # frozenset of non-NULL constants, or None
+    cdef bint list_has_null
+    cdef bint negate
+
+    def __init__(self, Expr arg, list items, bint negate, object const_values=None):
+        self.arg = arg
+        self.items = items
+        self.negate = negate
+        self.const_set = None
+        self.list_has_null = False
+        if const_values is not None:
+            self.list_has_null = any(v is None for v in const_values)
+            self.const_set = frozenset(v for v in const_values if v is not None)
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object v = self.arg.eval(row, ctx)
+        cdef object r
+        cdef Expr e
+        cdef bint saw_null
+        if not self.items:
+            return 1 if self.negate else 0      # x IN () is false even for NULL x
+        if v is None:
+            return None
+        if self.const_set is not None:
+            # Python's hash/eq agree with SQLite equality for int/float/str/bytes.
+            if v in self.const_set:
+                r = 1
+            else:
+                r = None if self.list_has_null else 0
+        else:
+            r = 0
+            saw_null = False
+            for e in self.items:
+                w = e.eval(row, ctx)
+                if w is None:
+                    saw_null = True
+                elif sql_compare(v, w) == 0:
+                    r = 1
+                    break
+            if r == 0 and saw_null:
+                r = None
+        if self.negate and r is not None:
+            return 1 - r
+        return r
+
+
+cdef class Case(Expr):
+    """Searched CASE (operand None) or simple CASE (operand compared with ``=``)."""
+    cdef Expr operand
+    cdef list whens     # list of (Expr cond, Expr result)
+    cdef Expr default
+
+    def __init__(self, Expr operand, list whens, Expr default):
+        self.operand = operand
+        self.whens = whens
+        self.default = default
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef tuple pair
+        cdef object base
+        if self.operand is not None:
+            base = self.operand.eval(row, ctx)
+            for pair in self.whens:
+                if base is not None:
+                    w = (<Expr>pair[0]).eval(row, ctx)
+                    if w is not None and sql_compare(base, w) == 0:
+                        return (<Expr>pair[1]).eval(row, ctx)
+        else:
+            for pair in self.whens:
+                if sql_truth((<Expr>pair[0]).eval(row, ctx)):
+                    return (<Expr>pair[1]).eval(row, ctx)
+        if self.default is None:
+            return None
+        return self.default.eval(row, ctx)
+
+
+cdef class Cast(Expr):
+    cdef Expr arg
+    cdef int aff
+
+    def __init__(self, Expr arg, int aff):
+        self.arg = arg
+        self.aff = aff
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return sql_cast(self.arg.eval(row, ctx), self.aff)
+
+
+cdef class Like(Expr):
+    """LIKE / GLOB; a constant pattern is compiled once at plan time."""
+    cdef Expr arg, pattern, escape
+    cdef object matcher     # compiled matcher for a constant pattern, or None
+    cdef bint glob, negate
+
+    def __init__(self, Expr arg, Expr pattern, Expr escape, bint glob, bint negate, object matcher=None):
+        self.arg = arg
+        self.pattern = pattern
+        self.escape = escape
+        self.glob = glob
+        self.negate = negate
+        self.matcher = matcher
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object v = self.arg.eval(row, ctx)
+        cdef object r
+        if self.matcher is not None:
+            if v is None:
+                return None
+            r = 1 if self.matcher.matches(v if type(v) is str else to_text(v)) else 0
+        else:
+            p = self.pattern.eval(row, ctx)
+            if self.glob:
+                r = sql_glob(v, p)
+            else:
+                r = sql_like(v, p, None if self.escape is None else self.escape.eval(row, ctx))
+        if r is None:
+            return None
+        return (1 - r) if self.negate else r
+
+
+cdef class Call(Expr):
+    """A scalar function call; ``fn`` is a Python-callable from functions.pxi."""
+    cdef object fn
+    cdef list args
+    cdef Py_ssize_t nargs
+
+    def __init__(self, object fn, list args):
+        self.fn = fn
+        self.args = args
+        self.nargs = len(args)
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef Expr e
+        if self.nargs == 1:
+            return self.fn((<Expr>self.args[0]).eval(row, ctx))
+        if self.nargs == 2:
+            return self.fn((<Expr>self.args[0]).eval(row, ctx), (<Expr>self.args[1]).eval(row, ctx))
+        return self.fn(*[e.eval(row, ctx) for e in self.args])
+
+
+cdef class Coalesce(Expr):
+    """coalesce/ifnull: short-circuits, so later arguments are evaluated only when needed."""
+    cdef list args
+
+    def __init__(self, list args):
+        self.args = args
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef Expr e
+        for e in self.args:
+            v = e.eval(row, ctx)
+            if v is not None:
+                return v
+        return None
+
+
+cdef class ContextCall(Expr):
+    """A function that needs the execution context (changes(), last_insert_rowid())."""
+    cdef object fn
+
+    def __init__(self, object fn):
+        self.fn = fn
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return self.fn(ctx.session)
+
+
+cdef class SubqueryExpr(Expr):
+    """Scalar subquery, EXISTS, or ``x IN (SELECT ...)``.
+
+    ``run(ctx)`` is a Python callable from the planner returning the rows of
+    the subquery; the current row is pushed on ``ctx.outer`` while it runs so
+    that correlated references (OuterRef) can read it.  Uncorrelated
+    subqueries are evaluated once per execution and cached.
+    """
+    cdef object run
+    cdef int kind         # 0 scalar, 1 exists, 2 in
+    cdef bint correlated, negate
+    cdef Expr arg
+    cdef object key
+
+    def __init__(self, object run, int kind, bint correlated, Expr arg=None, bint negate=False):
+        self.run = run
+        self.kind = kind
+        self.correlated = correlated
+        self.arg = arg
+        self.negate = negate
+        self.key = object()
+
+    cdef object _result(self, tuple row, ExecContext ctx):
+        cdef object res
+        if not self.correlated:
+            res = ctx.subquery_cache.get(self.key, self)
+            if res is not self:
+                return res
+        ctx.outer.append(row)
+        try:
+            if self.kind == 0:
+                rows = self.run(ctx, 1)
+                res = rows[0][0] if rows else None
+            elif self.kind == 1:
+                res = 1 if self.run(ctx, 1) else 0
+            else:
+                vals = [r[0] for r in self.run(ctx, -1)]
+                has_null = any(v is None for v in vals)
+                res = (frozenset(v for v in vals if v is not None), has_null, len(vals))
+        finally:
+            ctx.outer.pop()
+        if not self.correlated:
+            ctx.subquery_cache[self.key] = res
+        return res
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        cdef object v, r
+        if self.kind == 2:
+            v = self.arg.eval(row, ctx)
+            s, has_null, n = self._result(row, ctx)
+            if n == 0:
+                r = 0
+            elif v is None:
+                r = None
+            elif v in s:
+                r = 1
+            else:
+                r = None if has_null else 0
+            if self.negate and r is not None:
+                return 1 - r
+            return r
+        r = self._result(row, ctx)
+        if self.kind == 1 and self.negate:
+            return 1 - r
+        return r
+
+
+cdef class AggRef(Expr):
+    """Reads a finished aggregate's value from the aggregate operator's output row."""
+    cdef Py_ssize_t pos
+
+    def __init__(self, Py_ssize_t pos):
+        self.pos = pos
+
+    cdef object eval(self, tuple row, ExecContext ctx):
+        return <object>PyTuple_GET_ITEM(row, self.pos)
+
+
+cdef inline tuple eval_list(list exprs, tuple row, ExecContext ctx):
+    """Evaluates a list of expressions into a new tuple (projections, keys)."""
+    cdef Py_ssize_t i, n = len(exprs)
+    cdef tuple out = PyTuple_New(n)
+    cdef object v
+    for i in range(n):
+        v = (<Expr>exprs[i]).eval(row, ctx)
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(out, i, v)
+    return out
+
+
+def eval_exprs(list exprs, tuple row, ExecContext ctx):
+    return eval_list(exprs, row, ctx)

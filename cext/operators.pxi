@@ -1,0 +1,860 @@
+# Compiled query operators (pull-based, one row per ``next`` call).
+#
+# Each operator is a cdef class; ``next`` is a C-level virtual call returning
+# a row tuple or None at the end.  The planner builds the tree once per
+# statement and caches it; ``open`` resets per-execution state, so a cached
+# plan is reused without any Python-level planning.
+#
+# Row layout from a table scan: the table's columns in declaration order,
+# then the rowid (so DML and ``rowid`` references find it at a known place).
+
+cdef class Operator:
+    cdef void open(self, ExecContext ctx) except *:
+        pass
+
+    cdef tuple next(self):
+        return None
+
+    cdef void close(self):
+        pass
+
+
+cdef inline tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
+    cdef tuple cols = decode_row(value, ncols, defaults)
+    return cols + (decode_rowid(key),)
+
+
+cdef class TableScan(Operator):
+    """Full scan of a table B-tree in rowid order, with an optional pushed-down filter."""
+    cdef object dbname, store
+    cdef Py_ssize_t ncols
+    cdef tuple defaults
+    cdef Expr predicate
+    cdef object it, cursor
+    cdef ExecContext ctx
+
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None):
+        self.store = store
+        self.dbname = dbname
+        self.ncols = ncols
+        self.defaults = defaults
+        self.predicate = predicate
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        db = self.store.db(self.dbname, txn=ctx.wtxn)
+        self.cursor = ctx.txn.cursor(db=db)
+        self.it = self.cursor.iternext(keys=True, values=True)
+
+    cdef tuple next(self):
+        cdef tuple row
+        cdef object kv
+        while True:
+            kv = next(self.it, None)
+            if kv is None:
+                return None
+            row = _table_row(<bytes>kv[0], <bytes>kv[1], self.ncols, self.defaults)
+            if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
+                return row
+
+    cdef void close(self):
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+        self.it = None
+
+
+cdef class RowidLookup(Operator):
+    """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get."""
+    cdef object dbname, store
+    cdef Py_ssize_t ncols
+    cdef tuple defaults
+    cdef Expr key_expr, predicate
+    cdef tuple pending
+    cdef ExecContext ctx
+
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr key_expr, Expr predicate=None):
+        self.store = store
+        self.dbname = dbname
+        self.ncols = ncols
+        self.defaults = defaults
+        self.key_expr = key_expr
+        self.predicate = predicate
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.pending = None
+        k = rowid_probe_value(self.key_expr.eval((), ctx))
+        if k is None:
+            return
+        db = self.store.db(self.dbname, txn=ctx.wtxn)
+        key = encode_rowid(k)
+        value = ctx.txn.get(key, db=db)
+        if value is not None:
+            row = _table_row(key, value, self.ncols, self.defaults)
+            if self.predicate is None or sql_truth(self.predicate.eval(row, ctx)):
+                self.pending = row
+
+    cdef tuple next(self):
+        cdef tuple r = self.pending
+        self.pending = None
+        return r
+
+
+cdef object rowid_probe_value(object v):
+    """The int64 rowid a probe value designates, or None if it can match no row."""
+    if v is None:
+        return None
+    if type(v) is int:
+        return v
+    if type(v) is float:
+        if v == <double><long long>v:
+            return int(v)
+        return None
+    if type(v) is str:
+        n = apply_affinity(v, AFF_INTEGER)
+        if type(n) is int:
+            return n
+        if type(n) is float and n == <double><long long>n:
+            return int(n)
+    return None
+
+
+cdef class RowidRange(Operator):
+    """Range scan over rowids: lo/hi expressions (None = open), inclusive flags."""
+    cdef object dbname, store
+    cdef Py_ssize_t ncols
+    cdef tuple defaults
+    cdef Expr lo, hi, predicate
+    cdef bint lo_incl, hi_incl
+    cdef object it, cursor
+    cdef object hi_key
+    cdef bint done
+    cdef ExecContext ctx
+
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr lo, bint lo_incl,
+                 Expr hi, bint hi_incl, Expr predicate=None):
+        self.store = store
+        self.dbname = dbname
+        self.ncols = ncols
+        self.defaults = defaults
+        self.lo = lo
+        self.hi = hi
+        self.lo_incl = lo_incl
+        self.hi_incl = hi_incl
+        self.predicate = predicate
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.done = False
+        self.hi_key = None
+        lo_key = None
+        if self.lo is not None:
+            b = _numeric_bound(self.lo.eval((), ctx), True, self.lo_incl)
+            if b is None:
+                self.done = True
+                return
+            lo_key = encode_rowid(b) if b is not _UNBOUNDED else None
+        if self.hi is not None:
+            b = _numeric_bound(self.hi.eval((), ctx), False, self.hi_incl)
+            if b is None:
+                self.done = True
+                return
+            self.hi_key = encode_rowid(b) if b is not _UNBOUNDED else None
+        db = self.store.db(self.dbname, txn=ctx.wtxn)
+        self.cursor = ctx.txn.cursor(db=db)
+        if lo_key is not None:
+            if not self.cursor.set_range(lo_key):
+                self.done = True
+                return
+        else:
+            if not self.cursor.first():
+                self.done = True
+                return
+        self.it = self.cursor.iternext(keys=True, values=True)
+
+    cdef tuple next(self):
+        cdef tuple row
+        if self.done:
+            return None
+        while True:
+            kv = next(self.it, None)
+            if kv is None or (self.hi_key is not None and <bytes>kv[0] > self.hi_key):
+                self.done = True
+                return None
+            row = _table_row(<bytes>kv[0], <bytes>kv[1], self.ncols, self.defaults)
+            if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
+                return row
+
+    cdef void close(self):
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+        self.it = None
+
+
+_UNBOUNDED = object()
+
+
+cdef object _numeric_bound(object v, bint is_lower, bint inclusive):
+    """Turns a comparison bound on an integer key into an inclusive int64 bound.
+
+    Returns None when no row can satisfy it (NULL bound, text above all
+    numbers for a lower bound...), _UNBOUNDED when the side is open.
+    """
+    import math
+    if v is None:
+        return None
+    if type(v) is str or type(v) is bytes:
+        n = apply_affinity(v, AFF_NUMERIC) if type(v) is str else v
+        if type(n) is str or type(n) is bytes:
+            # Text/blob sorts above every number: rowid < 'x' is always true.
+            return None if is_lower else _UNBOUNDED
+        v = n
+    if type(v) is float:
+        if v != v:
+            return None
+        if is_lower:
+            b = math.ceil(v) if v == v else None
+            if not inclusive and b == v:
+                b += 1
+        else:
+            b = math.floor(v)
+            if not inclusive and b == v:
+                b -= 1
+    else:
+        b = v + (0 if inclusive else (1 if is_lower else -1))
+    if b > 9223372036854775807:
+        return None if is_lower else _UNBOUNDED
+    if b < -9223372036854775808:
+        return _UNBOUNDED if is_lower else None
+    return int(b)
+
+
+cdef class IndexScan(Operator):
+    """Scan of an index range [lo_key, hi_key) fetching the table rows by rowid.
+
+    ``lo``/``hi`` are lists of expressions for a prefix of the index columns;
+    bounds are built per execution with the key codec.  With ``covering``, the
+    row is rebuilt from the index key alone (``cover_map`` gives, for each
+    table column, its index part or -1).
+    """
+    cdef object store, table_db, index_db
+    cdef Py_ssize_t ncols
+    cdef tuple defaults
+    cdef list lo, hi
+    cdef bint lo_incl, hi_incl, eq
+    cdef bytes desc
+    cdef Expr predicate
+    cdef object cursor, it, table_handle
+    cdef bytes hi_key
+    cdef bint done
+    cdef ExecContext ctx
+
+    def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
+                 bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None):
+        self.store = store
+        self.table_db = table_db
+        self.index_db = index_db
+        self.ncols = ncols
+        self.defaults = defaults
+        self.desc = desc
+        self.lo = lo
+        self.hi = hi
+        self.lo_incl = lo_incl
+        self.hi_incl = hi_incl
+        self.predicate = predicate
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.done = False
+        cdef bytes lo_key = None
+        self.hi_key = None
+        cdef Py_ssize_t n
+        if self.lo:
+            vals = eval_list(self.lo, (), ctx)
+            if None in vals:
+                self.done = True
+                return
+            lo_key = encode_key(vals, self.desc[:len(vals)])
+            if not self.lo_incl:
+                lo_key = prefix_successor(lo_key)
+                if lo_key is None:
+                    self.done = True
+                    return
+        if self.hi:
+            vals = eval_list(self.hi, (), ctx)
+            if None in vals:
+                self.done = True
+                return
+            self.hi_key = encode_key(vals, self.desc[:len(vals)])
+            if self.hi_incl:
+                self.hi_key = prefix_successor(self.hi_key)
+        elif lo_key is None:
+            # No bounds at all: skip NULL entries? No - a plain ordered scan
+            # must return every row, NULLs included.
+            pass
+        db = self.store.db(self.index_db, txn=ctx.wtxn)
+        self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
+        self.cursor = ctx.txn.cursor(db=db)
+        if lo_key is not None:
+            ok = self.cursor.set_range(lo_key)
+        else:
+            ok = self.cursor.first()
+        if not ok:
+            self.done = True
+            return
+        self.it = self.cursor.iternext(keys=True, values=False)
+
+    cdef tuple next(self):
+        cdef bytes key, rk
+        cdef tuple row
+        if self.done:
+            return None
+        txn = self.ctx.txn
+        while True:
+            key = next(self.it, None)
+            if key is None or (self.hi_key is not None and key >= self.hi_key):
+                self.done = True
+                return None
+            rk = encode_rowid(key_rowid_suffix(key))
+            value = txn.get(rk, db=self.table_handle)
+            if value is None:
+                continue
+            row = _table_row(rk, value, self.ncols, self.defaults)
+            if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
+                return row
+
+    cdef void close(self):
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+        self.it = None
+
+
+cdef class Filter(Operator):
+    cdef Operator child
+    cdef Expr predicate
+    cdef ExecContext ctx
+
+    def __init__(self, Operator child, Expr predicate):
+        self.child = child
+        self.predicate = predicate
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.child.open(ctx)
+
+    cdef tuple next(self):
+        cdef tuple row
+        while True:
+            row = self.child.next()
+            if row is None:
+                return None
+            if sql_truth(self.predicate.eval(row, self.ctx)):
+                return row
+
+    cdef void close(self):
+        self.child.close()
+
+
+cdef class Project(Operator):
+    cdef Operator child
+    cdef list exprs
+    cdef ExecContext ctx
+
+    def __init__(self, Operator child, list exprs):
+        self.child = child
+        self.exprs = exprs
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.child.open(ctx)
+
+    cdef tuple next(self):
+        cdef tuple row = self.child.next()
+        if row is None:
+            return None
+        return eval_list(self.exprs, row, self.ctx)
+
+    cdef void close(self):
+        self.child.close()
+
+
+cdef class SingleRow(Operator):
+    """The one empty row of a SELECT without FROM."""
+    cdef bint done
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.done = False
+
+    cdef tuple next(self):
+        if self.done:
+            return None
+        self.done = True
+        return ()
+
+
+cdef class NestedLoopJoin(Operator):
+    """For each left row, re-open the right side; LEFT JOIN pads with NULLs."""
+    cdef Operator left, right
+    cdef Expr cond
+    cdef bint left_outer, matched
+    cdef Py_ssize_t right_width
+    cdef tuple cur_left
+    cdef ExecContext ctx
+
+    def __init__(self, Operator left, Operator right, Expr cond, bint left_outer, Py_ssize_t right_width):
+        self.left = left
+        self.right = right
+        self.cond = cond
+        self.left_outer = left_outer
+        self.right_width = right_width
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.left.open(ctx)
+        self.cur_left = None
+
+    cdef tuple next(self):
+        cdef tuple r, row
+        while True:
+            if self.cur_left is None:
+                self.cur_left = self.left.next()
+                if self.cur_left is None:
+                    return None
+                self.matched = False
+                # The right side may reference the left row (correlation of
+                # the join condition pushed into an index probe).
+                self.ctx.outer.append(self.cur_left)
+                try:
+                    self.right.open(self.ctx)
+                finally:
+                    self.ctx.outer.pop()
+            r = self.right.next()
+            if r is None:
+                self.right.close()
+                left = self.cur_left
+                self.cur_left = None
+                if self.left_outer and not self.matched:
+                    return left + (None,) * self.right_width
+                continue
+            row = self.cur_left + r
+            if self.cond is None or sql_truth(self.cond.eval(row, self.ctx)):
+                self.matched = True
+                return row
+
+    cdef void close(self):
+        self.left.close()
+        self.right.close()
+
+
+cdef class HashJoin(Operator):
+    """Equi-join: builds a hash table on the right input, probes with left rows.
+
+    Keys are tuples of values; Python's hash/eq agree with SQLite equality
+    for same-class values (1 == 1.0), and the planner inserts affinity
+    conversions so that values compared across classes are normalised first.
+    Rows with a NULL key never match.
+    """
+    cdef Operator left, right
+    cdef list left_keys, right_keys
+    cdef Expr residual
+    cdef bint left_outer
+    cdef Py_ssize_t right_width
+    cdef dict table
+    cdef tuple cur_left
+    cdef list bucket
+    cdef Py_ssize_t bucket_pos
+    cdef bint matched
+    cdef ExecContext ctx
+
+    def __init__(self, Operator left, Operator right, list left_keys, list right_keys,
+                 Expr residual, bint left_outer, Py_ssize_t right_width):
+        self.left = left
+        self.right = right
+        self.left_keys = left_keys
+        self.right_keys = right_keys
+        self.residual = residual
+        self.left_outer = left_outer
+        self.right_width = right_width
+
+    cdef void open(self, ExecContext ctx) except *:
+        cdef tuple r, k
+        self.ctx = ctx
+        self.table = {}
+        self.right.open(ctx)
+        while True:
+            r = self.right.next()
+            if r is None:
+                break
+            k = eval_list(self.right_keys, r, ctx)
+            if None in k:
+                continue
+            b = self.table.get(k)
+            if b is None:
+                self.table[k] = [r]
+            else:
+                b.append(r)
+        self.right.close()
+        self.left.open(ctx)
+        self.cur_left = None
+        self.bucket = None
+
+    cdef tuple next(self):
+        cdef tuple row, k
+        while True:
+            if self.bucket is not None and self.bucket_pos < len(self.bucket):
+                row = self.cur_left + <tuple>self.bucket[self.bucket_pos]
+                self.bucket_pos += 1
+                if self.residual is None or sql_truth(self.residual.eval(row, self.ctx)):
+                    self.matched = True
+                    return row
+                continue
+            if self.cur_left is not None and self.left_outer and not self.matched:
+                row = self.cur_left + (None,) * self.right_width
+                self.cur_left = None
+                return row
+            self.cur_left = self.left.next()
+            if self.cur_left is None:
+                return None
+            self.matched = False
+            k = eval_list(self.left_keys, self.cur_left, self.ctx)
+            self.bucket = None if None in k else self.table.get(k)
+            self.bucket_pos = 0
+
+    cdef void close(self):
+        self.left.close()
+        self.table = None
+
+
+cdef class Sort(Operator):
+    """Full sort by memcmp-ordered keys from the key codec (SQLite's order, DESC per key).
+
+    ``limit`` (evaluated by the planner's Limit above) lets a top-N keep only
+    the best rows: rows are decorated with their encoded key and sorted once.
+    """
+    cdef Operator child
+    cdef list keys
+    cdef bytes desc
+    cdef list rows
+    cdef Py_ssize_t pos
+    cdef ExecContext ctx
+
+    def __init__(self, Operator child, list keys, bytes desc):
+        self.child = child
+        self.keys = keys
+        self.desc = desc
+
+    cdef void open(self, ExecContext ctx) except *:
+        cdef tuple row
+        cdef list decorated = []
+        cdef Py_ssize_t seq = 0
+        self.ctx = ctx
+        self.child.open(ctx)
+        while True:
+            row = self.child.next()
+            if row is None:
+                break
+            decorated.append((encode_key(eval_list(self.keys, row, ctx), self.desc), seq, row))
+            seq += 1
+        self.child.close()
+        decorated.sort()
+        self.rows = [d[2] for d in decorated]
+        self.pos = 0
+
+    cdef tuple next(self):
+        if self.pos >= len(self.rows):
+            return None
+        r = self.rows[self.pos]
+        self.pos += 1
+        return r
+
+    cdef void close(self):
+        self.rows = None
+
+
+cdef class Limit(Operator):
+    """LIMIT/OFFSET; a negative limit means no limit, as in SQLite."""
+    cdef Operator child
+    cdef Expr limit, offset
+    cdef long long remaining, skip
+    cdef bint unlimited
+
+    def __init__(self, Operator child, Expr limit, Expr offset):
+        self.child = child
+        self.limit = limit
+        self.offset = offset
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.unlimited = True
+        self.skip = 0
+        if self.limit is not None:
+            v = _limit_value(self.limit.eval((), ctx), "LIMIT")
+            if v >= 0:
+                self.unlimited = False
+                self.remaining = v
+        if self.offset is not None:
+            v = _limit_value(self.offset.eval((), ctx), "OFFSET")
+            self.skip = v if v > 0 else 0
+        self.child.open(ctx)
+
+    cdef tuple next(self):
+        cdef tuple r
+        if not self.unlimited and self.remaining <= 0:
+            return None
+        while self.skip > 0:
+            if self.child.next() is None:
+                self.skip = 0
+                return None
+            self.skip -= 1
+        r = self.child.next()
+        if r is not None and not self.unlimited:
+            self.remaining -= 1
+        return r
+
+    cdef void close(self):
+        self.child.close()
+
+
+cdef long long _limit_value(object v, str what) except? -2:
+    n = apply_affinity(v, AFF_NUMERIC) if v is not None else None
+    if type(n) is int:
+        return n
+    if type(n) is float and n == <double><long long>n:
+        return <long long>n
+    raise DataError(f"datatype mismatch: {what} must be an integer")
+
+
+cdef class Distinct(Operator):
+    cdef Operator child
+    cdef set seen
+
+    def __init__(self, Operator child):
+        self.child = child
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.seen = set()
+        self.child.open(ctx)
+
+    cdef tuple next(self):
+        cdef tuple r
+        while True:
+            r = self.child.next()
+            if r is None:
+                return None
+            if r not in self.seen:
+                self.seen.add(r)
+                return r
+
+    cdef void close(self):
+        self.child.close()
+        self.seen = None
+
+
+cdef class Materialized(Operator):
+    """Rows computed by a Python callable at open (subqueries in FROM, views, compounds)."""
+    cdef object producer
+    cdef list rows
+    cdef Py_ssize_t pos
+
+    def __init__(self, producer):
+        self.producer = producer
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.rows = self.producer(ctx)
+        self.pos = 0
+
+    cdef tuple next(self):
+        if self.pos >= len(self.rows):
+            return None
+        r = self.rows[self.pos]
+        self.pos += 1
+        return r
+
+
+cdef class ValuesScan(Operator):
+    """A VALUES list: each row a list of expressions."""
+    cdef list rows
+    cdef Py_ssize_t pos
+    cdef ExecContext ctx
+
+    def __init__(self, list rows):
+        self.rows = rows
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.pos = 0
+
+    cdef tuple next(self):
+        if self.pos >= len(self.rows):
+            return None
+        r = eval_list(<list>self.rows[self.pos], (), self.ctx)
+        self.pos += 1
+        return r
+
+
+cdef class AggSpec:
+    """One aggregate call: its factory, argument expressions and DISTINCT flag."""
+    cdef public object factory
+    cdef public list args
+    cdef public bint distinct
+    cdef public bint star
+
+    def __init__(self, factory, list args, bint distinct, bint star):
+        self.factory = factory
+        self.args = args
+        self.distinct = distinct
+        self.star = star
+
+
+cdef class HashAggregate(Operator):
+    """GROUP BY with aggregates; also the no-GROUP-BY case (one group, even if empty).
+
+    Output rows: the group's last input row (SQLite lets bare columns appear
+    beside aggregates, and they read it), then the group values, then the
+    aggregate results.  Groups
+    come out ordered by their key, as SQLite's sorter-based GROUP BY does.
+    """
+    cdef Operator child
+    cdef list group_exprs
+    cdef list specs
+    cdef Py_ssize_t input_width
+    cdef list out
+    cdef Py_ssize_t pos
+    cdef ExecContext ctx
+
+    def __init__(self, Operator child, list group_exprs, list specs, Py_ssize_t input_width):
+        self.child = child
+        self.group_exprs = group_exprs
+        self.specs = specs
+        self.input_width = input_width
+
+    cdef list _new_state(self):
+        cdef AggSpec s
+        cdef list st = []
+        for s in self.specs:
+            st.append(s.factory())
+        return st
+
+    cdef void open(self, ExecContext ctx) except *:
+        cdef tuple row, key
+        cdef dict groups = {}
+        cdef list state
+        cdef AggSpec s
+        cdef Py_ssize_t i, nspecs = len(self.specs)
+        self.ctx = ctx
+        self.child.open(ctx)
+        while True:
+            row = self.child.next()
+            if row is None:
+                break
+            key = eval_list(self.group_exprs, row, ctx)
+            entry = groups.get(key)
+            if entry is None:
+                state = self._new_state()
+                entry = [state, row]
+                groups[key] = entry
+            else:
+                state = <list>entry[0]
+                entry[1] = row
+            for i in range(nspecs):
+                s = <AggSpec>self.specs[i]
+                if s.star:
+                    (<Aggregate>state[i]).step(None)
+                elif len(s.args) == 1:
+                    (<Aggregate>state[i]).step((<Expr>s.args[0]).eval(row, ctx))
+                else:
+                    (<Aggregate>state[i]).step(eval_list(s.args, row, ctx))
+        self.child.close()
+        self.out = []
+        if not groups and not self.group_exprs:
+            # An aggregate without GROUP BY yields one row even over no input.
+            state = self._new_state()
+            self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
+        else:
+            items = list(groups.items())
+            if len(items) > 1:
+                items.sort(key=lambda kv: encode_key(kv[0]))
+            for key, entry in items:
+                self.out.append(<tuple>entry[1] + key + tuple([(<Aggregate>a).final() for a in entry[0]]))
+        self.pos = 0
+
+    cdef tuple next(self):
+        if self.pos >= len(self.out):
+            return None
+        r = self.out[self.pos]
+        self.pos += 1
+        return r
+
+    cdef void close(self):
+        self.out = None
+
+
+cdef class RowSource:
+    """Python-facing iterator over an operator tree's output (the cursor pulls from it)."""
+    cdef Operator root
+    cdef ExecContext ctx
+    cdef bint opened, finished
+
+    def __init__(self, Operator root, ExecContext ctx):
+        self.root = root
+        self.ctx = ctx
+        self.opened = False
+        self.finished = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef tuple r
+        if self.finished:
+            raise StopIteration
+        if not self.opened:
+            self.opened = True
+            self.root.open(self.ctx)
+        r = self.root.next()
+        if r is None:
+            self.finished = True
+            self.root.close()
+            raise StopIteration
+        return r
+
+    def fetch(self, Py_ssize_t n):
+        """Up to ``n`` rows (n < 0: all remaining) as a list."""
+        cdef list out = []
+        cdef tuple r
+        if self.finished:
+            return out
+        if not self.opened:
+            self.opened = True
+            self.root.open(self.ctx)
+        while n < 0 or len(out) < n:
+            r = self.root.next()
+            if r is None:
+                self.finished = True
+                self.root.close()
+                break
+            out.append(r)
+        return out
+
+    def close(self):
+        if self.opened and not self.finished:
+            self.root.close()
+        self.finished = True
+
+
+def run_operator(Operator root, ExecContext ctx, Py_ssize_t limit=-1):
+    """Runs a tree to completion (subqueries, INSERT ... SELECT); ``limit`` < 0 = all rows."""
+    cdef list out = []
+    cdef tuple r
+    root.open(ctx)
+    try:
+        while limit < 0 or len(out) < limit:
+            r = root.next()
+            if r is None:
+                break
+            out.append(r)
+    finally:
+        root.close()
+    return out

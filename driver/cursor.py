@@ -1,0 +1,160 @@
+"""PEP 249 Cursor over an engine session's results.
+
+Every public method goes through ``guarded``: terndb errors pass through
+unchanged, storage (lmdb) errors become OperationalError, and any other
+exception from inside becomes InternalError naming it, so callers only ever
+see the PEP 249 hierarchy.
+"""
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+
+import lmdb
+
+from terndb.engine import errors as E
+from terndb.engine.sqlparse import split_script
+
+from . import adapters
+from .types import type_code_for
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except E.Error:
+            raise
+        except lmdb.Error as err:
+            raise E.OperationalError(f"storage error: {err}") from err
+        except RecursionError as err:
+            raise E.OperationalError("statement too deeply nested") from err
+        except MemoryError:
+            raise
+        except Exception as err:
+            raise E.InternalError(f"internal error: {type(err).__name__}: {err}") from err
+    return wrapper  # type: ignore[return-value]
+
+
+class Cursor:
+    def __init__(self, connection: "Connection") -> None:
+        self.connection = connection
+        self.arraysize = 1
+        self._result: Any = None
+        self.description: tuple | None = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._closed = False
+        self._converter: Any = None
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._closed:
+            raise E.ProgrammingError("Cannot operate on a closed cursor.")
+        self.connection._check()
+
+    def _reset(self) -> None:
+        if self._result is not None:
+            self._result.close()
+            self._result = None
+        self.description = None
+        self._converter = None
+
+    def _take(self, result: Any) -> None:
+        self._result = result
+        self.rowcount = result.rowcount
+        if result.lastrowid is not None:
+            self.lastrowid = result.lastrowid
+        if result.names is not None:
+            self.description = tuple(
+                (name, type_code_for(decl), None, None, None, None, None)
+                for name, decl in zip(result.names, result.decl_types or [None] * len(result.names)))
+            if self.connection.detect_types:
+                self._converter = adapters.row_converter(
+                    list(zip(result.names, result.decl_types or [None] * len(result.names))),
+                    self.connection.detect_types)
+
+    # -- PEP 249 ---------------------------------------------------------------------
+
+    @guarded
+    def execute(self, operation: str, parameters: Any = ()) -> "Cursor":
+        self._check()
+        if not isinstance(operation, str):
+            raise E.ProgrammingError(f"execute() argument 1 must be str, not {type(operation).__name__}")
+        self._reset()
+        self._take(self.connection._session.execute(operation, parameters))
+        return self
+
+    @guarded
+    def executemany(self, operation: str, seq_of_parameters: Iterable[Any]) -> "Cursor":
+        self._check()
+        self._reset()
+        self._take(self.connection._session.executemany(operation, seq_of_parameters))
+        return self
+
+    @guarded
+    def executescript(self, script: str) -> "Cursor":
+        """Runs several statements; commits a pending transaction first, as sqlite3 does."""
+        self._check()
+        self._reset()
+        session = self.connection._session
+        session.commit()
+        for statement in split_script(script):
+            result = session.execute(statement, ())
+            result.close()
+        return self
+
+    def _fetch(self, n: int) -> list:
+        self._check()
+        if self._result is None or self.description is None:
+            raise E.ProgrammingError("no results to fetch: execute a query first")
+        rows = self._result.fetch(n)
+        if self._converter is not None:
+            rows = self._converter.convert_rows(rows)
+        return rows
+
+    @guarded
+    def fetchone(self) -> tuple | None:
+        rows = self._fetch(1)
+        return rows[0] if rows else None
+
+    @guarded
+    def fetchmany(self, size: int | None = None) -> list:
+        return self._fetch(self.arraysize if size is None else size)
+
+    @guarded
+    def fetchall(self) -> list:
+        return self._fetch(-1)
+
+    def __iter__(self) -> Iterator[tuple]:
+        return self
+
+    def __next__(self) -> tuple:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    @guarded
+    def close(self) -> None:
+        self._reset()
+        self._closed = True
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """No-op, as PEP 249 allows."""
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        """No-op, as PEP 249 allows."""
+
+    def __enter__(self) -> "Cursor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

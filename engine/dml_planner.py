@@ -1,0 +1,239 @@
+"""Plans INSERT, UPDATE and DELETE into runs of the compiled TableWriter.
+
+The writer (cext/dml.pxi) does the per-row work: affinities, NOT NULL and
+CHECK constraints, rowid allocation, unique checks, index maintenance and
+change capture.  This module resolves names and builds the expressions that
+feed it; UPDATE and DELETE first collect the target rows through the same
+access paths as SELECT (so a WHERE on the primary key is a single lookup),
+then modify them, which also keeps a statement from seeing its own writes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from terndb._cext import _core as C
+
+from .catalog import Schema, Table
+from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
+from .exprcompile import ExprCompiler, Scope, Source
+from .params import ParamSpec
+from .select_planner import FromItem, SelectPlanner, _split_and
+from .sqlparse import parse_one
+
+
+def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
+    src = Source((name or table.name).lower(), [c.key for c in table.columns],
+                 [c.affinity for c in table.columns], offset, offset + len(table.columns),
+                 [c.name for c in table.columns],
+                 [{"nocase": 1, "rtrim": 2}.get((c.collation or "").lower(), 0) for c in table.columns])
+    src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+    return src
+
+
+def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) -> Any:
+    """A TableWriter for ``table`` with its checks and index key expressions compiled."""
+    scope = Scope([table_source(table)])
+    comp = ExprCompiler(scope, params)
+    checks = []
+    for ck in table.checks:
+        node = parse_one("SELECT " + ck.sql).expressions[0]
+        checks.append((comp.compile(node), ck.name or ck.sql))
+    writers = []
+    for ix in schema.indexes_of(table):
+        parts = []
+        labels = []
+        for p in ix.parts:
+            if p.column is not None:
+                parts.append(C.ColRef(p.column))
+                labels.append(f"{table.name}.{table.columns[p.column].name}")
+            else:
+                parts.append(comp.compile(parse_one("SELECT " + p.expr_sql).expressions[0]))
+                labels.append(f"index '{ix.name}'")
+        writers.append(C.IndexWriter(ix.db_name, ix.name, parts, ix.desc_flags, ix.unique, ", ".join(labels)))
+    notnull = [i for i, c in enumerate(table.columns) if c.notnull]
+    rowid_alias = table.rowid_alias if table.rowid_alias is not None else -1
+    pk = [] if table.rowid_alias is not None else list(table.pk)
+    return C.TableWriter(store, table.db_name, table.name, table.object_id, [c.name for c in table.columns],
+                         [c.affinity for c in table.columns], notnull, checks, writers, rowid_alias, pk,
+                         table.autoincrement)
+
+
+def _target_table(schema: Schema, node: exp.Expression) -> Table:
+    tnode = node.this if isinstance(node, exp.Schema) else node
+    name = tnode.name
+    if name.lower() in schema.views:
+        raise ProgrammingError(f"cannot modify {name} because it is a view")
+    if name.lower().startswith("sqlite_"):
+        raise ProgrammingError(f"table {name} may not be modified")
+    return schema.table(name)
+
+
+def _default_expr(comp: ExprCompiler, col: Any) -> Any:
+    if col.default_sql is None:
+        return C.Const(None)
+    return comp.compile(parse_one("SELECT " + col.default_sql).expressions[0])
+
+
+@dataclass
+class InsertPlan:
+    writer: Any
+    value_rows: list[list] | None      # per VALUES row: one Expr per table column
+    select: Any                        # PlannedQuery for INSERT ... SELECT
+    column_map: list[int] | None       # for SELECT: table column -> select output position (-1 default)
+    defaults: list                     # default Expr per table column
+    mode: int
+    table: Table
+
+
+def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec, mode_name: str | None) -> InsertPlan:
+    if node.args.get("returning") is not None:
+        raise NotSupportedError("RETURNING is not supported yet")
+    if node.args.get("conflict") is not None:
+        raise NotSupportedError("ON CONFLICT (upsert) is not supported yet")
+    target = node.this
+    table = _target_table(schema, target)
+    ncols = len(table.columns)
+    if isinstance(target, exp.Schema) and target.expressions:
+        positions = []
+        for ident in target.expressions:
+            name = ident.name
+            pos = table.find_column(name)
+            if pos is None:
+                if name.lower() in ("rowid", "oid", "_rowid_") and table.rowid_alias is not None:
+                    pos = table.rowid_alias
+                else:
+                    raise NoSuchObjectError(f"table {table.name} has no column named {name}")
+            positions.append(pos)
+    else:
+        positions = list(range(ncols))
+    empty = ExprCompiler(Scope([]), params)
+    defaults = [_default_expr(empty, c) for c in table.columns]
+    mode = C.CONFLICT_MODES[(mode_name or node.args.get("alternative") or "ABORT").upper()]
+    writer = build_writer(store, schema, table, params)
+    source = node.expression
+    if node.args.get("default") or source is None:
+        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table)
+    if isinstance(source, exp.Values):
+        rows = []
+        for tup in source.expressions:
+            vals = list(tup.expressions) if isinstance(tup, exp.Tuple) else [tup]
+            if len(vals) != len(positions):
+                raise ProgrammingError(
+                    f"{len(vals)} values for {len(positions)} columns" if len(positions) != ncols
+                    else f"table {table.name} has {ncols} columns but {len(vals)} values were supplied")
+            exprs = list(defaults)
+            for pos, v in zip(positions, vals):
+                exprs[pos] = empty.compile(v)
+            rows.append(exprs)
+        return InsertPlan(writer, rows, None, None, defaults, mode, table)
+    planner = SelectPlanner(store, schema, params)
+    planned = planner.plan(source)
+    if len(planned.names) != len(positions):
+        raise ProgrammingError(f"table {table.name} has {len(positions)} columns but {len(planned.names)} values were supplied")
+    column_map = [-1] * ncols
+    for out_pos, pos in enumerate(positions):
+        column_map[pos] = out_pos
+    return InsertPlan(writer, None, planned, column_map, defaults, mode, table)
+
+
+def run_insert(plan: InsertPlan, ctx: Any) -> int:
+    writer = plan.writer
+    writer.begin(ctx)
+    count = 0
+    if plan.value_rows is not None:
+        for exprs in plan.value_rows:
+            if writer.insert(C.eval_exprs(exprs, (), ctx), ctx, plan.mode) is not None:
+                count += 1
+        return count
+    rows = C.run_operator(plan.select.root, ctx, -1)
+    cmap = plan.column_map
+    for r in rows:
+        vals = tuple(r[p] if p >= 0 else plan.defaults[i].evaluate((), ctx) for i, p in enumerate(cmap))
+        if writer.insert(vals, ctx, plan.mode) is not None:
+            count += 1
+    return count
+
+
+@dataclass
+class ModifyPlan:
+    """UPDATE or DELETE: an access path yielding target rows, then per-row writes."""
+    writer: Any
+    source: Any                    # operator producing full table rows (rowid last)
+    assignments: list | None       # UPDATE: Expr per table column (identity for unchanged)
+    mode: int
+    table: Table
+
+
+def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str | None,
+                          where: exp.Expression | None, params: ParamSpec) -> tuple[Any, Scope]:
+    planner = SelectPlanner(store, schema, params)
+    src = table_source(table, alias)
+    scope = Scope([src])
+    item = FromItem(src, table=table)
+    conj = _split_and(where) if where is not None else []
+    op, residual = planner._access_path(item, scope, conj, 0, 0)
+    if residual:
+        comp = ExprCompiler(scope, params, planner.subquery_runner)
+        cond = comp.compile(residual[0] if len(residual) == 1 else exp.and_(*residual))
+        op = C.Filter(op, cond)
+    return op, scope
+
+
+def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None) -> ModifyPlan:
+    if node.args.get("returning") is not None:
+        raise NotSupportedError("RETURNING is not supported yet")
+    if node.args.get("from_") is not None:
+        raise NotSupportedError("UPDATE ... FROM is not supported yet")
+    tnode = node.this
+    table = _target_table(schema, tnode)
+    where = node.args.get("where")
+    op, scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None, params)
+    comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
+    assigns = [C.ColRef(i) for i in range(len(table.columns))]
+    for eq in node.expressions:
+        target = eq.this
+        names = [target.name] if not isinstance(target, exp.Tuple) else [t.name for t in target.expressions]
+        if isinstance(target, exp.Tuple):
+            raise NotSupportedError("row-value assignments in UPDATE are not supported yet")
+        name = names[0]
+        pos = table.find_column(name)
+        if pos is None:
+            if name.lower() in ("rowid", "oid", "_rowid_"):
+                if table.rowid_alias is None:
+                    raise NotSupportedError("updating the rowid of a table without INTEGER PRIMARY KEY is not supported")
+                pos = table.rowid_alias
+            else:
+                raise NoSuchObjectError(f"no such column: {name}")
+        assigns[pos] = comp.compile(eq.expression)
+    mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
+    return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table)
+
+
+def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec) -> ModifyPlan:
+    if node.args.get("returning") is not None:
+        raise NotSupportedError("RETURNING is not supported yet")
+    tnode = node.this
+    table = _target_table(schema, tnode)
+    where = node.args.get("where")
+    op, _scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None, params)
+    return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table)
+
+
+def run_modify(plan: ModifyPlan, ctx: Any) -> int:
+    writer = plan.writer
+    rows = C.run_operator(plan.source, ctx, -1)
+    writer.begin(ctx)
+    count = 0
+    if plan.assignments is None:
+        for r in rows:
+            writer.delete(r, ctx)
+            count += 1
+        return count
+    for r in rows:
+        new_vals = C.eval_exprs(plan.assignments, r, ctx)
+        if writer.update(r, new_vals, ctx, plan.mode):
+            count += 1
+    return count

@@ -1,0 +1,607 @@
+"""Compiles sqlglot expression nodes into the executor's compiled Expr trees.
+
+Name resolution happens here, once, at plan time: a column reference becomes
+a tuple position (``ColRef``), or an ``OuterRef`` into an enclosing query's
+row for correlated subqueries.  SQLite's comparison affinity rules are applied
+by wrapping operands in ``Affinity`` nodes, so the executor compares plain
+values.  Aggregate calls are collected into an ``AggregateContext`` and
+replaced by references to the aggregate operator's output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlglot import exp
+
+from terndb._cext import _core as C
+
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NONE, AFF_NUMERIC, AFF_REAL, AFF_TEXT, affinity_of_type
+from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
+from .params import ParamSpec, slot_of
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+ROWID_NAMES = ("rowid", "oid", "_rowid_")
+COLLATIONS = {"binary": 0, "nocase": 1, "rtrim": 2}
+
+
+@dataclass
+class Source:
+    """One FROM item as seen by name resolution."""
+    name: str                      # alias or table name, lowercased
+    columns: list[str]             # lowercased column names
+    affinities: list[int]
+    offset: int                    # position of its first column in the row
+    rowid_pos: int | None = None   # absolute position of the rowid, for tables
+    display: list[str] = field(default_factory=list)   # column names as declared
+    collations: list[int] = field(default_factory=list)
+    using_hidden: set = field(default_factory=set)     # columns merged away by USING/NATURAL
+
+    @property
+    def width(self) -> int:
+        return len(self.columns) + (1 if self.rowid_pos is not None else 0)
+
+
+class Scope:
+    """The sources visible at one query level, with a link to the enclosing level."""
+
+    def __init__(self, sources: list[Source], parent: "Scope | None" = None) -> None:
+        self.sources = sources
+        self.parent = parent
+        self.correlated = False        # set when an inner query referenced this level's parent
+
+    @property
+    def width(self) -> int:
+        return sum(s.width for s in self.sources)
+
+    def lookup(self, name: str, table: str | None) -> tuple[int, int, int, int] | None:
+        """(depth, position, affinity, collation) of a column, searching outward.
+
+        Each enclosing level is asked through its own ``lookup`` so that wrappers
+        (correlation probes, bound scopes) see the references that reach them.
+        """
+        hit = self._local(name.lower(), table.lower() if table else None, name, table)
+        if hit is not None:
+            return (0,) + hit
+        if self.parent is None:
+            return None
+        up = self.parent.lookup(name, table)
+        if up is None:
+            return None
+        return (up[0] + 1,) + up[1:]
+
+    def _local(self, low: str, tlow: str | None, name: str, table: str | None) -> tuple[int, int, int] | None:
+        found: list[tuple[int, int, int]] = []
+        for src in self.sources:
+            if tlow is not None and src.name != tlow:
+                continue
+            if low in src.columns:
+                i = src.columns.index(low)
+                if tlow is None and low in src.using_hidden:
+                    continue
+                coll = src.collations[i] if src.collations else 0
+                found.append((src.offset + i, src.affinities[i], coll))
+            elif low in ROWID_NAMES and src.rowid_pos is not None:
+                found.append((src.rowid_pos, AFF_INTEGER, 0))
+        if len(found) > 1 and tlow is None:
+            raise ProgrammingError(f"ambiguous column name: {name}")
+        if tlow is not None and not found and not any(s.name == tlow for s in self.sources):
+            return None
+        if tlow is not None and not found:
+            raise NoSuchObjectError(f"no such column: {table}.{name}")
+        return found[0] if found else None
+
+
+class AggregateContext:
+    """Collects aggregate calls and GROUP BY terms for one aggregating query level."""
+
+    def __init__(self, input_scope: Scope, group_nodes: list[exp.Expression]) -> None:
+        self.input_scope = input_scope
+        self.group_keys = [_node_key(g) for g in group_nodes]
+        self.specs: list[Any] = []
+        self.spec_keys: list[str] = []
+        self.input_width = input_scope.width
+
+    def group_position(self, node: exp.Expression) -> int | None:
+        key = _node_key(node)
+        if key in self.group_keys:
+            return self.input_width + self.group_keys.index(key)
+        return None
+
+    def aggregate_position(self, i: int) -> int:
+        return self.input_width + len(self.group_keys) + i
+
+
+def _node_key(node: exp.Expression) -> str:
+    return node.sql(dialect="sqlite").lower()
+
+
+AGGREGATE_NAMES = {"count", "sum", "total", "avg", "min", "max", "group_concat", "string_agg"}
+
+
+def is_aggregate_call(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if name in ("min", "max"):
+            return len(node.expressions) == 1
+        return name in AGGREGATE_NAMES or name in C.AGGREGATE_FUNCTIONS
+    return isinstance(node, exp.Filter) and is_aggregate_call(node.this)
+
+
+def contains_aggregate(node: exp.Expression) -> bool:
+    """True if the node uses an aggregate at this query level (not inside subqueries)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if is_aggregate_call(n):
+            return True
+        if isinstance(n, (exp.Subquery, exp.Select, exp.Exists)) and n is not node:
+            continue
+        stack.extend(n.iter_expressions())
+    return False
+
+
+def literal_value(node: exp.Literal) -> Any:
+    text = node.this
+    if node.is_string:
+        return text
+    return parse_number(text)
+
+
+def parse_number(text: str) -> int | float:
+    t = text.strip()
+    low = t.lower()
+    if low.startswith("0x"):
+        v = int(low, 16)
+        if v > 0xFFFFFFFFFFFFFFFF:
+            raise ProgrammingError(f"hex literal too big: {text}")
+        return v - (1 << 64) if v > INT64_MAX else v
+    if all(ch.isdigit() for ch in t):
+        v = int(t)
+        return v if v <= INT64_MAX else float(t)
+    return float(t)
+
+
+class ExprCompiler:
+    """Compiles expressions for one query level.
+
+    ``subquery_planner(select_node, scope) -> (runner, correlated)`` is given by
+    the SELECT planner so that subqueries are planned with this scope as
+    their parent.
+    """
+
+    def __init__(self, scope: Scope, params: ParamSpec,
+                 subquery_planner: Callable[[exp.Expression, Scope], tuple[Callable, bool]] | None = None,
+                 agg: AggregateContext | None = None) -> None:
+        self.scope = scope
+        self.params = params
+        self.subquery_planner = subquery_planner
+        self.agg = agg
+        self.uses_outer = False
+
+    # -- affinity and collation of operands (SQLite datatype3, section 4.2) ----------
+
+    def affinity(self, node: exp.Expression) -> int | None:
+        """The affinity of an operand: a column's, a CAST's target, else None (no affinity)."""
+        while isinstance(node, (exp.Paren, exp.Collate)):
+            node = node.this
+        if isinstance(node, exp.Column):
+            hit = self._lookup_quiet(node)
+            if hit is not None:
+                aff = hit[2]
+                return None if aff in (AFF_BLOB, AFF_NONE) else aff
+            return None
+        if isinstance(node, exp.Cast):
+            return affinity_of_type(node.to.sql(dialect="sqlite"))
+        return None
+
+    def collation(self, node: exp.Expression) -> int:
+        if isinstance(node, exp.Collate):
+            name = node.expression.name.lower() if hasattr(node.expression, "name") else str(node.expression).lower()
+            if name not in COLLATIONS:
+                raise ProgrammingError(f"no such collation sequence: {name}")
+            return COLLATIONS[name]
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if isinstance(node, exp.Column):
+            hit = self._lookup_quiet(node)
+            if hit is not None:
+                return hit[3]
+        return 0
+
+    def _lookup_quiet(self, node: exp.Column) -> tuple | None:
+        try:
+            return self.scope.lookup(node.name, node.table or None)
+        except ProgrammingError:
+            return None
+
+    # -- entry point ------------------------------------------------------------------
+
+    def compile(self, node: exp.Expression) -> Any:
+        if self.agg is not None:
+            pos = self.agg.group_position(node)
+            if pos is not None and not isinstance(node, exp.Literal):
+                return C.ColRef(pos)
+            if is_aggregate_call(node):
+                return self._aggregate(node)
+        method = getattr(self, "_c_" + type(node).__name__, None)
+        if method is None:
+            raise NotSupportedError(f"unsupported SQL expression: {node.sql(dialect='sqlite')[:80]}")
+        return method(node)
+
+    def compile_list(self, nodes: list[exp.Expression]) -> list:
+        return [self.compile(n) for n in nodes]
+
+    # -- leaves ----------------------------------------------------------------------
+
+    def _c_Paren(self, node: exp.Paren) -> Any:
+        return self.compile(node.this)
+
+    def _c_Literal(self, node: exp.Literal) -> Any:
+        return C.Const(literal_value(node))
+
+    def _c_Null(self, node: exp.Null) -> Any:
+        return C.Const(None)
+
+    def _c_Boolean(self, node: exp.Boolean) -> Any:
+        return C.Const(1 if node.this else 0)
+
+    def _c_HexString(self, node: exp.HexString) -> Any:
+        # X'ABCD' is a blob literal in SQLite.
+        try:
+            return C.Const(bytes.fromhex(node.this))
+        except ValueError as err:
+            raise ProgrammingError(f"malformed blob literal: X'{node.this}'") from err
+
+    def _c_Placeholder(self, node: exp.Placeholder) -> Any:
+        # Placeholders were renamed to their slots (params.rewrite_placeholders).
+        return C.Param(slot_of(node.name or ""))
+
+    def _c_Column(self, node: exp.Column) -> Any:
+        if node.table == "" and isinstance(node.this, exp.Identifier) and node.this.quoted is False \
+                and node.name.lower() in ("true", "false"):
+            return C.Const(1 if node.name.lower() == "true" else 0)
+        hit = self.scope.lookup(node.name, node.table or None)
+        if hit is None:
+            if isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table:
+                # SQLite's quirk: a double-quoted identifier that names no column is a string.
+                return C.Const(node.name)
+            full = f"{node.table}.{node.name}" if node.table else node.name
+            raise NoSuchObjectError(f"no such column: {full}")
+        depth, pos, _aff, _coll = hit
+        if self.agg is not None and depth == 0:
+            # A bare column beside aggregates reads the group's last input row.
+            return C.ColRef(pos)
+        if depth == 0:
+            return C.ColRef(pos)
+        self.uses_outer = True
+        return C.OuterRef(depth, pos)
+
+    def _c_Star(self, node: exp.Star) -> Any:
+        raise ProgrammingError("'*' is only allowed in a SELECT list or count(*)")
+
+    # -- operators -------------------------------------------------------------------
+
+    def _binary(self, op: str, node: exp.Expression) -> Any:
+        return C.Binary(C.BINARY_OPS[op], self.compile(node.this), self.compile(node.expression))
+
+    def _c_Add(self, n): return self._binary("add", n)
+    def _c_Sub(self, n): return self._binary("sub", n)
+    def _c_Mul(self, n): return self._binary("mul", n)
+    def _c_Div(self, n): return self._binary("div", n)
+    def _c_Mod(self, n): return self._binary("mod", n)
+    def _c_DPipe(self, n): return self._binary("concat", n)
+    def _c_BitwiseAnd(self, n): return self._binary("bitand", n)
+    def _c_BitwiseOr(self, n): return self._binary("bitor", n)
+    def _c_BitwiseLeftShift(self, n): return self._binary("lshift", n)
+    def _c_BitwiseRightShift(self, n): return self._binary("rshift", n)
+
+    def _c_Neg(self, node: exp.Neg) -> Any:
+        inner = node.this
+        if isinstance(inner, exp.Literal) and not inner.is_string:
+            text = inner.this
+            if text.strip() == "9223372036854775808":
+                return C.Const(INT64_MIN)
+            return C.Const(C.sql_neg(literal_value(inner)))
+        return C.Unary(1, self.compile(inner))
+
+    def _c_BitwiseNot(self, node):
+        return C.Unary(2, self.compile(node.this))
+
+    def _c_Not(self, node: exp.Not) -> Any:
+        inner = node.this
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
+        if isinstance(inner, exp.Is):
+            return self._is(inner, negate=True)
+        if isinstance(inner, exp.In):
+            return self._in(inner, negate=True)
+        if isinstance(inner, exp.Between):
+            return self._between(inner, negate=True)
+        if isinstance(inner, (exp.Like, exp.Glob, exp.Escape)):
+            return self._like(inner, negate=True)
+        if isinstance(inner, exp.Exists):
+            return self._exists(inner, negate=True)
+        return C.Unary(3, self.compile(inner))
+
+    def _flatten(self, node: exp.Expression, cls: type) -> list[exp.Expression]:
+        out: list[exp.Expression] = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, cls):
+                stack.append(n.expression)
+                stack.append(n.this)
+            else:
+                out.append(n)
+        return out
+
+    def _c_And(self, node):
+        return C.And(self.compile_list(self._flatten(node, exp.And)))
+
+    def _c_Or(self, node):
+        return C.Or(self.compile_list(self._flatten(node, exp.Or)))
+
+    def compare_operands(self, left: exp.Expression, right: exp.Expression) -> tuple[Any, Any, int]:
+        """Compiles both operands with SQLite's comparison affinity applied; returns collation too."""
+        a, b = self.compile(left), self.compile(right)
+        la, ra = self.affinity(left), self.affinity(right)
+        numeric = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
+        if la in numeric and ra not in numeric:
+            b = C.Affinity(b, AFF_NUMERIC)
+        elif ra in numeric and la not in numeric:
+            a = C.Affinity(a, AFF_NUMERIC)
+        elif la == AFF_TEXT and ra is None:
+            b = C.Affinity(b, AFF_TEXT)
+        elif ra == AFF_TEXT and la is None:
+            a = C.Affinity(a, AFF_TEXT)
+        coll = self.collation(left) or self.collation(right)
+        return a, b, coll
+
+    def _compare(self, op: int, node: exp.Expression) -> Any:
+        a, b, coll = self.compare_operands(node.this, node.expression)
+        return C.Compare(op, a, b, coll)
+
+    def _c_EQ(self, n): return self._compare(C.OP_EQ, n)
+    def _c_NEQ(self, n): return self._compare(C.OP_NE, n)
+    def _c_LT(self, n): return self._compare(C.OP_LT, n)
+    def _c_LTE(self, n): return self._compare(C.OP_LE, n)
+    def _c_GT(self, n): return self._compare(C.OP_GT, n)
+    def _c_GTE(self, n): return self._compare(C.OP_GE, n)
+
+    def _c_NullSafeEQ(self, node):
+        a, b, _ = self.compare_operands(node.this, node.expression)
+        return C.IsCompare(a, b, False)
+
+    def _c_NullSafeNEQ(self, node):
+        a, b, _ = self.compare_operands(node.this, node.expression)
+        return C.IsCompare(a, b, True)
+
+    def _is(self, node: exp.Is, negate: bool) -> Any:
+        if isinstance(node.expression, exp.Null):
+            return C.IsNull(self.compile(node.this), negate)
+        a, b, _ = self.compare_operands(node.this, node.expression)
+        return C.IsCompare(a, b, negate)
+
+    def _c_Is(self, node):
+        return self._is(node, False)
+
+    def _between(self, node: exp.Between, negate: bool) -> Any:
+        arg = self.compile(node.this)
+        low, high = self.compile(node.args["low"]), self.compile(node.args["high"])
+        aff = self.affinity(node.this)
+        if aff in (AFF_INTEGER, AFF_REAL, AFF_NUMERIC):
+            low, high = C.Affinity(low, AFF_NUMERIC), C.Affinity(high, AFF_NUMERIC)
+        return C.Between(arg, low, high, negate)
+
+    def _c_Between(self, node):
+        return self._between(node, False)
+
+    def _in(self, node: exp.In, negate: bool) -> Any:
+        query = node.args.get("query")
+        if query is not None:
+            select = query.this if isinstance(query, exp.Subquery) else query
+            runner, correlated = self._plan_subquery(select)
+            arg = self.compile(node.this)
+            return C.SubqueryExpr(runner, 2, correlated, arg, negate)
+        items = node.expressions
+        arg = self.compile(node.this)
+        aff = self.affinity(node.this)
+        compiled = []
+        for it in items:
+            e = self.compile(it)
+            if aff in (AFF_INTEGER, AFF_REAL, AFF_NUMERIC) and self.affinity(it) not in (AFF_INTEGER, AFF_REAL, AFF_NUMERIC):
+                e = C.Affinity(e, AFF_NUMERIC)
+            elif aff == AFF_TEXT and self.affinity(it) is None:
+                e = C.Affinity(e, AFF_TEXT)
+            compiled.append(e)
+        consts = None
+        if all(isinstance(e, C.Const) for e in compiled) and self.collation(node.this) == 0:
+            consts = [e.value for e in compiled]
+        elif all(isinstance(e, (C.Const, C.Affinity)) for e in compiled) and all(
+                isinstance(it, (exp.Literal, exp.Null, exp.Neg)) for it in items) and self.collation(node.this) == 0:
+            consts = [e.evaluate((), None) for e in compiled]
+        return C.InList(arg, compiled, negate, consts)
+
+    def _c_In(self, node):
+        return self._in(node, False)
+
+    def _like(self, node: exp.Expression, negate: bool) -> Any:
+        escape = None
+        if isinstance(node, exp.Escape):
+            escape = node.expression
+            node = node.this
+        glob = isinstance(node, exp.Glob)
+        arg = self.compile(node.this)
+        pat_node = node.expression
+        pattern = self.compile(pat_node)
+        esc = self.compile(escape) if escape is not None else None
+        matcher = None
+        if isinstance(pattern, C.Const) and isinstance(pattern.value, str) and (esc is None or isinstance(esc, C.Const)):
+            if glob:
+                matcher = C.GlobMatcher(pattern.value)
+            else:
+                matcher = C.LikeMatcher(pattern.value, esc.value if esc is not None else None)
+        return C.Like(arg, pattern, esc, glob, negate, matcher)
+
+    def _c_Like(self, n): return self._like(n, False)
+    def _c_Glob(self, n): return self._like(n, False)
+    def _c_Escape(self, n): return self._like(n, False)
+
+    def _c_ILike(self, node):
+        return self._like(exp.Like(this=node.this, expression=node.expression), False)
+
+    def _c_Case(self, node: exp.Case) -> Any:
+        operand = self.compile(node.this) if node.this is not None else None
+        whens = [(self.compile(i.this), self.compile(i.args["true"])) for i in node.args.get("ifs") or []]
+        default = node.args.get("default")
+        return C.Case(operand, whens, self.compile(default) if default is not None else None)
+
+    def _c_If(self, node: exp.If) -> Any:
+        false = node.args.get("false")
+        return C.Case(None, [(self.compile(node.this), self.compile(node.args["true"]))],
+                      self.compile(false) if false is not None else None)
+
+    def _c_Cast(self, node: exp.Cast) -> Any:
+        aff = affinity_of_type(node.to.sql(dialect="sqlite"))
+        return C.Cast(self.compile(node.this), aff)
+
+    def _c_Collate(self, node):
+        return self.compile(node.this)
+
+    def _c_CurrentTimestamp(self, node):
+        return self._call("datetime", [C.Const("now")])
+
+    def _c_CurrentDate(self, node):
+        return self._call("date", [C.Const("now")])
+
+    def _c_CurrentTime(self, node):
+        return self._call("time", [C.Const("now")])
+
+    # -- subqueries ------------------------------------------------------------------
+
+    def _plan_subquery(self, select: exp.Expression) -> tuple[Callable, bool]:
+        if self.subquery_planner is None:
+            raise NotSupportedError("subqueries are not supported here")
+        return self.subquery_planner(select, self.scope)
+
+    def _c_Subquery(self, node: exp.Subquery) -> Any:
+        runner, correlated = self._plan_subquery(node.this)
+        return C.SubqueryExpr(runner, 0, correlated)
+
+    def _c_Select(self, node):
+        runner, correlated = self._plan_subquery(node)
+        return C.SubqueryExpr(runner, 0, correlated)
+
+    def _c_Union(self, node):
+        return self._c_Select(node)
+
+    _c_Except = _c_Union
+    _c_Intersect = _c_Union
+
+    def _exists(self, node: exp.Exists, negate: bool) -> Any:
+        select = node.this.this if isinstance(node.this, exp.Subquery) else node.this
+        runner, correlated = self._plan_subquery(select)
+        return C.SubqueryExpr(runner, 1, correlated, None, negate)
+
+    def _c_Exists(self, node):
+        return self._exists(node, False)
+
+    # -- functions -------------------------------------------------------------------
+
+    def _c_Anonymous(self, node: exp.Anonymous) -> Any:
+        name = node.name.lower()
+        args = node.expressions
+        if any(isinstance(a, exp.Distinct) for a in args) or is_aggregate_call(node):
+            raise ProgrammingError(f"misuse of aggregate function {name}()")
+        if name in ("coalesce", "ifnull"):
+            if (name == "ifnull" and len(args) != 2) or len(args) < 2:
+                raise ProgrammingError(f"wrong number of arguments to function {name}()")
+            return C.Coalesce(self.compile_list(args))
+        if name == "iif":
+            if len(args) != 3:
+                raise ProgrammingError("wrong number of arguments to function iif()")
+            return C.Case(None, [(self.compile(args[0]), self.compile(args[1]))], self.compile(args[2]))
+        if name in ("like", "glob"):
+            if len(args) not in (2, 3):
+                raise ProgrammingError(f"wrong number of arguments to function {name}()")
+            # like(pattern, value[, escape]) has its arguments the other way round.
+            inner = (exp.Glob if name == "glob" else exp.Like)(this=args[1], expression=args[0])
+            if len(args) == 3:
+                inner = exp.Escape(this=inner, expression=args[2])
+            return self._like(inner, False)
+        ctxfn = CONTEXT_FUNCTIONS.get(name)
+        if ctxfn is not None:
+            if args:
+                raise ProgrammingError(f"wrong number of arguments to function {name}()")
+            return C.ContextCall(ctxfn)
+        return self._call(name, self.compile_list(args))
+
+    def _call(self, name: str, args: list) -> Any:
+        fn = C.SCALAR_FUNCTIONS.get(name)
+        if fn is None:
+            raise NoSuchObjectError(f"no such function: {name}")
+        lo, hi = fn.min_args, fn.max_args
+        if len(args) < lo or (hi >= 0 and len(args) > hi):
+            raise ProgrammingError(f"wrong number of arguments to function {name}()")
+        if fn.deterministic and all(isinstance(a, C.Const) for a in args):
+            try:
+                return C.Const(fn.func(*[a.value for a in args]))
+            except Exception:
+                pass   # let the error surface at execution, as SQLite does
+        return C.Call(fn.func, args)
+
+    def _aggregate(self, node: exp.Expression) -> Any:
+        assert self.agg is not None
+        key = _node_key(node)
+        if key in self.agg.spec_keys:
+            return C.AggRef(self.agg.aggregate_position(self.agg.spec_keys.index(key)))
+        if isinstance(node, exp.Filter):
+            raise NotSupportedError("aggregate FILTER clauses are not supported yet")
+        name = node.name.lower()
+        args = list(node.expressions)
+        distinct = False
+        if len(args) == 1 and isinstance(args[0], exp.Distinct):
+            distinct = True
+            args = list(args[0].expressions)
+        star = len(args) == 1 and isinstance(args[0], exp.Star)
+        if star and name != "count":
+            raise ProgrammingError(f"wrong number of arguments to function {name}()")
+        fn = C.AGGREGATE_FUNCTIONS.get(name)
+        if fn is None:
+            raise NoSuchObjectError(f"no such function: {name}")
+        nargs = 0 if star else len(args)
+        if not fn.accepts(nargs) and not star:
+            raise ProgrammingError(f"wrong number of arguments to function {name}()")
+        if distinct and nargs != 1:
+            raise ProgrammingError("DISTINCT aggregates must have exactly one argument")
+        if any(contains_aggregate(a) for a in args):
+            raise ProgrammingError(f"misuse of aggregate function {name}()")
+        inner = ExprCompiler(self.agg.input_scope, self.params, self.subquery_planner, None)
+        compiled = [] if star else inner.compile_list(args)
+        self.uses_outer = self.uses_outer or inner.uses_outer
+        coll = inner.collation(args[0]) if args and not star else 0
+        factory = fn.factory(nargs, star, coll, distinct)
+        spec = C.AggSpec(factory, compiled, False, star)
+        self.agg.specs.append(spec)
+        self.agg.spec_keys.append(key)
+        return C.AggRef(self.agg.aggregate_position(len(self.agg.specs) - 1))
+
+
+def _changes(session: Any) -> int:
+    return session.changes_count
+
+
+def _total_changes(session: Any) -> int:
+    return session.total_changes
+
+
+def _last_insert_rowid(session: Any) -> int:
+    return session.last_insert_rowid
+
+
+CONTEXT_FUNCTIONS = {
+    "changes": _changes,
+    "total_changes": _total_changes,
+    "last_insert_rowid": _last_insert_rowid,
+}

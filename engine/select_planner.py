@@ -1,0 +1,826 @@
+"""Plans SELECT statements (and compounds) into trees of compiled operators.
+
+The shape of a plan, bottom-up:
+
+    access paths per FROM item (rowid lookup / rowid range / index range / scan)
+    -> joins in FROM order (index nested loop, hash join, or nested loop)
+    -> WHERE residue -> hash aggregate -> HAVING
+    -> projection (+ ORDER BY keys) -> DISTINCT -> sort -> LIMIT/OFFSET -> trim
+
+Every WHERE conjunct is kept as a filter even when an access path already
+narrowed on it: the access path only has to return a superset, which keeps
+SQLite's affinity and NULL corner cases in one place (the filter).
+Join ordering by cost and the rest of the SQL surface grow here (issue 3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlglot import exp
+
+from terndb._cext import _core as C
+
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Index, Schema, Table
+from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
+from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
+from .params import ParamSpec
+from .sqlparse import parse_one
+
+NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
+
+
+@dataclass
+class PlannedQuery:
+    """A planned SELECT: the operator tree and what its output rows look like."""
+    root: Any
+    names: list[str]
+    decl_types: list[str | None]
+    affinities: list[int]
+    explain: list[str] = field(default_factory=list)
+    correlated: bool = False
+
+
+@dataclass
+class FromItem:
+    source: Source
+    table: Table | None = None
+    producer: Any = None          # operator for subqueries/views (no access-path choice)
+    join_kind: str = "inner"      # inner / left / cross
+    on: exp.Expression | None = None
+    using: list[str] | None = None
+    natural: bool = False
+
+
+class BoundScope(Scope):
+    """Resolves names for expressions evaluated when an access path opens.
+
+    Inside a join, the right side opens while the current left row sits on
+    top of ``ctx.outer``: left columns become OuterRef(1, pos) and enclosing
+    queries are one level further away.  The table being accessed itself is
+    not visible (a bound cannot depend on the row it looks up).
+    """
+
+    def __init__(self, base: Scope, left_width: int, exclude: Source, bias: int) -> None:
+        super().__init__(base.sources, base.parent)
+        self.base = base
+        self.left_width = left_width
+        self.exclude = exclude
+        self.bias = bias
+
+    def lookup(self, name: str, table: str | None):
+        hit = self.base.lookup(name, table)
+        if hit is None:
+            return None
+        depth, pos, aff, coll = hit
+        if depth == 0:
+            ex = self.exclude
+            if ex.offset <= pos < ex.offset + ex.width:
+                raise _NotABound()
+            if pos >= self.left_width:
+                raise _NotABound()
+            return (1, pos, aff, coll)
+        return (depth + self.bias, pos, aff, coll)
+
+
+class _NotABound(Exception):
+    """Raised while compiling a candidate bound that depends on the looked-up row."""
+
+
+class SelectPlanner:
+    def __init__(self, store: Any, schema: Schema, params: ParamSpec) -> None:
+        self.store = store
+        self.schema = schema
+        self.params = params
+        self.explain: list[str] = []
+        self._view_depth = 0
+
+    # -- entry points ------------------------------------------------------------------
+
+    def plan(self, node: exp.Expression, parent: Scope | None = None) -> PlannedQuery:
+        if isinstance(node, exp.Subquery):
+            node = node.this
+        if isinstance(node, (exp.Union, exp.Except, exp.Intersect)):
+            return self._plan_compound(node, parent)
+        if isinstance(node, exp.Values):
+            return self._plan_values(node, parent)
+        if not isinstance(node, exp.Select):
+            raise NotSupportedError(f"unsupported query: {node.sql(dialect='sqlite')[:60]}")
+        if node.args.get("with_"):
+            raise NotSupportedError("WITH clauses are not supported yet")
+        return self._plan_select(node, parent)
+
+    def subquery_runner(self, node: exp.Expression, scope: Scope) -> tuple[Callable, bool]:
+        """Plans a subquery with ``scope`` as its parent; returns (runner, correlated)."""
+        probe = _CorrelationProbe(scope)
+        planned = self.plan(node, probe)
+        root = planned.root
+
+        def run(ctx: Any, limit: int) -> list:
+            return C.run_operator(root, ctx, limit)
+        return run, probe.used
+
+    # -- SELECT ------------------------------------------------------------------------
+
+    def _plan_select(self, node: exp.Select, parent: Scope | None) -> PlannedQuery:
+        items = self._from_items(node, parent)
+        scope = Scope([it.source for it in items], parent)
+        where = node.args.get("where")
+        conjuncts = _split_and(where.this) if where is not None else []
+        root = self._plan_joins(items, scope, conjuncts)
+
+        select_nodes = self._expand_stars(node.expressions, items)
+        group = node.args.get("group")
+        group_nodes = list(group.expressions) if group is not None else []
+        having = node.args.get("having")
+        order = node.args.get("order")
+        order_nodes = list(order.expressions) if order is not None else []
+        aggregating = bool(group_nodes) or any(contains_aggregate(n) for n in select_nodes) or (
+            having is not None)
+        if not aggregating and any(contains_aggregate(o.this) for o in order_nodes):
+            aggregating = True
+
+        names = [_output_name(n) for n in select_nodes]
+        if aggregating:
+            # GROUP BY terms may name a result column by position or alias.
+            group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY") for g in group_nodes]
+            pre = ExprCompiler(scope, self.params, self.subquery_runner)
+            group_exprs = pre.compile_list(group_nodes)
+            for g in group_nodes:
+                if contains_aggregate(g):
+                    raise ProgrammingError("aggregate functions are not allowed in the GROUP BY clause")
+            agg = AggregateContext(scope, group_nodes)
+            post = ExprCompiler(scope, self.params, self.subquery_runner, agg)
+            select_exprs = post.compile_list([_unalias(n) for n in select_nodes])
+            having_expr = post.compile(having.this) if having is not None else None
+            order_exprs = [post.compile(self._resolve_order(o.this, select_nodes, names)) for o in order_nodes]
+            root = C.HashAggregate(root, group_exprs, agg.specs, scope.width)
+            self.explain.append("USE TEMP B-TREE FOR GROUP BY" if group_nodes else "AGGREGATE")
+            if having_expr is not None:
+                root = C.Filter(root, having_expr)
+        else:
+            comp = ExprCompiler(scope, self.params, self.subquery_runner)
+            select_exprs = comp.compile_list([_unalias(n) for n in select_nodes])
+            order_exprs = [comp.compile(self._resolve_order(o.this, select_nodes, names)) for o in order_nodes]
+
+        nsel = len(select_exprs)
+        distinct = node.args.get("distinct") is not None
+        sort_keys: list = []
+        desc = bytearray()
+        extra: list = []
+        for o, e in zip(order_nodes, order_exprs):
+            pos = self._select_position(o.this, select_nodes, names)
+            key_expr = C.ColRef(pos) if pos is not None else None
+            if key_expr is None:
+                if distinct:
+                    # Sorting happens after DISTINCT, so the key must be a result column.
+                    extra.append(e)
+                    key_expr = C.ColRef(nsel + len(extra) - 1)
+                else:
+                    extra.append(e)
+                    key_expr = C.ColRef(nsel + len(extra) - 1)
+            is_desc = bool(o.args.get("desc"))
+            nulls_first = o.args.get("nulls_first")
+            default_nulls_first = not is_desc
+            if nulls_first is not None and bool(nulls_first) != default_nulls_first:
+                sort_keys.append(C.IsNull(key_expr, False))
+                desc.append(1 if nulls_first else 0)
+            sort_keys.append(key_expr)
+            desc.append(1 if is_desc else 0)
+        root = C.Project(root, select_exprs + extra)
+        if distinct:
+            if extra:
+                raise NotSupportedError("ORDER BY terms of a SELECT DISTINCT must appear in its result columns")
+            root = C.Distinct(root)
+        if sort_keys:
+            root = C.Sort(root, sort_keys, bytes(desc))
+            self.explain.append("USE TEMP B-TREE FOR ORDER BY")
+        root = self._limit(node, root, scope)
+        if extra:
+            root = C.Project(root, [C.ColRef(i) for i in range(nsel)])
+        decl, affs = self._output_types(select_nodes, scope)
+        return PlannedQuery(root, names, decl, affs, self.explain)
+
+    def _limit(self, node: exp.Expression, root: Any, scope: Scope | None) -> Any:
+        limit = node.args.get("limit")
+        offset = node.args.get("offset")
+        if limit is None and offset is None:
+            return root
+        comp = ExprCompiler(Scope([], scope.parent if scope else None), self.params, self.subquery_runner)
+        lim = comp.compile(limit.expression) if limit is not None else None
+        if limit is not None and limit.args.get("offset") is not None:
+            offset_expr = comp.compile(limit.args["offset"])
+        else:
+            offset_expr = comp.compile(offset.expression) if offset is not None else None
+        return C.Limit(root, lim, offset_expr)
+
+    def _output_types(self, select_nodes: list[exp.Expression], scope: Scope) -> tuple[list, list]:
+        decl: list[str | None] = []
+        affs: list[int] = []
+        for n in select_nodes:
+            inner = _unalias(n)
+            d, a = None, AFF_BLOB
+            if isinstance(inner, exp.Column):
+                src_col = self._column_source(inner, scope)
+                if src_col is not None:
+                    d, a = src_col
+            elif isinstance(inner, exp.Cast):
+                d = inner.to.sql(dialect="sqlite")
+            decl.append(d)
+            affs.append(a)
+        return decl, affs
+
+    def _column_source(self, node: exp.Column, scope: Scope) -> tuple[str | None, int] | None:
+        low = node.name.lower()
+        tlow = node.table.lower() if node.table else None
+        for src in scope.sources:
+            if tlow is not None and src.name != tlow:
+                continue
+            if low in src.columns:
+                i = src.columns.index(low)
+                decl = getattr(src, "decl_types", None)
+                return (decl[i] if decl else None), src.affinities[i]
+            if low in ROWID_NAMES and src.rowid_pos is not None:
+                return "INTEGER", AFF_INTEGER
+        return None
+
+    # -- FROM --------------------------------------------------------------------------
+
+    def _from_items(self, node: exp.Select, parent: Scope | None) -> list[FromItem]:
+        items: list[FromItem] = []
+        offset = 0
+        frm = node.args.get("from_")
+        if frm is None:
+            return items
+        tables = [(frm.this, None)]
+        for j in node.args.get("joins") or []:
+            tables.append((j.this, j))
+        for tnode, join in tables:
+            item = self._from_item(tnode, offset, parent)
+            if join is not None:
+                side = (join.side or "").upper()
+                kind = (join.kind or "").upper()
+                if side in ("RIGHT", "FULL"):
+                    raise NotSupportedError(f"{side} JOIN is not supported yet")
+                item.join_kind = "left" if side == "LEFT" else ("cross" if kind == "CROSS" else "inner")
+                item.on = join.args.get("on")
+                using = join.args.get("using")
+                if using:
+                    item.using = [u.name.lower() for u in using]
+                if join.method and join.method.upper() == "NATURAL" or kind == "NATURAL":
+                    item.natural = True
+            if any(it.source.name == item.source.name for it in items):
+                raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
+            items.append(item)
+            offset += item.source.width
+        return items
+
+    def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
+        if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
+            name = tnode.name
+            alias = tnode.alias or name
+            table = self.schema.tables.get(name.lower())
+            if table is not None:
+                src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
+                             offset, offset + len(table.columns), [c.name for c in table.columns],
+                             [_coll_code(c.collation) for c in table.columns])
+                src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+                return FromItem(src, table=table)
+            view = self.schema.views.get(name.lower())
+            if view is not None:
+                return self._view_item(view, alias, offset)
+            if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"):
+                return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"))
+            raise NoSuchObjectError(f"no such table: {name}")
+        if isinstance(tnode, exp.Subquery):
+            alias = tnode.alias or f"subquery_{offset}"
+            sub = SelectPlanner(self.store, self.schema, self.params)
+            planned = sub.plan(tnode.this, parent)
+            return self._derived_item(planned, alias, offset)
+        raise NotSupportedError(f"unsupported FROM item: {tnode.sql(dialect='sqlite')[:60]}")
+
+    def _derived_item(self, planned: PlannedQuery, alias: str, offset: int) -> FromItem:
+        cols = [n.lower() for n in planned.names]
+        src = Source(alias.lower(), cols, planned.affinities, offset, None, planned.names)
+        src.decl_types = planned.decl_types  # type: ignore[attr-defined]
+        root = planned.root
+        return FromItem(src, producer=C.Materialized(lambda ctx, r=root: C.run_operator(r, ctx, -1)))
+
+    def _view_item(self, view: Any, alias: str, offset: int) -> FromItem:
+        if self._view_depth > 32:
+            raise ProgrammingError(f"view {view.name} is circularly defined")
+        sub = SelectPlanner(self.store, self.schema, self.params)
+        sub._view_depth = self._view_depth + 1
+        # Views see only the database, never the query that uses them.
+        planned = sub.plan(parse_one(view.select_sql), None)
+        if view.columns:
+            planned.names = list(view.columns)
+        return self._derived_item(planned, alias, offset)
+
+    def _master_item(self, alias: str, offset: int, temp: bool) -> FromItem:
+        schema = self.schema
+        names = ["type", "name", "tbl_name", "rootpage", "sql"]
+
+        def rows(ctx: Any) -> list:
+            out = []
+            if temp:
+                return out
+            for kind, obj in schema.objects():
+                if kind == "table":
+                    out.append(("table", obj.name, obj.name, obj.object_id, obj.sql))
+                elif kind == "index":
+                    out.append(("index", obj.name, obj.table, obj.object_id, obj.sql))
+                elif kind == "view":
+                    out.append(("view", obj.name, obj.name, 0, obj.sql))
+                elif kind == "trigger":
+                    out.append(("trigger", obj.name, obj.table, 0, obj.sql))
+            return out
+        src = Source(alias.lower(), names, [AFF_TEXT, AFF_TEXT, AFF_TEXT, AFF_INTEGER, AFF_TEXT], offset, None, names)
+        src.decl_types = ["TEXT", "TEXT", "TEXT", "INT", "TEXT"]  # type: ignore[attr-defined]
+        return FromItem(src, producer=C.Materialized(rows))
+
+    # -- joins and access paths ------------------------------------------------------------
+
+    def _plan_joins(self, items: list[FromItem], scope: Scope, conjuncts: list[exp.Expression]) -> Any:
+        if not items:
+            comp = ExprCompiler(scope, self.params, self.subquery_runner)
+            root = C.SingleRow()
+            if conjuncts:
+                root = C.Filter(root, comp.compile(_and_all(conjuncts)))
+            return root
+        # USING / NATURAL become ON conditions; the right side's copy is hidden from unqualified names.
+        for i, it in enumerate(items):
+            if it.natural or it.using:
+                left_cols = {c for prev in items[:i] for c in prev.source.columns}
+                cols = it.using if it.using else [c for c in it.source.columns if c in left_cols]
+                conds = []
+                for c in cols:
+                    left_src = next((p.source for p in items[:i] if c in p.source.columns), None)
+                    if left_src is None or c not in it.source.columns:
+                        raise ProgrammingError(f"cannot join using column {c} - column not present in both tables")
+                    conds.append(exp.EQ(this=exp.column(c, table=left_src.name),
+                                        expression=exp.column(c, table=it.source.name)))
+                    it.source.using_hidden.add(c)
+                cond = _and_all(conds) if conds else None
+                if cond is not None:
+                    it.on = cond if it.on is None else exp.And(this=it.on, expression=cond)
+        where_pending = list(conjuncts)
+        root = None
+        left_width = 0
+        for i, it in enumerate(items):
+            on_conj = _split_and(it.on) if it.on is not None else []
+            if it.join_kind == "left":
+                local_pool = on_conj
+            else:
+                local_pool = on_conj + where_pending
+            visible = {id(s.source) for s in items[: i + 1]}
+            usable = [c for c in local_pool if self._refs_within(c, scope, items[: i + 1])]
+            if it.join_kind != "left":
+                where_pending = [c for c in where_pending if not any(c is u for u in usable)]
+            # Conjuncts that only involve this item (and outer/left rows) guide its access path.
+            access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0)
+            if root is None:
+                root = access
+                if residual:
+                    root = C.Filter(root, ExprCompiler(scope, self.params, self.subquery_runner)
+                                    .compile(_and_all(residual)))
+            else:
+                cond = None
+                if residual:
+                    cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(residual))
+                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange))
+                hash_keys = None if indexed else self._hash_keys(residual, scope, items[:i], it)
+                if hash_keys is not None:
+                    lk, rk = hash_keys
+                    root = C.HashJoin(root, access, lk, rk, cond, it.join_kind == "left", it.source.width)
+                    self.explain.append(f"HASH JOIN {it.source.name}")
+                else:
+                    root = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
+            left_width += it.source.width
+            del visible
+        if where_pending:
+            comp = ExprCompiler(scope, self.params, self.subquery_runner)
+            root = C.Filter(root, comp.compile(_and_all(where_pending)))
+        return root
+
+    def _refs_within(self, node: exp.Expression, scope: Scope, items: list[FromItem]) -> bool:
+        """True if every local column reference of ``node`` resolves into ``items``."""
+        limit = sum(it.source.width for it in items)
+        for col in _local_columns(node):
+            try:
+                hit = scope.lookup(col.name, col.table or None)
+            except ProgrammingError:
+                return False
+            if hit is None:
+                continue
+            if hit[0] == 0 and hit[1] >= limit:
+                return False
+        return True
+
+    def _access_path(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
+                     bias: int) -> tuple[Any, list[exp.Expression]]:
+        """Chooses how to read one FROM item; returns (operator, conjuncts still to apply)."""
+        if it.producer is not None:
+            return it.producer, conj
+        table = it.table
+        assert table is not None
+        src = it.source
+        ncols = len(table.columns)
+        defaults = self._defaults(table)
+        bscope = BoundScope(scope, left_width, src, bias)
+        bcomp = ExprCompiler(bscope, self.params, self.subquery_runner)
+        rowid_pos = src.rowid_pos
+        alias_pos = src.offset + table.rowid_alias if table.rowid_alias is not None else None
+        eqs: dict[int, Any] = {}
+        ranges: dict[int, list] = {}
+        for c in conj:
+            for pos, op, bound_node in _sargable(c, scope, src):
+                try:
+                    bound = bcomp.compile(bound_node)
+                except _NotABound:
+                    continue
+                col = pos - src.offset
+                if op == "eq":
+                    eqs.setdefault(col, (bound, bound_node))
+                else:
+                    ranges.setdefault(col, []).append((op, bound, bound_node))
+        rowid_col = ncols  # the rowid's slot in the source
+        key_cols = {rowid_col}
+        if table.rowid_alias is not None:
+            key_cols.add(table.rowid_alias)
+        store = self.store
+        for kc in key_cols:
+            if kc in eqs:
+                self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
+                op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0])
+                return op, conj
+        # Index with an equality on its first column(s), then an optional range.
+        best = None
+        for ix in self.schema.indexes_of(table):
+            if any(p.column is None or p.collation for p in ix.parts):
+                continue
+            if any(table.columns[p.column].collation for p in ix.parts):
+                continue
+            n_eq = 0
+            for p in ix.parts:
+                if p.column in eqs:
+                    n_eq += 1
+                else:
+                    break
+            rng = None
+            if n_eq < len(ix.parts) and ix.parts[n_eq].column in ranges and not ix.parts[n_eq].desc:
+                rng = ranges[ix.parts[n_eq].column]
+            score = n_eq * 10 + (1 if rng else 0) + (5 if ix.unique and n_eq == len(ix.parts) else 0)
+            if score > 0 and (best is None or score > best[0]):
+                best = (score, ix, n_eq, rng)
+        for kc in key_cols:
+            if kc in ranges and (best is None or best[0] < 10):
+                lo, lo_incl, hi, hi_incl = _range_bounds(ranges[kc])
+                self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")
+                return C.RowidRange(store, table.db_name, ncols, defaults, lo, lo_incl, hi, hi_incl), conj
+        if best is not None:
+            _score, ix, n_eq, rng = best
+            eq_vals = [self._probe(eqs[p.column][0], eqs[p.column][1], table, p.column, bcomp)
+                       for p in ix.parts[:n_eq]]
+            lo_list, hi_list = list(eq_vals), list(eq_vals)
+            lo_incl = hi_incl = True
+            desc_text = " AND ".join(f"{table.columns[p.column].name}=?" for p in ix.parts[:n_eq])
+            if rng:
+                col = ix.parts[n_eq].column
+                lo, lo_i, hi, hi_i = _range_bounds(rng)
+                if lo is not None:
+                    lo_list.append(C.Affinity(lo, table.columns[col].affinity) if table.columns[col].affinity in NUMERIC_AFFS else lo)
+                    lo_incl = lo_i
+                if hi is not None:
+                    hi_list.append(C.Affinity(hi, table.columns[col].affinity) if table.columns[col].affinity in NUMERIC_AFFS else hi)
+                    hi_incl = hi_i
+                desc_text = (desc_text + " AND " if desc_text else "") + f"{table.columns[col].name}>? AND <?"
+            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({desc_text})")
+            op = C.IndexScan(store, table.db_name, ix.db_name, ncols, defaults, ix.desc_flags,
+                             lo_list, lo_incl, hi_list, hi_incl)
+            return op, conj
+        self.explain.append(f"SCAN {src.name}")
+        return C.TableScan(store, table.db_name, ncols, defaults), conj
+
+    def _probe(self, bound: Any, bound_node: exp.Expression, table: Table, col: int, comp: ExprCompiler) -> Any:
+        """Converts an equality probe value to what the index stores (comparison affinity)."""
+        aff = table.columns[col].affinity
+        other = comp.affinity(bound_node)
+        if aff in NUMERIC_AFFS and other not in NUMERIC_AFFS:
+            return C.Affinity(bound, AFF_NUMERIC)
+        if aff == AFF_TEXT and other is None:
+            return C.Affinity(bound, AFF_TEXT)
+        return bound
+
+    def _hash_keys(self, residual: list[exp.Expression], scope: Scope, left_items: list[FromItem],
+                   right: FromItem) -> tuple[list, list] | None:
+        """Equality conjuncts usable as hash-join keys: (left key exprs, right key exprs)."""
+        left_limit = sum(it.source.width for it in left_items)
+        r0, r1 = right.source.offset, right.source.offset + right.source.width
+        lkeys, rkeys = [], []
+        comp = ExprCompiler(scope, self.params, self.subquery_runner)
+        for c in residual:
+            if not isinstance(c, exp.EQ):
+                continue
+            sides = []
+            for operand in (c.this, c.expression):
+                cols = list(_local_columns(operand))
+                if not cols or _has_subquery(operand):
+                    sides.append(None)
+                    continue
+                positions = set()
+                for col in cols:
+                    hit = scope.lookup(col.name, col.table or None)
+                    positions.add("L" if hit and hit[0] == 0 and hit[1] < left_limit else
+                                  "R" if hit and hit[0] == 0 and r0 <= hit[1] < r1 else "X")
+                sides.append(positions.pop() if len(positions) == 1 else None)
+            if sides in (["L", "R"], ["R", "L"]):
+                a, b, coll = comp.compare_operands(c.this, c.expression)
+                if coll:
+                    continue
+                la, ra = comp.affinity(c.this), comp.affinity(c.expression)
+                # Values of different storage classes can still be SQLite-equal only via
+                # affinity; with no affinity on either side, '1' and 1 must not match,
+                # which Python's hash equality already gives.
+                del la, ra
+                if sides[0] == "L":
+                    lkeys.append(a)
+                    rkeys.append(b)
+                else:
+                    lkeys.append(b)
+                    rkeys.append(a)
+        return (lkeys, rkeys) if lkeys else None
+
+    def _defaults(self, table: Table) -> tuple | None:
+        """Values for columns added by ALTER TABLE after a row was written."""
+        from .ddl import column_default_constant
+        vals = tuple(column_default_constant(c) for c in table.columns)
+        return vals if any(v is not None for v in vals) else None
+
+    # -- select list helpers -------------------------------------------------------------
+
+    def _expand_stars(self, nodes: list[exp.Expression], items: list[FromItem]) -> list[exp.Expression]:
+        out: list[exp.Expression] = []
+        for n in nodes:
+            if isinstance(n, exp.Star):
+                if not items:
+                    raise ProgrammingError("no tables specified")
+                for it in items:
+                    out.extend(self._source_columns(it, hide_using=True))
+            elif isinstance(n, exp.Column) and isinstance(n.this, exp.Star):
+                tname = n.table.lower()
+                match = [it for it in items if it.source.name == tname]
+                if not match:
+                    raise NoSuchObjectError(f"no such table: {n.table}")
+                out.extend(self._source_columns(match[0], hide_using=False))
+            else:
+                out.append(n)
+        return out
+
+    def _source_columns(self, it: FromItem, hide_using: bool) -> list[exp.Expression]:
+        cols = []
+        for name, display in zip(it.source.columns, it.source.display or it.source.columns):
+            if hide_using and name in it.source.using_hidden:
+                continue
+            col = exp.column(display, table=it.source.name, quoted=True)
+            cols.append(exp.alias_(col, display, quoted=True))
+        return cols
+
+    def _resolve_order(self, node: exp.Expression, select_nodes: list, names: list[str]) -> exp.Expression:
+        return self._resolve_alias_or_position(node, select_nodes, names, "ORDER BY")
+
+    def _resolve_alias_or_position(self, node: exp.Expression, select_nodes: list, names: list[str],
+                                   clause: str) -> exp.Expression:
+        if isinstance(node, exp.Literal) and not node.is_string:
+            try:
+                k = int(node.this)
+            except ValueError:
+                return node
+            if not 1 <= k <= len(select_nodes):
+                raise ProgrammingError(f"{k}th {clause} term out of range - should be between 1 and {len(select_nodes)}")
+            return _unalias(select_nodes[k - 1])
+        if isinstance(node, exp.Column) and not node.table:
+            low = node.name.lower()
+            for sn, name in zip(select_nodes, names):
+                if isinstance(sn, exp.Alias) and name.lower() == low:
+                    return sn.this
+        return node
+
+    def _select_position(self, node: exp.Expression, select_nodes: list, names: list[str]) -> int | None:
+        if isinstance(node, exp.Literal) and not node.is_string:
+            try:
+                k = int(node.this)
+            except ValueError:
+                return None
+            return k - 1 if 1 <= k <= len(select_nodes) else None
+        if isinstance(node, exp.Column) and not node.table:
+            low = node.name.lower()
+            for i, (sn, name) in enumerate(zip(select_nodes, names)):
+                if isinstance(sn, exp.Alias) and name.lower() == low:
+                    return i
+        key = node.sql(dialect="sqlite").lower()
+        for i, sn in enumerate(select_nodes):
+            if _unalias(sn).sql(dialect="sqlite").lower() == key:
+                return i
+        return None
+
+    # -- compounds and VALUES --------------------------------------------------------------
+
+    def _plan_compound(self, node: exp.Expression, parent: Scope | None) -> PlannedQuery:
+        left = self.plan(node.this, parent)
+        right = self.plan(node.expression, parent)
+        if len(left.names) != len(right.names):
+            kind = type(node).__name__.upper()
+            raise ProgrammingError(f"SELECTs to the left and right of {kind} do not have the same number of result columns")
+        distinct = bool(node.args.get("distinct", True))
+        kind = type(node).__name__.lower()
+        lroot, rroot = left.root, right.root
+
+        def rows(ctx: Any) -> list:
+            a = C.run_operator(lroot, ctx, -1)
+            b = C.run_operator(rroot, ctx, -1)
+            if kind == "union":
+                if not distinct:
+                    return a + b
+                seen: dict = {}
+                for r in a + b:
+                    seen.setdefault(r, None)
+                return sorted(seen, key=C.encode_key)
+            if kind == "except":
+                bs = set(b)
+                return sorted({r for r in a if r not in bs}, key=C.encode_key)
+            bs = set(b)
+            return sorted({r for r in a if r in bs}, key=C.encode_key)
+        root = C.Materialized(rows)
+        order = node.args.get("order")
+        names = left.names
+        if order is not None:
+            keys, desc = [], bytearray()
+            for o in order.expressions:
+                pos = self._compound_position(o.this, names, node)
+                keys.append(C.ColRef(pos))
+                desc.append(1 if o.args.get("desc") else 0)
+            root = C.Sort(root, keys, bytes(desc))
+        root = self._limit(node, root, Scope([], parent))
+        return PlannedQuery(root, names, left.decl_types, left.affinities, self.explain)
+
+    def _compound_position(self, node: exp.Expression, names: list[str], compound: exp.Expression) -> int:
+        if isinstance(node, exp.Literal) and not node.is_string:
+            k = int(node.this)
+            if not 1 <= k <= len(names):
+                raise ProgrammingError(f"{k}th ORDER BY term out of range - should be between 1 and {len(names)}")
+            return k - 1
+        if isinstance(node, exp.Column):
+            low = node.name.lower()
+            for i, n in enumerate(names):
+                if n.lower() == low:
+                    return i
+        # An expression matching a result column of the left-most SELECT.
+        first = compound
+        while isinstance(first, (exp.Union, exp.Except, exp.Intersect)):
+            first = first.this
+        if isinstance(first, exp.Select):
+            key = node.sql(dialect="sqlite").lower()
+            for i, sn in enumerate(first.expressions):
+                if _unalias(sn).sql(dialect="sqlite").lower() == key:
+                    return i
+        raise ProgrammingError("1st ORDER BY term does not match any column in the result set")
+
+    def _plan_values(self, node: exp.Values, parent: Scope | None) -> PlannedQuery:
+        comp = ExprCompiler(Scope([], parent), self.params, self.subquery_runner)
+        rows = [comp.compile_list(list(t.expressions)) for t in node.expressions]
+        width = len(rows[0]) if rows else 0
+        if any(len(r) != width for r in rows):
+            raise ProgrammingError("all VALUES must have the same number of terms")
+        names = [f"column{i + 1}" for i in range(width)]
+        return PlannedQuery(C.ValuesScan(rows), names, [None] * width, [AFF_BLOB] * width, self.explain)
+
+
+class _CorrelationProbe(Scope):
+    """Wraps a parent scope and records whether a subquery reached into it."""
+
+    def __init__(self, parent: Scope) -> None:
+        super().__init__(parent.sources, parent.parent)
+        self.inner = parent
+        self.used = False
+
+    def lookup(self, name: str, table: str | None):
+        hit = self.inner.lookup(name, table)
+        if hit is not None:
+            self.used = True
+        return hit
+
+    @property
+    def width(self) -> int:
+        return self.inner.width
+
+
+# -- small AST helpers -----------------------------------------------------------------------
+
+def _split_and(node: exp.Expression | None) -> list[exp.Expression]:
+    if node is None:
+        return []
+    out: list[exp.Expression] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, exp.Paren) and isinstance(n.this, exp.And):
+            n = n.this
+        if isinstance(n, exp.And):
+            stack.append(n.expression)
+            stack.append(n.this)
+        else:
+            out.append(n)
+    return out
+
+
+def _and_all(nodes: list[exp.Expression]) -> exp.Expression:
+    result = nodes[0]
+    for n in nodes[1:]:
+        result = exp.And(this=result, expression=n)
+    return result
+
+
+def _unalias(node: exp.Expression) -> exp.Expression:
+    return node.this if isinstance(node, exp.Alias) else node
+
+
+def _output_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Alias):
+        return node.alias
+    if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
+        return node.name
+    return node.sql(dialect="sqlite")
+
+
+def _coll_code(name: str | None) -> int:
+    if not name:
+        return 0
+    return {"binary": 0, "nocase": 1, "rtrim": 2}.get(name.lower(), 0)
+
+
+def _local_columns(node: exp.Expression):
+    """Column nodes of ``node`` that belong to this query level (not inside subqueries)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, exp.Column):
+            yield n
+            continue
+        if isinstance(n, (exp.Subquery, exp.Select, exp.Exists)):
+            continue
+        stack.extend(n.iter_expressions())
+
+
+def _has_subquery(node: exp.Expression) -> bool:
+    return any(isinstance(n, (exp.Subquery, exp.Select, exp.Exists)) for n in node.walk())
+
+
+def _column_position(node: exp.Expression, scope: Scope) -> int | None:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if not isinstance(node, exp.Column):
+        return None
+    try:
+        hit = scope.lookup(node.name, node.table or None)
+    except ProgrammingError:
+        return None
+    if hit is None or hit[0] != 0:
+        return None
+    return hit[1]
+
+
+_FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq"}
+_OPS = {exp.EQ: "eq", exp.LT: "lt", exp.LTE: "le", exp.GT: "gt", exp.GTE: "ge"}
+
+
+def _sargable(node: exp.Expression, scope: Scope, src: Source) -> list[tuple[int, str, exp.Expression]]:
+    """(column position, op, bound expression) terms of a conjunct usable by an access path."""
+    out = []
+    lo, hi = src.offset, src.offset + src.width
+    op = _OPS.get(type(node))
+    if op is not None:
+        lp = _column_position(node.this, scope)
+        rp = _column_position(node.expression, scope)
+        if lp is not None and lo <= lp < hi and not (rp is not None and lo <= rp < hi):
+            out.append((lp, op, node.expression))
+        elif rp is not None and lo <= rp < hi and not (lp is not None and lo <= lp < hi):
+            out.append((rp, _FLIP[op], node.this))
+    elif isinstance(node, exp.Between):
+        p = _column_position(node.this, scope)
+        if p is not None and lo <= p < hi:
+            out.append((p, "ge", node.args["low"]))
+            out.append((p, "le", node.args["high"]))
+    return out
+
+
+def _range_bounds(terms: list) -> tuple[Any, bool, Any, bool]:
+    """Picks one lower and one upper bound from range terms (the filter keeps the rest)."""
+    lo = hi = None
+    lo_incl = hi_incl = True
+    for op, bound, _node in terms:
+        if op in ("gt", "ge") and lo is None:
+            lo, lo_incl = bound, op == "ge"
+        elif op in ("lt", "le") and hi is None:
+            hi, hi_incl = bound, op == "le"
+    return lo, lo_incl, hi, hi_incl

@@ -1,0 +1,552 @@
+"""A session: one connection's transaction state, plan cache and statement execution.
+
+Transactions follow Python's sqlite3 module (legacy mode): with an
+``isolation_level`` (the default ``""``), a DML statement implicitly begins a
+transaction that lasts until ``commit()``/``rollback()``; with
+``isolation_level=None`` every statement commits on its own unless the SQL
+says BEGIN.  Explicit BEGIN/COMMIT/ROLLBACK and SAVEPOINT/RELEASE/ROLLBACK TO
+work in both modes.
+
+Every statement inside a transaction runs in a nested LMDB transaction, so a
+failing statement leaves no partial writes while earlier statements of the
+transaction stay (SQLite's statement atomicity); SAVEPOINTs are nested
+transactions too.  At commit the change set collected by the writers is
+appended to the binlog in the same LMDB transaction.
+
+Plans are cached per session by SQL text; a cached plan is reused as long
+as the schema it was planned against is the session's current schema.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from typing import Any, Iterable
+
+import lmdb
+from sqlglot import exp
+
+from terndb._cext import _core as C
+
+from .catalog import Schema
+from .database import Database
+from .ddl import DDLExecutor
+from .dml_planner import InsertPlan, ModifyPlan, build_writer, plan_delete, plan_insert, plan_update, run_insert, run_modify
+from .errors import (
+    DatabaseError, Error, InterfaceError, InternalError, NotSupportedError, OperationalError, ProgrammingError,
+    UniqueViolation,
+)
+from .params import ParamSpec, bind_plain, rewrite_placeholders
+from .select_planner import PlannedQuery, SelectPlanner
+from .storage import is_map_full
+from .sqlparse import TxnControl, parse_one, parse_txn_control
+
+PLAN_CACHE_SIZE = 256
+_UPDATE_OR = re.compile(r"^(\s*UPDATE)\s+OR\s+(ROLLBACK|ABORT|REPLACE|FAIL|IGNORE)\b", re.I)
+_REPLACE_INTO = re.compile(r"^(\s*)REPLACE(\s+INTO\b)", re.I)
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+QUERY\s+PLAN\s+", re.I)
+
+
+class Plan:
+    """A cached, ready-to-run statement."""
+
+    __slots__ = ("kind", "sql", "params", "schema", "query", "insert", "modify", "node", "mode", "txn",
+                 "in_use", "explain")
+
+    def __init__(self, kind: str, sql: str, params: ParamSpec, schema: Schema | None) -> None:
+        self.kind = kind          # query / insert / modify / ddl / txn / explain
+        self.sql = sql
+        self.params = params
+        self.schema = schema
+        self.query: PlannedQuery | None = None
+        self.insert: InsertPlan | None = None
+        self.modify: ModifyPlan | None = None
+        self.node: Any = None
+        self.mode: str | None = None
+        self.txn: TxnControl | None = None
+        self.in_use = False
+        self.explain: list[str] | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in ("insert", "modify", "ddl")
+
+
+class Result:
+    """Rows (streamed from a read transaction or materialised) plus counts."""
+
+    def __init__(self, names: list[str] | None = None, decl_types: list | None = None,
+                 source: Any = None, rows: list | None = None, read_txn: Any = None,
+                 rowcount: int = -1, lastrowid: int | None = None, plan: Plan | None = None) -> None:
+        self.names = names
+        self.decl_types = decl_types
+        self._source = source
+        self._rows = rows
+        self._pos = 0
+        self._read_txn = read_txn
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+        self._plan = plan
+
+    def fetch(self, n: int) -> list:
+        """Up to ``n`` rows (all remaining if n < 0)."""
+        if self._rows is not None:
+            if n < 0:
+                out = self._rows[self._pos:]
+                self._pos = len(self._rows)
+            else:
+                out = self._rows[self._pos:self._pos + n]
+                self._pos += len(out)
+            if self._pos >= len(self._rows):
+                self._release_plan()
+            return out
+        if self._source is None:
+            return []
+        try:
+            out = self._source.fetch(n)
+        except lmdb.Error as err:
+            self.close()
+            raise OperationalError(f"storage error while reading: {err}") from err
+        except Error:
+            self.close()
+            raise
+        if n < 0 or len(out) < n:
+            self.close()
+        return out
+
+    def close(self) -> None:
+        if self._source is not None:
+            try:
+                self._source.close()
+            finally:
+                self._source = None
+        if self._read_txn is not None:
+            txn, self._read_txn = self._read_txn, None
+            try:
+                txn.end()
+            except (lmdb.Error, Error):
+                pass
+        self._release_plan()
+
+    def _release_plan(self) -> None:
+        if self._plan is not None:
+            self._plan.in_use = False
+            self._plan = None
+
+
+class Session:
+    """One connection's view of a Database."""
+
+    def __init__(self, db: Database, *, isolation_level: str | None = "", busy_timeout: float = 5.0,
+                 binder: Any = bind_plain) -> None:
+        self.db = db
+        self.binder = binder                 # (ParamSpec, params) -> tuple of SQL values
+        self.store = db.store
+        self.isolation_level = isolation_level
+        self.busy_timeout = busy_timeout
+        self.write: Any = None               # storage WriteTxn when a transaction is open
+        self.explicit = False                # a transaction begun by BEGIN or implicitly by DML
+        self.changes: Any = None             # ChangeCollector of the open write transaction
+        self.savepoints: list[tuple[str, int, int]] = []
+        self.schema: Schema | None = None
+        self.own_ddl = False                 # this write txn changed the schema
+        self.plans: OrderedDict[str, Plan] = OrderedDict()
+        self.last_insert_rowid = 0
+        self.changes_count = 0
+        self.total_changes = 0
+        self.journal: list[tuple[Plan, Any, bool]] = []   # statements of the open txn, for map-growth replay
+        self.thread = threading.get_ident()
+        self.closed = False
+        self.ddl = DDLExecutor(self.store, db.catalog)
+
+    # -- transaction state -------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.write is not None and self.explicit
+
+    def _begin_write(self) -> None:
+        self.write = self.store.begin_write(self.busy_timeout)
+        self.changes = C.ChangeCollector()
+        self.own_ddl = False
+        self.journal = []
+
+    def _finish_write(self) -> None:
+        self.write = None
+        self.changes = None
+        self.explicit = False
+        self.savepoints = []
+        self.journal = []
+        if self.own_ddl:
+            self.schema = None       # reload the committed (or restored) schema next time
+            self.plans.clear()
+        self.own_ddl = False
+
+    def commit(self) -> None:
+        if self.write is None:
+            return
+        write = self.write
+        try:
+            if self.changes is not None and self.changes.count:
+                schema_version = self.db.catalog.version(write.txn)
+                self.db.binlog.append(write.txn, self.changes, self.db.hlc, self.db.node_id, schema_version)
+            write.commit()
+        except BaseException as err:
+            if is_map_full(err) and self.write is write:
+                self._grow_and_replay()
+                return self.commit()
+            self._abort_quietly()
+            if isinstance(err, lmdb.Error):
+                raise OperationalError(f"commit failed: {err}") from err
+            raise
+        finally:
+            if self.write is write:
+                self._finish_write()
+
+    def rollback(self) -> None:
+        if self.write is None:
+            return
+        try:
+            self.write.abort()
+        finally:
+            self._finish_write()
+
+    def _abort_quietly(self) -> None:
+        if self.write is not None:
+            try:
+                self.write.abort()
+            except Exception:
+                pass
+            self._finish_write()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.rollback()
+        self.plans.clear()
+        self.closed = True
+
+    # -- planning ----------------------------------------------------------------------
+
+    def _schema_for(self, txn: Any) -> Schema:
+        if self.own_ddl:
+            version = self.db.catalog.version(txn)
+            if self.schema is None or self.schema.version != version:
+                self.schema = self.db.catalog.load(txn, self.write)
+            return self.schema
+        schema = self.db.committed_schema(txn)
+        if schema is not self.schema:
+            self.schema = schema
+        return schema
+
+    def _get_plan(self, sql: str, schema: Schema | None) -> Plan:
+        plan = self.plans.get(sql)
+        if plan is not None and (plan.schema is schema or plan.kind == "txn") and not plan.in_use:
+            self.plans.move_to_end(sql)
+            return plan
+        plan = self._make_plan(sql, schema)
+        if plan.kind not in ("ddl",):
+            self.plans[sql] = plan
+            if len(self.plans) > PLAN_CACHE_SIZE:
+                self.plans.popitem(last=False)
+        return plan
+
+    def _make_plan(self, sql: str, schema: Schema | None) -> Plan:
+        tc = parse_txn_control(sql)
+        if tc is not None:
+            plan = Plan("txn", sql, ParamSpec.EMPTY, None)
+            plan.txn = tc
+            return plan
+        assert schema is not None
+        text, mode = sql, None
+        explain = _EXPLAIN.match(text)
+        if explain:
+            text = text[explain.end():]
+        m = _UPDATE_OR.match(text)
+        if m:
+            mode = m.group(2).upper()
+            text = m.group(1) + text[m.end():]
+        m = _REPLACE_INTO.match(text)
+        if m:
+            text = m.group(1) + "INSERT OR REPLACE" + text[m.end(1) + len("REPLACE"):]
+        text, params = rewrite_placeholders(text)
+        node = parse_one(text)
+        plan = Plan("query", sql, params, schema)
+        plan.mode = mode
+        if isinstance(node, (exp.Select, exp.Union, exp.Except, exp.Intersect, exp.Values, exp.Subquery)):
+            planner = SelectPlanner(self.store, schema, params)
+            plan.query = planner.plan(node)
+            plan.explain = planner.explain
+        elif isinstance(node, exp.Insert):
+            plan.kind = "insert"
+            plan.insert = plan_insert(self.store, schema, node, params, mode)
+        elif isinstance(node, exp.Update):
+            plan.kind = "modify"
+            plan.modify = plan_update(self.store, schema, node, params, mode)
+        elif isinstance(node, exp.Delete):
+            plan.kind = "modify"
+            plan.modify = plan_delete(self.store, schema, node, params)
+        elif isinstance(node, (exp.Create, exp.Drop)):
+            plan.kind = "ddl"
+            plan.node = node
+        elif isinstance(node, exp.Command):
+            raise _unsupported_command(node, sql)
+        else:
+            raise NotSupportedError(f"unsupported statement: {type(node).__name__.upper()}")
+        if explain:
+            if plan.kind != "query":
+                raise NotSupportedError("EXPLAIN QUERY PLAN is supported for SELECT statements")
+            plan.kind = "explain"
+        return plan
+
+    # -- execution ---------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Any = None) -> Result:
+        self._check_usable()
+        if self.write is not None:
+            schema = self._schema_for(self.write.txn)
+            plan = self._get_plan(sql, schema)
+            return self._run(plan, [params], many=False)
+        tc = parse_txn_control(sql)
+        if tc is not None:
+            return self._txn_control(tc)
+        read = self._begin_read()
+        try:
+            schema = self._schema_for(read.txn)
+            plan = self._get_plan(sql, schema)
+        except BaseException:
+            read.end()
+            raise
+        if plan.kind in ("query", "explain"):
+            return self._run_query(plan, params, read)
+        read.end()
+        return self._run(plan, [params], many=False)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> Result:
+        self._check_usable()
+        if self.write is None:
+            read = self._begin_read()
+            try:
+                schema = self._schema_for(read.txn)
+            finally:
+                read.end()
+        else:
+            schema = self._schema_for(self.write.txn)
+        plan = self._get_plan(sql, schema)
+        if not plan.writes:
+            raise ProgrammingError("executemany() can only execute DML statements.")
+        return self._run(plan, seq_of_params, many=True)
+
+    def _begin_read(self) -> Any:
+        try:
+            return self.store.begin_read()
+        except lmdb.Error as err:
+            raise OperationalError(f"could not start a read transaction: {err}") from err
+
+    def _check_usable(self) -> None:
+        if self.closed:
+            raise ProgrammingError("Cannot operate on a closed database.")
+
+    def _run_query(self, plan: Plan, params: Any, read_txn: Any) -> Result:
+        q = plan.query
+        assert q is not None
+        try:
+            bound = self.binder(plan.params, params)
+        except BaseException:
+            if read_txn is not None:
+                read_txn.end()
+            raise
+        if read_txn is not None:
+            ctx = C.ExecContext(bound, read_txn.txn, self, None)
+        else:
+            ctx = C.ExecContext(bound, self.write.txn, self, self.write)
+        if plan.kind == "explain":
+            if read_txn is not None:
+                read_txn.end()
+            rows = [(i, 0, 0, line) for i, line in enumerate(plan.explain or [])]
+            return Result(["id", "parent", "notused", "detail"], [None] * 4, rows=rows, rowcount=-1)
+        if plan.in_use:
+            # Another open cursor is still reading this plan's operators: plan afresh.
+            fresh = self._make_plan(plan.sql, plan.schema)
+            q = fresh.query
+            plan = fresh
+        plan.in_use = True
+        source = C.RowSource(q.root, ctx)
+        if read_txn is None:
+            # Inside a write transaction: materialise, because the nested
+            # transaction of the next statement would invalidate open cursors.
+            try:
+                rows = source.fetch(-1)
+            finally:
+                plan.in_use = False
+            return Result(q.names, q.decl_types, rows=rows, rowcount=-1)
+        return Result(q.names, q.decl_types, source=source, read_txn=read_txn, rowcount=-1, plan=plan)
+
+    def _run(self, plan: Plan, param_sets: Iterable[Any], many: bool) -> Result:
+        if plan.kind == "txn":
+            if many:
+                raise ProgrammingError("executemany() can only execute DML statements.")
+            return self._txn_control(plan.txn)
+        if plan.kind in ("query", "explain"):
+            return self._run_query(plan, next(iter(param_sets)), None)
+        own_txn = self.write is None
+        if own_txn:
+            self._begin_write()
+            if plan.kind != "ddl" and self.isolation_level is not None:
+                self.explicit = True     # DB-API implicit transaction
+        try:
+            result = self._run_write(plan, param_sets, many, statement_savepoint=not own_txn)
+        except BaseException:
+            if own_txn and self.write is not None and not self.explicit:
+                self._abort_quietly()
+            elif own_txn and self.write is not None and self.explicit and not self.journal:
+                # The implicit transaction began with this failing statement: nothing to keep.
+                self._abort_quietly()
+            raise
+        if own_txn and not self.explicit:
+            self.commit()
+        return result
+
+    def _run_write(self, plan: Plan, param_sets: Iterable[Any], many: bool, statement_savepoint: bool) -> Result:
+        write = self.write
+        depth = write.savepoint() if statement_savepoint else None
+        mark = self.changes.savepoint()
+        params_kept = param_sets if not many else list(param_sets)
+        try:
+            result = self._dispatch_write(plan, params_kept, many)
+        except BaseException as err:
+            if is_map_full(err) and self.write is write:
+                self._grow_and_replay()
+                return self._run_write(plan, params_kept, many, statement_savepoint)
+            if self.write is write:
+                if depth is not None:
+                    write.rollback_to(depth, keep=False)
+                self.changes.rollback_to(mark)
+            if isinstance(err, lmdb.Error):
+                raise OperationalError(f"storage error: {err}") from err
+            raise
+        if depth is not None:
+            write.release(depth)
+        self.journal.append((plan, params_kept, many))
+        return result
+
+    def _dispatch_write(self, plan: Plan, param_sets: Any, many: bool) -> Result:
+        txn = self.write.txn
+        if plan.kind == "ddl":
+            params = next(iter(param_sets))
+            if params:
+                raise ProgrammingError("parameters are not allowed in schema statements")
+            self._run_ddl(plan)
+            self.changes_count = 0
+            return Result(rowcount=-1)
+        total = 0
+        lastrowid = None
+        for params in param_sets:
+            bound = self.binder(plan.params, params)
+            ctx = C.ExecContext(bound, self.write.txn, self, self.write)
+            if plan.kind == "insert":
+                n = run_insert(plan.insert, ctx)
+                if n:
+                    lastrowid = plan.insert.writer.last_rowid
+                    self.last_insert_rowid = lastrowid
+            else:
+                n = run_modify(plan.modify, ctx)
+            total += n
+        del txn
+        self.changes_count = total
+        self.total_changes += total
+        return Result(rowcount=total, lastrowid=lastrowid if lastrowid is not None else self.last_insert_rowid)
+
+    def _run_ddl(self, plan: Plan) -> None:
+        node = plan.node
+        txn = self.write          # DDL takes the storage WriteTxn (creates sub-databases)
+        schema = self._schema_for(txn.txn)
+        self.own_ddl = True
+        sql = plan.sql.strip().rstrip(";").strip()
+        if isinstance(node, exp.Create):
+            kind = (node.args.get("kind") or "").upper()
+            if kind == "TABLE":
+                self.ddl.create_table(self, txn, schema, node, sql)
+            elif kind == "INDEX":
+                self.ddl.create_index(self, txn, schema, node, sql, self._build_index)
+            elif kind == "VIEW":
+                self.ddl.create_view(self, txn, schema, node, sql)
+            else:
+                raise NotSupportedError(f"CREATE {kind} is not supported yet")
+        else:
+            self.ddl.drop(self, txn, schema, node)
+        self.schema = None
+        self.plans.clear()
+        self._schema_for(self.write.txn)
+
+    def _build_index(self, table: Any, ix: Any) -> None:
+        """Fills a new index from the table's rows (unique violations abort the CREATE)."""
+        schema = self.db.catalog.load(self.write.txn, self.write)
+        writer = build_writer(self.store, schema, schema.table(table.name), ParamSpec.EMPTY)
+        target = next(w for w in writer.index_writers() if w.name == ix.name)
+        ctx = C.ExecContext((), self.write.txn, self, self.write)
+        C.build_index(writer, target, ctx)
+
+    def _grow_and_replay(self) -> None:
+        """The map is full: abort, grow the map, and redo the transaction's statements."""
+        journal = self.journal
+        explicit, savepoints = self.explicit, list(self.savepoints)
+        if savepoints:
+            self._abort_quietly()
+            raise OperationalError("database map is full inside a SAVEPOINT; the transaction was rolled back")
+        self.write.abort()
+        self.write = None
+        self.store.grow()
+        self._begin_write()
+        self.explicit = explicit
+        for plan, params, many in journal:
+            self._run_write(plan, params, many, statement_savepoint=False)
+
+    # -- transaction control -----------------------------------------------------------
+
+    def _txn_control(self, tc: TxnControl) -> Result:
+        kind = tc.kind
+        if kind == "begin":
+            if self.in_transaction:
+                raise OperationalError("cannot start a transaction within a transaction")
+            if self.write is None:
+                self._begin_write()
+            self.explicit = True
+        elif kind == "commit":
+            if not self.in_transaction:
+                raise OperationalError("cannot commit - no transaction is active")
+            self.commit()
+        elif kind == "rollback":
+            if not self.in_transaction:
+                raise OperationalError("cannot rollback - no transaction is active")
+            self.rollback()
+        elif kind == "savepoint":
+            if self.write is None:
+                self._begin_write()
+                self.explicit = True
+                self._outer_savepoint = True
+            depth = self.write.savepoint()
+            self.savepoints.append((tc.name, depth, self.changes.savepoint()))
+        elif kind in ("release", "rollback_to"):
+            idx = next((i for i in range(len(self.savepoints) - 1, -1, -1) if self.savepoints[i][0] == tc.name), None)
+            if idx is None:
+                raise OperationalError(f"no such savepoint: {tc.name}")
+            name, depth, mark = self.savepoints[idx]
+            if kind == "release":
+                self.write.release(depth)
+                del self.savepoints[idx:]
+            else:
+                self.write.rollback_to(depth, keep=True)
+                self.changes.rollback_to(mark)
+                del self.savepoints[idx + 1:]
+                self.schema = None
+                self.plans.clear()
+        return Result(rowcount=-1)
+
+
+def _unsupported_command(node: exp.Command, sql: str) -> Error:
+    word = str(node.this).split()[0].upper() if node.this else sql.split()[0].upper()
+    if word in ("PRAGMA", "VACUUM", "ANALYZE", "ATTACH", "DETACH", "REINDEX", "ALTER"):
+        return NotSupportedError(f"{word} is not supported yet")
+    from .errors import SQLSyntaxError
+    return SQLSyntaxError(f'near "{word}": syntax error')

@@ -1,0 +1,149 @@
+"""SQL text to sqlglot AST: terndb's SQLite-flavoured dialect and error wrapping.
+
+terndb reads SQLite's SQL.  sqlglot's stock SQLite dialect normalises function
+calls into its own portable node classes (``strftime`` becomes ``TimeToStr``,
+``json_extract`` and ``->>`` merge), which loses SQLite semantics; terndb's
+dialect keeps every function call as ``Anonymous(name, args)`` so the planner
+sees exactly what the user wrote.  Transaction-control statements (BEGIN,
+SAVEPOINT, RELEASE, ...) are recognised here directly: sqlglot does not parse
+all of SQLite's forms.
+
+Every sqlglot exception is turned into an ``SQLSyntaxError`` naming the
+position and the offending text, chained with ``from``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.sqlite import SQLite
+from sqlglot.errors import ParseError, TokenError
+
+from .errors import SQLSyntaxError
+
+
+class TernDialect(SQLite):
+    """SQLite's grammar with function calls left uninterpreted."""
+
+    class Parser(SQLite.Parser):
+        # Only CAST keeps its special syntax; every other call becomes
+        # Anonymous(this=name, expressions=[args]).
+        FUNCTIONS: dict = {}
+        FUNCTION_PARSERS = {k: v for k, v in SQLite.Parser.FUNCTION_PARSERS.items() if k in ("CAST",)}
+
+
+@dataclass(frozen=True)
+class TxnControl:
+    """A transaction-control statement: kind in begin/commit/rollback/savepoint/release/rollback_to."""
+    kind: str
+    name: str | None = None
+    mode: str | None = None      # DEFERRED / IMMEDIATE / EXCLUSIVE for BEGIN
+
+
+_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][A-Za-z_0-9$]*)'
+_TXN_PATTERNS = [
+    (re.compile(r"^\s*BEGIN(?:\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(?:\s+TRANSACTION(?:\s+" + _IDENT + r")?)?\s*;?\s*$", re.I), "begin"),
+    (re.compile(r"^\s*(?:COMMIT|END)(?:\s+TRANSACTION(?:\s+" + _IDENT + r")?)?\s*;?\s*$", re.I), "commit"),
+    (re.compile(r"^\s*ROLLBACK(?:\s+TRANSACTION(?:\s+" + _IDENT + r")?)?\s+TO(?:\s+SAVEPOINT)?\s+(" + _IDENT + r")\s*;?\s*$", re.I), "rollback_to"),
+    (re.compile(r"^\s*ROLLBACK(?:\s+TRANSACTION(?:\s+" + _IDENT + r")?)?\s*;?\s*$", re.I), "rollback"),
+    (re.compile(r"^\s*SAVEPOINT\s+(" + _IDENT + r")\s*;?\s*$", re.I), "savepoint"),
+    (re.compile(r"^\s*RELEASE(?:\s+SAVEPOINT)?\s+(" + _IDENT + r")\s*;?\s*$", re.I), "release"),
+]
+_TXN_WORDS = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
+
+
+def _unquote(ident: str) -> str:
+    if ident[0] in "\"`[":
+        return ident[1:-1].replace('""', '"')
+    return ident
+
+
+def parse_txn_control(sql: str) -> TxnControl | None:
+    """Recognises BEGIN/COMMIT/END/ROLLBACK [TO]/SAVEPOINT/RELEASE; None for other SQL."""
+    if not _TXN_WORDS.match(sql):
+        return None
+    for pattern, kind in _TXN_PATTERNS:
+        m = pattern.match(sql)
+        if m:
+            if kind == "begin":
+                return TxnControl(kind, mode=(m.group(1) or "DEFERRED").upper())
+            if kind in ("savepoint", "release", "rollback_to"):
+                return TxnControl(kind, name=_unquote(m.group(1)).lower())
+            return TxnControl(kind)
+    # A statement that starts like transaction control but is not well formed
+    # (e.g. "BEGIN foo") is a syntax error, not something to pass to sqlglot.
+    word = _TXN_WORDS.match(sql).group(1)  # type: ignore[union-attr]
+    raise SQLSyntaxError(f'near "{word}": syntax error in "{sql.strip()[:80]}"', 0)
+
+
+def _syntax_error(sql: str, err: Exception) -> SQLSyntaxError:
+    details = getattr(err, "errors", None) or []
+    if details:
+        d = details[0]
+        line, col = d.get("line") or 1, d.get("col") or 1
+        near = (d.get("highlight") or "").strip()
+        desc = d.get("description") or "syntax error"
+        # Convert line/col to a 0-based offset into the statement.
+        lines = sql.split("\n")
+        offset = sum(len(x) + 1 for x in lines[: line - 1]) + max(col - 1, 0)
+        where = f'near "{near}"' if near else f"at line {line}, column {col}"
+        return SQLSyntaxError(f"{where}: syntax error ({desc}) at line {line}, column {col}", offset)
+    return SQLSyntaxError(f"syntax error: {err}")
+
+
+def parse_statements(sql: str) -> list[exp.Expression]:
+    """Parses SQL text into statements (empty statements dropped)."""
+    try:
+        trees = sqlglot.parse(sql, dialect=TernDialect)
+    except (ParseError, TokenError) as err:
+        raise _syntax_error(sql, err) from err
+    except (ValueError, KeyError, AttributeError, TypeError, RecursionError) as err:
+        # sqlglot occasionally fails with a plain Python error on hostile input.
+        raise SQLSyntaxError(f"could not parse SQL: {err}") from err
+    return [t for t in trees if t is not None]
+
+
+def parse_one(sql: str) -> exp.Expression:
+    """Parses exactly one statement."""
+    trees = parse_statements(sql)
+    if not trees:
+        raise SQLSyntaxError("empty statement")
+    if len(trees) > 1:
+        from .errors import ProgrammingError
+        raise ProgrammingError("You can only execute one statement at a time.")
+    return trees[0]
+
+
+def to_sql(node: exp.Expression) -> str:
+    """Renders a node back to SQLite SQL (stored CHECK/DEFAULT/view/index text)."""
+    return node.sql(dialect=TernDialect)
+
+
+def split_script(sql: str) -> list[str]:
+    """Splits a script into statement texts (for executescript), keeping each one's own text."""
+    out: list[str] = []
+    try:
+        tokens = TernDialect().tokenize(sql)
+    except TokenError as err:
+        raise _syntax_error(sql, err) from err
+    start = 0
+    depth_trigger = 0
+    prev_word = ""
+    for tok in tokens:
+        word = tok.text.upper()
+        if word == "BEGIN" and prev_word not in ("", ";"):
+            depth_trigger += 1          # CREATE TRIGGER ... BEGIN ... END
+        elif word == "END" and depth_trigger:
+            depth_trigger -= 1
+        if tok.token_type.name == "SEMICOLON" and not depth_trigger:
+            text = sql[start:tok.end + 1].strip()
+            if text.strip(";").strip():
+                out.append(text)
+            start = tok.end + 1
+        prev_word = word if tok.token_type.name != "SEMICOLON" else ";"
+    rest = sql[start:].strip()
+    if rest:
+        out.append(rest)
+    return out
