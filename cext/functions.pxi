@@ -1058,7 +1058,10 @@ def sql_printf(*args):
             out += b'%'
             appended = True
             break
-        i = _printf_one(f, i, pa, out)
+        try:
+            i = _printf_one(f, i, pa, out)
+        except _FnDataError:
+            return None     # output over SQLite's length limit: NULL, not an error
         if i < 0:
             break       # an unknown conversion ends the output, as in SQLite
         appended = True

@@ -58,6 +58,7 @@ cdef class TableScan(Operator):
                 return row
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
@@ -99,6 +100,10 @@ cdef class RowidLookup(Operator):
         cdef tuple r = self.pending
         self.pending = None
         return r
+
+    cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
+        self.pending = None
 
 
 cdef object rowid_probe_value(object v):
@@ -187,6 +192,7 @@ cdef class RowidRange(Operator):
                 return row
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
@@ -326,6 +332,7 @@ cdef class IndexScan(Operator):
                 return row
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
@@ -355,6 +362,7 @@ cdef class Filter(Operator):
                 return row
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.child.close()
 
 
@@ -378,6 +386,7 @@ cdef class Project(Operator):
         return eval_list(self.exprs, row, self.ctx)
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.child.close()
 
 
@@ -445,6 +454,7 @@ cdef class NestedLoopJoin(Operator):
                 return row
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.left.close()
         self.right.close()
 
@@ -524,6 +534,7 @@ cdef class HashJoin(Operator):
             self.bucket_pos = 0
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.left.close()
         self.table = None
 
@@ -571,6 +582,7 @@ cdef class Sort(Operator):
         return r
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.rows = None
 
 
@@ -672,6 +684,9 @@ cdef class Materialized(Operator):
         self.pos += 1
         return r
 
+    cdef void close(self):
+        self.rows = None
+
 
 cdef class ValuesScan(Operator):
     """A VALUES list: each row a list of expressions."""
@@ -692,6 +707,9 @@ cdef class ValuesScan(Operator):
         r = eval_list(<list>self.rows[self.pos], (), self.ctx)
         self.pos += 1
         return r
+
+    cdef void close(self):
+        self.ctx = None
 
 
 cdef class AggSpec:
@@ -788,6 +806,7 @@ cdef class HashAggregate(Operator):
         return r
 
     cdef void close(self):
+        self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.out = None
 
 
@@ -817,6 +836,7 @@ cdef class RowSource:
         if r is None:
             self.finished = True
             self.root.close()
+            self.ctx = None
             raise StopIteration
         return r
 
@@ -834,6 +854,7 @@ cdef class RowSource:
             if r is None:
                 self.finished = True
                 self.root.close()
+                self.ctx = None
                 break
             out.append(r)
         return out
@@ -842,6 +863,7 @@ cdef class RowSource:
         if self.opened and not self.finished:
             self.root.close()
         self.finished = True
+        self.ctx = None
 
 
 def run_operator(Operator root, ExecContext ctx, Py_ssize_t limit=-1):

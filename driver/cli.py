@@ -62,11 +62,12 @@ def _add_shell_parser(subparsers: Any) -> argparse.ArgumentParser:
         "SQL arguments and -c commands, or from standard input.",
     )
     parser.add_argument("path", nargs="?", metavar="PATH",
-                        help="database directory (default: a temporary in-memory database)")
+                        help="database directory (default: a temporary in-memory one)")
     parser.add_argument("sql", nargs="*", metavar="SQL",
                         help="SQL statements or dot commands to run instead of reading stdin")
     parser.add_argument("-c", "--command", action="append", default=[], metavar="SQL",
-                        dest="commands", help="run SQL or a dot command (repeatable; runs before SQL arguments)")
+                        dest="commands",
+                        help="run SQL or a dot command (repeatable; runs before SQL arguments)")
     parser.add_argument("--readonly", action="store_true", help="open the database read-only")
     parser.add_argument("--timer", action="store_true", help="print the run time of each statement")
     parser.add_argument("--mode", choices=MODES,
@@ -78,47 +79,51 @@ def _add_shell_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _run_shell(args: argparse.Namespace, io: "_Streams", connect: Connector,
+def _run_shell(args: argparse.Namespace, streams: "_Streams", connect: Connector,
                error_class: type[BaseException]) -> int:
     path = args.path or MEMORY_PATH
     try:
         connection = connect(path, args.readonly)
-    except error_class as exc:
-        io.stderr.write(f"Error: unable to open database \"{path}\": {exc}\n")
+    except Exception as exc:  # noqa: BLE001 - any failure to open is one clear line
+        streams.stderr.write(f"Error: unable to open database \"{path}\": {exc}\n")
         return 1
-    interactive_terminal = _isatty(io.stdin) and _isatty(io.stdout)
-    settings = OutputSettings(
-        mode=args.mode or ("table" if interactive_terminal else "list"),
-        headers=bool(args.header),
-    )
-    shell = Shell(connection, error_class, stdout=io.stdout, stderr=io.stderr,
+    terminal = _isatty(streams.stdin) and _isatty(streams.stdout)
+    settings = OutputSettings(mode=args.mode or ("table" if terminal else "list"),
+                              headers=bool(args.header))
+    shell = Shell(connection, error_class, stdout=streams.stdout, stderr=streams.stderr,
                   settings=settings, timer=args.timer, bail=args.bail)
-    interactive = False
     try:
-        commands = list(args.commands) + list(args.sql)
-        if commands:
-            for command in commands:
-                shell.run_script(command, source="<command>")
-                if shell.finished:
-                    break
-        elif _isatty(io.stdin):
-            banner = f"terndb {_version()}\nEnter \".help\" for usage hints."
-            if path == MEMORY_PATH:
-                banner += "\nConnected to a transient in-memory database."
-            interactive = True
-            shell.interact(banner=banner)
-        else:
-            shell.run_lines(io.stdin, source="<stdin>")
+        interactive = _feed_shell(shell, args, streams, path)
     finally:
         shell.close()
         try:
             connection.close()
         except Exception as exc:  # noqa: BLE001 - report, but keep the run's status
-            io.stderr.write(f"Error: closing the database: {exc}\n")
+            streams.stderr.write(f"Error: closing the database: {exc}\n")
     if shell.exit_code is not None:  # `.exit N` chose the status
         return shell.exit_code
     # Errors typed at the prompt were shown there; they fail scripts only.
     return 1 if shell.failed and not interactive else 0
+
+
+def _feed_shell(shell: Shell, args: argparse.Namespace, streams: "_Streams", path: str) -> bool:
+    """Run the -c commands and SQL arguments if any, else the prompt (stdin is a
+    terminal) or the script on stdin.  Return True if it was the prompt."""
+    commands = list(args.commands) + list(args.sql)
+    if commands:
+        for command in commands:
+            shell.run_script(command)
+            if shell.finished:
+                break
+        return False
+    if not _isatty(streams.stdin):
+        shell.run_lines(streams.stdin)
+        return False
+    banner = f"terndb {_version()}\nEnter \".help\" for usage hints."
+    if path == MEMORY_PATH:
+        banner += "\nConnected to a transient in-memory database."
+    shell.interact(banner=banner)
+    return True
 
 
 # ---------------------------------------------------------------------------

@@ -508,7 +508,8 @@ class _GridPrinter(_Printer):
                 lines.append(self._rule(self.frame.bottom))
             self.widths = widths
             lines += [self._rule(self.frame.top), self._header(), self._rule(self.frame.middle)]
-        padded = [_pad_column(text, column, width) for text, column, width in zip(texts, raw, widths)]
+        padded = [_pad_column(text, column, width)
+                  for text, column, width in zip(texts, raw, widths)]
         bar = self.frame.bar
         inner, left, right = f" {bar} ", bar + " ", " " + bar
         lines += [left + inner.join(cells) + right for cells in zip(*padded)]
@@ -570,7 +571,8 @@ def make_printer(out: TextIO, settings: OutputSettings) -> _Printer:
         return _GridPrinter(out, settings, _ASCII_FRAME)
     if mode == "box":
         return _GridPrinter(out, settings, _BOX_FRAME)
-    printers = {"list": _ListPrinter, "csv": _CsvPrinter, "json": _JsonPrinter, "line": _LinePrinter}
+    printers = {"list": _ListPrinter, "csv": _CsvPrinter, "json": _JsonPrinter,
+                "line": _LinePrinter}
     return printers[mode](out, settings)
 
 
@@ -670,14 +672,6 @@ def _parse_switch(value: str) -> bool:
 
 
 @dataclass
-class _Source:
-    """Where input lines come from: decides error line numbers."""
-
-    name: str | None  # None for the interactive prompt
-    interactive: bool = False
-
-
-@dataclass
 class Shell:
     """An SQL shell over one DB-API connection.
 
@@ -722,25 +716,23 @@ class Shell:
         """True once ``.quit``/``.exit`` ran, or an error stopped a ``bail`` run."""
         return self.stopped
 
-    def run_script(self, text: str, source: str | None = "<script>") -> bool:
+    def run_script(self, text: str) -> bool:
         """Run SQL and dot commands (a dot command is a line starting with
         ``.``); return True if all succeeded."""
-        return self.run_lines(io.StringIO(text), source=source)
+        return self.run_lines(io.StringIO(text))
 
-    def run_lines(self, lines: Iterable[str], source: str | None = "<stdin>") -> bool:
+    def run_lines(self, lines: Iterable[str]) -> bool:
         """Run input line by line (a script or piped stdin): each statement runs
         as soon as its ``;`` arrives; text left at the end runs as a last
-        statement.  Return True if nothing failed."""
-        origin = _Source(source)
+        statement.  Errors name the line.  Return True if nothing failed."""
         scanner = StatementScanner()
         failures_before = self.failures
-        lineno = 0
         for lineno, line in enumerate(lines, start=1):
-            self._take_line(scanner, line, lineno, origin)
+            self._take_line(scanner, line, lineno, numbered=True)
             if self.finished:
                 break
         else:
-            self._run_statements(scanner.finish(), origin)
+            self._run_statements(scanner.finish(), numbered=True)
         return self.failures == failures_before
 
     def interact(
@@ -761,7 +753,6 @@ class Shell:
             history = _History.open(history_path)
         if banner:
             self.stdout.write(banner + "\n")
-        origin = _Source(None, interactive=True)
         scanner = StatementScanner()
         lineno = 0
         try:
@@ -778,7 +769,7 @@ class Shell:
                     continue
                 lineno += 1
                 try:
-                    self._take_line(scanner, line + "\n", lineno, origin)
+                    self._take_line(scanner, line + "\n", lineno, numbered=False)
                 except KeyboardInterrupt:
                     self.stderr.write("Error: interrupted\n")
                     self._after_statement("", ok=False)
@@ -794,25 +785,26 @@ class Shell:
 
     # -- line handling ------------------------------------------------------
 
-    def _take_line(self, scanner: StatementScanner, line: str, lineno: int, origin: _Source) -> None:
-        """One input line: a dot command when no SQL is pending, else SQL text."""
+    def _take_line(self, scanner: StatementScanner, line: str, lineno: int, numbered: bool) -> None:
+        """One input line: a dot command when no SQL is pending, else SQL text.
+        ``numbered``: error messages give line numbers (not at the prompt)."""
         if scanner.idle:
             # Nothing but comments pending: drop them, so the buffer never
             # grows past one statement and line numbers restart here.
             scanner.reset(lineno)
             if line.lstrip().startswith("."):
-                if not self._dot_command(line.strip(), lineno, origin):
+                if not self._dot_command(line.strip(), lineno if numbered else None):
                     self._note_failure()
                 return
             if not line.strip():
                 return
-        self._run_statements(scanner.feed(line), origin)
+        self._run_statements(scanner.feed(line), numbered)
 
-    def _run_statements(self, statements: list[Statement], origin: _Source) -> None:
+    def _run_statements(self, statements: list[Statement], numbered: bool) -> None:
         for statement in statements:
             if self.finished:
                 return
-            if not self.execute(statement.text, statement.line, origin):
+            if not self.execute(statement.text, statement.line if numbered else None):
                 self._note_failure()
 
     def _note_failure(self) -> None:
@@ -820,16 +812,16 @@ class Shell:
         if self.bail:
             self.stopped = True
 
-    def _report(self, message: str, line: int | None, origin: _Source) -> None:
-        where = f"near line {line}: " if (line is not None and not origin.interactive) else ""
+    def _report(self, message: str, line: int | None) -> None:
+        where = f"near line {line}: " if line is not None else ""
         self.stderr.write(f"Error: {where}{message}\n")
         self.stderr.flush()
 
     # -- SQL ----------------------------------------------------------------
 
-    def execute(self, sql: str, line: int | None = None, origin: _Source | None = None) -> bool:
-        """Run one statement and print its rows; report an error; return success."""
-        origin = origin or _Source(None, interactive=True)
+    def execute(self, sql: str, line: int | None = None) -> bool:
+        """Run one statement and print its rows; report an error (``near line
+        N`` when ``line`` is given); return success."""
         started = time.perf_counter()
         try:
             self._execute_and_print(sql)
@@ -837,8 +829,10 @@ class Shell:
             ok = True
         except self.error_class as exc:
             self._after_statement(sql, ok=False)
-            self._report(str(exc) or type(exc).__name__, line, origin)
+            self._report(str(exc) or type(exc).__name__, line)
             ok = False
+        except BrokenPipeError:
+            raise  # the reader of our output is gone: nothing left to do
         except Exception as exc:  # noqa: BLE001 - the shell must survive engine bugs
             self._after_statement(sql, ok=False)
             self.stderr.write(f"Internal error: {type(exc).__name__}: {exc}\n")
@@ -892,26 +886,26 @@ class Shell:
 
     # -- dot commands -------------------------------------------------------
 
-    def _dot_command(self, line: str, lineno: int, origin: _Source) -> bool:
+    def _dot_command(self, line: str, lineno: int | None) -> bool:
         """Run one dot command; return success."""
         try:
             words = shlex.split(line, comments=False, posix=True)
         except ValueError as exc:
-            self._report(f"cannot parse {line}: {exc}", lineno, origin)
+            self._report(f"cannot parse {line}: {exc}", lineno)
             return False
         name, args = words[0][1:], words[1:]
         handler = _DOT_COMMANDS.get(name.lower())
         if handler is None:
-            self._report(f"unknown command: .{name}", lineno, origin)
+            self._report(f"unknown command: .{name}", lineno)
             return False
         try:
             handler(self, args)
             return True
         except (ValueError, OSError) as exc:
-            self._report(str(exc), lineno, origin)
+            self._report(str(exc), lineno)
         except self.error_class as exc:
             self._after_statement("", ok=False)
-            self._report(str(exc) or type(exc).__name__, lineno, origin)
+            self._report(str(exc) or type(exc).__name__, lineno)
         except Exception as exc:  # noqa: BLE001 - the shell must survive engine bugs
             self.stderr.write(f"Internal error: {type(exc).__name__}: {exc}\n")
         return False
@@ -1003,7 +997,7 @@ class Shell:
         try:
             with handle:
                 # Failures inside are reported and counted there.
-                self.run_lines(handle, source=path)
+                self.run_lines(handle)
         finally:
             self._read_depth -= 1
 

@@ -109,7 +109,7 @@ def check_call(name: str, args: tuple) -> None:
     assert _key(got) == _key(expected), (name, args, got, expected)
 
 
-SETTINGS = settings(max_examples=120, deadline=None,
+SETTINGS = settings(max_examples=70, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 # name -> strategies of each argument
@@ -191,13 +191,13 @@ real_formats = st.builds(lambda f, w, p, c: f"%{f}{w}{p}{c}", st.text(alphabet="
                          st.sampled_from(list("feEgG")))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(fmt=real_formats, x=floats)
 def test_printf_reals_match_sqlite(fmt: str, x: float) -> None:
     check_call("format", (fmt, x))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(x=st.floats(-1e6, 1e6, allow_nan=False), n=st.integers(-2, 32))
 def test_round_matches_sqlite(x: float, n: int) -> None:
     check_call("round", (x, n))
@@ -321,8 +321,9 @@ def test_random_functions() -> None:
 def test_too_big() -> None:
     with pytest.raises(DataError, match="too big"):
         F["zeroblob"](2 * 10**9)
-    with pytest.raises(DataError, match="too big"):
-        F["printf"]("%2000000000d", 1)
+    for args in [("%2000000000d", 1), ("a%*d", 2000000000, 1), ("%.2000000000f", 1.0)]:
+        check_call("printf", args)      # SQLite answers NULL there
+        assert F["printf"](*args) is None
 
 
 # --------------------------------------------------------------------------

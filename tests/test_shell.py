@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 # helpers
 # ---------------------------------------------------------------------------
 
-def make_shell(connection: Any = None, **options: Any) -> tuple[Shell, io.StringIO, io.StringIO]:
+def make_shell(connection: Any = None,
+               **options: Any) -> tuple[Shell, io.StringIO, io.StringIO]:
     out, err = io.StringIO(), io.StringIO()
     conn = connection if connection is not None else sqlite3.connect(":memory:")
     settings = OutputSettings(**{key: options.pop(key) for key in
@@ -688,6 +689,19 @@ def test_cli_usage_errors_and_version(capsys: pytest.CaptureFixture[str]) -> Non
     assert run_cli(["shell", "--mode", "fancy"])[0] == 2
     assert run_cli(["--version"])[0] == 0
     assert "terndb" in capsys.readouterr().out
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_cli_stops_quietly_when_the_reader_goes_away() -> None:
+    err = io.StringIO()
+    status = cli.main([":memory:", "SELECT 1", "SELECT 2"], connect=sqlite_connect,
+                      error_class=sqlite3.Error, stdin=io.StringIO(), stdout=_ClosedPipe(),
+                      stderr=err)
+    assert (status, err.getvalue()) == (1, "")
 
 
 def test_cli_parse_args_accepts_options_after_positionals() -> None:

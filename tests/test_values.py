@@ -532,6 +532,13 @@ def test_compiled_matchers_reused():
         V.LikeMatcher("a", "xy")
 
 
+@FAST
+@given(match_subjects, like_text)
+def test_compiled_matcher_on_any_value(value, pattern):
+    expected = sq("? LIKE ?", value, pattern)
+    check(V.LikeMatcher(pattern).matches_value(value), expected, value, pattern)
+
+
 def test_overlong_pattern_is_an_error():
     with pytest.raises(DataError, match="too complex"):
         V.sql_like("a", "a" * 50001)
