@@ -350,17 +350,38 @@ def build_index(TableWriter writer, IndexWriter ix, ExecContext ctx):
             txn.put(ix.entry_key(vals, rowid), b"", db=ix.handle)
 
 
+cdef inline bint _native_params(object params, Py_ssize_t nslots):
+    """True when ``params`` is a tuple of already-SQL values (no adaptation needed)."""
+    cdef Py_ssize_t i
+    cdef object v
+    cdef type t
+    if type(params) is not tuple or PyTuple_GET_SIZE(<tuple>params) != nslots:
+        return False
+    for i in range(nslots):
+        v = <object>PyTuple_GET_ITEM(<tuple>params, i)
+        t = type(v)
+        if t is not int and t is not str and t is not float and v is not None and t is not bytes:
+            return False
+    return True
+
+
 def insert_many(TableWriter writer, list value_exprs, object param_rows, ExecContext ctx, int mode,
-                object bind):
+                object bind, object spec):
     """executemany for ``INSERT ... VALUES (...)``: one compiled loop over parameter rows.
 
-    ``bind(params) -> tuple`` adapts and orders one parameter set; ``value_exprs``
+    ``bind(spec, params) -> tuple`` adapts and orders one parameter set (only
+    called when the set is not already a tuple of SQL values); ``value_exprs``
     gives, per table column, the expression producing it.  Returns the row count.
     """
     cdef long long count = 0
+    cdef Py_ssize_t nslots = spec.count
     cdef tuple values
+    writer.begin(ctx)
     for params in param_rows:
-        ctx.params = bind(params)
+        if _native_params(params, nslots) and not spec._has_names:
+            ctx.params = <tuple>params
+        else:
+            ctx.params = bind(spec, params)
         values = eval_list(value_exprs, (), ctx)
         if writer.insert(values, ctx, mode) is not None:
             count += 1

@@ -62,7 +62,7 @@ cdef inline object _value_cstr(object v):
 
 cdef inline int64_t _value_int64(object v) except? -1:
     """sqlite3_value_int64(): NULL is 0, text and reals convert as CAST does."""
-    if type(v) is int:
+    if type(v) is int and _v_fits_i64(v):
         return v
     if v is None:
         return 0
@@ -78,7 +78,7 @@ cdef inline double _value_double(object v) except? -1.0:
     """sqlite3_value_double(): NULL is 0.0, text and blobs parse a numeric prefix."""
     if type(v) is float:
         return v
-    if type(v) is int:
+    if type(v) is int and _v_fits_i64(v):
         return <double><int64_t>v
     if v is None:
         return 0.0
@@ -89,8 +89,10 @@ cdef inline object _numeric_value(object v):
     """sqlite3_value_numeric_type(): the value as int/float if it is (or its
     text looks like) a number, else None.  Blobs are never numbers."""
     cdef object t = type(v)
-    if t is int or t is float:
+    if t is float or (t is int and _v_fits_i64(v)):
         return v
+    if t is int:
+        return v_to_numeric(v)     # beyond int64: SQLite would hold a REAL
     if t is str:
         # applyNumericAffinity(v, 0): only text that is wholly a number converts.
         r = _v_text_numeric_affinity(v, 0)
@@ -218,7 +220,7 @@ def fn_typeof(v):
         return 'null'
     t = type(v)
     if t is int or isinstance(v, int):
-        return 'integer'
+        return 'integer' if _v_fits_i64(v) else 'real'     # SQLite has no wider ints
     if t is float:
         return 'real'
     if t is str:
@@ -238,7 +240,7 @@ def fn_length(v):
         return len(<bytes>v)
     if v is None:
         return None
-    if t is int:
+    if t is int and _v_fits_i64(v):
         return len(str(v))
     return len(v_to_text(v))
 
@@ -452,9 +454,9 @@ def fn_quote(v):
     if v is None:
         return 'NULL'
     t = type(v)
-    if t is int:
+    if t is int and _v_fits_i64(v):
         return str(v)
-    if t is float:
+    if t is float or t is int:
         return _quote_real(v)
     if t is bytes:
         return "X'" + (<bytes>v).hex().upper() + "'"
@@ -598,7 +600,7 @@ def fn_concat_ws(sep, *args):
 def fn_abs(v):
     """abs(X): integers stay integers (abs(-2**63) overflows); anything else
     is read as a real."""
-    if type(v) is int:
+    if type(v) is int and _v_fits_i64(v):
         if <int64_t>v == INT64_MIN:
             raise _FnDataError("integer overflow")
         return -v if v < 0 else v
@@ -841,6 +843,8 @@ cdef bytes _format_real_bytes(double value, int xtype, int precision, int width,
     cdef char *p
     if precision < 0:
         precision = 6
+    if precision > 100000000:
+        precision = 100000000   # SQLITE_FP_PRECISION_LIMIT
     if realvalue < 0.0:
         realvalue = -realvalue
         prefix = 45     # '-'
@@ -1161,8 +1165,6 @@ cdef Py_ssize_t _printf_one(bytes f, Py_ssize_t i, _PrintfArgs pa, bytearray out
     cdef int xtype = info[0]
     cdef bytes body
     if xtype == _ET_FLOAT or xtype == _ET_EXP or xtype == _ET_GENERIC:
-        if precision > _MAX_LENGTH:
-            _too_big()
         body = _format_real_bytes(pa.next_double(), xtype, precision, width, prefix_flag,
                                   alt, alt2, zeropad, leftjust, _DIGITS[<int>info[3]])
     elif xtype == _ET_STRING:
@@ -1378,7 +1380,7 @@ cdef class _SumBase(Aggregate):
     cdef int step(self, object v) except -1:
         cdef int64_t i
         t = type(v)
-        if t is int:
+        if t is int and _v_fits_i64(v):
             i = v
             self.cnt += 1
             self.rsum += <double>i

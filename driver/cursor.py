@@ -42,6 +42,22 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_DESCRIPTIONS: dict[int, tuple] = {}
+
+
+def _description(names: list, decl_types: list | None) -> tuple:
+    """PEP 249 description for a result shape; cached per plan (the name list is the plan's own)."""
+    entry = _DESCRIPTIONS.get(id(names))
+    if entry is not None and entry[0] is names:
+        return entry[1]
+    desc = tuple((name, type_code_for(decl), None, None, None, None, None)
+                 for name, decl in zip(names, decl_types or [None] * len(names)))
+    if len(_DESCRIPTIONS) > 4096:
+        _DESCRIPTIONS.clear()
+    _DESCRIPTIONS[id(names)] = (names, desc)
+    return desc
+
+
 class Cursor:
     def __init__(self, connection: "Connection") -> None:
         self.connection = connection
@@ -73,9 +89,7 @@ class Cursor:
         if result.lastrowid is not None:
             self.lastrowid = result.lastrowid
         if result.names is not None:
-            self.description = tuple(
-                (name, type_code_for(decl), None, None, None, None, None)
-                for name, decl in zip(result.names, result.decl_types or [None] * len(result.names)))
+            self.description = _description(result.names, result.decl_types)
             if self.connection.detect_types:
                 self._converter = adapters.row_converter(
                     list(zip(result.names, result.decl_types or [None] * len(result.names))),

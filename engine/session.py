@@ -303,13 +303,17 @@ class Session:
 
     def execute(self, sql: str, params: Any = None) -> Result:
         self._check_usable()
+        cached = self.plans.get(sql)
+        if cached is not None and cached.kind == "txn":
+            return self._txn_control(cached.txn)
         if self.write is not None:
             schema = self._schema_for(self.write.txn)
             plan = self._get_plan(sql, schema)
             return self._run(plan, [params], many=False)
-        tc = parse_txn_control(sql)
-        if tc is not None:
-            return self._txn_control(tc)
+        if cached is None:
+            tc = parse_txn_control(sql)
+            if tc is not None:
+                return self._txn_control(tc)
         read = self._begin_read()
         try:
             schema = self._schema_for(read.txn)
@@ -441,18 +445,16 @@ class Session:
             return Result(rowcount=-1)
         total = 0
         lastrowid = None
-        for params in param_sets:
-            bound = self.binder(plan.params, params)
-            ctx = C.ExecContext(bound, self.write.txn, self, self.write)
-            if plan.kind == "insert":
-                n = run_insert(plan.insert, ctx)
-                if n:
-                    lastrowid = plan.insert.writer.last_rowid
-                    self.last_insert_rowid = lastrowid
-            else:
-                n = run_modify(plan.modify, ctx)
-            total += n
-        del txn
+        ins = plan.insert
+        if ins is not None and ins.value_rows is not None and len(ins.value_rows) == 1:
+            # The common executemany shape: one compiled loop over all parameter sets.
+            ctx = C.ExecContext((), self.write.txn, self, self.write)
+            total = C.insert_many(ins.writer, ins.value_rows[0], param_sets, ctx, ins.mode,
+                                  self.binder, plan.params)
+            if total:
+                lastrowid = self.last_insert_rowid = ins.writer.last_rowid
+            param_sets = ()
+        for params in param_sets:        del txn
         self.changes_count = total
         self.total_changes += total
         return Result(rowcount=total, lastrowid=lastrowid if lastrowid is not None else self.last_insert_rowid)

@@ -33,9 +33,6 @@ from terndb.shell import (
     split_statements,
 )
 
-needs_terndb = pytest.mark.skipif(
-    not hasattr(terndb, "connect"), reason="terndb.connect is not written yet"
-)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -729,7 +726,6 @@ def test_cli_in_a_subprocess_with_piped_stdin(tmp_path: Path) -> None:
     assert proc.stderr == "Error: near line 4: no such table: nope\n"
 
 
-@needs_terndb
 def test_python_m_terndb_end_to_end(tmp_path: Path) -> None:
     db = str(tmp_path / "db")
     env = dict(os.environ, HOME=str(tmp_path))
@@ -749,7 +745,6 @@ def test_python_m_terndb_end_to_end(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, '[{"c":3}]\n', "")
 
 
-@needs_terndb
 def test_cli_main_with_terndb_in_process(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     db = str(tmp_path / "db")
