@@ -45,6 +45,9 @@ class Database:
         self.hlc = HLC()
         self.node_id = store.node_id
         self.refs = 0
+        # Called as hook(session, write_txn, binlog_seq) inside every committing
+        # write transaction that captured changes (see Session.commit).
+        self.commit_hooks: list = []
         self._schema: Schema | None = None
         self._schema_lock = threading.Lock()
 

@@ -189,7 +189,11 @@ class Session:
         try:
             if self.changes is not None and self.changes.count:
                 schema_version = self.db.catalog.version(write.txn)
-                self.db.binlog.append(write.txn, self.changes, self.db.hlc, self.db.node_id, schema_version)
+                seq = self.db.binlog.append(write.txn, self.changes, self.db.hlc, self.db.node_id, schema_version)
+                # Hooks (replication's version bookkeeping) run inside the committing
+                # transaction, so their state can never disagree with the data.
+                for hook in self.db.commit_hooks:
+                    hook(self, write, seq)
             write.commit()
         except BaseException as err:
             if is_map_full(err) and self.write is write:
