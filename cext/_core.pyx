@@ -17,7 +17,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 from terndb.engine.errors import (
-    CheckViolation, DataError, IntegrityError, NotNullViolation, OperationalError,
+    CheckViolation, DataError, IntegrityError, InternalError, NotNullViolation, OperationalError,
     UniqueViolation,
 )
 

@@ -66,6 +66,9 @@ cdef class ColRef(Expr):
         self.pos = pos
 
     cdef object eval(self, tuple row, ExecContext ctx):
+        # Bounds-checked: a planning bug must raise, never read past the tuple.
+        if self.pos >= PyTuple_GET_SIZE(row):
+            raise InternalError(f"column position {self.pos} outside a row of {PyTuple_GET_SIZE(row)}")
         return <object>PyTuple_GET_ITEM(row, self.pos)
 
 
@@ -78,7 +81,12 @@ cdef class OuterRef(Expr):
         self.pos = pos
 
     cdef object eval(self, tuple row, ExecContext ctx):
-        cdef tuple outer = <tuple>ctx.outer[len(ctx.outer) - self.depth]
+        cdef Py_ssize_t level = len(ctx.outer) - self.depth
+        if level < 0:
+            raise InternalError("outer reference evaluated without an enclosing row")
+        cdef tuple outer = <tuple>ctx.outer[level]
+        if self.pos >= PyTuple_GET_SIZE(outer):
+            raise InternalError(f"outer column position {self.pos} outside a row of {PyTuple_GET_SIZE(outer)}")
         return <object>PyTuple_GET_ITEM(outer, self.pos)
 
 
@@ -422,15 +430,22 @@ cdef class Like(Expr):
         cdef object v = self.arg.eval(row, ctx)
         cdef object r
         if self.matcher is not None:
-            if v is None:
+            # SQLite's rules for non-text subjects (blobs never match, numbers by
+            # their text form) live in the matcher.
+            r = (<_VPattern>self.matcher).match_value(v)
+            if r is None:
                 return None
-            r = 1 if self.matcher.matches(v if type(v) is str else to_text(v)) else 0
         else:
             p = self.pattern.eval(row, ctx)
             if self.glob:
                 r = sql_glob(v, p)
+            elif self.escape is not None:
+                esc = self.escape.eval(row, ctx)
+                if esc is None:
+                    return None          # ESCAPE NULL makes the whole LIKE NULL
+                r = sql_like(v, p, esc)
             else:
-                r = sql_like(v, p, None if self.escape is None else self.escape.eval(row, ctx))
+                r = sql_like(v, p, None)
         if r is None:
             return None
         return (1 - r) if self.negate else r
@@ -558,6 +573,8 @@ cdef class AggRef(Expr):
         self.pos = pos
 
     cdef object eval(self, tuple row, ExecContext ctx):
+        if self.pos >= PyTuple_GET_SIZE(row):
+            raise InternalError(f"aggregate position {self.pos} outside a row of {PyTuple_GET_SIZE(row)}")
         return <object>PyTuple_GET_ITEM(row, self.pos)
 
 

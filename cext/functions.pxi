@@ -8,6 +8,10 @@
 # arguments read as C strings stop at the first NUL, substr()'s start/length
 # are 32-bit, printf widths count bytes, a NaN result becomes NULL, and so on.
 #
+# Date and time functions (date, time, datetime, julianday, unixepoch,
+# strftime) follow date.c, modifiers included ('localtime'/'utc' go through
+# C's localtime() like SQLite).
+#
 # Public names:
 #   ScalarFunction, SCALAR_FUNCTIONS      name -> ScalarFunction (callable, arity)
 #   Aggregate (+ subclasses), DistinctAggregate
@@ -1672,3 +1676,625 @@ _scalar('degrees', _math1(_rad_to_deg), 1, 1)
 _scalar('atan2', _math2(c_atan2), 2, 2)
 _scalar(('pow', 'power'), _math2(c_pow), 2, 2)
 _scalar('mod', _math2(c_fmod), 2, 2)
+
+
+# ---------------------------------------------------------------------------
+# Date and time functions (SQLite 3.40's date.c): date, time, datetime,
+# julianday, unixepoch, strftime.  Times are held as SQLite does, as a Julian
+# day number in milliseconds (iJD) and/or broken-down fields.
+# ---------------------------------------------------------------------------
+import struct as _struct
+import time as _time
+
+
+# The largest valid iJD: 9999-12-31 23:59:59.999.
+cdef int64_t _MAX_IJD = 464269060799999
+
+
+cdef double _as_float32(double x):
+    # SQLite keeps the "+NNN unit" limits and factors in C floats.
+    return _struct.unpack('f', _struct.pack('f', x))[0]
+
+
+# (name, largest |NNN|, milliseconds per unit / 1000) of "+NNN unit" modifiers.
+cdef list _XFORMS = [(u, _as_float32(lim), _as_float32(mul)) for u, lim, mul in [
+    ('second', 4.6427e+14, 1.0), ('minute', 7.7379e+12, 60.0),
+    ('hour', 1.2897e+11, 3600.0), ('day', 5373485.0, 86400.0),
+    ('month', 176546.0, 2592000.0), ('year', 14713.0, 31536000.0)]]
+
+
+cdef inline bint _is_space(int c) noexcept:
+    return c == 32 or 9 <= c <= 13
+
+
+cdef inline bint _is_digit(int c) noexcept:
+    return 48 <= c <= 57
+
+
+cdef int _atof_full(bytes z, double *out):
+    """sqlite3AtoF's return code on all of z (> 0: z is wholly a number)."""
+    return _v_atof(<const unsigned char *>(<char *>z), len(z), out)
+
+
+cdef class _DateTime:
+    """SQLite's DateTime: a Julian day in ms and/or Y-M-D h:m:s fields."""
+    cdef int64_t ijd
+    cdef int Y, M, D, h, m, tz
+    cdef double s
+    cdef bint valid_jd, raw_s, valid_ymd, valid_hms, valid_tz, is_error
+    cdef bint tz_set       # a timezone suffix was given: 'utc' is then a no-op
+
+    @cython.cdivision(True)
+    cdef void compute_jd(self):
+        cdef int Y, M, D, A, B, X1, X2
+        if self.valid_jd:
+            return
+        if self.valid_ymd:
+            Y, M, D = self.Y, self.M, self.D
+        else:
+            Y, M, D = 2000, 1, 1
+        if Y < -4713 or Y > 9999 or self.raw_s:
+            self.error()
+            return
+        if M <= 2:
+            Y -= 1
+            M += 12
+        A = Y // 100
+        B = 2 - A + (A // 4)
+        X1 = 36525 * (Y + 4716) // 100
+        X2 = 306001 * (M + 1) // 10000
+        self.ijd = <int64_t>((X1 + X2 + D + B - 1524.5) * 86400000)
+        self.valid_jd = True
+        if self.valid_hms:
+            self.ijd += self.h * 3600000 + self.m * 60000 + <int64_t>(self.s * 1000 + 0.5)
+            if self.valid_tz:
+                self.ijd -= self.tz * 60000
+                self.valid_ymd = self.valid_hms = self.valid_tz = False
+
+    cdef _DateTime copy(self):
+        cdef _DateTime c = _DateTime()
+        c.ijd, c.Y, c.M, c.D, c.h, c.m, c.tz, c.s = self.ijd, self.Y, self.M, self.D, self.h, self.m, self.tz, self.s
+        c.valid_jd, c.raw_s, c.valid_ymd, c.valid_hms = self.valid_jd, self.raw_s, self.valid_ymd, self.valid_hms
+        c.valid_tz, c.is_error, c.tz_set = self.valid_tz, self.is_error, self.tz_set
+        return c
+
+    cdef void reset(self):
+        self.ijd = 0
+        self.Y = self.M = self.D = self.h = self.m = self.tz = 0
+        self.s = 0.0
+        self.valid_jd = self.raw_s = self.valid_ymd = self.valid_hms = False
+        self.valid_tz = self.is_error = self.tz_set = False
+
+    cdef void error(self):
+        self.reset()
+        self.is_error = True
+
+    @cython.cdivision(True)
+    cdef void compute_ymd(self, bint check=True):
+        cdef int Z, A, B, C, D, E, X1
+        if self.valid_ymd:
+            return
+        if not self.valid_jd:
+            self.Y, self.M, self.D = 2000, 1, 1
+        elif check and not (0 <= self.ijd <= _MAX_IJD):
+            self.error()
+            return
+        else:
+            Z = <int>((self.ijd + 43200000) // 86400000)
+            A = <int>((Z - 1867216.25) / 36524.25)
+            A = Z + 1 + A - (A // 4)
+            B = A + 1524
+            C = <int>((B - 122.1) / 365.25)
+            D = (36525 * (C & 32767)) // 100
+            E = <int>((B - D) / 30.6001)
+            X1 = <int>(30.6001 * E)
+            self.D = B - D - X1
+            self.M = E - 1 if E < 14 else E - 13
+            self.Y = C - 4716 if self.M > 2 else C - 4715
+        self.valid_ymd = True
+
+    @cython.cdivision(True)
+    cdef void compute_hms(self):
+        cdef int s
+        if self.valid_hms:
+            return
+        self.compute_jd()
+        s = <int>((self.ijd + 43200000) % 86400000)
+        self.s = s / 1000.0
+        s = <int>self.s
+        self.s -= s
+        self.h = s // 3600
+        s -= self.h * 3600
+        self.m = s // 60
+        self.s += s - self.m * 60
+        self.raw_s = False
+        self.valid_hms = True
+
+    cdef void clear_fields(self):
+        self.valid_ymd = self.valid_hms = self.valid_tz = False
+
+    cdef void set_raw_number(self, double r):
+        self.s = r
+        self.raw_s = True
+        if 0.0 <= r < 5373484.5:
+            self.ijd = <int64_t>(r * 86400000.0 + 0.5)
+            self.valid_jd = True
+
+
+cdef int _get_digits(bytes z, Py_ssize_t i, int ndigits, int lo, int hi, int sep) except -2:
+    """One fixed-width field of SQLite's getDigits(): ``ndigits`` digits at
+    z[i] in [lo, hi], followed by ``sep`` (0: anything).  -1 if absent."""
+    cdef int val = 0, k
+    for k in range(ndigits):
+        if i + k >= len(z) or not _is_digit(z[i + k]):
+            return -1
+        val = val * 10 + z[i + k] - 48
+    if val < lo or val > hi:
+        return -1
+    if sep and (i + ndigits >= len(z) or z[i + ndigits] != sep):
+        return -1
+    return val
+
+
+cdef bint _parse_timezone(bytes z, Py_ssize_t i, _DateTime p):
+    """Trailing '[+-]HH:MM' or 'Z' after a time; True on failure."""
+    cdef int sgn, hr, mn, c
+    cdef Py_ssize_t n = len(z)
+    while i < n and _is_space(z[i]):
+        i += 1
+    p.tz = 0
+    if i >= n:
+        return False
+    c = z[i]
+    if c == 45 or c == 43:
+        sgn = -1 if c == 45 else 1
+        i += 1
+        hr = _get_digits(z, i, 2, 0, 14, 58)
+        mn = _get_digits(z, i + 3, 2, 0, 59, 0)
+        if hr < 0 or mn < 0:
+            return True
+        i += 5
+        p.tz = sgn * (mn + hr * 60)
+    elif c == 90 or c == 122:    # 'Z', 'z'
+        i += 1
+    else:
+        return True
+    p.tz_set = True
+    while i < n and _is_space(z[i]):
+        i += 1
+    return i < n
+
+
+cdef bint _parse_hms(bytes z, Py_ssize_t i, _DateTime p):
+    """'HH:MM[:SS[.fff]][tz]' at z[i]; True on failure."""
+    cdef int h, m, s = 0
+    cdef double ms = 0.0, scale = 1.0
+    cdef Py_ssize_t n = len(z)
+    h = _get_digits(z, i, 2, 0, 24, 58)
+    m = _get_digits(z, i + 3, 2, 0, 59, 0)
+    if h < 0 or m < 0:
+        return True
+    i += 5
+    if i < n and z[i] == 58:
+        s = _get_digits(z, i + 1, 2, 0, 59, 0)
+        if s < 0:
+            return True
+        i += 3
+        if i + 1 < n and z[i] == 46 and _is_digit(z[i + 1]):
+            i += 1
+            while i < n and _is_digit(z[i]):
+                ms = ms * 10.0 + z[i] - 48
+                scale *= 10.0
+                i += 1
+            ms /= scale
+    p.valid_jd = False
+    p.raw_s = False
+    p.valid_hms = True
+    p.h, p.m, p.s = h, m, s + ms
+    if _parse_timezone(z, i, p):
+        return True
+    p.valid_tz = p.tz != 0
+    return False
+
+
+cdef bint _parse_ymd(bytes z, _DateTime p):
+    """'[-]YYYY-MM-DD[( |T)+time]'; True on failure."""
+    cdef Py_ssize_t i = 0, n = len(z)
+    cdef bint neg = False
+    cdef int Y, M, D
+    if n and z[0] == 45:
+        neg = True
+        i = 1
+    Y = _get_digits(z, i, 4, 0, 9999, 45)
+    M = _get_digits(z, i + 5, 2, 1, 12, 45)
+    D = _get_digits(z, i + 8, 2, 1, 31, 0)
+    if Y < 0 or M < 0 or D < 0:
+        return True
+    i += 10
+    while i < n and (_is_space(z[i]) or z[i] == 84):   # 'T'
+        i += 1
+    if not _parse_hms(z, i, p):
+        pass
+    elif i >= n:
+        p.valid_hms = False
+    else:
+        return True
+    p.valid_jd = False
+    p.valid_ymd = True
+    p.Y = -Y if neg else Y
+    p.M, p.D = M, D
+    if p.valid_tz:
+        p.compute_jd()
+    return False
+
+
+cdef void _set_now(_DateTime p):
+    p.ijd = <int64_t>(_time.time() * 1000.0) + 210866760000000
+    p.valid_jd = True
+
+
+cdef bint _parse_date_or_time(bytes z, _DateTime p):
+    cdef double r
+    if not _parse_ymd(z, p):
+        return False
+    if not _parse_hms(z, 0, p):
+        return False
+    if z.lower() == b'now':
+        _set_now(p)
+        return False
+    if _atof_full(z, &r) > 0:
+        p.set_raw_number(r)
+        return False
+    return True
+
+
+@cython.cdivision(True)
+cdef bint _apply_modifier(bytes z, _DateTime p, int idx) except -1:
+    """One modifier; True if it is not a valid one here (NULL result)."""
+    cdef double r, rounder, limit, mul
+    cdef int64_t Z, day
+    cdef int n, x, y
+    cdef Py_ssize_t k, zn = len(z)
+    cdef bytes low = z.lower()
+    cdef _DateTime tx
+    if not z:
+        return True
+    c = low[0]
+    if low == b'auto':
+        if idx > 1:
+            return True
+        if not p.raw_s or p.valid_jd:
+            p.raw_s = False
+            return False
+        if -210866760000.0 <= p.s <= 253402300799.0:   # Julian day 0 .. 9999-12-31
+            r = p.s * 1000.0 + 210866760000000.0
+            p.clear_fields()
+            p.ijd = <int64_t>(r + 0.5)
+            p.valid_jd = True
+            p.raw_s = False
+            return False
+        return True
+    if low == b'julianday':
+        if idx > 1:
+            return True
+        if p.valid_jd and p.raw_s:
+            p.raw_s = False
+            return False
+        return True
+    if low == b'unixepoch' and p.raw_s:
+        if idx > 1:
+            return True
+        r = p.s * 1000.0 + 210866760000000.0
+        if 0.0 <= r < 464269060800000.0:
+            p.clear_fields()
+            p.ijd = <int64_t>(r + 0.5)
+            p.valid_jd = True
+            p.raw_s = False
+            return False
+        return True
+    if low == b'localtime':
+        _to_localtime(p)
+        return False
+    if low == b'utc':
+        if not p.tz_set:
+            _to_utc(p)
+        return False
+    if low.startswith(b'weekday '):
+        if _atof_full(low[8:], &r) > 0 and r == <int>r and r >= 0 and r < 7:
+            n = <int>r
+            p.compute_ymd()
+            p.compute_hms()
+            p.valid_tz = False
+            p.valid_jd = False
+            p.compute_jd()
+            Z = ((p.ijd + 129600000) // 86400000) % 7
+            if Z > n:
+                Z -= 7
+            p.ijd += (n - Z) * 86400000
+            p.clear_fields()
+            return False
+        return True
+    if low.startswith(b'start of '):
+        if not p.valid_jd and not p.valid_ymd and not p.valid_hms:
+            return True
+        p.compute_ymd()
+        p.valid_hms = True
+        p.h = p.m = 0
+        p.s = 0.0
+        p.raw_s = False
+        p.valid_tz = False
+        p.valid_jd = False
+        rest = low[9:]
+        if rest == b'month':
+            p.D = 1
+            return False
+        if rest == b'year':
+            p.M = 1
+            p.D = 1
+            return False
+        return rest != b'day'
+    if c == 43 or c == 45 or _is_digit(c):
+        k = 1
+        while k < zn and z[k] != 0 and z[k] != 58 and not _is_space(z[k]):
+            k += 1
+        if _atof_full(z[:k], &r) <= 0:
+            return True
+        if k < zn and z[k] == 58:
+            # (+|-)HH:MM[:SS.FFF]: shift by a time of day.
+            tx = _DateTime()
+            if _parse_hms(z, 0 if _is_digit(c) else 1, tx):
+                return True
+            tx.compute_jd()
+            tx.ijd -= 43200000
+            day = tx.ijd // 86400000
+            tx.ijd -= day * 86400000
+            if c == 45:
+                tx.ijd = -tx.ijd
+            p.compute_jd()
+            p.clear_fields()
+            p.ijd += tx.ijd
+            return False
+        rest = low[k:].lstrip(b' \t\n\v\f\r')
+        if len(rest) > 10 or len(rest) < 3:
+            return True
+        if rest.endswith(b's'):
+            rest = rest[:-1]
+        p.compute_jd()
+        rounder = -0.5 if r < 0 else 0.5
+        for unit, limit, mul in _XFORMS:
+            if rest == unit.encode() and -limit < r < limit:
+                if unit == 'month':
+                    p.compute_ymd()
+                    p.compute_hms()
+                    p.M += <int>r
+                    x = (p.M - 1) // 12 if p.M > 0 else (p.M - 12) // 12
+                    p.Y += x
+                    p.M -= x * 12
+                    p.valid_jd = False
+                    r -= <int>r
+                elif unit == 'year':
+                    y = <int>r
+                    p.compute_ymd()
+                    p.compute_hms()
+                    p.Y += y
+                    p.valid_jd = False
+                    r -= <int>r
+                p.compute_jd()
+                p.ijd += <int64_t>(r * 1000.0 * mul + rounder)
+                p.clear_fields()
+                return False
+        p.clear_fields()
+        return True
+    return True
+
+
+@cython.cdivision(True)
+cdef int _to_localtime(_DateTime p) except -1:
+    """Turn p (UTC) into local broken-down time with C's localtime().  Times
+    outside 1970-2038 are shifted by whole years into it and back, as SQLite
+    does; an erroneous p is judged as 2000-01-01 (SQLite clears the error)."""
+    cdef _DateTime x
+    cdef int year_diff = 0
+    cdef int64_t t
+    p.compute_jd()
+    if p.ijd < <int64_t>210866760000000 or p.ijd > <int64_t>213014145600000:
+        x = p.copy()
+        x.compute_ymd()
+        x.compute_hms()
+        year_diff = (2000 + x.Y % 4) - x.Y
+        x.Y += year_diff
+        x.valid_jd = False
+        x.compute_jd()
+        t = x.ijd // 1000 - <int64_t>210866760000
+    else:
+        t = p.ijd // 1000 - <int64_t>210866760000
+    try:
+        lt = _time.localtime(t)
+    except (OverflowError, OSError, ValueError) as e:
+        raise _FnDataError("local time unavailable") from e
+    p.Y = lt.tm_year - year_diff
+    p.M, p.D, p.h, p.m = lt.tm_mon, lt.tm_mday, lt.tm_hour, lt.tm_min
+    p.s = lt.tm_sec + (p.ijd % 1000) * 0.001
+    p.valid_ymd = p.valid_hms = True
+    p.valid_jd = p.raw_s = p.valid_tz = p.is_error = False
+    return 0
+
+
+cdef int _to_utc(_DateTime p) except -1:
+    """'utc': the UTC time whose local time is p, found by correcting a guess
+    (at most four rounds, as SQLite)."""
+    cdef int64_t orig, guess, err = 0
+    cdef int cnt = 0
+    cdef _DateTime probe
+    p.compute_jd()
+    guess = orig = p.ijd
+    while True:
+        probe = _DateTime()
+        guess -= err
+        probe.ijd = guess
+        probe.valid_jd = True
+        _to_localtime(probe)
+        probe.compute_jd()
+        err = probe.ijd - orig
+        if not err or cnt >= 3:
+            break
+        cnt += 1
+    p.reset()
+    p.ijd = guess
+    p.valid_jd = True
+    p.tz_set = True
+    return 0
+
+
+cdef _DateTime _is_date(tuple args):
+    """Parse the time value and modifiers; None when the result is NULL."""
+    cdef _DateTime p = _DateTime()
+    cdef Py_ssize_t i
+    if not args:
+        _set_now(p)
+        return p
+    v = args[0]
+    if type(v) is int or type(v) is float:
+        p.set_raw_number(_value_double(v))
+    else:
+        z = _value_cstr(v)
+        if z is None or _parse_date_or_time((<str>z).encode('utf-8'), p):
+            return None
+    for i in range(1, len(args)):
+        z = _value_cstr(args[i])
+        if z is None or _apply_modifier((<str>z).encode('utf-8'), p, <int>i):
+            return None
+    p.compute_jd()
+    if p.is_error or not (0 <= p.ijd <= _MAX_IJD):
+        return None
+    return p
+
+
+cdef str _ymd_text(_DateTime p):
+    """'YYYY-MM-DD'; a year before 1 keeps four digits after its sign."""
+    if p.Y < 0:
+        return f"-{-p.Y:04d}-{p.M:02d}-{p.D:02d}"
+    return f"{p.Y:04d}-{p.M:02d}-{p.D:02d}"
+
+
+def fn_julianday(*args):
+    """julianday(TIME, MOD...): the Julian day number, a real."""
+    cdef _DateTime p = _is_date(args)
+    return None if p is None else p.ijd / 86400000.0
+
+
+@cython.cdivision(True)
+def fn_unixepoch(*args):
+    """unixepoch(TIME, MOD...): seconds since 1970-01-01, an integer."""
+    cdef _DateTime p = _is_date(args)
+    return None if p is None else p.ijd // 1000 - <int64_t>210866760000
+
+
+def fn_date(*args):
+    """date(TIME, MOD...): 'YYYY-MM-DD'."""
+    cdef _DateTime p = _is_date(args)
+    if p is None:
+        return None
+    p.compute_ymd()
+    return _ymd_text(p)
+
+
+def fn_time(*args):
+    """time(TIME, MOD...): 'HH:MM:SS'."""
+    cdef _DateTime p = _is_date(args)
+    if p is None:
+        return None
+    p.compute_hms()
+    return f"{p.h:02d}:{p.m:02d}:{<int>p.s:02d}"
+
+
+def fn_datetime(*args):
+    """datetime(TIME, MOD...): 'YYYY-MM-DD HH:MM:SS'."""
+    cdef _DateTime p = _is_date(args)
+    if p is None:
+        return None
+    p.compute_ymd()
+    p.compute_hms()
+    return f"{_ymd_text(p)} {p.h:02d}:{p.m:02d}:{<int>p.s:02d}"
+
+
+@cython.cdivision(True)
+def fn_strftime(*args):
+    """strftime(FORMAT, TIME, MOD...): %d %f %H %j %J %m %M %s %S %w %W %Y %%;
+    any other conversion makes the result NULL."""
+    cdef _DateTime p, y
+    cdef int nday, wd
+    cdef Py_ssize_t i, n
+    cdef double sec
+    if not args:
+        return None
+    fmt = _value_cstr(args[0])
+    if fmt is None:
+        return None
+    p = _is_date(args[1:])
+    if p is None:
+        return None
+    p.compute_jd()
+    p.compute_ymd()
+    p.compute_hms()
+    cdef list out = []
+    cdef str f = <str>fmt
+    n = len(f)
+    i = 0
+    while i < n:
+        ch = f[i]
+        if ch != '%':
+            out.append(ch)
+            i += 1
+            continue
+        i += 1
+        code = f[i] if i < n else ''
+        i += 1
+        if code == 'd':
+            out.append(f"{p.D:02d}")
+        elif code == 'f':
+            sec = p.s if p.s <= 59.999 else 59.999
+            out.append(sql_printf('%06.3f', sec))
+        elif code == 'H':
+            out.append(f"{p.h:02d}")
+        elif code == 'W' or code == 'j':
+            y = _DateTime()
+            y.Y, y.M, y.D = p.Y, 1, 1
+            y.h, y.m, y.s = p.h, p.m, p.s
+            y.valid_ymd = y.valid_hms = True
+            y.compute_jd()
+            nday = <int>((p.ijd - y.ijd + 43200000) // 86400000)
+            if code == 'W':
+                wd = <int>(((p.ijd + 43200000) // 86400000) % 7)
+                out.append(f"{(nday + 7 - wd) // 7:02d}")
+            else:
+                out.append(f"{nday + 1:03d}")
+        elif code == 'J':
+            out.append(sql_printf('%.16g', p.ijd / 86400000.0))
+        elif code == 'm':
+            out.append(f"{p.M:02d}")
+        elif code == 'M':
+            out.append(f"{p.m:02d}")
+        elif code == 's':
+            out.append(str(p.ijd // 1000 - <int64_t>210866760000))
+        elif code == 'S':
+            out.append(f"{<int>p.s:02d}")
+        elif code == 'w':
+            out.append(str(((p.ijd + 129600000) // 86400000) % 7))
+        elif code == 'Y':
+            out.append(f"{p.Y:04d}")
+        elif code == '%':
+            out.append('%')
+        else:
+            return None
+    return ''.join(out)
+
+
+# Not deterministic: 'now' and the 'localtime'/'utc' modifiers depend on when
+# and where the statement runs, so calls must not be folded into cached plans.
+_scalar('date', fn_date, 0, -1, False)
+_scalar('time', fn_time, 0, -1, False)
+_scalar('datetime', fn_datetime, 0, -1, False)
+_scalar('julianday', fn_julianday, 0, -1, False)
+_scalar('unixepoch', fn_unixepoch, 0, -1, False)
+_scalar('strftime', fn_strftime, 1, -1, False)

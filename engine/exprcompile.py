@@ -437,7 +437,8 @@ class ExprCompiler:
         pattern = self.compile(pat_node)
         esc = self.compile(escape) if escape is not None else None
         matcher = None
-        if isinstance(pattern, C.Const) and isinstance(pattern.value, str) and (esc is None or isinstance(esc, C.Const)):
+        if isinstance(pattern, C.Const) and isinstance(pattern.value, str) and (
+                esc is None or (isinstance(esc, C.Const) and esc.value is not None)):
             if glob:
                 matcher = C.GlobMatcher(pattern.value)
             else:

@@ -519,6 +519,13 @@ class SelectPlanner:
         r0, r1 = right.source.offset, right.source.offset + right.source.width
         lkeys, rkeys = [], []
         comp = ExprCompiler(scope, self.params, self.subquery_runner)
+        # Right keys are evaluated on the right input's rows alone: compile them
+        # against a scope where the right source starts at position 0.
+        from dataclasses import replace as dc_replace
+        rsrc = dc_replace(right.source, offset=0,
+                          rowid_pos=(right.source.rowid_pos - r0) if right.source.rowid_pos is not None else None)
+        rsrc.decl_types = getattr(right.source, "decl_types", None)  # type: ignore[attr-defined]
+        rcomp = ExprCompiler(Scope([rsrc], scope.parent), self.params, self.subquery_runner)
         for c in residual:
             if not isinstance(c, exp.EQ):
                 continue
@@ -535,20 +542,16 @@ class SelectPlanner:
                                   "R" if hit and hit[0] == 0 and r0 <= hit[1] < r1 else "X")
                 sides.append(positions.pop() if len(positions) == 1 else None)
             if sides in (["L", "R"], ["R", "L"]):
-                a, b, coll = comp.compare_operands(c.this, c.expression)
-                if coll:
+                lnode, rnode = (c.this, c.expression) if sides[0] == "L" else (c.expression, c.this)
+                if comp.collation(lnode) or comp.collation(rnode):
                     continue
-                la, ra = comp.affinity(c.this), comp.affinity(c.expression)
-                # Values of different storage classes can still be SQLite-equal only via
-                # affinity; with no affinity on either side, '1' and 1 must not match,
-                # which Python's hash equality already gives.
-                del la, ra
-                if sides[0] == "L":
-                    lkeys.append(a)
-                    rkeys.append(b)
-                else:
-                    lkeys.append(b)
-                    rkeys.append(a)
+                # Python's hash equality matches SQLite's for values of one storage
+                # class (1 == 1.0); comparison affinity normalises the classes first.
+                lk, rk = comp.compile(lnode), rcomp.compile(rnode)
+                la, ra = comp.affinity(lnode), comp.affinity(rnode)
+                lk, rk = _apply_comparison_affinity(lk, la, rk, ra)
+                lkeys.append(lk)
+                rkeys.append(rk)
         return (lkeys, rkeys) if lkeys else None
 
     def _defaults(self, table: Table) -> tuple | None:
@@ -716,6 +719,19 @@ class _CorrelationProbe(Scope):
 
 
 # -- small AST helpers -----------------------------------------------------------------------
+
+def _apply_comparison_affinity(a: Any, la: int | None, b: Any, ra: int | None) -> tuple[Any, Any]:
+    """SQLite datatype3 4.2: numeric affinity wins over text/none; text over none."""
+    if la in NUMERIC_AFFS and ra not in NUMERIC_AFFS:
+        return a, C.Affinity(b, AFF_NUMERIC)
+    if ra in NUMERIC_AFFS and la not in NUMERIC_AFFS:
+        return C.Affinity(a, AFF_NUMERIC), b
+    if la == AFF_TEXT and ra is None:
+        return a, C.Affinity(b, AFF_TEXT)
+    if ra == AFF_TEXT and la is None:
+        return C.Affinity(a, AFF_TEXT), b
+    return a, b
+
 
 def _split_and(node: exp.Expression | None) -> list[exp.Expression]:
     if node is None:

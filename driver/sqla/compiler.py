@@ -1,0 +1,136 @@
+"""SQL generation for the terndb dialect.
+
+terndb reads SQLite's SQL, so the statement compiler and identifier preparer
+reuse SQLAlchemy's SQLite pieces (``LIMIT -1 OFFSET n``, ``x / (y + 0.0)``,
+``IS [NOT]`` for distinct-from, ``group_concat``).  Constructs the engine
+cannot run yet are refused at compile time with a ``CompileError`` that says
+so, instead of producing SQL that fails later with a less helpful message.
+
+DDL and type names are terndb's own (the SQLite DDL compiler reads
+``sqlite_*`` dialect options): options are ``terndb_autoincrement`` on a
+Table and ``terndb_where`` on an Index.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import exc
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler, SQLiteIdentifierPreparer
+from sqlalchemy.sql import compiler
+
+# A DEFAULT that is not a literal or parenthesised must be wrapped: SQLite's
+# grammar only accepts literals, signed numbers and ( expr ) after DEFAULT.
+_NEEDS_PARENS = re.compile(r".*\W.*", re.S)
+_STARTS_LITERAL = re.compile(r"""^\s*[\'\"\(]""")
+
+
+class TerndbCompiler(SQLiteCompiler):
+    """SQLite's statement compiler minus what terndb's engine cannot execute yet."""
+
+    def _not_yet(self, what: str) -> exc.CompileError:
+        return exc.CompileError(f"terndb does not support {what} yet")
+
+    def visit_json_getitem_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        raise self._not_yet("JSON index operators (the engine has no JSON functions)")
+
+    def visit_json_path_getitem_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        raise self._not_yet("JSON path operators (the engine has no JSON functions)")
+
+    def visit_regexp_match_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        raise self._not_yet("REGEXP")
+
+    def visit_not_regexp_match_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        raise self._not_yet("REGEXP")
+
+    def visit_regexp_replace_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        raise self._not_yet("regexp_replace")
+
+    def visit_on_conflict_do_nothing(self, on_conflict: Any, **kw: Any) -> str:
+        raise self._not_yet("ON CONFLICT")
+
+    def visit_on_conflict_do_update(self, on_conflict: Any, **kw: Any) -> str:
+        raise self._not_yet("ON CONFLICT")
+
+    def returning_clause(self, stmt: Any, returning_cols: Any, **kw: Any) -> str:
+        raise self._not_yet("RETURNING")
+
+
+class TerndbDDLCompiler(compiler.DDLCompiler):
+    """CREATE/DROP statements in the SQLite syntax terndb parses."""
+
+    def get_column_specification(self, column: Any, **kwargs: Any) -> str:
+        coltype = self.dialect.type_compiler_instance.process(column.type, type_expression=column)
+        colspec = self.preparer.format_column(column) + " " + coltype
+        default = self.get_column_default_string(column)
+        if default is not None:
+            if not _STARTS_LITERAL.match(default) and _NEEDS_PARENS.match(default):
+                colspec += f" DEFAULT ({default})"
+            else:
+                colspec += f" DEFAULT {default}"
+        if not column.nullable:
+            colspec += " NOT NULL"
+        if column.primary_key and self._inline_autoincrement(column):
+            colspec += " PRIMARY KEY AUTOINCREMENT"
+        if column.computed is not None:
+            raise exc.CompileError("terndb does not support computed (generated) columns yet")
+        return colspec
+
+    @staticmethod
+    def _inline_autoincrement(column: Any) -> bool:
+        """AUTOINCREMENT must be written on the column: only then it is an INTEGER PRIMARY KEY."""
+        table = column.table
+        if not table.dialect_options["terndb"]["autoincrement"]:
+            return False
+        if len(table.primary_key.columns) != 1:
+            raise exc.CompileError("terndb_autoincrement needs a single-column INTEGER primary key")
+        return issubclass(column.type._type_affinity, sqltypes.Integer) and not column.foreign_keys
+
+    def visit_primary_key_constraint(self, constraint: Any, **kw: Any) -> Any:
+        if len(constraint.columns) == 1:
+            col = list(constraint)[0]
+            if col.primary_key and self._inline_autoincrement(col):
+                return None
+        return super().visit_primary_key_constraint(constraint, **kw)
+
+    def define_constraint_remote_table(self, constraint: Any, table: Any, preparer: Any) -> str:
+        # No schemas: a foreign key always names a table of the same database.
+        return preparer.format_table(table, use_schema=False)
+
+    def visit_create_index(self, create: Any, include_schema: bool = False,
+                           include_table_schema: bool = True, **kw: Any) -> str:
+        index = create.element
+        self._verify_index_table(index)
+        text = "CREATE UNIQUE INDEX " if index.unique else "CREATE INDEX "
+        if create.if_not_exists:
+            text += "IF NOT EXISTS "
+        text += "%s ON %s (%s)" % (
+            self._prepared_index_name(index, include_schema=False),
+            self.preparer.format_table(index.table, use_schema=False),
+            ", ".join(self.sql_compiler.process(e, include_table=False, literal_binds=True)
+                      for e in index.expressions),
+        )
+        where = index.dialect_options["terndb"]["where"]
+        if where is not None:
+            text += " WHERE " + self.sql_compiler.process(where, include_table=False, literal_binds=True)
+        return text
+
+    def visit_set_table_comment(self, create: Any, **kw: Any) -> str:
+        raise exc.CompileError("terndb does not support comments")
+
+    visit_drop_table_comment = visit_set_column_comment = visit_drop_column_comment = visit_set_table_comment
+
+
+class TerndbTypeCompiler(compiler.GenericTypeCompiler):
+    """Type names terndb's affinity rules read the way the stored values need."""
+
+    def visit_large_binary(self, type_: Any, **kw: Any) -> str:
+        return self.visit_BLOB(type_)
+
+    def visit_JSON(self, type_: Any, **kw: Any) -> str:
+        return "JSON"
+
+
+class TerndbIdentifierPreparer(SQLiteIdentifierPreparer):
+    """SQLite's quoting rules and reserved words (terndb's parser is SQLite's grammar)."""

@@ -1,0 +1,311 @@
+"""Reading change sets out of a database: the replication wire message and the change feed.
+
+Wire message
+------------
+A binlog change set names tables by catalog object id, which is local to a
+database, so what travels between nodes is an envelope::
+
+    b"TRM1" | u32 length | JSON {"t": {"<table id>": [name, CREATE TABLE sql]}} | change set
+
+The JSON maps every table id used in the change set to its name (receivers
+map by name) and to its CREATE statement, so a subscriber can create a table
+that a message needs before applying the message's rows: data never waits
+for DDL that is still in flight.  The change set keeps its header (origin
+node, origin sequence, HLC), which is its identity everywhere.
+
+``read_outgoing`` produces messages from a binlog: entries of tables outside
+the publish set are cut (the change set is re-encoded with the same header),
+DDL about unpublished tables too.  A change set left empty still produces a
+message (its identity marks the origin sequence as seen, so receivers that
+track per-origin sequences see no gap) unless ``skip_empty``.
+
+Change feed
+-----------
+``ChangeFeed.changes(table, since)`` lists a table's changes after a binlog
+position with decoded keys and rows; ``subscribe`` follows new commits by
+polling the binlog (commits in other processes show up too).  Positions are
+local binlog sequence numbers; change sets applied from peers are in the
+binlog too (with their origin), so a feed sees remote changes as they were
+received, including ones that last-writer-wins then did not keep.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from terndb._cext import _core as C
+
+from .binlog import ChangeSet
+from .catalog import Schema
+from .errors import CorruptDatabaseError
+from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet
+
+MAGIC = b"TRM1"
+_LEN = struct.Struct(">I")
+OP_NAMES = {OP_INSERT: "insert", OP_UPDATE: "update", OP_DELETE: "delete", OP_DDL: "ddl"}
+
+
+def encode_message(changeset: bytes, tables: dict[int, tuple[str, str]]) -> bytes:
+    meta = json.dumps({"t": {str(k): list(v) for k, v in tables.items()}},
+                      separators=(",", ":")).encode()
+    return MAGIC + _LEN.pack(len(meta)) + meta + changeset
+
+
+@dataclass
+class Message:
+    """A decoded wire message (entries decoded lazily)."""
+    tables: dict[int, tuple[str, str]]
+    data: bytes                      # the change set
+    header: dict
+    _entries: list | None = field(default=None, repr=False)
+
+    @property
+    def origin(self) -> bytes:
+        return self.header["origin"]
+
+    @property
+    def origin_sequence(self) -> int:
+        return self.header["sequence"]
+
+    @property
+    def hlc(self) -> int:
+        return self.header["hlc"]
+
+    @property
+    def entries(self) -> list:
+        if self._entries is None:
+            self._entries = C.decode_changeset(self.data)[1]
+        return self._entries
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.origin.hex()}:{self.origin_sequence}"
+
+
+def decode_message(data: bytes) -> Message:
+    """Validate and split a wire message; CorruptDatabaseError if malformed."""
+    data = bytes(data)
+    if len(data) < 8 or data[:4] != MAGIC:
+        raise CorruptDatabaseError("not a terndb replication message (bad magic)")
+    n = _LEN.unpack_from(data, 4)[0]
+    if 8 + n > len(data):
+        raise CorruptDatabaseError("replication message truncated inside its table map")
+    try:
+        raw = json.loads(data[8:8 + n])
+        tables = {int(k): (str(v[0]), str(v[1])) for k, v in raw["t"].items()}
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise CorruptDatabaseError(f"replication message has a bad table map: {exc}") from None
+    cs = data[8 + n:]
+    header = C.decode_changeset_header(cs)
+    return Message(tables, cs, header)
+
+
+def ddl_subject(payload: bytes, schema: Schema) -> tuple[str, str | None]:
+    """(kind, table name) a DDL payload is about; table None when unknown."""
+    try:
+        info = json.loads(payload)
+    except ValueError:
+        return "unknown", None
+    op = info.get("op")
+    name = str(info.get("name", ""))
+    if op == "create_table":
+        return "table", name
+    if op == "create_index":
+        ix = schema.indexes.get(name.lower())
+        return "index", (ix.table if ix is not None else None)
+    if op == "create_view":
+        return "view", None
+    if op == "drop":
+        kind = info.get("kind")
+        return str(kind), (name if kind == "table" else None)
+    return "unknown", None
+
+
+def reencode(header: dict, entries: list, table_ids: dict[int, int] | None = None) -> bytes:
+    """A change set with the same header and the given entries (ids mapped by ``table_ids``)."""
+    col = C.ChangeCollector()
+    for e in entries:
+        op = e.op
+        tid = e.table_id if table_ids is None else table_ids.get(e.table_id, e.table_id)
+        if op == OP_INSERT:
+            col.insert(tid, e.pk_key, e.row, e.prev_hlc)
+        elif op == OP_UPDATE:
+            col.update(tid, e.pk_key, e.row, e.changed or 0, e.prev_hlc)
+        elif op == OP_DELETE:
+            col.delete(tid, e.pk_key, e.prev_hlc)
+        else:
+            col.ddl(e.row)
+    return col.finish(header["hlc"], header["origin"], header["sequence"], header["schema_version"])
+
+
+@dataclass
+class Outgoing:
+    """One binlog change set prepared for sending."""
+    sequence: int                    # local binlog position (the sender's stream position)
+    origin: bytes
+    origin_sequence: int
+    hlc: int
+    data: bytes | None               # wire message; None when skip_empty dropped it
+    tables: tuple[str, ...] = ()     # names of the tables in it
+    has_ddl: bool = False
+
+
+def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
+                  only_origin: bytes | None = None, skip_empty: bool = False,
+                  exclude_origin: bytes | None = None) -> list[Outgoing]:
+    """Change sets after binlog position ``since`` as wire messages, filtered to ``publish``."""
+    out: list[Outgoing] = []
+    with db.store.begin_read() as rt:
+        txn = rt.txn
+        schema = db.committed_schema(txn)
+        for seq, cs in db.binlog.read(txn, since, limit):
+            origin = cs.origin
+            if (only_origin is not None and origin != only_origin) or (
+                    exclude_origin is not None and origin == exclude_origin):
+                out.append(Outgoing(seq, origin, cs.origin_sequence, cs.hlc, None))
+                continue
+            out.append(_prepare(seq, cs, schema, publish, skip_empty))
+    return out
+
+
+def _prepare(seq: int, cs: ChangeSet, schema: Schema, publish: TableSet, skip_empty: bool) -> Outgoing:
+    kept = []
+    tables: dict[int, tuple[str, str]] = {}
+    names: set[str] = set()
+    has_ddl = False
+    cut = False
+    for e in cs.entries:
+        if e.op == OP_DDL:
+            kind, tname = ddl_subject(e.row, schema)
+            if kind == "table":
+                keep = tname is not None and tname in publish
+            elif kind == "index":
+                keep = tname is None or tname in publish   # a dropped index's table is unknown
+            elif kind == "view":
+                keep = publish.all
+            else:
+                keep = True
+            if not keep:
+                cut = True
+                continue
+            kept.append(e)
+            has_ddl = True
+            continue
+        t = schema.by_object_id.get(e.table_id)
+        if t is None or t.name not in publish or not t.pk:
+            cut = True
+            continue
+        if e.table_id not in tables:
+            tables[e.table_id] = (t.name, t.sql)
+            names.add(t.name)
+        kept.append(e)
+    if not kept and skip_empty:
+        return Outgoing(seq, cs.origin, cs.origin_sequence, cs.hlc, None)
+    header = {"hlc": cs.hlc, "origin": cs.origin, "sequence": cs.origin_sequence,
+              "schema_version": cs.schema_version}
+    data = reencode(header, kept) if cut else cs.data
+    return Outgoing(seq, cs.origin, cs.origin_sequence, cs.hlc, encode_message(data, tables),
+                    tuple(sorted(names)), has_ddl)
+
+
+# ---------------------------------------------------------------------------------------------
+# The change feed
+
+@dataclass
+class Change:
+    """One change to one row (or one DDL statement) as the feed reports it."""
+    position: int                    # local binlog sequence of its change set
+    op: str                          # insert / update / delete / ddl
+    table: str | None
+    key: tuple | None                # primary key values
+    row: dict | None                 # column -> value after the change (insert/update)
+    changed: tuple[str, ...]         # updated column names
+    hlc: int
+    origin: str                      # node id (hex) where it was committed
+    ddl: dict | None = None
+
+
+class ChangeFeed:
+    """Iterate or follow one table's (or every table's) changes since a binlog position."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def last_position(self) -> int:
+        with self.db.store.begin_read() as rt:
+            return self.db.binlog.last_sequence(rt.txn)
+
+    def changes(self, table: str | None = None, since: int = 0, limit: int | None = None) -> list[Change]:
+        """Changes with position > ``since`` (oldest first); ``limit`` counts change sets.
+
+        Raises OperationalError if retention already removed positions after ``since``.
+        """
+        return self._read(table, since, limit)[0]
+
+    def _read(self, table: str | None, since: int, limit: int | None) -> tuple[list[Change], int]:
+        out: list[Change] = []
+        want = table.lower() if table else None
+        last = since
+        with self.db.store.begin_read() as rt:
+            schema = self.db.committed_schema(rt.txn)
+            for seq, cs in self.db.binlog.read(rt.txn, since, limit):
+                last = seq
+                for e in cs.entries:
+                    ch = _to_change(seq, cs, e, schema)
+                    if ch is None or (want is not None and (ch.table or "").lower() != want):
+                        continue
+                    out.append(ch)
+        return out, last
+
+    def subscribe(self, table: str | None = None, since: int | None = None, *, poll: float = 0.05,
+                  stop: threading.Event | None = None, timeout: float | None = None) -> Iterator[Change]:
+        """Yield changes as they commit, starting after ``since`` (default: now).
+
+        Ends when ``stop`` is set or, with ``timeout``, after that many seconds
+        without a new change set.
+        """
+        pos = self.last_position() if since is None else since
+        idle_since = time.monotonic()
+        while stop is None or not stop.is_set():
+            batch, last = self._read(table, pos, 1000)
+            if last > pos:
+                pos = last
+                idle_since = time.monotonic()
+                yield from batch
+                continue
+            if timeout is not None and time.monotonic() - idle_since >= timeout:
+                return
+            if stop is not None:
+                stop.wait(poll)
+            else:
+                time.sleep(poll)
+
+
+def _to_change(seq: int, cs: ChangeSet, e: Any, schema: Schema) -> Change | None:
+    origin = cs.origin.hex()
+    if e.op == OP_DDL:
+        try:
+            info = json.loads(e.row)
+        except ValueError:
+            info = {}
+        name = info.get("name") if info.get("op") in ("create_table",) or info.get("kind") == "table" else None
+        return Change(seq, "ddl", name, None, None, (), cs.hlc, origin, info)
+    t = schema.by_object_id.get(e.table_id)
+    if t is None or t.name.lower() == CONFLICT_TABLE:
+        return None
+    cols = [c.name for c in t.columns]
+    n = len(cols)
+    key = C.decode_key(e.pk_key, b"B" * max(1, len(t.pk) or 1))
+    row = None
+    if e.row is not None:
+        row = dict(zip(cols, C.decode_row(e.row, n, None)))
+    changed = tuple(cols[i] for i in e.changed_columns if i < n) if e.op == OP_UPDATE else ()
+    return Change(seq, OP_NAMES[e.op], t.name, key, row, changed, cs.hlc, origin)
+
+
+__all__ = ["encode_message", "decode_message", "Message", "read_outgoing", "Outgoing", "reencode",
+           "ChangeFeed", "Change", "ddl_subject", "MAGIC"]

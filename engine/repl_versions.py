@@ -1,0 +1,418 @@
+"""Per-row, per-column versions for replicated tables, and the convergent merge rule.
+
+Every replicated row has one *version record* in the ``_repl_versions``
+sub-database, keyed by ``>I table_id`` (the local catalog object id) + the
+row's order-preserving primary-key key.  The record is a set of
+last-writer-wins registers, so merging two records is a pure per-register
+maximum: commutative, associative and idempotent, whatever order change sets
+arrive in, however often.
+
+Registers of a record
+---------------------
+* **existence**: ``(hlc, node)`` of the newest insert/update (live) or
+  delete (dead).  A delete older than the newest insert/update loses; an
+  update older than the newest delete loses, so a late update never
+  resurrects a deleted row.  A newer insert re-creates it.
+* **one register per column**: ``(rank, hlc, node)`` plus the value.  An
+  insert writes every column at rank 1 ("strong"); an update writes its
+  changed columns strong and its unchanged columns at rank 0 ("weak"): the
+  update carries the whole row as its writer saw it, so those values fill in
+  a row whose insert has not arrived yet, but any real write beats them.
+  Rank 0 with hlc 0 is "bottom": the state of a value nobody versioned (a row
+  written before the table was replicated).
+
+Versions compare as tuples: rank, then HLC, then the 16-byte node id (ties
+of equal HLCs from different nodes go to the larger node id).  Equal versions
+only come from the same change set (a node's HLC never repeats), where the
+later entry wins, so ``>=`` is used within one change set.
+
+The values are kept in the record even while the row is live (the table
+holds them too) because a local DELETE's binlog entry carries only the key:
+without the values in the record, a deleted row re-created by a concurrent
+update could not be rebuilt the same way on every node.  That doubles the
+bytes of replicated tables; an engine change (delete entries carrying the old
+row) would let live records drop their values.
+
+Record layout: ``>BQ16sH`` flags (bit 0 = dead), existence hlc, existence
+node, column count; then per column ``>BQ16s`` rank, hlc, node; then the
+values as one ``encode_row`` record.
+
+Local writes
+------------
+Local commits reach the records through the binlog: ``VersionStore.catch_up``
+reads change sets after the ``versions_seq`` mark, takes those whose origin
+is this node and merges their entries (they are the newest versions by
+construction of the HLC).  Installed as a commit hook, it runs inside the
+committing transaction; without the hook (another process wrote, or no
+replicator was running) the next apply catches up first, so records are
+never behind the binlog when they are compared.  Change sets from peers are
+merged by the applier, which writes their records itself.
+
+Tombstones
+----------
+Dead records are kept for ``horizon_ms`` (default 7 days) and then removed by
+``gc_tombstones``; the largest HLC collected is kept as ``gc_floor``.  An
+insert or update older than the floor for a row without a record could be a
+write that a collected delete should have beaten, so it is refused (and
+recorded as a ``stale`` conflict).  A node partitioned for longer than the
+horizon must therefore be re-bootstrapped from a peer snapshot.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any, Iterable
+
+from terndb._cext import _core as C
+
+from .catalog import Schema, Table
+from .errors import OperationalError, ProgrammingError
+
+VERSIONS_DB = b"_repl_versions"
+STATE_DB = b"_repl_state"
+K_VERSIONS_SEQ = b"versions_seq"
+K_GC_FLOOR = b"gc_floor"
+K_CONFIG = b"config"
+
+#: Name of the queryable conflict table every replicating database gets.
+CONFLICT_TABLE = "terndb_conflicts"
+#: Default tombstone horizon: 7 days.
+DEFAULT_HORIZON_MS = 7 * 24 * 3600 * 1000
+
+NO_NODE = b"\x00" * 16
+BOTTOM = (0, 0, NO_NODE)
+OP_INSERT = C.CHANGE_OP_INSERT
+OP_UPDATE = C.CHANGE_OP_UPDATE
+OP_DELETE = C.CHANGE_OP_DELETE
+OP_DDL = C.CHANGE_OP_DDL
+
+_HEAD = struct.Struct(">BQ16sH")
+_COL = struct.Struct(">BQ16s")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_FLAG_DEAD = 1
+_FORMATS: dict[int, struct.Struct] = {}
+
+
+def _fmt(ncols: int) -> struct.Struct:
+    s = _FORMATS.get(ncols)
+    if s is None:
+        s = _FORMATS[ncols] = struct.Struct(">BQ16sH" + "BQ16s" * ncols)
+    return s
+
+
+def record_key(table_id: int, pk_key: bytes) -> bytes:
+    return _U32.pack(table_id) + pk_key
+
+
+class Record:
+    """A decoded version record (mutable while merging)."""
+
+    __slots__ = ("dead", "ex_hlc", "ex_node", "vers", "values")
+
+    def __init__(self, dead: bool, ex_hlc: int, ex_node: bytes, vers: list, values: list) -> None:
+        self.dead = dead
+        self.ex_hlc = ex_hlc
+        self.ex_node = ex_node
+        #: per column (rank, hlc, node)
+        self.vers = vers
+        self.values = values
+
+    def encode(self) -> bytes:
+        flat: list = [_FLAG_DEAD if self.dead else 0, self.ex_hlc, self.ex_node, len(self.vers)]
+        for v in self.vers:
+            flat.extend(v)
+        return _fmt(len(self.vers)).pack(*flat) + C.encode_row(tuple(self.values))
+
+    @classmethod
+    def decode(cls, data: bytes, ncols: int) -> "Record":
+        n = _HEAD.unpack_from(data)[3]
+        f = _fmt(n)
+        flat = f.unpack_from(data)
+        vers = [flat[4 + 3 * i: 7 + 3 * i] for i in range(n)]
+        values = list(C.decode_row(bytes(data[f.size:]), n, None))
+        if n < ncols:          # the table gained columns: the new ones are unversioned
+            vers.extend([BOTTOM] * (ncols - n))
+            values.extend([None] * (ncols - n))
+        return cls(bool(flat[0] & _FLAG_DEAD), flat[1], flat[2], vers, values)
+
+    @classmethod
+    def from_entry(cls, op: int, hlc: int, node: bytes, values: tuple | None, changed: int | None,
+                   ncols: int) -> "Record":
+        """The record a single change amounts to (see the module docstring)."""
+        if op == OP_DELETE:
+            return cls(True, hlc, node, [BOTTOM] * ncols, [None] * ncols)
+        strong = (1, hlc, node)
+        assert values is not None
+        if op == OP_INSERT or changed is None:
+            vers = [strong] * ncols
+        else:
+            weak = (0, hlc, node)
+            vers = [strong if (changed >> i) & 1 else weak for i in range(ncols)]
+        vals = list(values[:ncols]) + [None] * (ncols - len(values))
+        return cls(False, hlc, node, vers, vals)
+
+    def row(self) -> tuple:
+        return tuple(self.values)
+
+
+class MergeResult:
+    """What ``merge`` changed, and which incoming parts lost (for the conflict table)."""
+
+    __slots__ = ("changed", "lost_columns", "lost_existence")
+
+    def __init__(self) -> None:
+        self.changed = False
+        self.lost_columns: list[int] = []
+        self.lost_existence = False
+
+
+def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
+    """Merge ``incoming`` into ``stored`` in place (per-register maximum).
+
+    ``touch_columns`` is False for deletes (they write no column).  Equal
+    versions let the incoming side win: they only occur within one change set,
+    whose later entries must win.
+    """
+    res = MergeResult()
+    inc_ex = (incoming.ex_hlc, incoming.ex_node)
+    cur_ex = (stored.ex_hlc, stored.ex_node)
+    if inc_ex >= cur_ex:
+        if inc_ex != cur_ex or stored.dead != incoming.dead:
+            res.changed = True
+        stored.ex_hlc, stored.ex_node, stored.dead = incoming.ex_hlc, incoming.ex_node, incoming.dead
+    elif incoming.dead != stored.dead:
+        res.lost_existence = True
+    if touch_columns:
+        svers, ivers = stored.vers, incoming.vers
+        svals, ivals = stored.values, incoming.values
+        for i in range(len(ivers)):
+            iv = ivers[i]
+            sv = svers[i]
+            if iv >= sv:
+                if iv != sv or svals[i] != ivals[i] or type(svals[i]) is not type(ivals[i]):
+                    res.changed = True
+                svers[i] = iv
+                svals[i] = ivals[i]
+            elif iv[0] == 1 and (svals[i] != ivals[i] or type(svals[i]) is not type(ivals[i])):
+                res.lost_columns.append(i)
+    return res
+
+
+def replicable(table: Table) -> bool:
+    """Tables need a declared PRIMARY KEY: rowids are allocated per node."""
+    return bool(table.pk) and table.name.lower() != CONFLICT_TABLE
+
+
+class TableSet:
+    """A set of table names, or every replicable table (``"*"``)."""
+
+    def __init__(self, names: Iterable[str] | str | None) -> None:
+        if names is None:
+            names = ()
+        if isinstance(names, str):
+            names = [names]
+        low = {n.strip().lower() for n in names if n and n.strip()}
+        self.all = "*" in low
+        self.names = frozenset(low - {"*"})
+
+    def __contains__(self, name: str) -> bool:
+        low = name.lower()
+        if low == CONFLICT_TABLE:
+            return False
+        return self.all or low in self.names
+
+    def __bool__(self) -> bool:
+        return self.all or bool(self.names)
+
+    def to_list(self) -> list[str]:
+        return ["*"] if self.all else sorted(self.names)
+
+    def __repr__(self) -> str:
+        return f"TableSet({self.to_list()})"
+
+
+class VersionStore:
+    """The version records and replication state of one database.
+
+    Every method takes the caller's storage ``WriteTxn`` (or a raw read
+    transaction for reads) so records commit with the rows they describe.
+    """
+
+    def __init__(self, db: Any, tracked: TableSet, horizon_ms: int = DEFAULT_HORIZON_MS) -> None:
+        self.db = db
+        self.store = db.store
+        self.node_id: bytes = db.node_id
+        self.tracked = tracked
+        self.horizon_ms = horizon_ms
+        self._schema: Schema | None = None
+        self._installed = False
+
+    # -- handles and small state ---------------------------------------------------------
+
+    def handles(self, wtxn: Any) -> tuple[Any, Any]:
+        """(versions db, state db), created on first use inside ``wtxn``."""
+        return (self.store.db(VERSIONS_DB, txn=wtxn, create=True),
+                self.store.db(STATE_DB, txn=wtxn, create=True))
+
+    def state_get(self, txn: Any, key: bytes) -> bytes | None:
+        try:
+            h = self.store.db(STATE_DB)
+        except Exception:
+            return None
+        return txn.get(key, db=h)
+
+    def schema(self, txn: Any, wtxn: Any = None) -> Schema:
+        version = self.db.catalog.version(txn)
+        s = self._schema
+        if s is None or s.version != version:
+            s = self._schema = self.db.catalog.load(txn, wtxn)
+        return s
+
+    # -- local writes ------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Keep records current inside every local commit (a ``Database.commit_hooks`` hook)."""
+        if not self._installed:
+            self.db.commit_hooks.append(self._hook)
+            self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            try:
+                self.db.commit_hooks.remove(self._hook)
+            except ValueError:
+                pass
+            self._installed = False
+
+    def _hook(self, session: Any, wtxn: Any, seq: int | None) -> None:
+        self.catch_up(wtxn)
+
+    def catch_up(self, wtxn: Any) -> int:
+        """Merge local change sets committed since the last call into the records.
+
+        Returns how many change sets were read.  Change sets from other origins
+        (relayed into the binlog by the applier) already have their records.
+        """
+        txn = wtxn.txn
+        vdb, sdb = self.handles(wtxn)
+        raw = txn.get(K_VERSIONS_SEQ, db=sdb)
+        since = _U64.unpack(raw)[0] if raw else 0
+        last = self.db.binlog.last_sequence(txn)
+        if last <= since:
+            return 0
+        schema = self.schema(txn, wtxn)
+        count = 0
+        for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
+            count += 1
+            if cs.origin != self.node_id:
+                continue
+            for e in cs.entries:
+                op = e.op
+                if op == OP_DDL:
+                    schema = self._local_ddl(wtxn, e.row, schema)
+                    continue
+                table = schema.by_object_id.get(e.table_id)
+                if table is None or not replicable(table) or table.name not in self.tracked:
+                    continue
+                n = len(table.columns)
+                values = C.decode_row(e.row, n, None) if e.row is not None else None
+                inc = Record.from_entry(op, cs.hlc, self.node_id, values, e.changed, n)
+                key = record_key(table.object_id, e.pk_key)
+                old = txn.get(key, db=vdb)
+                if old is None:
+                    txn.put(key, inc.encode(), db=vdb)
+                    continue
+                rec = Record.decode(old, n)
+                if merge(rec, inc, op != OP_DELETE).changed:
+                    txn.put(key, rec.encode(), db=vdb)
+        txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
+        return count
+
+    def _local_ddl(self, wtxn: Any, payload: bytes, schema: Schema) -> Schema:
+        """A local DROP TABLE: forget the dropped table's records."""
+        import json
+        try:
+            info = json.loads(payload)
+        except ValueError:
+            return schema
+        if info.get("op") == "drop" and info.get("kind") == "table":
+            t = schema.tables.get(str(info.get("name", "")).lower())
+            if t is not None:
+                self.drop_table_records(wtxn, t.object_id)
+        return self.schema(wtxn.txn, wtxn)
+
+    def drop_table_records(self, wtxn: Any, table_id: int) -> int:
+        vdb, _ = self.handles(wtxn)
+        prefix = _U32.pack(table_id)
+        n = 0
+        with wtxn.txn.cursor(db=vdb) as cur:
+            if not cur.set_range(prefix):
+                return 0
+            while cur.key()[:4] == prefix:
+                if not cur.delete():
+                    break
+                n += 1
+        return n
+
+    # -- tombstones ----------------------------------------------------------------------
+
+    def gc_floor(self, txn: Any) -> int:
+        raw = self.state_get(txn, K_GC_FLOOR)
+        return _U64.unpack(raw)[0] if raw else 0
+
+    def gc_tombstones(self, wtxn: Any, now_ms: int | None = None) -> int:
+        """Remove dead records older than the horizon; returns how many went.
+
+        The floor becomes the cutoff HLC, so an insert or update older than
+        it, for a row without a record, is refused from then on.
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff = max(0, now_ms - self.horizon_ms) << 16
+        vdb, sdb = self.handles(wtxn)
+        txn = wtxn.txn
+        removed = 0
+        with txn.cursor(db=vdb) as cur:
+            ok = cur.first()
+            while ok:
+                val = cur.value()
+                if val[0] & _FLAG_DEAD and _U64.unpack_from(val, 1)[0] < cutoff:
+                    ok = cur.delete()
+                    removed += 1
+                else:
+                    ok = cur.next()
+        old = txn.get(K_GC_FLOOR, db=sdb)
+        if old is None or _U64.unpack(old)[0] < cutoff:
+            txn.put(K_GC_FLOOR, _U64.pack(cutoff), db=sdb)
+        return removed
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def get(self, txn: Any, table: Table, pk_values: tuple) -> Record | None:
+        """The record of one row (``pk_values`` in PRIMARY KEY order), or None."""
+        try:
+            vdb = self.store.db(VERSIONS_DB)
+        except Exception:
+            return None
+        raw = txn.get(record_key(table.object_id, C.encode_key(tuple(pk_values))), db=vdb)
+        return None if raw is None else Record.decode(raw, len(table.columns))
+
+
+def check_replicable(schema: Schema, names: TableSet) -> None:
+    """Refuse named tables without a PRIMARY KEY (``*`` silently skips them)."""
+    for name in names.names:
+        t = schema.tables.get(name)
+        if t is not None and not t.pk:
+            raise ProgrammingError(
+                f"table {t.name} has no PRIMARY KEY: rowids are allocated per node, so it cannot be replicated")
+
+
+def wall_ms_of(hlc: int) -> int:
+    return hlc >> 16
+
+
+__all__ = [
+    "VersionStore", "Record", "MergeResult", "merge", "TableSet", "replicable", "record_key",
+    "check_replicable", "CONFLICT_TABLE", "DEFAULT_HORIZON_MS", "VERSIONS_DB", "STATE_DB", "BOTTOM",
+    "NO_NODE", "OperationalError",
+]

@@ -1,0 +1,219 @@
+"""What terndb supports today, for SQLAlchemy's compliance suite.
+
+Every property here either opens a suite requirement the engine meets or
+closes one it does not meet yet; the comment says which engine feature the
+closed ones wait for.  Properties not listed keep SuiteRequirements' defaults.
+"""
+from __future__ import annotations
+
+from sqlalchemy.testing import exclusions
+from sqlalchemy.testing.requirements import SuiteRequirements
+
+open_ = exclusions.open
+closed = exclusions.closed
+
+
+class Requirements(SuiteRequirements):
+    # -- DDL -----------------------------------------------------------------
+    @property
+    def table_ddl_if_exists(self):
+        return closed()        # engine: DROP TABLE IF EXISTS <missing> raises InternalError
+
+    @property
+    def index_ddl_if_exists(self):
+        return closed()        # engine: DROP INDEX IF EXISTS <missing> raises InternalError
+
+    @property
+    def create_table_as(self):
+        return closed()        # engine: CREATE TABLE ... AS SELECT not supported
+
+    @property
+    def views(self):
+        return open_()
+
+    @property
+    def temporary_tables(self):
+        return open_()
+
+    @property
+    def temp_table_reflection(self):
+        return open_()
+
+    @property
+    def temp_table_names(self):
+        return open_()
+
+    @property
+    def has_temp_table(self):
+        return open_()
+
+    @property
+    def temporary_views(self):
+        return open_()
+
+    @property
+    def computed_columns(self):
+        return closed()
+
+    @property
+    def schemas(self):
+        return closed()        # engine: no ATTACH / schemas
+
+    # -- reflection ----------------------------------------------------------
+    @property
+    def reflects_pk_names(self):
+        return open_()
+
+    @property
+    def foreign_key_constraint_name_reflection(self):
+        return open_()
+
+    @property
+    def foreign_key_constraint_option_reflection_ondelete(self):
+        return closed()        # engine: ON DELETE/ON UPDATE actions not recorded in the catalog
+
+    @property
+    def foreign_key_constraint_option_reflection_onupdate(self):
+        return closed()        # engine: as above
+
+    @property
+    def check_constraint_reflection(self):
+        return open_()
+
+    @property
+    def inline_check_constraint_reflection(self):
+        return open_()
+
+    @property
+    def indexes_with_expressions(self):
+        return open_()
+
+    @property
+    def reflect_indexes_with_expressions(self):
+        return open_()
+
+    @property
+    def unique_constraint_reflection(self):
+        return open_()
+
+    @property
+    def column_collation_reflection(self):
+        return closed()
+
+    @property
+    def comment_reflection(self):
+        return closed()
+
+    # -- SQL -----------------------------------------------------------------
+    @property
+    def intersect(self):
+        return open_()
+
+    @property
+    def except_(self):
+        return open_()
+
+    @property
+    def ctes(self):
+        return closed()        # engine: no WITH
+
+    @property
+    def window_functions(self):
+        return closed()        # engine: no window functions
+
+    @property
+    def tuple_in(self):
+        return closed()        # engine: no row values
+
+    @property
+    def nullsordering(self):
+        return open_()
+
+    @property
+    def update_from(self):
+        return closed()
+
+    @property
+    def delete_from(self):
+        return closed()
+
+    @property
+    def insert_returning(self):
+        return closed()        # engine: no RETURNING
+
+    @property
+    def update_returning(self):
+        return closed()
+
+    @property
+    def delete_returning(self):
+        return closed()
+
+    @property
+    def json_type(self):
+        return closed()        # engine: no JSON functions (json_extract etc.)
+
+    @property
+    def regexp_match(self):
+        return closed()
+
+    @property
+    def supports_bitwise_and(self):
+        return open_()
+
+    @property
+    def supports_bitwise_or(self):
+        return open_()
+
+    @property
+    def supports_bitwise_not(self):
+        return open_()
+
+    @property
+    def supports_bitwise_shift(self):
+        return open_()
+
+    # -- types ---------------------------------------------------------------
+    @property
+    def datetime_historic(self):
+        return open_()
+
+    @property
+    def date_historic(self):
+        return open_()
+
+    @property
+    def datetime_timezone(self):
+        return open_()
+
+    @property
+    def time_timezone(self):
+        return open_()
+
+    @property
+    def server_defaults(self):
+        return open_()
+
+    @property
+    def expression_server_defaults(self):
+        return open_()
+
+    @property
+    def unicode_ddl(self):
+        return open_()
+
+    # -- transactions --------------------------------------------------------
+    @property
+    def savepoints(self):
+        return open_()
+
+    @property
+    def autocommit(self):
+        return open_()
+
+    @property
+    def isolation_level(self):
+        return open_()
+
+    def get_isolation_levels(self, config):
+        return {"default": "SERIALIZABLE", "supported": ["SERIALIZABLE", "AUTOCOMMIT"]}
