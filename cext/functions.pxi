@@ -1,27 +1,30 @@
-# SQLite's built-in scalar and aggregate functions over Python values.
-#
-# Included by _core.pyx after values.pxi, whose conversions (to_integer,
-# to_real, to_text, real_to_text, sql_compare, sql_cast...) are used here.
-#
-# Values are None, int (int64), float, str and bytes.  Every function follows
-# SQLite 3.40's C implementation (func.c, printf.c), quirks included: text
-# arguments read as C strings stop at the first NUL, substr()'s start/length
-# are 32-bit, printf widths count bytes, a NaN result becomes NULL, and so on.
-#
-# Date and time functions (date, time, datetime, julianday, unixepoch,
-# strftime) follow date.c, modifiers included ('localtime'/'utc' go through
-# C's localtime() like SQLite).
-#
-# Public names:
-#   ScalarFunction, SCALAR_FUNCTIONS      name -> ScalarFunction (callable, arity)
-#   Aggregate (+ subclasses), DistinctAggregate
-#   AggregateFunction, AGGREGATE_FUNCTIONS name -> AggregateFunction (factory)
-#   sql_printf(fmt, *args)                 SQLite's printf()
-#   format_real(value, conv, precision, ...)  SQLite's %f/%e/%g engine
+# functions.pxi - included by _core.pyx (after values.pxi)
+"""SQLite's built-in scalar and aggregate functions over Python values.
+
+It relies on values.pxi, whose conversions (to_integer,
+to_real, to_text, real_to_text, sql_compare, sql_cast...) are used here.
+
+Values are None, int (int64), float, str and bytes.  Every function follows
+SQLite 3.40's C implementation (func.c, printf.c), quirks included: text
+arguments read as C strings stop at the first NUL, substr()'s start/length
+are 32-bit, printf widths count bytes, a NaN result becomes NULL, and so on.
+
+Date and time functions (date, time, datetime, julianday, unixepoch,
+strftime) follow date.c, modifiers included ('localtime'/'utc' go through
+C's localtime() like SQLite).
+
+Public names:
+  ScalarFunction, SCALAR_FUNCTIONS      name -> ScalarFunction (callable, arity)
+  Aggregate (+ subclasses), DistinctAggregate
+  AggregateFunction, AGGREGATE_FUNCTIONS name -> AggregateFunction (factory)
+  sql_printf(fmt, *args)                 SQLite's printf()
+  format_real(value, conv, precision, ...)  SQLite's %f/%e/%g engine
+"""
+
 cimport cython
 from libc.math cimport (
-    fabs, ceil as c_ceil, floor as c_floor, trunc as c_trunc, sqrt as c_sqrt,
-    exp as c_exp, log as c_log, log10 as c_log10, log2 as c_log2,
+    ceil as c_ceil, floor as c_floor, trunc as c_trunc, sqrt as c_sqrt,
+    exp as c_exp, log as c_log,
     pow as c_pow, fmod as c_fmod, sin as c_sin, cos as c_cos, tan as c_tan,
     asin as c_asin, acos as c_acos, atan as c_atan, atan2 as c_atan2,
     sinh as c_sinh, cosh as c_cosh, tanh as c_tanh, asinh as c_asinh,
@@ -286,11 +289,11 @@ def fn_upper(v):
     return (<str>s).translate(_ASCII_UPPER)
 
 
-# Marks substr()'s two-argument form: the rest of the value.
-_SUBSTR_TO_END = object()
+# Marks an omitted optional argument (substr's two-argument form, log(X)).
+_ABSENT = object()
 
 
-def fn_substr(x, y, z=_SUBSTR_TO_END):
+def fn_substr(x, y, z=_ABSENT):
     """substr(X, Y[, Z]) / substring(): SQLite's rules for a 1-based start Y
     (0 and negatives count back from the end) and a length Z (negative: the
     characters before Y).  Blobs slice bytes, everything else slices text."""
@@ -299,7 +302,7 @@ def fn_substr(x, y, z=_SUBSTR_TO_END):
     if x is None or y is None or z is None:
         return None
     p1 = _value_int(y)
-    if z is _SUBSTR_TO_END:
+    if z is _ABSENT:
         p2 = _MAX_LENGTH
     else:
         p2 = _value_int(z)
@@ -389,7 +392,6 @@ def fn_instr(x, y):
     blobs, characters otherwise), 0 if absent."""
     if x is None or y is None:
         return None
-    cdef Py_ssize_t at
     if type(x) is bytes and type(y) is bytes:
         return (<bytes>x).find(<bytes>y) + 1
     if type(x) is not bytes and type(y) is not bytes:
@@ -398,10 +400,19 @@ def fn_instr(x, y):
     # as the bytes that do not continue a UTF-8 sequence.
     hay = x if type(x) is bytes else (<str>_value_text(x)).encode('utf-8')
     needle = y if type(y) is bytes else (<str>_value_text(y)).encode('utf-8')
-    at = (<bytes>hay).find(<bytes>needle)
-    if at < 0:
-        return 0
-    return at + 1 - _utf8_continuations((<bytes>hay)[:at])
+    return _instr_text_bytes(<bytes>hay, <bytes>needle)
+
+
+cdef Py_ssize_t _instr_text_bytes(bytes hay, bytes needle):
+    """instrFunc's scan over text bytes: step one byte, then past any UTF-8
+    continuation bytes, counting steps; only step starts can match."""
+    cdef Py_ssize_t pos = 0, count = 1, n = len(hay), k = len(needle)
+    while k <= n - pos and not hay.startswith(needle, pos):
+        count += 1
+        pos += 1
+        while pos < n and (hay[pos] & 0xC0) == 0x80:
+            pos += 1
+    return count if k <= n - pos else 0
 
 
 def fn_hex(v):
@@ -740,11 +751,11 @@ def fn_log2(v):
     return None if d is None else _result_double(c_log(d) / M_LN2)
 
 
-def fn_log(a, b=_SUBSTR_TO_END):
+def fn_log(a, b=_ABSENT):
     """log(X) is log10(X); log(B, X) is the base-B logarithm of X.  As in
     SQLite, X of log(B, X) is read as a real even if it is not numeric."""
     cdef double base, x
-    if b is _SUBSTR_TO_END:
+    if b is _ABSENT:
         return fn_log10(a)
     d = _log_arg(a)
     if d is None:
@@ -1418,15 +1429,20 @@ cdef class Sum(_SumBase):
         if self.overflow:
             raise _FnDataError("integer overflow")
         if self.approx:
-            return self.rsum
+            return _nan_to_null(self.rsum)
         return self.isum
+
+
+cdef inline object _nan_to_null(double r):
+    """SQLite never yields NaN: inf + -inf and the like come back as NULL."""
+    return None if r != r else r
 
 
 cdef class Total(_SumBase):
     """total(X): the sum as a real, 0.0 over no input."""
 
     cdef object final(self):
-        return self.rsum
+        return _nan_to_null(self.rsum)
 
 
 cdef class Avg(_SumBase):
@@ -1435,7 +1451,7 @@ cdef class Avg(_SumBase):
     cdef object final(self):
         if self.cnt == 0:
             return None
-        return self.rsum / <double>self.cnt
+        return _nan_to_null(self.rsum / <double>self.cnt)
 
 
 cdef class _MinMax(Aggregate):

@@ -132,8 +132,15 @@ def _feed_shell(shell: Shell, args: argparse.Namespace, streams: "_Streams", pat
 
 #: name -> function adding that subcommand's sub-parser to an argparse
 #: ``subparsers`` object and returning it (the sub-parser sets ``handler``).
+def _add_replicate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from terndb.replication import add_cli_parser  # noqa: PLC0415 - engine import at use time
+
+    return add_cli_parser(subparsers)
+
+
 SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser]] = {
     "shell": _add_shell_parser,
+    "replicate": _add_replicate_parser,
 }
 
 

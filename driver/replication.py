@@ -291,3 +291,64 @@ def replicate(database: Any, *, peer: Any = None, nats: str | None = None, **opt
     """Start replicating ``database`` with one local ``peer`` and/or a NATS server; returns the replicator."""
     peers = [peer] if peer is not None else []
     return Replicator(database, peers=peers, nats=nats, **options).start()
+
+
+# ---------------------------------------------------------------------------------------------
+# `terndb replicate` (registered in terndb.cli.SUBCOMMANDS)
+
+def add_cli_parser(subparsers: Any) -> Any:
+    """Add the ``replicate`` sub-parser (its handler is ``run_cli``)."""
+    import argparse
+    parser = subparsers.add_parser(
+        "replicate", help="replicate a database with peers on this host or through NATS JetStream",
+        description="Replicate DB: pull change sets from --peer databases on this host and/or exchange them "
+        "through a NATS JetStream server (--nats). Runs until interrupted, or with --once until caught up.")
+    parser.add_argument("path", metavar="DB", help="database directory")
+    parser.add_argument("--nats", metavar="URL", help="NATS server URL, e.g. nats://127.0.0.1:4222")
+    parser.add_argument("--peer", action="append", default=[], metavar="OTHER_DB",
+                        help="another database on this host to pull from (repeatable)")
+    parser.add_argument("--publish", action="append", default=None, metavar="TABLE",
+                        help="table to publish (repeatable; default: every table)")
+    parser.add_argument("--subscribe", action="append", default=None, metavar="TABLE",
+                        help="table to subscribe to (repeatable; default: every table)")
+    parser.add_argument("--node-id", metavar="ID", help="a name for this node (stored and shown in status)")
+    parser.add_argument("--once", action="store_true", help="catch up once, print statistics and exit")
+    parser.add_argument("--bootstrap", action="store_true",
+                        help="first merge each --peer's current state (instead of replaying its history)")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop after this many seconds")
+    parser.set_defaults(handler=run_cli)
+    return parser
+
+
+def run_cli(args: Any, streams: Any, connect: Any, error_class: type[BaseException]) -> int:
+    if not args.nats and not args.peer:
+        streams.stderr.write("Error: replicate needs --nats URL and/or --peer OTHER_DB\n")
+        return 2
+    try:
+        rep = Replicator(args.path, peers=args.peer, nats=args.nats, publish=args.publish or "*",
+                         subscribe=args.subscribe or "*", node_name=args.node_id)
+    except Exception as exc:  # noqa: BLE001 - one clear line for any failure to start
+        streams.stderr.write(f"Error: {exc}\n")
+        return 1
+    try:
+        if args.bootstrap:
+            for p in args.peer:
+                rep.bootstrap(p)
+        if args.once:
+            total = rep.sync()
+            if args.nats:
+                from terndb.engine.repl_nats import NatsReplicator
+                total.add(NatsReplicator(rep, args.nats).run_once())
+            streams.stdout.write(json.dumps({"status": rep.status(), "applied": total.as_dict()}) + "\n")
+            return 0
+        rep.start()
+        streams.stdout.write(json.dumps({"started": rep.status()}) + "\n")
+        streams.stdout.flush()
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+        streams.stdout.write(json.dumps({"stopped": rep.status()}) + "\n")
+        return 0
+    finally:
+        rep.close()

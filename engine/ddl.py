@@ -21,7 +21,7 @@ from .catalog import (
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
 from .exprcompile import literal_value
-from .sqlparse import to_sql
+from .sqlparse import reject_schema_qualifier, to_sql, type_name
 
 RESERVED_PREFIX = "sqlite_"
 
@@ -59,9 +59,7 @@ def _check_name_free(schema: Schema, name: str) -> None:
 
 
 def _type_text(kind: exp.DataType | None) -> str:
-    if kind is None:
-        return ""
-    return kind.sql(dialect="sqlite")
+    return type_name(kind) if kind is not None else ""
 
 
 def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> Table:
@@ -69,6 +67,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     schema_node = node.this
     if not isinstance(schema_node, exp.Schema):
         raise NotSupportedError("CREATE TABLE ... AS SELECT is not supported yet")
+    reject_schema_qualifier(schema_node.this)
     tname = schema_node.this.name
     columns: list[Column] = []
     pk_cols: list[str] = []
@@ -174,13 +173,31 @@ def _ident_name(e: exp.Expression) -> str:
     raise NotSupportedError(f"expressions are not allowed here: {e.sql(dialect='sqlite')}")
 
 
+def _reference_actions(ref: exp.Expression | None) -> tuple[str | None, str | None]:
+    """(ON DELETE action, ON UPDATE action) of a REFERENCES clause."""
+    on_delete = on_update = None
+    for opt in (ref.args.get("options") or []) if ref is not None else []:
+        text = opt if isinstance(opt, str) else opt.sql(dialect="sqlite")
+        upper = text.upper().strip()
+        if upper.startswith("ON DELETE "):
+            on_delete = upper[len("ON DELETE "):]
+        elif upper.startswith("ON UPDATE "):
+            on_update = upper[len("ON UPDATE "):]
+    return on_delete, on_update
+
+
+def _reference_target(ref: exp.Expression | None) -> tuple[str, list[str]]:
+    ref_schema = ref.this if ref is not None else None
+    if isinstance(ref_schema, exp.Schema):
+        return ref_schema.this.name, [e.name for e in ref_schema.expressions]
+    return (ref_schema.name if ref_schema is not None else ""), []
+
+
 def _foreign_key(node: exp.ForeignKey, name: str | None) -> ForeignKey:
     ref = node.args.get("reference")
-    ref_schema = ref.this if ref is not None else None
-    ref_table = ref_schema.this.name if isinstance(ref_schema, exp.Schema) else (ref_schema.name if ref_schema else "")
-    ref_cols = [e.name for e in ref_schema.expressions] if isinstance(ref_schema, exp.Schema) else []
-    return ForeignKey(name, [e.name for e in node.expressions], ref_table, ref_cols,
-                      node.args.get("delete"), node.args.get("update"))
+    ref_table, ref_cols = _reference_target(ref)
+    on_delete, on_update = _reference_actions(ref)
+    return ForeignKey(name, [e.name for e in node.expressions], ref_table, ref_cols, on_delete, on_update)
 
 
 def _column_def(item: exp.ColumnDef):
@@ -202,21 +219,23 @@ def _column_def(item: exp.ColumnDef):
             if not kind.args.get("allow_null"):
                 col.notnull = True
         elif isinstance(kind, exp.DefaultColumnConstraint):
-            col.default_sql = to_sql(kind.this)
+            default = kind.this
+            if isinstance(default, exp.Collate):
+                # sqlglot reads "DEFAULT 'x' COLLATE NOCASE" as a collated default;
+                # in SQLite the COLLATE belongs to the column.
+                col.collation = _collation_name(default.expression)
+                default = default.this
+            col.default_sql = to_sql(default)
         elif isinstance(kind, exp.UniqueColumnConstraint):
             unique = True
         elif isinstance(kind, exp.CheckColumnConstraint):
             checks.append(Check(cname, to_sql(kind.this)))
         elif isinstance(kind, exp.CollateColumnConstraint):
-            coll = kind.this.name.lower() if hasattr(kind.this, "name") else str(kind.this).lower()
-            if coll not in ("binary", "nocase", "rtrim"):
-                raise ProgrammingError(f"no such collation sequence: {coll}")
-            col.collation = coll
+            col.collation = _collation_name(kind.this)
         elif isinstance(kind, exp.Reference):
-            ref_schema = kind.this
-            ref_table = ref_schema.this.name if isinstance(ref_schema, exp.Schema) else ref_schema.name
-            ref_cols = [e.name for e in ref_schema.expressions] if isinstance(ref_schema, exp.Schema) else []
-            fk = ForeignKey(cname, [name], ref_table, ref_cols)
+            ref_table, ref_cols = _reference_target(kind)
+            on_delete, on_update = _reference_actions(kind)
+            fk = ForeignKey(cname, [name], ref_table, ref_cols, on_delete, on_update)
         elif isinstance(kind, exp.NotForReplicationColumnConstraint):
             pass
         elif kind is None:
@@ -224,6 +243,13 @@ def _column_def(item: exp.ColumnDef):
         else:
             raise NotSupportedError(f"unsupported column constraint: {cc.sql(dialect='sqlite')[:60]}")
     return col, is_pk, autoinc, checks, unique, fk, desc
+
+
+def _collation_name(node: Any) -> str:
+    coll = (node.name if hasattr(node, "name") and node.name else str(node)).lower()
+    if coll not in ("binary", "nocase", "rtrim"):
+        raise ProgrammingError(f"no such collation sequence: {coll}")
+    return coll
 
 
 class DDLExecutor:
@@ -322,7 +348,9 @@ class DDLExecutor:
 
     def drop(self, session: Any, txn: Any, schema: Schema, node: exp.Drop) -> None:
         kind = (node.args.get("kind") or "").upper()
-        for tnode in node.expressions if node.expressions else [node.this]:
+        targets = node.args.get("tables") or ([node.this] if node.this is not None else [])
+        for tnode in targets:
+            reject_schema_qualifier(tnode)
             name = tnode.name
             low = name.lower()
             if kind == "TABLE":

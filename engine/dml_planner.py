@@ -21,7 +21,7 @@ from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ExprCompiler, Scope, Source
 from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
-from .sqlparse import parse_one
+from .sqlparse import parse_one, reject_schema_qualifier
 
 
 def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
@@ -63,6 +63,7 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
 
 def _target_table(schema: Schema, node: exp.Expression) -> Table:
     tnode = node.this if isinstance(node, exp.Schema) else node
+    reject_schema_qualifier(tnode)
     name = tnode.name
     if name.lower() in schema.views:
         raise ProgrammingError(f"cannot modify {name} because it is a view")

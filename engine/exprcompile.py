@@ -19,6 +19,7 @@ from terndb._cext import _core as C
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NONE, AFF_NUMERIC, AFF_REAL, AFF_TEXT, affinity_of_type
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .params import ParamSpec, slot_of
+from .sqlparse import type_name
 
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 ROWID_NAMES = ("rowid", "oid", "_rowid_")
@@ -192,7 +193,7 @@ class ExprCompiler:
                 return None if aff in (AFF_BLOB, AFF_NONE) else aff
             return None
         if isinstance(node, exp.Cast):
-            return affinity_of_type(node.to.sql(dialect="sqlite"))
+            return affinity_of_type(type_name(node.to))
         return None
 
     def collation(self, node: exp.Expression) -> int:
@@ -464,7 +465,8 @@ class ExprCompiler:
                       self.compile(false) if false is not None else None)
 
     def _c_Cast(self, node: exp.Cast) -> Any:
-        aff = affinity_of_type(node.to.sql(dialect="sqlite"))
+        # CAST's type rule differs from a column's: an empty/unknown name is NUMERIC.
+        aff = C.cast_affinity_of_type(type_name(node.to))
         return C.Cast(self.compile(node.this), aff)
 
     def _c_Collate(self, node):

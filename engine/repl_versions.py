@@ -121,7 +121,7 @@ class Record:
     def encode(self) -> bytes:
         flat: list = [_FLAG_DEAD if self.dead else 0, self.ex_hlc, self.ex_node, len(self.vers)]
         for v in self.vers:
-            flat.extend(v)
+            flat += v
         return _fmt(len(self.vers)).pack(*flat) + C.encode_row(tuple(self.values))
 
     @classmethod
@@ -129,7 +129,8 @@ class Record:
         n = _HEAD.unpack_from(data)[3]
         f = _fmt(n)
         flat = f.unpack_from(data)
-        vers = [flat[4 + 3 * i: 7 + 3 * i] for i in range(n)]
+        it = iter(flat[4:])
+        vers = list(zip(it, it, it))
         values = list(C.decode_row(bytes(data[f.size:]), n, None))
         if n < ncols:          # the table gained columns: the new ones are unversioned
             vers.extend([BOTTOM] * (ncols - n))
@@ -377,7 +378,8 @@ class VersionStore:
             while ok:
                 val = cur.value()
                 if val[0] & _FLAG_DEAD and _U64.unpack_from(val, 1)[0] < cutoff:
-                    ok = cur.delete()
+                    # delete() moves to the next record; past the last one the key is empty.
+                    ok = cur.delete() and bool(cur.key())
                     removed += 1
                 else:
                     ok = cur.next()

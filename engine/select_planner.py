@@ -25,7 +25,7 @@ from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Ind
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
-from .sqlparse import parse_one
+from .sqlparse import parse_one, reject_schema_qualifier, type_name
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
 
@@ -225,7 +225,7 @@ class SelectPlanner:
                 if src_col is not None:
                     d, a = src_col
             elif isinstance(inner, exp.Cast):
-                d = inner.to.sql(dialect="sqlite")
+                d = type_name(inner.to)
             decl.append(d)
             affs.append(a)
         return decl, affs
@@ -277,6 +277,7 @@ class SelectPlanner:
 
     def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
         if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
+            reject_schema_qualifier(tnode)
             name = tnode.name
             alias = tnode.alias or name
             table = self.schema.tables.get(name.lower())

@@ -458,7 +458,18 @@ class Session:
             if total:
                 lastrowid = self.last_insert_rowid = ins.writer.last_rowid
             param_sets = ()
-        for params in param_sets:        del txn
+        for params in param_sets:
+            bound = self.binder(plan.params, params)
+            ctx = C.ExecContext(bound, self.write.txn, self, self.write)
+            if plan.kind == "insert":
+                n = run_insert(plan.insert, ctx)
+                if n:
+                    lastrowid = plan.insert.writer.last_rowid
+                    self.last_insert_rowid = lastrowid
+            else:
+                n = run_modify(plan.modify, ctx)
+            total += n
+        del txn
         self.changes_count = total
         self.total_changes += total
         return Result(rowcount=total, lastrowid=lastrowid if lastrowid is not None else self.last_insert_rowid)

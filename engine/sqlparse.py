@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -24,14 +25,56 @@ from sqlglot.errors import ParseError, TokenError
 from .errors import SQLSyntaxError
 
 
+# Words that end a column's type name (the start of a column constraint).
+_TYPE_STOP_WORDS = frozenset({
+    "CONSTRAINT", "PRIMARY", "NOT", "NULL", "UNIQUE", "CHECK", "DEFAULT", "COLLATE",
+    "REFERENCES", "GENERATED", "AS", "ON", "AUTOINCREMENT", "ASC", "DESC", "KEY",
+})
+
+
 class TernDialect(SQLite):
-    """SQLite's grammar with function calls left uninterpreted."""
+    """SQLite's grammar with function calls and type names left uninterpreted."""
 
     class Parser(SQLite.Parser):
         # Only CAST keeps its special syntax; every other call becomes
         # Anonymous(this=name, expressions=[args]).
         FUNCTIONS: dict = {}
         FUNCTION_PARSERS = {k: v for k, v in SQLite.Parser.FUNCTION_PARSERS.items() if k in ("CAST",)}
+
+        def _parse_types(self, check_func: bool = False, schema: bool = False,
+                         allow_identifiers: bool = True, **kwargs: Any):  # type: ignore[override]
+            # Only where a type name is certain (column definitions, CAST ... AS);
+            # elsewhere sqlglot probes for typed literals and must keep its rules.
+            if not (schema or kwargs.get("with_collation")):
+                return super()._parse_types(check_func=check_func, schema=schema,
+                                            allow_identifiers=allow_identifiers, **kwargs)
+            return self._parse_sqlite_type_name()
+
+        def _parse_sqlite_type_name(self):
+            start = self._index
+            first = last = None
+            while self._curr is not None:
+                tok = self._curr
+                text = tok.text
+                if tok.token_type.name in ("COMMA", "R_PAREN", "L_PAREN", "SEMICOLON") or not text:
+                    break
+                if text.split()[0].upper() in _TYPE_STOP_WORDS or not (text[0].isalpha() or text[0] == "_"):
+                    break
+                first = first or tok
+                last = tok
+                self._advance()
+            if first is None:
+                self._retreat(start)
+                return None
+            if self._curr is not None and self._curr.token_type.name == "L_PAREN":
+                while self._curr is not None and self._curr.token_type.name != "R_PAREN":
+                    self._advance()
+                if self._curr is None:
+                    self.raise_error("Expecting ) after type size")
+                last = self._curr
+                self._advance()
+            # The exact source span, as SQLite keeps it.
+            return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=self.sql[first.start:last.end + 1])
 
 
 @dataclass(frozen=True)
@@ -147,3 +190,24 @@ def split_script(sql: str) -> list[str]:
     if rest:
         out.append(rest)
     return out
+
+
+def type_name(node: exp.DataType) -> str:
+    """The declared type text of a column definition or CAST, as written."""
+    if node.this == exp.DataType.Type.USERDEFINED and node.args.get("kind"):
+        return str(node.args["kind"])
+    return node.sql(dialect="sqlite")
+
+
+def reject_schema_qualifier(tnode: exp.Expression) -> None:
+    """terndb has one namespace (no ATTACH yet): say so instead of ignoring ``db.``."""
+    db = tnode.args.get("db") if isinstance(tnode, exp.Table) else None
+    if db is not None and db.name.lower() not in ("main",):
+        if db.name.lower() == "temp":
+            return
+        raise _no_such(f"unknown database {db.name}")
+
+
+def _no_such(message: str) -> Exception:
+    from .errors import NoSuchObjectError
+    return NoSuchObjectError(message)

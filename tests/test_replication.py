@@ -1,9 +1,9 @@
 """Change-set replication: convergent apply, conflicts, feed, local transport, Python API, CLI.
 
-Local writes in the randomized tests go through ``_write`` below: the same
-compiled TableWriter path SQL DML uses (change capture, binlog, commit hooks),
-because SQL UPDATE/DELETE are currently no-ops in the engine (see the xfail
-test at the end); SQL INSERT is used wherever it works.
+Local writes in the randomized tests go through ``_write`` below: the
+compiled TableWriter path SQL DML uses (change capture, binlog, commit hooks)
+without planning a statement per write, which keeps the schedules fast; SQL
+INSERT/UPDATE/DELETE are used in the other tests.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -129,6 +130,11 @@ def nodes(tmp_path):
         nd.close()
 
 
+def _tables(node: Node) -> dict:
+    with node.db.store.begin_read() as rt:
+        return node.db.committed_schema(rt.txn).tables
+
+
 def _create_schema(node: Node) -> None:
     for sql in SCHEMA:
         node.con.execute(sql)
@@ -171,7 +177,7 @@ def test_merge_is_commutative_and_idempotent():
         results.add((rec.dead, rec.ex_hlc, tuple(rec.values), tuple(rec.vers)))
     assert len(results) == 1
     dead, ex_hlc, values, _ = results.pop()
-    assert (dead, ex_hlc, values) == (False, 14, (1, "y", 9.0))
+    assert (dead, ex_hlc, values) == (False, 14, (1, "z", 9.0))   # insert@13 beats update@12 on "a"
 
 
 def test_ties_on_hlc_go_to_the_larger_node_id():
@@ -209,7 +215,9 @@ def test_schema_and_rows_replicate_and_no_echo(nodes):
     assert b.rows("s") == [("k", 1, "w")]
     # b's binlog relays a's change sets; pulling them back into a is all echo.
     back = LocalPeer(a.applier, b.db).pull_all()
-    assert back.applied == 0 and back.entries == 0
+    assert back.entries == 0
+    echo = a.applier.apply([(0, m) for m in a.own_messages()], None)
+    assert echo.echoes == echo.messages == 3 and echo.entries == 0   # 2 CREATE, 1 INSERT
     assert a.rows("kv") == [(1, "one", 1, 1.5)]
     # Applied rows were not captured as new local change sets of b.
     assert all(o.origin == a.db.node_id for o in read_outgoing(b.db, 0, TableSet("*"), skip_empty=True)
@@ -235,7 +243,8 @@ def test_same_column_conflict_is_recorded_with_both_versions(nodes):
     _write(a, "kv", "upsert", 1, {"a": "base"})
     LocalPeer(b.applier, a.db).pull_all()
     _write(a, "kv", "upsert", 1, {"a": "A"})
-    _write(b, "kv", "upsert", 1, {"a": "B"})          # later HLC: wins
+    time.sleep(0.003)                                 # a later millisecond: b's HLC is larger
+    _write(b, "kv", "upsert", 1, {"a": "B"})
     LocalPeer(b.applier, a.db).pull_all()
     LocalPeer(a.applier, b.db).pull_all()
     assert a.rows("kv") == b.rows("kv") == [(1, "B", None, None)]
@@ -251,6 +260,7 @@ def test_delete_tombstone_beats_late_update_and_newer_insert_recreates(nodes):
     _write(a, "kv", "upsert", 1, {"a": "v0"})
     LocalPeer(b.applier, a.db).pull_all()
     _write(a, "kv", "upsert", 1, {"a": "late update"})   # older ...
+    time.sleep(0.003)
     _write(b, "kv", "delete", 1)                          # ... than this delete
     # Deliver the delete first, then the (older) update: it must not resurrect the row.
     LocalPeer(a.applier, b.db).pull_all()
@@ -258,8 +268,8 @@ def test_delete_tombstone_beats_late_update_and_newer_insert_recreates(nodes):
     assert a.rows("kv") == b.rows("kv") == []
     kinds = [r[0] for r in b.con.execute("SELECT kind FROM terndb_conflicts").fetchall()]
     assert kinds == ["update_deleted"]
-    rec = b.versions.get(b.db.store.begin_read().txn, b.db.committed_schema(b.db.store.begin_read().txn)
-                         .table("kv"), (1,))
+    with b.db.store.begin_read() as rt:
+        rec = b.versions.get(rt.txn, b.db.committed_schema(rt.txn).table("kv"), (1,))
     assert rec is not None and rec.dead
     # A newer insert re-creates the key everywhere.
     a.con.execute("INSERT INTO kv VALUES (1, 'again', 2, NULL)")
@@ -280,7 +290,9 @@ def test_update_before_insert_is_filled_in_later(nodes):
     c.applier.apply([(0, m) for m in b.own_messages()], None)
     c.applier.apply([(0, m) for m in a.own_messages()], None)
     assert c.rows("kv") == [(7, "ins", 2, 1.0)]
-    assert c.conflicts() == []
+    # Without causal metadata, the insert arriving after the update that followed it looks like a
+    # lost write on "b": recorded (a known false positive of reordered delivery, see repl_apply).
+    assert [(r[4], r[5]) for r in c.conflicts()] == [("column", '["b"]')]
 
 
 def test_duplicates_and_mesh_paths_apply_once(nodes):
@@ -293,7 +305,8 @@ def test_duplicates_and_mesh_paths_apply_once(nodes):
     # c hears a directly and through b's relay: each change set applies once.
     s1 = LocalPeer(c.applier, b.db).pull_all()
     s2 = LocalPeer(c.applier, a.db).pull_all()
-    assert s1.applied == 7 and s2.applied == 0 and s2.duplicates == 7
+    # a: CREATE of the conflict table, 2 CREATE TABLE, 5 INSERT; b: its conflict table.
+    assert s1.applied == 9 and s2.applied == 0 and s2.duplicates == 8
     again = c.applier.apply([(0, m) for m in a.own_messages()], None)
     assert again.applied == 0 and again.duplicates == again.messages
     assert c.rows("kv") == a.rows("kv")
@@ -343,7 +356,7 @@ def test_tables_without_primary_key_are_refused(tmp_path):
 
 
 def test_table_level_publish_and_subscribe(nodes):
-    a, b, _ = nodes(2)
+    a, b = nodes(2)
     _create_schema(a)
     a.con.execute("INSERT INTO kv VALUES (1, 'x', 1, NULL)")
     a.con.execute("INSERT INTO s VALUES ('k', 1, NULL)")
@@ -351,7 +364,7 @@ def test_table_level_publish_and_subscribe(nodes):
     only_s = LocalPeer(b.applier, a.db, publish=TableSet(["s"]))
     only_s.pull_all()
     assert b.rows("s") == [("k", 1, None)]
-    assert "kv" not in b.db.committed_schema(b.db.store.begin_read().txn).tables
+    assert "kv" not in _tables(b)
 
 
 def test_subscriber_filters_tables(tmp_path):
@@ -363,7 +376,7 @@ def test_subscriber_filters_tables(tmp_path):
         a.con.execute("INSERT INTO s VALUES ('k', 1, NULL)")
         a.con.commit()
         LocalPeer(b.applier, a.db).pull_all()
-        tables = b.db.committed_schema(b.db.store.begin_read().txn).tables
+        tables = _tables(b)
         assert "kv" in tables and "s" not in tables
         assert b.rows("kv") == [(1, "x", 1, None)]
     finally:
@@ -379,6 +392,7 @@ def test_tombstone_gc_horizon(nodes):
     old_update = None
     _write(a, "kv", "upsert", 1, {"a": "old"})
     old_update = a.own_messages()[-1]
+    time.sleep(0.003)
     _write(b, "kv", "delete", 1)
     LocalPeer(a.applier, b.db).pull_all()
     far_future = (1 << 62) >> 16
@@ -471,6 +485,7 @@ def test_three_nodes_same_row_conflicts_are_recorded(nodes):
     _create_schema(ns[0])
     _deliver_all(ns)
     for i, n in enumerate(ns):
+        time.sleep(0.003)
         _write(n, "kv", "upsert", 1, {"a": f"node{i}", "b": i})
     _deliver_all(ns, random.Random(1))
     rows = [n.rows("kv") for n in ns]
@@ -487,7 +502,7 @@ def test_three_nodes_same_row_conflicts_are_recorded(nodes):
 
 
 def test_change_feed_lists_and_follows_a_table(nodes):
-    a, b, _ = nodes(2)
+    a, b = nodes(2)
     _create_schema(a)
     start = ChangeFeed(a.db).last_position()
     a.con.execute("INSERT INTO kv VALUES (1, 'x', 1, NULL)")
@@ -504,7 +519,7 @@ def test_change_feed_lists_and_follows_a_table(nodes):
     # Remote changes appear in b's feed with a's origin.
     LocalPeer(b.applier, a.db).pull_all()
     remote = ChangeFeed(b.db).changes("kv")
-    assert [c.op for c in remote] == ["insert", "update", "delete"]
+    assert [c.op for c in remote] == ["ddl", "insert", "update", "delete"]
     assert {c.origin for c in remote} == {a.db.node_id.hex()}
     # subscribe() follows new commits made by another thread.
     got = []
@@ -600,23 +615,13 @@ def test_cli_replicate_once(tmp_path):
     assert '"applied"' in proc.stdout
     cb = _connect(pb)
     assert cb.execute("SELECT * FROM kv").fetchall() == [(1, "cli")]
-    assert cb.execute("SELECT count(*) FROM sqlite_master WHERE name = 'other'").fetchone() == (0,) \
-        if _has_sqlite_master(cb) else True
+    with cb._db.store.begin_read() as rt:
+        assert "other" not in cb._db.committed_schema(rt.txn).tables
     cb.close()
 
 
-def _has_sqlite_master(con) -> bool:
-    try:
-        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return True
-    except terndb.Error:
-        return False
-
-
-@pytest.mark.xfail(reason="engine: SQL UPDATE/DELETE change nothing (Session._dispatch_write lost its "
-                          "per-parameter loop)", strict=True)
 def test_sql_update_and_delete_replicate(nodes):
-    a, b, _ = nodes(2)
+    a, b = nodes(2)
     a.con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
     a.con.execute("INSERT INTO kv VALUES (1, 'x')")
     a.con.execute("INSERT INTO kv VALUES (2, 'y')")

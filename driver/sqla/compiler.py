@@ -3,8 +3,11 @@
 terndb reads SQLite's SQL, so the statement compiler and identifier preparer
 reuse SQLAlchemy's SQLite pieces (``LIMIT -1 OFFSET n``, ``x / (y + 0.0)``,
 ``IS [NOT]`` for distinct-from, ``group_concat``).  Constructs the engine
-cannot run yet are refused at compile time with a ``CompileError`` that says
-so, instead of producing SQL that fails later with a less helpful message.
+cannot run yet (JSON operators, REGEXP, ON CONFLICT) are refused at compile
+time with a ``CompileError`` that says so.  RETURNING is the exception: the
+dialect declares it unsupported, so SQLAlchemy never relies on it, and an
+explicit ``.returning()`` reaches the engine, which raises NotSupportedError
+(the behaviour SQLAlchemy's suite expects).
 
 DDL and type names are terndb's own (the SQLite DDL compiler reads
 ``sqlite_*`` dialect options): options are ``terndb_autoincrement`` on a
@@ -52,9 +55,6 @@ class TerndbCompiler(SQLiteCompiler):
 
     def visit_on_conflict_do_update(self, on_conflict: Any, **kw: Any) -> str:
         raise self._not_yet("ON CONFLICT")
-
-    def returning_clause(self, stmt: Any, returning_cols: Any, **kw: Any) -> str:
-        raise self._not_yet("RETURNING")
 
 
 class TerndbDDLCompiler(compiler.DDLCompiler):

@@ -83,12 +83,17 @@ def _dbapi_connection(connection: Any) -> Any:
     return connection.connection.dbapi_connection
 
 
+# Schema statements given as text (exec_driver_sql, text(), Alembic's op.execute).
+_DDL_TEXT = re.compile(r"\s*(CREATE|DROP|ALTER)\b", re.I)
+
+
 class TerndbExecutionContext(default.DefaultExecutionContext):
 
     def pre_exec(self) -> None:
         # Make DDL transactional: legacy-mode DB-API connections (sqlite3's and
         # terndb's) autocommit DDL issued outside an open transaction.
-        if self.isddl:
+        if self.isddl or (not (self.isinsert or self.isupdate or self.isdelete)
+                          and isinstance(self.statement, str) and _DDL_TEXT.match(self.statement)):
             dbapi_con = self._dbapi_connection.dbapi_connection
             if dbapi_con.isolation_level is not None and not dbapi_con.in_transaction:
                 self.cursor.execute("BEGIN")
@@ -237,12 +242,16 @@ class TerndbDialect(default.DefaultDialect):
             return None
         return terndb_reflection.catalog_schema(_dbapi_connection(connection))
 
-    def _table(self, connection: Any, table_name: str, schema: str | None) -> Any:
+    def _table(self, connection: Any, table_name: str, schema: str | None) -> tuple[Any, Any]:
+        """(table, catalog) for a table; (None, catalog) for a view, which has no constraints."""
         cat = self._schema(connection, schema)
-        table = terndb_reflection.find_table(cat, table_name) if cat is not None else None
-        if table is None:
-            raise exc.NoSuchTableError(f"{schema}.{table_name}" if schema else table_name)
-        return table, cat
+        if cat is not None:
+            table = terndb_reflection.find_table(cat, table_name)
+            if table is not None:
+                return table, cat
+            if terndb_reflection.find_view(cat, table_name) is not None:
+                return None, cat
+        raise exc.NoSuchTableError(f"{schema}.{table_name}" if schema else table_name)
 
     @reflection.cache
     def get_schema_names(self, connection: Any, **kw: Any) -> list[str]:
@@ -275,6 +284,7 @@ class TerndbDialect(default.DefaultDialect):
             raise exc.NoSuchTableError(f"{schema}.{view_name}" if schema else view_name)
         return view.sql
 
+    @reflection.cache
     def has_table(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> bool:
         self._ensure_has_table_connection(connection)
         cat = self._schema(connection, schema)
@@ -283,19 +293,19 @@ class TerndbDialect(default.DefaultDialect):
         return (terndb_reflection.find_table(cat, table_name) is not None
                 or terndb_reflection.find_view(cat, table_name) is not None)
 
+    @reflection.cache
     def has_index(self, connection: Any, table_name: str, index_name: str, schema: str | None = None,
                   **kw: Any) -> bool:
-        table, cat = self._table(connection, table_name, schema)
-        return any(ix.key == index_name.lower() for ix in cat.indexes_of(table))
+        cat = self._schema(connection, schema)
+        table = terndb_reflection.find_table(cat, table_name) if cat is not None else None
+        return table is not None and any(ix.key == index_name.lower() for ix in cat.indexes_of(table))
 
     @reflection.cache
     def get_columns(self, connection: Any, table_name: str, schema: str | None = None,
                     **kw: Any) -> list[dict[str, Any]]:
-        cat = self._schema(connection, schema)
-        view = terndb_reflection.find_view(cat, table_name) if cat is not None else None
-        if view is not None:
-            return self._view_columns(connection, view)
-        table, _ = self._table(connection, table_name, schema)
+        table, cat = self._table(connection, table_name, schema)
+        if table is None:
+            return self._view_columns(connection, terndb_reflection.find_view(cat, table_name))
         return terndb_reflection.describe_columns(table)
 
     def _view_columns(self, connection: Any, view: Any) -> list[dict[str, Any]]:
@@ -314,31 +324,35 @@ class TerndbDialect(default.DefaultDialect):
     def get_pk_constraint(self, connection: Any, table_name: str, schema: str | None = None,
                           **kw: Any) -> dict[str, Any]:
         table, _ = self._table(connection, table_name, schema)
+        if table is None:
+            return {"constrained_columns": [], "name": None}
         return terndb_reflection.describe_pk(table)
 
     @reflection.cache
     def get_foreign_keys(self, connection: Any, table_name: str, schema: str | None = None,
                          **kw: Any) -> list[dict[str, Any]]:
         table, cat = self._table(connection, table_name, schema)
-        return terndb_reflection.describe_foreign_keys(table, cat)
+        return terndb_reflection.describe_foreign_keys(table, cat) if table is not None else []
 
     @reflection.cache
     def get_indexes(self, connection: Any, table_name: str, schema: str | None = None,
                     include_auto_indexes: bool = False, **kw: Any) -> list[dict[str, Any]]:
         table, cat = self._table(connection, table_name, schema)
+        if table is None:
+            return []
         return terndb_reflection.describe_indexes(table, cat, include_auto=include_auto_indexes)
 
     @reflection.cache
     def get_unique_constraints(self, connection: Any, table_name: str, schema: str | None = None,
                                **kw: Any) -> list[dict[str, Any]]:
         table, cat = self._table(connection, table_name, schema)
-        return terndb_reflection.describe_unique_constraints(table, cat)
+        return terndb_reflection.describe_unique_constraints(table, cat) if table is not None else []
 
     @reflection.cache
     def get_check_constraints(self, connection: Any, table_name: str, schema: str | None = None,
                               **kw: Any) -> list[dict[str, Any]]:
         table, _ = self._table(connection, table_name, schema)
-        return terndb_reflection.describe_check_constraints(table)
+        return terndb_reflection.describe_check_constraints(table) if table is not None else []
 
 
 dialect = TerndbDialect

@@ -137,6 +137,7 @@ def describe_foreign_keys(table: Table, schema: Schema) -> list[dict[str, Any]]:
             "referred_columns": list(referred),
             "options": options,
         })
+    out.sort(key=_by_name)
     return out
 
 
@@ -185,12 +186,19 @@ def describe_unique_constraints(table: Table, schema: Schema) -> list[dict[str, 
         if ix.origin != "u":
             continue
         names, _ = _part_names(table, ix)
+        # No "duplicates_index": get_indexes() does not list constraint-backing indexes.
         out.append({"name": _constraint_name(ix), "column_names": names})
-    out.sort(key=lambda u: (u["name"] is None, u["name"] or "", u["column_names"]))
+    out.sort(key=_by_name)
     return out
 
 
 def describe_check_constraints(table: Table) -> list[dict[str, Any]]:
     out = [{"name": ck.name, "sqltext": ck.sql} for ck in table.checks]
-    out.sort(key=lambda c: (c["name"] is None, c["name"] or ""))
+    out.sort(key=_by_name)
     return out
+
+
+def _by_name(item: dict[str, Any]) -> tuple:
+    # Unnamed constraints first, then by name: the order databases that name
+    # every constraint produce, and a stable one across calls.
+    return (item["name"] is not None, item["name"] or "")

@@ -65,6 +65,10 @@ class Requirements(SuiteRequirements):
         return open_()
 
     @property
+    def implicitly_named_constraints(self):
+        return closed()        # like SQLite, unnamed constraints stay unnamed
+
+    @property
     def foreign_key_constraint_name_reflection(self):
         return open_()
 

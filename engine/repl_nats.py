@@ -1,0 +1,264 @@
+"""The NATS JetStream transport.
+
+Layout
+------
+* One stream per replicated database name: ``TERNDB_<db>`` with subjects
+  ``terndb.<db>.>`` (file storage, limits retention: it is the log that
+  restarted or late nodes catch up from).
+* One subject per table and origin: a change set touching exactly one table
+  goes to ``terndb.<db>.<table>.<origin hex>``; one with DDL or several tables
+  to ``terndb.<db>._multi.<origin hex>``.  A node subscribed to a few tables
+  gets a consumer filtered to ``terndb.<db>.<t>.*`` for each plus ``_multi``,
+  so the server drops what it does not want.
+* One durable pull consumer per subscribing node: ``node_<node id hex>``,
+  explicit acks, ``max_ack_pending`` = batch size (a failed batch is
+  redelivered before anything newer).  Consumers are created explicitly
+  (nats-py's ``pull_subscribe`` does not update an existing consumer).
+
+Publishing: the publisher reads the local binlog after its stored position
+(``_repl_state`` key ``pub:<stream>``), keeps change sets committed HERE
+(never re-publishes what it applied: no echo) that touch published tables,
+and publishes each with header ``Nats-Msg-Id: <origin hex>:<origin seq>``, so
+a re-publish after a crash is dropped by the server's duplicate window.  The
+position is stored after the server's acknowledgement.
+
+Consuming: a fetched batch is applied by the ``Applier`` in one LMDB
+transaction that also stores the highest stream sequence applied (channel
+``nats:<stream>``); messages are acknowledged only after that commit, and a
+redelivered message at or below the stored sequence is skipped and acked.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+import threading
+import time
+from typing import Any
+
+from .repl_apply import ApplyStats
+from .repl_feed import read_outgoing
+
+_U64 = struct.Struct(">Q")
+_TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def subject_token(name: str) -> str:
+    """A table or database name as one NATS subject token (hex-escaped when unsafe)."""
+    low = name.lower()
+    if _TOKEN_OK.match(low) and not low.startswith("_"):
+        return low
+    return "x" + low.encode().hex()
+
+
+class NatsReplicator:
+    """Publishes this node's change sets to JetStream and applies its subscriptions."""
+
+    def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
+                 fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0) -> None:
+        self.rep = replicator
+        self.db = replicator.db
+        self.url = url
+        self.dbname = subject_token(database)
+        self.stream = "TERNDB_" + self.dbname
+        self.prefix = f"terndb.{self.dbname}"
+        self.batch = batch
+        self.fetch_timeout = fetch_timeout
+        self.connect_timeout = connect_timeout
+        self.ack_wait = ack_wait
+        self.durable = "node_" + self.db.node_id.hex()
+        self.channel = "nats:" + self.stream
+        self._pub_key = b"pub:" + self.stream.encode()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.published = 0
+        self.pub_duplicates = 0
+        self.last_error: str | None = None   # the error of the current (failing) round, if any
+        self.error_count = 0                 # rounds that failed and were retried
+        self._last_fetch_empty = False
+        self.totals = ApplyStats()
+
+    # -- positions ---------------------------------------------------------------------------
+
+    def pub_position(self) -> int:
+        with self.db.store.begin_read() as rt:
+            raw = self.rep.versions.state_get(rt.txn, self._pub_key)
+        return _U64.unpack(raw)[0] if raw else 0
+
+    def _store_pub_position(self, seq: int) -> None:
+        def work(w: Any) -> None:
+            _, sdb = self.rep.versions.handles(w)
+            w.txn.put(self._pub_key, _U64.pack(seq), db=sdb)
+        self.db.store.write(work, timeout=30.0)
+
+    # -- subjects ------------------------------------------------------------------------------
+
+    def subject_for(self, tables: tuple[str, ...], has_ddl: bool) -> str:
+        origin = self.db.node_id.hex()
+        if len(tables) == 1 and not has_ddl:
+            return f"{self.prefix}.{subject_token(tables[0])}.{origin}"
+        return f"{self.prefix}._multi.{origin}"
+
+    def filter_subjects(self) -> list[str]:
+        sub = self.rep.subscribe
+        if sub.all:
+            return [f"{self.prefix}.>"]
+        return sorted({f"{self.prefix}.{subject_token(t)}.*" for t in sub.names} | {f"{self.prefix}._multi.*"})
+
+    # -- async parts -----------------------------------------------------------------------------
+
+    async def _connect(self) -> tuple[Any, Any, Any]:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+        nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=3,
+                                allow_reconnect=True)
+        js = nc.jetstream()
+        try:
+            await js.stream_info(self.stream)
+        except Exception:
+            await js.add_stream(StreamConfig(name=self.stream, subjects=[f"{self.prefix}.>"],
+                                             storage=StorageType.FILE))
+        sub = None
+        if self.rep.subscribe:
+            cfg = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,
+                                 deliver_policy=DeliverPolicy.ALL, max_ack_pending=self.batch,
+                                 ack_wait=self.ack_wait)
+            subjects = self.filter_subjects()
+            if len(subjects) == 1:
+                cfg.filter_subject = subjects[0]
+            else:
+                cfg.filter_subjects = subjects
+            try:
+                await js.add_consumer(self.stream, config=cfg)
+            except Exception:
+                # Exists with another config (the subscription changed): recreate it.
+                await js.delete_consumer(self.stream, self.durable)
+                await js.add_consumer(self.stream, config=cfg)
+            sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        return nc, js, sub
+
+    async def _publish_pending(self, js: Any) -> int:
+        if not self.rep.publish:
+            return 0
+        sent = 0
+        while True:
+            pos = self.pub_position()
+            out = read_outgoing(self.db, pos, self.rep.publish, limit=self.batch,
+                                only_origin=self.db.node_id, skip_empty=True)
+            if not out:
+                return sent
+            for o in out:
+                if o.data is None:
+                    continue
+                ack = await js.publish(self.subject_for(o.tables, o.has_ddl), o.data,
+                                       headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"})
+                if ack.duplicate:
+                    self.pub_duplicates += 1
+                sent += 1
+                self.published += 1
+            self._store_pub_position(out[-1].sequence)
+
+    async def _consume_once(self, sub: Any) -> ApplyStats:
+        import nats.errors
+        if sub is None:
+            return ApplyStats()
+        try:
+            msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+        except nats.errors.TimeoutError:       # nats-py raises instead of returning []
+            self._last_fetch_empty = True
+            return ApplyStats()
+        self._last_fetch_empty = False
+        items = [(m.metadata.sequence.stream, m.data) for m in msgs]
+        try:
+            stats = self.rep.applier.apply(items, self.channel, track_origin=False)
+        except BaseException:
+            for m in msgs:                     # redeliver now rather than after ack_wait
+                try:
+                    await m.nak()
+                except Exception:
+                    pass
+            raise
+        for m in msgs:                         # only after the commit
+            await m.ack()
+        self.totals.add(stats)
+        with self.rep._lock:
+            self.rep.totals.add(stats)
+        return stats
+
+    async def _main(self) -> None:
+        nc = None
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                if nc is None:
+                    nc, js, sub = await self._connect()
+                await self._publish_pending(js)
+                stats = await self._consume_once(sub)
+                backoff = 0.1
+                self.last_error = None      # recovered: status shows only a current error
+                if stats.messages == 0 and sub is None:
+                    await asyncio.sleep(self.fetch_timeout)
+            except Exception as exc:         # noqa: BLE001 - keep the replicator alive; status shows it
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.error_count += 1
+                if nc is not None:
+                    try:
+                        await nc.close()
+                    except Exception:
+                        pass
+                    nc = None
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+        if nc is not None:
+            await nc.close()
+
+    async def _once(self) -> ApplyStats:
+        nc, js, sub = await self._connect()
+        total = ApplyStats()
+        try:
+            await self._publish_pending(js)
+            while True:
+                stats = await self._consume_once(sub)
+                total.add(stats)
+                if stats.messages == 0:
+                    break
+        finally:
+            await nc.close()
+        return total
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def run_once(self) -> ApplyStats:
+        """Publish everything pending and apply everything available, then return (blocking)."""
+        return asyncio.run(self._once())
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="terndb-nats",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def idle(self) -> bool:
+        with self.db.store.begin_read() as rt:
+            last = self.db.binlog.last_sequence(rt.txn)
+        pending = read_outgoing(self.db, self.pub_position(), self.rep.publish, limit=last + 1,
+                                only_origin=self.db.node_id, skip_empty=True) if self.rep.publish else []
+        return not any(o.data is not None for o in pending) and self._last_fetch_empty
+
+    def status(self) -> dict:
+        return {"url": self.url, "stream": self.stream, "consumer": self.durable,
+                "filter_subjects": self.filter_subjects(), "published": self.published,
+                "publish_position": self.pub_position(),
+                "consume_position": self.rep.applier.position(self.channel),
+                "applied": self.totals.as_dict(), "last_error": self.last_error, "errors": self.error_count,
+                "time": time.time()}
+
+
+__all__ = ["NatsReplicator", "subject_token"]
