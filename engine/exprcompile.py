@@ -142,6 +142,15 @@ def contains_aggregate(node: exp.Expression) -> bool:
     return False
 
 
+def _is_literal(node: exp.Expression) -> bool:
+    """A literal, NULL, or a signed numeric literal (constant-foldable IN items)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Neg):
+        return _is_literal(node.this)
+    return isinstance(node, (exp.Literal, exp.Null))
+
+
 def literal_value(node: exp.Literal) -> Any:
     text = node.this
     if node.is_string:
@@ -419,8 +428,7 @@ class ExprCompiler:
         consts = None
         if all(isinstance(e, C.Const) for e in compiled) and self.collation(node.this) == 0:
             consts = [e.value for e in compiled]
-        elif all(isinstance(e, (C.Const, C.Affinity)) for e in compiled) and all(
-                isinstance(it, (exp.Literal, exp.Null, exp.Neg)) for it in items) and self.collation(node.this) == 0:
+        elif all(_is_literal(it) for it in items) and self.collation(node.this) == 0:
             consts = [e.evaluate((), None) for e in compiled]
         return C.InList(arg, compiled, negate, consts)
 

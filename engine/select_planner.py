@@ -124,10 +124,11 @@ class SelectPlanner:
 
     def _plan_select(self, node: exp.Select, parent: Scope | None) -> PlannedQuery:
         items = self._from_items(node, parent)
-        scope = Scope([it.source for it in items], parent)
         where = node.args.get("where")
         conjuncts = _split_and(where.this) if where is not None else []
-        root = self._plan_joins(items, scope, conjuncts)
+        physical = self._join_order(items, conjuncts, parent)
+        scope = Scope([it.source for it in physical], parent)
+        root = self._plan_joins(physical, scope, conjuncts)
 
         select_nodes = self._expand_stars(node.expressions, items)
         group = node.args.get("group")
@@ -252,9 +253,7 @@ class SelectPlanner:
         frm = node.args.get("from_")
         if frm is None:
             return items
-        tables = [(frm.this, None)]
-        for j in node.args.get("joins") or []:
-            tables.append((j.this, j))
+        tables = _flatten_join_groups([(frm.this, None)] + [(j.this, j) for j in node.args.get("joins") or []])
         for tnode, join in tables:
             item = self._from_item(tnode, offset, parent)
             if join is not None:
@@ -341,6 +340,99 @@ class SelectPlanner:
         return FromItem(src, producer=C.Materialized(rows))
 
     # -- joins and access paths ------------------------------------------------------------
+
+    def _join_order(self, items: list[FromItem], conjuncts: list[exp.Expression],
+                    parent: Scope | None) -> list[FromItem]:
+        """Greedy join order for inner/cross joins; reassigns row offsets to match.
+
+        Start from the item with the most selective constant equality (its rowid
+        or an indexed column), then repeatedly add the item best connected to
+        those already joined, preferring connections that hit its rowid or an
+        index: each step then is a lookup rather than a scan or cross product.
+        LEFT joins keep the written order.
+        """
+        if len(items) < 3 or any(it.join_kind == "left" for it in items):
+            return items
+        conj = list(conjuncts)
+        for it in items:
+            conj.extend(_split_and(it.on) if it.on is not None else [])
+        names = {it.source.name: it for it in items}
+        refs: list[tuple[exp.Expression, set[str], dict[str, set[str]]]] = []
+        for c in conj:
+            tables: set[str] = set()
+            cols: dict[str, set[str]] = {}
+            ok = True
+            for col in _local_columns(c):
+                owner = self._owner(col, items)
+                if owner is None:
+                    if not col.table:
+                        continue        # an outer reference or unknown: not a join edge
+                    ok = False
+                    break
+                tables.add(owner)
+                cols.setdefault(owner, set()).add(col.name.lower())
+            if ok:
+                refs.append((c, tables, cols))
+
+        def keyed(it: FromItem, colnames: set[str]) -> int:
+            t = it.table
+            if t is None:
+                return 0
+            keys = {"rowid", "oid", "_rowid_"}
+            if t.rowid_alias is not None:
+                keys.add(t.columns[t.rowid_alias].key)
+            if colnames & keys:
+                return 3
+            for ix in self.schema.indexes_of(t):
+                first = ix.parts[0].column
+                if first is not None and t.columns[first].key in colnames:
+                    return 2
+            return 0
+
+        def score(it: FromItem, joined: set[str]) -> int:
+            best = 0
+            for c, tables, cols in refs:
+                if it.source.name not in tables or not isinstance(c, exp.EQ):
+                    continue
+                others = tables - {it.source.name}
+                if not others <= joined:
+                    continue
+                k = keyed(it, cols.get(it.source.name, set()))
+                best = max(best, (4 if not others else 2) + k)
+            return best
+
+        order: list[FromItem] = []
+        joined: set[str] = set()
+        remaining = list(items)
+        while remaining:
+            best = max(remaining, key=lambda it: (score(it, joined), -remaining.index(it)))
+            order.append(best)
+            joined.add(best.source.name)
+            remaining.remove(best)
+        del names
+        offset = 0
+        for it in order:
+            src = it.source
+            if src.rowid_pos is not None:
+                src.rowid_pos = offset + (src.rowid_pos - src.offset)
+            src.offset = offset
+            offset += src.width
+            if it is not order[0] and it.join_kind == "inner" and it.on is None:
+                it.join_kind = "cross"
+        # The written ON conditions move to WHERE-like conjuncts (all inner joins).
+        for it in order:
+            if it.on is not None:
+                conjuncts.extend(_split_and(it.on))
+                it.on = None
+        return order
+
+    def _owner(self, col: exp.Column, items: list[FromItem]) -> str | None:
+        low = col.name.lower()
+        if col.table:
+            t = col.table.lower()
+            return t if any(it.source.name == t for it in items) else None
+        owners = [it.source.name for it in items if low in it.source.columns]
+        return owners[0] if len(owners) == 1 else None
 
     def _plan_joins(self, items: list[FromItem], scope: Scope, conjuncts: list[exp.Expression]) -> Any:
         if not items:
@@ -732,6 +824,33 @@ def _apply_comparison_affinity(a: Any, la: int | None, b: Any, ra: int | None) -
     if ra == AFF_TEXT and la is None:
         return C.Affinity(a, AFF_TEXT), b
     return a, b
+
+
+def _is_inner(join: exp.Join | None) -> bool:
+    return join is None or not (join.side or "") or (join.side or "").upper() == "INNER"
+
+
+def _flatten_join_groups(items: list[tuple[exp.Expression, exp.Join | None]]) -> list[tuple[exp.Expression, Any]]:
+    """Expands parenthesised join groups "(a JOIN b ON ...)" into the FROM list.
+
+    For inner and cross joins the grouping does not change the result, so the
+    group's tables join in order and its ON conditions move onto them.
+    """
+    out: list[tuple[exp.Expression, Any]] = []
+    for tnode, join in items:
+        group = tnode.this if isinstance(tnode, exp.Subquery) and not tnode.alias else None
+        if not (isinstance(group, exp.Table) and group.args.get("joins")):
+            out.append((tnode, join))
+            continue
+        inner_joins = list(group.args["joins"])
+        if not _is_inner(join) or not all(_is_inner(j) for j in inner_joins):
+            raise NotSupportedError("parenthesised joins with LEFT/RIGHT/FULL are not supported yet")
+        first = group.copy()
+        first.set("joins", None)
+        on = join.args.get("on") if join is not None else None
+        outer = exp.Join(this=first, on=on) if join is not None else None
+        out.extend(_flatten_join_groups([(first, outer)] + [(j.this, j) for j in inner_joins]))
+    return out
 
 
 def _split_and(node: exp.Expression | None) -> list[exp.Expression]:
