@@ -80,6 +80,7 @@ cdef class TableWriter:
     cdef long long next_rowid
     cdef bint next_known
     cdef public long long last_rowid
+    cdef public tuple defaults    # column defaults for rows written before ADD COLUMN
 
     def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,
                  list affinities, list notnull, list checks, list indexes, Py_ssize_t rowid_alias,
@@ -243,7 +244,7 @@ cdef class TableWriter:
         data = ctx.txn.get(key, db=self.handle)
         if data is None:
             return
-        self.delete(decode_row(data, self.ncols, None) + (rowid,), ctx)
+        self.delete(decode_row(data, self.ncols, self.defaults) + (rowid,), ctx)
 
     cpdef void delete(self, tuple row, ExecContext ctx) except *:
         """Deletes the row (full row tuple, rowid last) and its index entries."""
@@ -343,7 +344,7 @@ def build_index(TableWriter writer, IndexWriter ix, ExecContext ctx):
     with txn.cursor(db=writer.handle) as cur:
         for key, value in cur.iternext(keys=True, values=True):
             rowid = decode_rowid(key)
-            row = decode_row(value, writer.ncols, None) + (rowid,)
+            row = decode_row(value, writer.ncols, writer.defaults) + (rowid,)
             vals = ix.key_values(row, ctx)
             if ix.unique and ix.conflicting_rowid(txn, vals, rowid) is not None:
                 raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)

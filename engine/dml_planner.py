@@ -56,9 +56,13 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
     notnull = [i for i, c in enumerate(table.columns) if c.notnull]
     rowid_alias = table.rowid_alias if table.rowid_alias is not None else -1
     pk = [] if table.rowid_alias is not None else list(table.pk)
-    return C.TableWriter(store, table.db_name, table.name, table.object_id, [c.name for c in table.columns],
-                         [c.affinity for c in table.columns], notnull, checks, writers, rowid_alias, pk,
-                         table.autoincrement)
+    writer = C.TableWriter(store, table.db_name, table.name, table.object_id, [c.name for c in table.columns],
+                           [c.affinity for c in table.columns], notnull, checks, writers, rowid_alias, pk,
+                           table.autoincrement)
+    from .ddl import column_default_constant
+    defaults = tuple(column_default_constant(c) for c in table.columns)
+    writer.defaults = defaults if any(v is not None for v in defaults) else None
+    return writer
 
 
 def _target_table(schema: Schema, node: exp.Expression) -> Table:

@@ -30,6 +30,7 @@ from terndb._cext import _core as C
 
 from .catalog import Schema
 from .database import Database
+from .alter import AlterExecutor
 from .ddl import DDLExecutor
 from .dml_planner import InsertPlan, ModifyPlan, build_writer, plan_delete, plan_insert, plan_update, run_insert, run_modify
 from .errors import (
@@ -39,11 +40,12 @@ from .errors import (
 from .params import ParamSpec, bind_plain, rewrite_placeholders
 from .select_planner import PlannedQuery, SelectPlanner
 from .storage import is_map_full
-from .sqlparse import TxnControl, parse_one, parse_txn_control
+from .sqlparse import TxnControl, parse_one, parse_txn_control, syntax_error_at_start
 
 PLAN_CACHE_SIZE = 256
 _UPDATE_OR = re.compile(r"^(\s*UPDATE)\s+OR\s+(ROLLBACK|ABORT|REPLACE|FAIL|IGNORE)\b", re.I)
 _REPLACE_INTO = re.compile(r"^(\s*)REPLACE(\s+INTO\b)", re.I)
+_ALTER_BARE = re.compile(r"^(\s*ALTER\s+TABLE\s+\S+\s+(?:ADD|DROP))(?!\s+COLUMN\b)(?=\s)", re.I)
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+QUERY\s+PLAN\s+", re.I)
 
 
@@ -270,6 +272,10 @@ class Session:
         if m:
             mode = m.group(2).upper()
             text = m.group(1) + text[m.end():]
+        m = _ALTER_BARE.match(text)
+        if m:
+            # SQLite allows "ADD x ..." / "DROP x" without the COLUMN keyword.
+            text = m.group(1) + " COLUMN" + text[m.end(1):]
         m = _REPLACE_INTO.match(text)
         if m:
             text = m.group(1) + "INSERT OR REPLACE" + text[m.end(1) + len("REPLACE"):]
@@ -295,8 +301,14 @@ class Session:
             plan.node = node
         elif isinstance(node, exp.Command):
             raise _unsupported_command(node, sql)
+        elif isinstance(node, exp.Alter):
+            plan.kind = "ddl"
+            plan.node = node
+        elif isinstance(node, (exp.Pragma, exp.Merge, exp.Use, exp.Set, exp.Describe)):
+            raise NotSupportedError(f"{node.key.upper()} statements are not supported yet")
         else:
-            raise NotSupportedError(f"unsupported statement: {type(node).__name__.upper()}")
+            # sqlglot accepts a bare expression ("selec") as a statement; SQLite does not.
+            raise syntax_error_at_start(text)
         if explain:
             if plan.kind != "query":
                 raise NotSupportedError("EXPLAIN QUERY PLAN is supported for SELECT statements")
@@ -490,6 +502,8 @@ class Session:
                 self.ddl.create_view(self, txn, schema, node, sql)
             else:
                 raise NotSupportedError(f"CREATE {kind} is not supported yet")
+        elif isinstance(node, exp.Alter):
+            AlterExecutor(self.store, self.db.catalog).run(self, txn, schema, node)
         else:
             self.ddl.drop(self, txn, schema, node)
         self.schema = None

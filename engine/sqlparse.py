@@ -13,6 +13,7 @@ position and the offending text, chained with ``from``.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,20 @@ from sqlglot.dialects.sqlite import SQLite
 from sqlglot.errors import ParseError, TokenError
 
 from .errors import SQLSyntaxError
+
+
+class _CommandFallbackFilter(logging.Filter):
+    """Drops sqlglot's "falling back to parsing as a 'Command'" warning.
+
+    terndb turns such statements into a clear NotSupportedError itself, so the
+    warning would only be noise on the user's stderr.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_CommandFallbackFilter())
 
 
 # Words that end a column's type name (the start of a column constraint).
@@ -48,7 +63,15 @@ class TernDialect(SQLite):
             if not (schema or kwargs.get("with_collation")):
                 return super()._parse_types(check_func=check_func, schema=schema,
                                             allow_identifiers=allow_identifiers, **kwargs)
-            return self._parse_sqlite_type_name()
+            start = self._index
+            try:
+                return self._parse_sqlite_type_name()
+            except IndexError:
+                # Some statements (ALTER) parse column definitions from a token
+                # slice where sqlglot's cursor cannot look back; fall back there.
+                self._retreat(start)
+                return super()._parse_types(check_func=check_func, schema=schema,
+                                            allow_identifiers=allow_identifiers, **kwargs)
 
         def _parse_sqlite_type_name(self):
             start = self._index
@@ -122,18 +145,25 @@ def parse_txn_control(sql: str) -> TxnControl | None:
 
 
 def _syntax_error(sql: str, err: Exception) -> SQLSyntaxError:
+    """A SQLite-style message (near "token": syntax error) with line, column and offset."""
     details = getattr(err, "errors", None) or []
     if details:
         d = details[0]
         line, col = d.get("line") or 1, d.get("col") or 1
         near = (d.get("highlight") or "").strip()
-        desc = d.get("description") or "syntax error"
-        # Convert line/col to a 0-based offset into the statement.
         lines = sql.split("\n")
         offset = sum(len(x) + 1 for x in lines[: line - 1]) + max(col - 1, 0)
-        where = f'near "{near}"' if near else f"at line {line}, column {col}"
-        return SQLSyntaxError(f"{where}: syntax error ({desc}) at line {line}, column {col}", offset)
-    return SQLSyntaxError(f"syntax error: {err}")
+        where = f'near "{near}": ' if near else ""
+        return SQLSyntaxError(f"{where}syntax error at line {line}, column {col}", offset)
+    if isinstance(err, TokenError):
+        return SQLSyntaxError(f"unrecognized token in: {sql.strip()[:60]!r} (unterminated string or bad character)")
+    return SQLSyntaxError(f"syntax error in: {sql.strip()[:60]!r}")
+
+
+def syntax_error_at_start(sql: str) -> SQLSyntaxError:
+    """For text that parses only as a bare expression, not a statement."""
+    word = sql.strip().split(None, 1)[0].rstrip(";") if sql.strip() else ""
+    return SQLSyntaxError(f'near "{word}": syntax error', max(sql.find(word), 0))
 
 
 def parse_statements(sql: str) -> list[exp.Expression]:
