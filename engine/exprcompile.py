@@ -489,6 +489,28 @@ class ExprCompiler:
     def _c_CurrentTime(self, node):
         return self._call("time", [C.Const("now")])
 
+    # -- JSON operators -------------------------------------------------------------
+
+    def _json_arrow(self, node: exp.Expression, fname: str) -> Any:
+        """``x -> p`` / ``x ->> p``: the JSON functions registered as "->" and "->>".
+
+        sqlglot turns a literal right operand into a JSONPath; its rendering is
+        the equivalent SQLite path ('x' -> '$.x', 2 -> '$[2]').
+        """
+        rhs = node.expression
+        if isinstance(rhs, exp.JSONPath):
+            text = rhs.sql(dialect="sqlite")
+            path: Any = C.Const(text[1:-1].replace("''", "'") if text[:1] == "'" else text)
+        else:
+            path = self.compile(rhs)
+        return self._call(fname, [self.compile(node.this), path])
+
+    def _c_JSONExtract(self, node):
+        return self._json_arrow(node, "->")
+
+    def _c_JSONExtractScalar(self, node):
+        return self._json_arrow(node, "->>")
+
     # -- subqueries ------------------------------------------------------------------
 
     def _plan_subquery(self, select: exp.Expression) -> tuple[Callable, bool]:
