@@ -13,9 +13,10 @@ cdef enum ConflictMode:
     CONFLICT_REPLACE = 2
     CONFLICT_FAIL = 3
     CONFLICT_ROLLBACK = 4
+    CONFLICT_UPSERT = 5       # like IGNORE, but reports the conflicting rowid (ON CONFLICT DO ...)
 
 CONFLICT_MODES = {"ABORT": CONFLICT_ABORT, "IGNORE": CONFLICT_IGNORE, "REPLACE": CONFLICT_REPLACE,
-                  "FAIL": CONFLICT_FAIL, "ROLLBACK": CONFLICT_ROLLBACK}
+                  "FAIL": CONFLICT_FAIL, "ROLLBACK": CONFLICT_ROLLBACK, "UPSERT": CONFLICT_UPSERT}
 
 cdef long long MAX_ROWID = 9223372036854775807
 
@@ -81,6 +82,8 @@ cdef class TableWriter:
     cdef bint next_known
     cdef public long long last_rowid
     cdef public tuple defaults    # column defaults for rows written before ADD COLUMN
+    cdef public object conflict_rowid   # set by an UPSERT-mode insert that hit a uniqueness conflict
+    cdef public tuple last_row          # the row last stored by insert/update (rowid last), for RETURNING
 
     def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,
                  list affinities, list notnull, list checks, list indexes, Py_ssize_t rowid_alias,
@@ -175,6 +178,7 @@ cdef class TableWriter:
         cdef long long rowid
         cdef object given
         cdef IndexWriter ix
+        self.conflict_rowid = None
         if self.rowid_alias >= 0 and vals[self.rowid_alias] is not None:
             given = vals[self.rowid_alias]
             if type(given) is not int:
@@ -194,6 +198,9 @@ cdef class TableWriter:
         if not txn.put(key, data, db=self.handle, overwrite=False):
             if mode == CONFLICT_IGNORE:
                 return None
+            if mode == CONFLICT_UPSERT:
+                self.conflict_rowid = rowid
+                return None
             if mode == CONFLICT_REPLACE:
                 self._delete_by_rowid(rowid, ctx)
                 txn.put(key, data, db=self.handle)
@@ -208,8 +215,10 @@ cdef class TableWriter:
             if ix.unique:
                 other = ix.conflicting_rowid(txn, kv, rowid)
                 if other is not None:
-                    if mode == CONFLICT_IGNORE:
+                    if mode == CONFLICT_IGNORE or mode == CONFLICT_UPSERT:
                         self._undo_partial_insert(key, keyvals[:-1], rowid, txn)
+                        if mode == CONFLICT_UPSERT:
+                            self.conflict_rowid = other
                         return None
                     if mode == CONFLICT_REPLACE:
                         self._delete_by_rowid(other, ctx)
@@ -227,6 +236,7 @@ cdef class TableWriter:
         if collector is not None:
             collector.insert(self.table_id, self._pk_key(vals, rowid), data)
         self.last_rowid = rowid
+        self.last_row = row
         return rowid
 
     cdef void _undo_partial_insert(self, bytes key, list keyvals, long long rowid, object txn) except *:
@@ -319,6 +329,7 @@ cdef class TableWriter:
                 collector.insert(self.table_id, new_pk, data)
             else:
                 collector.update(self.table_id, new_pk, data, _changed_mask(old_row, vals, self.ncols))
+        self.last_row = row
         return True
 
 
@@ -332,6 +343,14 @@ cdef bytes _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
         if type(a) is not type(b) or a != b:
             mask[i >> 3] |= (1 << (i & 7))
     return bytes(mask)
+
+
+def fetch_row(TableWriter writer, long long rowid, ExecContext ctx):
+    """The stored row with that rowid (rowid last), or None."""
+    data = ctx.txn.get(encode_rowid(rowid), db=writer.handle)
+    if data is None:
+        return None
+    return decode_row(data, writer.ncols, writer.defaults) + (rowid,)
 
 
 def build_index(TableWriter writer, IndexWriter ix, ExecContext ctx):

@@ -25,6 +25,7 @@ from .sqlparse import parse_one, reject_schema_qualifier
 
 
 def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
+    """The name-resolution view of a table whose row starts at ``offset`` (rowid after its columns)."""
     src = Source((name or table.name).lower(), [c.key for c in table.columns],
                  [c.affinity for c in table.columns], offset, offset + len(table.columns),
                  [c.name for c in table.columns],
@@ -83,6 +84,25 @@ def _default_expr(comp: ExprCompiler, col: Any) -> Any:
 
 
 @dataclass
+class Returning:
+    """A RETURNING clause: expressions over the written row (rowid last) and their names."""
+    exprs: list
+    names: list[str]
+
+
+@dataclass
+class Upsert:
+    """ON CONFLICT ... DO NOTHING / DO UPDATE SET ... [WHERE ...].
+
+    Assignments and WHERE see the existing row followed by the ``excluded`` row
+    (the one that could not be inserted), each with its rowid slot.
+    """
+    do_update: bool
+    assignments: list | None = None     # Expr per table column
+    where: Any = None
+
+
+@dataclass
 class InsertPlan:
     writer: Any
     value_rows: list[list] | None      # per VALUES row: one Expr per table column
@@ -91,15 +111,65 @@ class InsertPlan:
     defaults: list                     # default Expr per table column
     mode: int
     table: Table
+    returning: Returning | None = None
+    upsert: Upsert | None = None
+
+
+def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias: str | None = None) -> Returning | None:
+    """Compiles a RETURNING list over the table's row (``*`` and ``t.*`` expand to its columns)."""
+    ret = node.args.get("returning")
+    if ret is None:
+        return None
+    scope = Scope([table_source(table, alias)])
+    comp = ExprCompiler(scope, params)
+    exprs, names = [], []
+    for item in ret.expressions:
+        inner = item.this if isinstance(item, exp.Alias) else item
+        if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
+            for i, c in enumerate(table.columns):
+                exprs.append(C.ColRef(i))
+                names.append(c.name)
+            continue
+        exprs.append(comp.compile(inner))
+        if isinstance(item, exp.Alias):
+            names.append(item.alias)
+        elif isinstance(inner, exp.Column):
+            names.append(inner.name)
+        else:
+            names.append(inner.sql(dialect="sqlite"))
+    return Returning(exprs, names)
+
+
+def _plan_upsert(table: Table, node: exp.OnConflict, params: ParamSpec) -> Upsert:
+    action = str(node.args.get("action") or "").upper()
+    if node.args.get("duplicate"):
+        raise NotSupportedError("ON DUPLICATE KEY is MySQL syntax; use ON CONFLICT")
+    if "NOTHING" in action:
+        return Upsert(False)
+    if "UPDATE" not in action:
+        raise NotSupportedError(f"unsupported ON CONFLICT action: {action}")
+    ncols = len(table.columns)
+    existing = table_source(table)
+    excluded = table_source(table, "excluded", offset=ncols + 1)
+    # Unqualified names mean the existing row; the proposed one is only "excluded.x".
+    excluded.using_hidden = set(excluded.columns)
+    comp = ExprCompiler(Scope([existing, excluded]), params)
+    assigns = [C.ColRef(i) for i in range(ncols)]
+    for eq in node.expressions:
+        pos = table.find_column(eq.this.name)
+        if pos is None:
+            raise NoSuchObjectError(f"no such column: {eq.this.name}")
+        assigns[pos] = comp.compile(eq.expression)
+    where = node.args.get("where")
+    return Upsert(True, assigns, comp.compile(where.this) if where is not None else None)
 
 
 def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec, mode_name: str | None) -> InsertPlan:
-    if node.args.get("returning") is not None:
-        raise NotSupportedError("RETURNING is not supported yet")
-    if node.args.get("conflict") is not None:
-        raise NotSupportedError("ON CONFLICT (upsert) is not supported yet")
     target = node.this
     table = _target_table(schema, target)
+    returning = plan_returning(table, node, params)
+    conflict = node.args.get("conflict")
+    upsert = _plan_upsert(table, conflict, params) if conflict is not None else None
     ncols = len(table.columns)
     if isinstance(target, exp.Schema) and target.expressions:
         positions = []
@@ -117,10 +187,12 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
     empty = ExprCompiler(Scope([]), params)
     defaults = [_default_expr(empty, c) for c in table.columns]
     mode = C.CONFLICT_MODES[(mode_name or node.args.get("alternative") or "ABORT").upper()]
+    if upsert is not None:
+        mode = C.CONFLICT_MODES["UPSERT"]
     writer = build_writer(store, schema, table, params)
     source = node.expression
     if node.args.get("default") or source is None:
-        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table)
+        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table, returning, upsert)
     if isinstance(source, exp.Values):
         rows = []
         for tup in source.expressions:
@@ -133,7 +205,7 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             for pos, v in zip(positions, vals):
                 exprs[pos] = empty.compile(v)
             rows.append(exprs)
-        return InsertPlan(writer, rows, None, None, defaults, mode, table)
+        return InsertPlan(writer, rows, None, None, defaults, mode, table, returning, upsert)
     planner = SelectPlanner(store, schema, params)
     planned = planner.plan(source)
     if len(planned.names) != len(positions):
@@ -141,25 +213,47 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
     column_map = [-1] * ncols
     for out_pos, pos in enumerate(positions):
         column_map[pos] = out_pos
-    return InsertPlan(writer, None, planned, column_map, defaults, mode, table)
+    return InsertPlan(writer, None, planned, column_map, defaults, mode, table, returning, upsert)
 
 
-def run_insert(plan: InsertPlan, ctx: Any) -> int:
+def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
+    """Inserts the plan's rows; RETURNING rows are appended to ``out`` when given."""
     writer = plan.writer
     writer.begin(ctx)
-    count = 0
     if plan.value_rows is not None:
-        for exprs in plan.value_rows:
-            if writer.insert(C.eval_exprs(exprs, (), ctx), ctx, plan.mode) is not None:
-                count += 1
-        return count
-    rows = C.run_operator(plan.select.root, ctx, -1)
-    cmap = plan.column_map
-    for r in rows:
-        vals = tuple(r[p] if p >= 0 else plan.defaults[i].evaluate((), ctx) for i, p in enumerate(cmap))
+        sources = (C.eval_exprs(exprs, (), ctx) for exprs in plan.value_rows)
+    else:
+        cmap = plan.column_map
+        selected = C.run_operator(plan.select.root, ctx, -1)
+        sources = (tuple(r[p] if p >= 0 else plan.defaults[i].evaluate((), ctx) for i, p in enumerate(cmap))
+                   for r in selected)
+    count = 0
+    for vals in sources:
         if writer.insert(vals, ctx, plan.mode) is not None:
             count += 1
+        elif plan.upsert is None or writer.conflict_rowid is None or not _do_upsert(plan, vals, ctx):
+            continue
+        if plan.returning is not None and out is not None:
+            out.append(C.eval_exprs(plan.returning.exprs, writer.last_row, ctx))
     return count
+
+
+def _do_upsert(plan: InsertPlan, vals: tuple, ctx: Any) -> bool:
+    """Applies DO UPDATE to the row that blocked the insert; True if a row was updated."""
+    upsert = plan.upsert
+    if not upsert.do_update:
+        return False
+    writer = plan.writer
+    old = C.fetch_row(writer, writer.conflict_rowid, ctx)
+    if old is None:
+        return False
+    excluded = tuple(C.apply_affinity(v, c.affinity) if v is not None else None
+                     for v, c in zip(vals, plan.table.columns)) + (None,)
+    both = old + excluded
+    if upsert.where is not None and not C.sql_truth(upsert.where.evaluate(both, ctx)):
+        return False
+    new_vals = C.eval_exprs(upsert.assignments, both, ctx)
+    return bool(writer.update(old, new_vals, ctx, C.CONFLICT_MODES["ABORT"]))
 
 
 @dataclass
@@ -170,6 +264,7 @@ class ModifyPlan:
     assignments: list | None       # UPDATE: Expr per table column (identity for unchanged)
     mode: int
     table: Table
+    returning: Returning | None = None
 
 
 def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str | None,
@@ -188,8 +283,6 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
 
 
 def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None) -> ModifyPlan:
-    if node.args.get("returning") is not None:
-        raise NotSupportedError("RETURNING is not supported yet")
     if node.args.get("from_") is not None:
         raise NotSupportedError("UPDATE ... FROM is not supported yet")
     tnode = node.this
@@ -214,31 +307,38 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
                 raise NoSuchObjectError(f"no such column: {name}")
         assigns[pos] = comp.compile(eq.expression)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
-    return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table)
+    returning = plan_returning(table, node, params, tnode.alias or None)
+    return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table, returning)
 
 
 def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec) -> ModifyPlan:
-    if node.args.get("returning") is not None:
-        raise NotSupportedError("RETURNING is not supported yet")
     tnode = node.this
     table = _target_table(schema, tnode)
     where = node.args.get("where")
     op, _scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None, params)
-    return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table)
+    returning = plan_returning(table, node, params, tnode.alias or None)
+    return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table,
+                      returning)
 
 
-def run_modify(plan: ModifyPlan, ctx: Any) -> int:
+def run_modify(plan: ModifyPlan, ctx: Any, out: list | None = None) -> int:
+    """Updates or deletes the target rows; RETURNING rows are appended to ``out`` when given."""
     writer = plan.writer
     rows = C.run_operator(plan.source, ctx, -1)
     writer.begin(ctx)
     count = 0
+    ret = plan.returning if out is not None else None
     if plan.assignments is None:
         for r in rows:
             writer.delete(r, ctx)
             count += 1
+            if ret is not None:
+                out.append(C.eval_exprs(ret.exprs, r, ctx))
         return count
     for r in rows:
         new_vals = C.eval_exprs(plan.assignments, r, ctx)
         if writer.update(r, new_vals, ctx, plan.mode):
             count += 1
+            if ret is not None:
+                out.append(C.eval_exprs(ret.exprs, writer.last_row, ctx))
     return count

@@ -462,7 +462,10 @@ class Session:
         total = 0
         lastrowid = None
         ins = plan.insert
-        if ins is not None and ins.value_rows is not None and len(ins.value_rows) == 1:
+        returning = (ins.returning if ins is not None else plan.modify.returning)
+        out: list | None = [] if returning is not None and not many else None
+        if (ins is not None and ins.value_rows is not None and len(ins.value_rows) == 1
+                and ins.upsert is None and out is None):
             # The common executemany shape: one compiled loop over all parameter sets.
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.insert_many(ins.writer, ins.value_rows[0], param_sets, ctx, ins.mode,
@@ -474,17 +477,20 @@ class Session:
             bound = self.binder(plan.params, params)
             ctx = C.ExecContext(bound, self.write.txn, self, self.write)
             if plan.kind == "insert":
-                n = run_insert(plan.insert, ctx)
+                n = run_insert(plan.insert, ctx, out)
                 if n:
                     lastrowid = plan.insert.writer.last_rowid
                     self.last_insert_rowid = lastrowid
             else:
-                n = run_modify(plan.modify, ctx)
+                n = run_modify(plan.modify, ctx, out)
             total += n
         del txn
         self.changes_count = total
         self.total_changes += total
-        return Result(rowcount=total, lastrowid=lastrowid if lastrowid is not None else self.last_insert_rowid)
+        last = lastrowid if lastrowid is not None else self.last_insert_rowid
+        if out is not None:
+            return Result(returning.names, [None] * len(returning.names), rows=out, rowcount=total, lastrowid=last)
+        return Result(rowcount=total, lastrowid=last)
 
     def _run_ddl(self, plan: Plan) -> None:
         node = plan.node
