@@ -21,7 +21,7 @@ from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ExprCompiler, Scope, Source
 from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
-from .sqlparse import parse_one, reject_schema_qualifier
+from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text
 
 
 def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
@@ -115,7 +115,8 @@ class InsertPlan:
     upsert: Upsert | None = None
 
 
-def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias: str | None = None) -> Returning | None:
+def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias: str | None = None,
+                   sql: str | None = None) -> Returning | None:
     """Compiles a RETURNING list over the table's row (``*`` and ``t.*`` expand to its columns)."""
     ret = node.args.get("returning")
     if ret is None:
@@ -123,7 +124,10 @@ def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias:
     scope = Scope([table_source(table, alias)])
     comp = ExprCompiler(scope, params)
     exprs, names = [], []
-    for item in ret.expressions:
+    texts = list_item_texts(sql, "RETURNING") if sql else None
+    if texts is not None and len(texts) != len(ret.expressions):
+        texts = None
+    for k, item in enumerate(ret.expressions):
         inner = item.this if isinstance(item, exp.Alias) else item
         if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
             for i, c in enumerate(table.columns):
@@ -134,10 +138,18 @@ def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias:
         if isinstance(item, exp.Alias):
             names.append(item.alias)
         elif isinstance(inner, exp.Column):
-            names.append(inner.name)
+            names.append(_column_display_name(table, inner.name))
         else:
-            names.append(inner.sql(dialect="sqlite"))
+            names.append(texts[k] if texts else (source_text(inner, sql) or inner.sql(dialect="sqlite")))
     return Returning(exprs, names)
+
+
+def _column_display_name(table: Table, name: str) -> str:
+    """SQLite names ``rowid`` after the INTEGER PRIMARY KEY column it aliases."""
+    if name.lower() in ("rowid", "oid", "_rowid_") and table.find_column(name) is None \
+            and table.rowid_alias is not None:
+        return table.columns[table.rowid_alias].name
+    return name
 
 
 def _plan_upsert(table: Table, node: exp.OnConflict, params: ParamSpec) -> Upsert:
@@ -164,10 +176,11 @@ def _plan_upsert(table: Table, node: exp.OnConflict, params: ParamSpec) -> Upser
     return Upsert(True, assigns, comp.compile(where.this) if where is not None else None)
 
 
-def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec, mode_name: str | None) -> InsertPlan:
+def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec, mode_name: str | None,
+                sql: str | None = None) -> InsertPlan:
     target = node.this
     table = _target_table(schema, target)
-    returning = plan_returning(table, node, params)
+    returning = plan_returning(table, node, params, None, sql)
     conflict = node.args.get("conflict")
     upsert = _plan_upsert(table, conflict, params) if conflict is not None else None
     ncols = len(table.columns)
@@ -233,6 +246,8 @@ def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
             count += 1
         elif plan.upsert is None or writer.conflict_rowid is None or not _do_upsert(plan, vals, ctx):
             continue
+        else:
+            count += 1        # an upsert's update counts as a change, as in SQLite
         if plan.returning is not None and out is not None:
             out.append(C.eval_exprs(plan.returning.exprs, writer.last_row, ctx))
     return count
@@ -282,7 +297,8 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
     return op, scope
 
 
-def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None) -> ModifyPlan:
+def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
+                sql: str | None = None) -> ModifyPlan:
     if node.args.get("from_") is not None:
         raise NotSupportedError("UPDATE ... FROM is not supported yet")
     tnode = node.this
@@ -307,16 +323,16 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
                 raise NoSuchObjectError(f"no such column: {name}")
         assigns[pos] = comp.compile(eq.expression)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
-    returning = plan_returning(table, node, params, tnode.alias or None)
+    returning = plan_returning(table, node, params, tnode.alias or None, sql)
     return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table, returning)
 
 
-def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec) -> ModifyPlan:
+def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec, sql: str | None = None) -> ModifyPlan:
     tnode = node.this
     table = _target_table(schema, tnode)
     where = node.args.get("where")
     op, _scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None, params)
-    returning = plan_returning(table, node, params, tnode.alias or None)
+    returning = plan_returning(table, node, params, tnode.alias or None, sql)
     return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table,
                       returning)
 

@@ -25,7 +25,7 @@ from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Ind
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
-from .sqlparse import parse_one, reject_schema_qualifier, type_name
+from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text, type_name
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
 
@@ -88,10 +88,12 @@ class _NotABound(Exception):
 
 
 class SelectPlanner:
-    def __init__(self, store: Any, schema: Schema, params: ParamSpec) -> None:
+    def __init__(self, store: Any, schema: Schema, params: ParamSpec, sql: str | None = None) -> None:
         self.store = store
         self.schema = schema
         self.params = params
+        self.sql = sql            # the statement text, for naming expression columns
+        self._named_top = False   # the first (outermost) SELECT list takes its names from the text
         self.explain: list[str] = []
         self._view_depth = 0
 
@@ -124,6 +126,7 @@ class SelectPlanner:
 
     def _plan_select(self, node: exp.Select, parent: Scope | None) -> PlannedQuery:
         items = self._from_items(node, parent)
+        self._items = items
         where = node.args.get("where")
         conjuncts = _split_and(where.this) if where is not None else []
         physical = self._join_order(items, conjuncts, parent)
@@ -141,7 +144,7 @@ class SelectPlanner:
         if not aggregating and any(contains_aggregate(o.this) for o in order_nodes):
             aggregating = True
 
-        names = [_output_name(n) for n in select_nodes]
+        names = self._names(node, select_nodes, parent)
         if aggregating:
             # GROUP BY terms may name a result column by position or alias.
             group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY") for g in group_nodes]
@@ -201,6 +204,35 @@ class SelectPlanner:
             root = C.Project(root, [C.ColRef(i) for i in range(nsel)])
         decl, affs = self._output_types(select_nodes, scope)
         return PlannedQuery(root, names, decl, affs, self.explain)
+
+    def _names(self, node: exp.Select, select_nodes: list[exp.Expression], parent: Scope | None) -> list[str]:
+        """Result column names as SQLite gives them: alias, column name, or the text as written."""
+        texts = None
+        if parent is None and self.sql is not None and not self._named_top:
+            self._named_top = True
+            texts = list_item_texts(self.sql, "SELECT")
+            if texts is not None and len(texts) != len(node.expressions):
+                texts = None
+        by_node = {id(n): t for n, t in zip(node.expressions, texts)} if texts else {}
+        names = []
+        for n in select_nodes:
+            if id(n) in by_node and not isinstance(n, (exp.Alias, exp.Column)):
+                names.append(by_node[id(n)])
+            elif isinstance(n, exp.Column) and n.name.lower() in ROWID_NAMES:
+                names.append(self._rowid_name(n) or n.name)
+            else:
+                names.append(_output_name(n, self.sql))
+        return names
+
+    def _rowid_name(self, node: exp.Column) -> str | None:
+        """SQLite names ``rowid`` after the INTEGER PRIMARY KEY column it aliases."""
+        for it in self._items:
+            t = it.table
+            if t is None or (node.table and node.table.lower() != it.source.name):
+                continue
+            if t.find_column(node.name) is None and t.rowid_alias is not None:
+                return t.columns[t.rowid_alias].name
+        return None
 
     def _limit(self, node: exp.Expression, root: Any, scope: Scope | None) -> Any:
         limit = node.args.get("limit")
@@ -294,7 +326,7 @@ class SelectPlanner:
             raise NoSuchObjectError(f"no such table: {name}")
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
-            sub = SelectPlanner(self.store, self.schema, self.params)
+            sub = SelectPlanner(self.store, self.schema, self.params, self.sql)
             planned = sub.plan(tnode.this, parent)
             return self._derived_item(planned, alias, offset)
         raise NotSupportedError(f"unsupported FROM item: {tnode.sql(dialect='sqlite')[:60]}")
@@ -881,12 +913,12 @@ def _unalias(node: exp.Expression) -> exp.Expression:
     return node.this if isinstance(node, exp.Alias) else node
 
 
-def _output_name(node: exp.Expression) -> str:
+def _output_name(node: exp.Expression, sql: str | None = None) -> str:
     if isinstance(node, exp.Alias):
         return node.alias
     if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
         return node.name
-    return node.sql(dialect="sqlite")
+    return source_text(node, sql) or node.sql(dialect="sqlite")
 
 
 def _coll_code(name: str | None) -> int:

@@ -284,18 +284,18 @@ class Session:
         plan = Plan("query", sql, params, schema)
         plan.mode = mode
         if isinstance(node, (exp.Select, exp.Union, exp.Except, exp.Intersect, exp.Values, exp.Subquery)):
-            planner = SelectPlanner(self.store, schema, params)
+            planner = SelectPlanner(self.store, schema, params, text)
             plan.query = planner.plan(node)
             plan.explain = planner.explain
         elif isinstance(node, exp.Insert):
             plan.kind = "insert"
-            plan.insert = plan_insert(self.store, schema, node, params, mode)
+            plan.insert = plan_insert(self.store, schema, node, params, mode, text)
         elif isinstance(node, exp.Update):
             plan.kind = "modify"
-            plan.modify = plan_update(self.store, schema, node, params, mode)
+            plan.modify = plan_update(self.store, schema, node, params, mode, text)
         elif isinstance(node, exp.Delete):
             plan.kind = "modify"
-            plan.modify = plan_delete(self.store, schema, node, params)
+            plan.modify = plan_delete(self.store, schema, node, params, text)
         elif isinstance(node, (exp.Create, exp.Drop)):
             plan.kind = "ddl"
             plan.node = node

@@ -241,3 +241,94 @@ def reject_schema_qualifier(tnode: exp.Expression) -> None:
 def _no_such(message: str) -> Exception:
     from .errors import NoSuchObjectError
     return NoSuchObjectError(message)
+
+
+_SLOT_MARK = re.compile(r":__s\d+")
+
+
+def source_text(node: exp.Expression, sql: str | None) -> str | None:
+    """The exact text ``node`` was parsed from (SQLite names result columns this way).
+
+    sqlglot records offsets only on leaf tokens, so the span runs from the first
+    to the last leaf and is widened until its parentheses balance (a call's
+    closing parenthesis, a leading opening one).  Rewritten placeholders
+    (``:__sK``) read as ``?`` again.  None when offsets are unavailable.
+    """
+    if not sql:
+        return None
+    starts, ends = [], []
+    for n in node.walk():
+        meta = n.meta if hasattr(n, "meta") else None
+        if meta and "start" in meta and "end" in meta:
+            starts.append(meta["start"])
+            ends.append(meta["end"])
+    if not starts:
+        return None
+    lo, hi = min(starts), max(ends) + 1
+    if lo < 0 or hi > len(sql):
+        return None
+    for _ in range(64):
+        text = sql[lo:hi]
+        opened, closed = text.count("("), text.count(")")
+        if opened > closed:
+            nxt = sql.find(")", hi)
+            if nxt < 0:
+                return None
+            hi = nxt + 1
+        elif closed > opened:
+            prev = sql.rfind("(", 0, lo)
+            if prev < 0:
+                return None
+            lo = prev
+        else:
+            break
+    return _SLOT_MARK.sub("?", sql[lo:hi].strip())
+
+
+_LIST_END = frozenset({"FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION",
+                       "EXCEPT", "INTERSECT", "SEMICOLON", "RETURNING", "ON"})
+
+
+def list_item_texts(sql: str, keyword: str = "SELECT") -> list[str] | None:
+    """Source texts of the items of the first top-level SELECT (or RETURNING) list.
+
+    Tokens make this robust to strings and nested parentheses: the list runs
+    from the keyword to the next clause keyword at parenthesis depth 0 and is
+    split at depth-0 commas.
+    """
+    try:
+        tokens = TernDialect().tokenize(sql)
+    except TokenError:
+        return None
+    depth = 0
+    start = None
+    for i, tok in enumerate(tokens):
+        name = tok.token_type.name
+        if name == "L_PAREN":
+            depth += 1
+        elif name == "R_PAREN":
+            depth -= 1
+        elif depth == 0 and name == keyword:
+            start = i + 1
+            break
+    if start is None:
+        return None
+    while start < len(tokens) and tokens[start].token_type.name in ("DISTINCT", "ALL"):
+        start += 1
+    items: list[list] = [[]]
+    depth = 0
+    for tok in tokens[start:]:
+        name = tok.token_type.name
+        if depth == 0 and (name in _LIST_END or (tok.text.upper() in _LIST_END and name != "VAR")):
+            break
+        if name == "L_PAREN":
+            depth += 1
+        elif name == "R_PAREN":
+            depth -= 1
+        if depth == 0 and name == "COMMA":
+            items.append([])
+            continue
+        items[-1].append(tok)
+    if not items[-1]:
+        return None
+    return [_SLOT_MARK.sub("?", sql[it[0].start:it[-1].end + 1]) for it in items if it]

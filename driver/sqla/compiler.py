@@ -3,11 +3,10 @@
 terndb reads SQLite's SQL, so the statement compiler and identifier preparer
 reuse SQLAlchemy's SQLite pieces (``LIMIT -1 OFFSET n``, ``x / (y + 0.0)``,
 ``IS [NOT]`` for distinct-from, ``group_concat``).  Constructs the engine
-cannot run yet (JSON operators, REGEXP, ON CONFLICT) are refused at compile
-time with a ``CompileError`` that says so.  RETURNING is the exception: the
-dialect declares it unsupported, so SQLAlchemy never relies on it, and an
-explicit ``.returning()`` reaches the engine, which raises NotSupportedError
-(the behaviour SQLAlchemy's suite expects).
+cannot run yet (JSON operators, REGEXP) are refused at compile time with a
+``CompileError`` that says so.  RETURNING and SQLite's upsert
+(``sqlalchemy.dialects.sqlite.insert(...).on_conflict_do_update``) render as
+on SQLite: terndb runs both.
 
 DDL and type names are terndb's own (the SQLite DDL compiler reads
 ``sqlite_*`` dialect options): options are ``terndb_autoincrement`` on a
@@ -50,11 +49,6 @@ class TerndbCompiler(SQLiteCompiler):
     def visit_regexp_replace_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
         raise self._not_yet("regexp_replace")
 
-    def visit_on_conflict_do_nothing(self, on_conflict: Any, **kw: Any) -> str:
-        raise self._not_yet("ON CONFLICT")
-
-    def visit_on_conflict_do_update(self, on_conflict: Any, **kw: Any) -> str:
-        raise self._not_yet("ON CONFLICT")
 
 
 class TerndbDDLCompiler(compiler.DDLCompiler):

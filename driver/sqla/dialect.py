@@ -21,8 +21,9 @@ Transactions
     and ``AUTOCOMMIT`` (each statement commits on its own).  SAVEPOINTs work,
     so ``Session.begin_nested()`` does.
 
-Capabilities are declared for what the engine runs today: no RETURNING, no
-ALTER TABLE, no schemas, no sequences, no native boolean/decimal/uuid/JSON.
+Capabilities are declared for what the engine runs today: RETURNING (and
+insertmanyvalues), ALTER TABLE for columns but not constraints, no schemas, no
+sequences, no native boolean/decimal/uuid/JSON.
 Reflection reads terndb's catalog (``reflection.py``), not PRAGMAs.
 """
 from __future__ import annotations
@@ -128,12 +129,14 @@ class TerndbDialect(default.DefaultDialect):
     supports_native_uuid = False
     supports_server_side_cursors = False
     supports_for_update_of = False
-    insert_returning = False
-    update_returning = False
-    delete_returning = False
+    insert_returning = True
+    update_returning = True
+    delete_returning = True
     update_returning_multifrom = False
     delete_returning_multifrom = False
-    use_insertmanyvalues = False
+    # Multi-row INSERT ... VALUES ... RETURNING batches executemany (SQLAlchemy 2's
+    # "insertmanyvalues"), as on SQLite.
+    use_insertmanyvalues = True
     supports_default_values = True
     supports_default_metavalue = True
     default_metavalue_token = "NULL"
