@@ -16,7 +16,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import (
-    AFF_INTEGER, Catalog, Check, Column, ForeignKey, Index, IndexPart, Schema, Table, View,
+    AFF_INTEGER, Catalog, Check, Column, ForeignKey, Index, IndexPart, Schema, Table, Trigger, View,
     affinity_of_type,
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
@@ -346,6 +346,20 @@ class DDLExecutor:
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_view", "name": name, "sql": sql})
 
+    def create_trigger(self, session: Any, txn: Any, schema: Schema, defn: Any) -> None:
+        from .triggers import check_trigger_target
+        if defn.name.lower() in schema.triggers:
+            if defn.if_not_exists:
+                return
+            raise ObjectExistsError(f"trigger {defn.name} already exists")
+        if defn.name.lower().startswith(RESERVED_PREFIX):
+            raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
+        check_trigger_target(schema, defn)
+        table = schema.tables[defn.table.lower()]
+        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, defn.sql))
+        self.catalog.bump_version(txn)
+        self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql})
+
     def drop(self, session: Any, txn: Any, schema: Schema, node: exp.Drop) -> None:
         kind = (node.args.get("kind") or "").upper()
         targets = node.args.get("tables") or ([node.this] if node.this is not None else [])
@@ -378,6 +392,12 @@ class DDLExecutor:
                     raise ProgrammingError(f"index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
                 self.store.drop_db(txn, ix.db_name)
                 self.catalog.delete(txn, "index", low)
+            elif kind == "TRIGGER":
+                if low not in schema.triggers:
+                    if node.args.get("exists"):
+                        continue
+                    raise NoSuchObjectError(f"no such trigger: {name}")
+                self.catalog.delete(txn, "trigger", low)
             elif kind == "VIEW":
                 if low not in schema.views:
                     if node.args.get("exists"):

@@ -22,6 +22,7 @@ from .exprcompile import ExprCompiler, Scope, Source
 from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
 from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text
+from .triggers import TriggerSet
 
 
 def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
@@ -113,6 +114,7 @@ class InsertPlan:
     table: Table
     returning: Returning | None = None
     upsert: Upsert | None = None
+    triggers: Any = None                 # TriggerSet for INSERT, or None
 
 
 def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias: str | None = None,
@@ -177,9 +179,11 @@ def _plan_upsert(table: Table, node: exp.OnConflict, params: ParamSpec) -> Upser
 
 
 def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec, mode_name: str | None,
-                sql: str | None = None) -> InsertPlan:
+                sql: str | None = None, parent: Scope | None = None) -> InsertPlan:
+    """``parent`` is the scope of an enclosing trigger (NEW/OLD), when planning a trigger body."""
     target = node.this
     table = _target_table(schema, target)
+    triggers = TriggerSet(store, schema, table, "INSERT") or None
     returning = plan_returning(table, node, params, None, sql)
     conflict = node.args.get("conflict")
     upsert = _plan_upsert(table, conflict, params) if conflict is not None else None
@@ -197,15 +201,15 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             positions.append(pos)
     else:
         positions = list(range(ncols))
-    empty = ExprCompiler(Scope([]), params)
-    defaults = [_default_expr(empty, c) for c in table.columns]
+    empty = ExprCompiler(Scope([], parent), params)
+    defaults = [_default_expr(ExprCompiler(Scope([]), params), c) for c in table.columns]
     mode = C.CONFLICT_MODES[(mode_name or node.args.get("alternative") or "ABORT").upper()]
     if upsert is not None:
         mode = C.CONFLICT_MODES["UPSERT"]
     writer = build_writer(store, schema, table, params)
     source = node.expression
     if node.args.get("default") or source is None:
-        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table, returning, upsert)
+        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table, returning, upsert, triggers)
     if isinstance(source, exp.Values):
         rows = []
         for tup in source.expressions:
@@ -218,15 +222,15 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             for pos, v in zip(positions, vals):
                 exprs[pos] = empty.compile(v)
             rows.append(exprs)
-        return InsertPlan(writer, rows, None, None, defaults, mode, table, returning, upsert)
+        return InsertPlan(writer, rows, None, None, defaults, mode, table, returning, upsert, triggers)
     planner = SelectPlanner(store, schema, params)
-    planned = planner.plan(source)
+    planned = planner.plan(source, parent)
     if len(planned.names) != len(positions):
         raise ProgrammingError(f"table {table.name} has {len(positions)} columns but {len(planned.names)} values were supplied")
     column_map = [-1] * ncols
     for out_pos, pos in enumerate(positions):
         column_map[pos] = out_pos
-    return InsertPlan(writer, None, planned, column_map, defaults, mode, table, returning, upsert)
+    return InsertPlan(writer, None, planned, column_map, defaults, mode, table, returning, upsert, triggers)
 
 
 def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
@@ -241,9 +245,14 @@ def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
         sources = (tuple(r[p] if p >= 0 else plan.defaults[i].evaluate((), ctx) for i, p in enumerate(cmap))
                    for r in selected)
     count = 0
+    triggers = plan.triggers
     for vals in sources:
+        if triggers is not None and triggers.before and not triggers.fire(triggers.before, vals + (None,), None, ctx):
+            continue
         if writer.insert(vals, ctx, plan.mode) is not None:
             count += 1
+            if triggers is not None and triggers.after:
+                triggers.fire(triggers.after, writer.last_row, None, ctx)
         elif plan.upsert is None or writer.conflict_rowid is None or not _do_upsert(plan, vals, ctx):
             continue
         else:
@@ -280,13 +289,15 @@ class ModifyPlan:
     mode: int
     table: Table
     returning: Returning | None = None
+    triggers: Any = None                 # TriggerSet for UPDATE/DELETE, or None
 
 
 def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str | None,
-                          where: exp.Expression | None, params: ParamSpec) -> tuple[Any, Scope]:
+                          where: exp.Expression | None, params: ParamSpec,
+                          parent: Scope | None = None) -> tuple[Any, Scope]:
     planner = SelectPlanner(store, schema, params)
     src = table_source(table, alias)
-    scope = Scope([src])
+    scope = Scope([src], parent)
     item = FromItem(src, table=table)
     conj = _split_and(where) if where is not None else []
     op, residual = planner._access_path(item, scope, conj, 0, 0)
@@ -298,13 +309,14 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
 
 
 def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
-                sql: str | None = None) -> ModifyPlan:
+                sql: str | None = None, parent: Scope | None = None) -> ModifyPlan:
     if node.args.get("from_") is not None:
         raise NotSupportedError("UPDATE ... FROM is not supported yet")
     tnode = node.this
     table = _target_table(schema, tnode)
     where = node.args.get("where")
-    op, scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None, params)
+    op, scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None,
+                                      params, parent)
     comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
     assigns = [C.ColRef(i) for i in range(len(table.columns))]
     for eq in node.expressions:
@@ -324,17 +336,22 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
         assigns[pos] = comp.compile(eq.expression)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
     returning = plan_returning(table, node, params, tnode.alias or None, sql)
-    return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table, returning)
+    assigned = {eq.this.name.lower() for eq in node.expressions if isinstance(eq, exp.EQ)}
+    triggers = TriggerSet(store, schema, table, "UPDATE", assigned) or None
+    return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table, returning, triggers)
 
 
-def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec, sql: str | None = None) -> ModifyPlan:
+def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec, sql: str | None = None,
+                parent: Scope | None = None) -> ModifyPlan:
     tnode = node.this
     table = _target_table(schema, tnode)
     where = node.args.get("where")
-    op, _scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None, params)
+    op, _scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None,
+                                       params, parent)
     returning = plan_returning(table, node, params, tnode.alias or None, sql)
+    triggers = TriggerSet(store, schema, table, "DELETE") or None
     return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table,
-                      returning)
+                      returning, triggers)
 
 
 def run_modify(plan: ModifyPlan, ctx: Any, out: list | None = None) -> int:
@@ -344,17 +361,26 @@ def run_modify(plan: ModifyPlan, ctx: Any, out: list | None = None) -> int:
     writer.begin(ctx)
     count = 0
     ret = plan.returning if out is not None else None
+    triggers = plan.triggers
     if plan.assignments is None:
         for r in rows:
+            if triggers is not None and not triggers.fire(triggers.before, None, r, ctx):
+                continue
             writer.delete(r, ctx)
             count += 1
             if ret is not None:
                 out.append(C.eval_exprs(ret.exprs, r, ctx))
+            if triggers is not None:
+                triggers.fire(triggers.after, None, r, ctx)
         return count
     for r in rows:
         new_vals = C.eval_exprs(plan.assignments, r, ctx)
+        if triggers is not None and not triggers.fire(triggers.before, new_vals + (r[-1],), r, ctx):
+            continue
         if writer.update(r, new_vals, ctx, plan.mode):
             count += 1
             if ret is not None:
                 out.append(C.eval_exprs(ret.exprs, writer.last_row, ctx))
+            if triggers is not None:
+                triggers.fire(triggers.after, writer.last_row, r, ctx)
     return count

@@ -41,6 +41,7 @@ from .params import ParamSpec, bind_plain, rewrite_placeholders
 from .select_planner import PlannedQuery, SelectPlanner
 from .storage import is_map_full
 from .sqlparse import TxnControl, parse_one, parse_txn_control, syntax_error_at_start
+from .triggers import TriggerDef, is_create_trigger, parse_create_trigger
 
 PLAN_CACHE_SIZE = 256
 _UPDATE_OR = re.compile(r"^(\s*UPDATE)\s+OR\s+(ROLLBACK|ABORT|REPLACE|FAIL|IGNORE)\b", re.I)
@@ -158,6 +159,7 @@ class Session:
         self.total_changes = 0
         self.journal: list[tuple[Plan, Any, bool]] = []   # statements of the open txn, for map-growth replay
         self.thread = threading.get_ident()
+        self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
         self.closed = False
         self.ddl = DDLExecutor(self.store, db.catalog)
 
@@ -265,6 +267,7 @@ class Session:
             return plan
         assert schema is not None
         text, mode = sql, None
+        plan = Plan("query", sql, ParamSpec.EMPTY, schema)
         explain = _EXPLAIN.match(text)
         if explain:
             text = text[explain.end():]
@@ -279,9 +282,13 @@ class Session:
         m = _REPLACE_INTO.match(text)
         if m:
             text = m.group(1) + "INSERT OR REPLACE" + text[m.end(1) + len("REPLACE"):]
+        if is_create_trigger(text):
+            plan.kind = "ddl"
+            plan.node = parse_create_trigger(text)
+            return plan
         text, params = rewrite_placeholders(text)
         node = parse_one(text)
-        plan = Plan("query", sql, params, schema)
+        plan.params = params
         plan.mode = mode
         if isinstance(node, (exp.Select, exp.Union, exp.Except, exp.Intersect, exp.Values, exp.Subquery)):
             planner = SelectPlanner(self.store, schema, params, text)
@@ -465,7 +472,7 @@ class Session:
         returning = (ins.returning if ins is not None else plan.modify.returning)
         out: list | None = [] if returning is not None and not many else None
         if (ins is not None and ins.value_rows is not None and len(ins.value_rows) == 1
-                and ins.upsert is None and out is None):
+                and ins.upsert is None and out is None and ins.triggers is None):
             # The common executemany shape: one compiled loop over all parameter sets.
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.insert_many(ins.writer, ins.value_rows[0], param_sets, ctx, ins.mode,
@@ -510,6 +517,8 @@ class Session:
                 raise NotSupportedError(f"CREATE {kind} is not supported yet")
         elif isinstance(node, exp.Alter):
             AlterExecutor(self.store, self.db.catalog).run(self, txn, schema, node)
+        elif isinstance(node, TriggerDef):
+            self.ddl.create_trigger(self, txn, schema, node)
         else:
             self.ddl.drop(self, txn, schema, node)
         self.schema = None
