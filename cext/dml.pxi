@@ -45,6 +45,13 @@ cdef class IndexWriter:
     cdef bytes entry_key(self, tuple vals, long long rowid):
         return encode_key_with_rowid(vals, rowid, self.desc)
 
+    def entry_key_for(self, tuple row, ExecContext ctx):
+        """The index entry a full table row (rowid last) must have (integrity checks)."""
+        return self.entry_key(self.key_values(row, ctx), row[len(row) - 1])
+
+    def key_values_for(self, tuple row, ExecContext ctx):
+        return self.key_values(row, ctx)
+
     cdef object conflicting_rowid(self, object txn, tuple vals, long long rowid):
         """The rowid of another row with the same unique key, or None."""
         cdef bytes prefix, k
@@ -380,7 +387,14 @@ cdef inline bint _native_params(object params, Py_ssize_t nslots):
     for i in range(nslots):
         v = <object>PyTuple_GET_ITEM(<tuple>params, i)
         t = type(v)
-        if t is not int and t is not str and t is not float and v is not None and t is not bytes:
+        if t is int:
+            # Out-of-range ints go through the adapter, which rejects them.
+            if not (-9223372036854775808 <= v <= 9223372036854775807):
+                return False
+        elif t is float:
+            if v != v:
+                return False         # NaN binds as NULL (the adapter's rule)
+        elif t is not str and v is not None and t is not bytes:
             return False
     return True
 

@@ -208,6 +208,8 @@ def adapt_value(value: Any, position: int = 1) -> SQLValue:
     type_ = type(value)
     try:
         if type_ in _NATIVE:
+            if type_ is float and value != value:
+                return None          # SQLite binds NaN as NULL
             return _check_int64(value) if type_ is int else value
         return _run_adapter(type_, value, position)
     except (DataError, ProgrammingError) as exc:
@@ -250,6 +252,9 @@ def adapt_params(params: tuple) -> tuple:
         type_ = type(value)
         if type_ is int:
             if value > _INT64_MAX or value < _INT64_MIN:
+                break
+        elif type_ is float:
+            if value != value:       # NaN: adapted to NULL below
                 break
         elif type_ not in _NATIVE:
             break

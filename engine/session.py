@@ -160,6 +160,7 @@ class Session:
         self.journal: list[tuple[Plan, Any, bool]] = []   # statements of the open txn, for map-growth replay
         self.thread = threading.get_ident()
         self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
+        self._savepoint_began_txn = False        # the txn was opened by a SAVEPOINT statement
         self.closed = False
         self.ddl = DDLExecutor(self.store, db.catalog)
 
@@ -177,6 +178,7 @@ class Session:
 
     def _finish_write(self) -> None:
         self.write = None
+        self._savepoint_began_txn = False
         self.changes = None
         self.explicit = False
         self.savepoints = []
@@ -282,6 +284,9 @@ class Session:
         m = _REPLACE_INTO.match(text)
         if m:
             text = m.group(1) + "INSERT OR REPLACE" + text[m.end(1) + len("REPLACE"):]
+        first = text.lstrip().split(None, 1)[0].upper().rstrip(";") if text.strip() else ""
+        if first in ("REINDEX", "VACUUM"):
+            raise NotSupportedError(f"{first} is not supported yet")
         if is_create_trigger(text):
             plan.kind = "ddl"
             plan.node = parse_create_trigger(text)
@@ -311,8 +316,11 @@ class Session:
         elif isinstance(node, exp.Alter):
             plan.kind = "ddl"
             plan.node = node
-        elif isinstance(node, (exp.Pragma, exp.Merge, exp.Use, exp.Set, exp.Describe)):
+        elif isinstance(node, (exp.Pragma, exp.Merge, exp.Use, exp.Set, exp.Describe, exp.Attach,
+                               exp.Detach, exp.Analyze)):
             raise NotSupportedError(f"{node.key.upper()} statements are not supported yet")
+        elif isinstance(node, exp.Delete) and not isinstance(node.this, exp.Table):
+            raise syntax_error_at_start(text[len(text.split(None, 1)[0]):])
         else:
             # sqlglot accepts a bare expression ("selec") as a statement; SQLite does not.
             raise syntax_error_at_start(text)
@@ -463,8 +471,7 @@ class Session:
             params = next(iter(param_sets))
             if params:
                 raise ProgrammingError("parameters are not allowed in schema statements")
-            self._run_ddl(plan)
-            self.changes_count = 0
+            self._run_ddl(plan)         # changes() keeps the last DML's count, as in SQLite
             return Result(rowcount=-1)
         total = 0
         lastrowid = None
@@ -570,7 +577,9 @@ class Session:
             if self.write is None:
                 self._begin_write()
                 self.explicit = True
-                self._outer_savepoint = True
+                self._savepoint_began_txn = True
+            elif not self.savepoints and not self._savepoint_began_txn:
+                self._savepoint_began_txn = False
             depth = self.write.savepoint()
             self.savepoints.append((tc.name, depth, self.changes.savepoint()))
         elif kind in ("release", "rollback_to"):
@@ -581,6 +590,10 @@ class Session:
             if kind == "release":
                 self.write.release(depth)
                 del self.savepoints[idx:]
+                if not self.savepoints and self._savepoint_began_txn:
+                    # SQLite: releasing the outermost savepoint that began the
+                    # transaction commits it.
+                    self.commit()
             else:
                 self.write.rollback_to(depth, keep=True)
                 self.changes.rollback_to(mark)

@@ -35,8 +35,10 @@ import terndb
 # -- comparing results --------------------------------------------------------
 
 
-def norm_value(v: Any) -> tuple:
-    """A value as a sortable, type-exact key (1 and 1.0 differ, floats by bits)."""
+def norm_value(v: Any, exact: bool = False) -> tuple:
+    """A value as a sortable, type-exact key (1 and 1.0 differ, floats by bits).
+
+    Only ``exact`` keys tell -0.0 from 0.0 while that difference is a known bug."""
     if v is None:
         return (0, "")
     if isinstance(v, bool):         # never produced by either driver, but be exact
@@ -44,6 +46,8 @@ def norm_value(v: Any) -> tuple:
     if isinstance(v, int):
         return (1, v)
     if isinstance(v, float):
+        if v == 0.0 and not exact and "negative-zero" in KNOWN_BUGS:
+            v = 0.0                 # the sign of zero: see KNOWN_BUG_SCRIPTS["negative_zero"]
         return (2, v.hex())
     if isinstance(v, str):
         return (3, v)
@@ -52,8 +56,8 @@ def norm_value(v: Any) -> tuple:
     return (9, repr(v))
 
 
-def norm_rows(rows: Sequence[Sequence[Any]]) -> list[tuple]:
-    return [tuple(norm_value(v) for v in row) for row in rows]
+def norm_rows(rows: Sequence[Sequence[Any]], exact: bool = False) -> list[tuple]:
+    return [tuple(norm_value(v, exact) for v in row) for row in rows]
 
 
 class Outcome:
@@ -89,7 +93,8 @@ def run_tern(con: Any, sql: str, params: Sequence[Any] = ()) -> Outcome:
         return Outcome(None, None, e)
 
 
-def compare(pair: Any, sql: str, params: Sequence[Any] = (), *, ordered: bool = False) -> Outcome:
+def compare(pair: Any, sql: str, params: Sequence[Any] = (), *, ordered: bool = False,
+            exact: bool = False) -> Outcome:
     """Run ``sql`` on both engines and assert the same outcome; return sqlite3's."""
     lite = run_lite(pair.lite, sql, params)
     tern = run_tern(pair.tern, sql, params)
@@ -106,7 +111,7 @@ def compare(pair: Any, sql: str, params: Sequence[Any] = (), *, ordered: bool = 
             assert tern.rowcount == lite.rowcount, (sql, lite.rowcount, tern.rowcount)
         return lite
     assert tern.rows is not None
-    got, want = norm_rows(tern.rows), norm_rows(lite.rows)
+    got, want = norm_rows(tern.rows, exact), norm_rows(lite.rows, exact)
     if not ordered:
         got, want = sorted(got), sorted(want)
     assert got == want, (f"\n  SQL:     {sql}\n  sqlite3: {lite.rows!r}\n  terndb:  {tern.rows!r}")
@@ -132,14 +137,13 @@ def _run_isolated(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
 
-# An equi-join (planned as a hash join) has crashed the interpreter; running
+# An equi-join (planned as a hash join) once crashed the interpreter; running
 # the join properties in-process would then kill the whole test session, so
-# they are skipped while the isolated probe crashes (they resume by themselves
-# once it is fixed; test_equi_join_does_not_crash tracks the bug).
+# they are skipped whenever the isolated probe crashes, and
+# test_equi_join_does_not_crash reports the crash as a plain failure.
 HASH_JOIN_CRASHES = _run_isolated(_HASH_JOIN_REPRO).returncode < 0
 
 
-@pytest.mark.xfail(strict=True, reason="engine: equi-join (hash join) segfaults")
 def test_equi_join_does_not_crash() -> None:
     proc = _run_isolated(_HASH_JOIN_REPRO)
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stderr[-2000:]}"
@@ -198,7 +202,8 @@ def sql_literal(v: Any) -> str:
 # generators leave these constructs out, because a property that fails on
 # every run hides every other bug.  When one of those tests starts passing,
 # delete its entry here so the properties cover the construct again.
-KNOWN_BUGS = {"not-like", "cast-numeric", "between-affinity"}
+KNOWN_BUGS = {"not-like", "between-affinity", "index-range-affinity", "case-operand-affinity",
+              "negative-zero"}
 
 literals = st.one_of(
     st.integers(-10, 10).map(str),
@@ -240,7 +245,8 @@ def expressions(columns: Sequence[str]) -> st.SearchStrategy[str]:
             *([] if "between-affinity" in KNOWN_BUGS else [
                 st.tuples(sub, st.sampled_from(["BETWEEN", "NOT BETWEEN"]), sub, sub)
                   .map(lambda x: f"({x[0]} {x[1]} {x[2]} AND {x[3]})")]),
-            st.tuples(sub, sub, sub, st.booleans())
+            # CASE x WHEN y: with a column operand only while its affinity bug is known.
+            st.tuples(literals if "case-operand-affinity" in KNOWN_BUGS else sub, sub, sub, st.booleans())
               .map(lambda x: f"CASE {x[0]} WHEN {x[1]} THEN {x[2]}{' ELSE NULL' if x[3] else ''} END"),
             st.tuples(sub, st.sampled_from(TYPES)).map(lambda x: f"CAST({x[0]} AS {x[1]})"),
             st.tuples(st.sampled_from(["abs", "length", "lower", "upper", "trim", "ltrim", "rtrim",
@@ -263,10 +269,10 @@ def expressions(columns: Sequence[str]) -> st.SearchStrategy[str]:
 
 t_expr = expressions(T_COLUMNS)
 
-PROPS = settings(max_examples=60, deadline=None,
+PROPS = settings(max_examples=80, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,
                                         HealthCheck.too_slow, HealthCheck.data_too_large])
-FEW = settings(PROPS, max_examples=30)
+FEW = settings(PROPS, max_examples=40)
 
 
 # -- property tests: single-table queries -------------------------------------
@@ -361,6 +367,29 @@ def test_group_by_aggregates(twin_factory, rows, group, aggs, where, having, gro
         assert got == want, f"\n  SQL: {sql}\n  sqlite3: {lite.rows!r}\n  terndb:  {tern.rows!r}"
 
 
+numeric_text = st.one_of(
+    st.from_regex(r"\A[ ]?[+-]?[0-9]{0,20}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?[ ]?\Z", fullmatch=True),
+    st.floats(allow_nan=False).map(repr),
+    st.integers(-(2 ** 70), 2 ** 70).map(str),
+    st.sampled_from(["0x10", "1e", ".", "-", "+.5", "5.", "1_000", "١٢", "Infinity", "-inf", "9223372036854775808",
+                     "-9223372036854775808", "-9223372036854775809", "1e-400", "4.9e-324"]),
+)
+
+
+@PROPS
+@given(x=st.floats(allow_nan=False), text=numeric_text)
+def test_number_text_conversions(twin_factory, x: float, text: str) -> None:
+    """Float to text (SQLite's %!.15g), text to number (affinity and CAST): bit for bit."""
+    with twin_factory() as pair:
+        compare(pair, "SELECT CAST(? AS TEXT), ? || '', hex(?), round(?, 2), CAST(? AS INTEGER), typeof(? + 0)",
+                (x,) * 6)
+        compare(pair, "SELECT CAST(? AS REAL), CAST(? AS INTEGER), ? + 0, typeof(? + 0), ? * 1.0, abs(?), "
+                      "? = 1, ? < 1e10", (text,) * 8)
+        load(pair, [(None, None, None, text)])
+        compare(pair, "UPDATE t SET i = u, r = u, s = u")
+        compare(pair, "SELECT i, typeof(i), r, typeof(r), s, typeof(s) FROM t")
+
+
 # -- property tests: several tables ---------------------------------------------
 
 TV_COLUMNS = ["t.id", "t.i", "t.r", "t.s", "t.u", "v.k", "v.i", "v.s"]
@@ -423,7 +452,7 @@ def test_compound_selects(twin_factory, rows, vrows, op, left, right_cols, where
 ASSIGN_COLUMNS = ["i", "r", "s", "u"]
 
 
-@PROPS
+@FEW
 @given(rows=t_rows, sets=st.lists(st.tuples(st.sampled_from(ASSIGN_COLUMNS), t_expr), min_size=1, max_size=2,
                                   unique_by=lambda x: x[0]),
        where=st.one_of(st.none(), t_expr), delete_where=t_expr)
@@ -451,9 +480,23 @@ index_values = st.one_of(ints.map(sql_literal), floats.map(sql_literal), texts.m
                          st.sampled_from(["NULL", "'3'", "3.0", "'1e2'", "'-3'"]))
 
 
+
+
+def range_values(column: str) -> st.SearchStrategy[str]:
+    """Literals for a range bound on ``column``: any type, unless the range-affinity bug is known."""
+    if "index-range-affinity" not in KNOWN_BUGS or column == "u":
+        return index_values
+    if column == "s":
+        return texts.map(sql_literal)
+    return st.one_of(ints, floats).map(sql_literal)
+
+
 index_predicates = st.one_of(
-    st.tuples(st.sampled_from(["i", "s", "r", "u"]), st.sampled_from(["=", "<", "<=", ">", ">=", "<>", "IS"]),
+    st.tuples(st.sampled_from(["i", "s", "r", "u"]), st.sampled_from(["=", "<>", "IS"]),
               index_values).map(lambda x: f"{x[0]} {x[1]} {x[2]}"),
+    st.sampled_from(["i", "s", "r", "u"]).flatmap(
+        lambda c: st.tuples(st.just(c), st.sampled_from(["<", "<=", ">", ">="]), range_values(c)))
+      .map(lambda x: f"{x[0]} {x[1]} {x[2]}"),
     # (BETWEEN with mixed-type bounds: see KNOWN_BUGS; same-type bounds below.)
     st.tuples(st.sampled_from(["i", "r"]), ints.map(sql_literal), floats.map(sql_literal))
       .map(lambda x: f"{x[0]} BETWEEN {x[1]} AND {x[2]}"),
@@ -468,7 +511,7 @@ index_predicates = st.one_of(
 )
 
 
-@PROPS
+@FEW
 @given(rows=t_rows, preds=st.lists(index_predicates, min_size=1, max_size=2),
        indexes=st.lists(st.sampled_from(INDEXES), min_size=1, max_size=3, unique=True),
        order=st.sampled_from(["", " ORDER BY i, id", " ORDER BY s DESC, id", " ORDER BY id DESC"]))
@@ -627,12 +670,14 @@ SCRIPTS: dict[str, list[str]] = {
         "SELECT id, a FROM w",
     ],
     "affinity_on_insert": [
-        "CREATE TABLE aff(i INTEGER, r REAL, t TEXT, b BLOB, x, n NUMERIC)",
-        "INSERT INTO aff VALUES ('12', '12', 12, '12', '12', '12')",
-        "INSERT INTO aff VALUES ('1.5', 3, 1.5, 1, 1.0, '2.5')",
-        "INSERT INTO aff VALUES ('abc', 'abc', x'00', 'q', -0, 'abc')",
-        "INSERT INTO aff VALUES (2.0, '-0', 1e20, 2.0, '2.0', 7)",
-        "SELECT i, typeof(i), r, typeof(r), t, typeof(t), b, typeof(b), x, typeof(x), n, typeof(n) "
+        # (NUMERIC affinity: see KNOWN_BUG_SCRIPTS)
+        "CREATE TABLE aff(i INTEGER, r REAL, t TEXT, b BLOB, x)",
+        "INSERT INTO aff VALUES ('12', '12', 12, '12', '12')",
+        "INSERT INTO aff VALUES ('1.5', 3, 1.5, 1, 1.0)",
+        "INSERT INTO aff VALUES ('abc', 'abc', x'00', 'q', -0)",
+        "INSERT INTO aff VALUES (2.0, '-0', 1e20, 2.0, '2.0')",
+        "INSERT INTO aff VALUES (' 3 ', '1e2', -0.5, NULL, 9223372036854775807)",
+        "SELECT i, typeof(i), r, typeof(r), t, typeof(t), b, typeof(b), x, typeof(x) "
         "FROM aff ORDER BY rowid",
     ],
     "null_ordering": [
@@ -677,6 +722,81 @@ SCRIPTS: dict[str, list[str]] = {
         "SELECT 'abc' LIKE 'ABC', 'abc' GLOB 'ABC', 'a_c' LIKE 'a\\_c' ESCAPE '\\', "
         "'ü' LIKE 'Ü', 'x' BETWEEN 'a' AND 'z', 2 IN (1, 2.0), '2' IN (1, 2)",
     ],
+    "mixed_queries": [
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT UNIQUE)",
+        "INSERT INTO t(a, b) VALUES (1, 'x'), (2, 'y'), (NULL, 'z'), (2, NULL), (5, 'w')",
+        "CREATE TABLE v(k INTEGER, i INTEGER)",
+        "INSERT INTO v VALUES (1, 1), (2, NULL), (3, 2)",
+        "SELECT a AS q, count(*) FROM t GROUP BY q ORDER BY q",
+        "SELECT a, b FROM t ORDER BY 2 DESC",
+        "SELECT a, count(*) AS n FROM t GROUP BY a ORDER BY n DESC, a",
+        "SELECT count(*) FROM t HAVING count(*) > 2",
+        "SELECT * FROM (SELECT a, b FROM t WHERE a > 1) AS s ORDER BY b",
+        "SELECT s.a, v.k FROM (SELECT a FROM t) s JOIN v ON v.i = s.a ORDER BY 1, 2",
+        "SELECT a FROM t WHERE a NOT IN (SELECT i FROM v)",
+        "SELECT a FROM t WHERE a IN (SELECT i FROM v WHERE i IS NOT NULL) ORDER BY a",
+        "SELECT id FROM t WHERE a = (SELECT max(i) FROM v) ORDER BY id",
+        "SELECT a FROM t ORDER BY a LIMIT 1 + 1 OFFSET (SELECT 1)",
+        "SELECT a FROM t ORDER BY a NULLS LAST",
+        "SELECT a FROM t ORDER BY a DESC NULLS FIRST",
+        "SELECT max(a), b FROM t",
+        "SELECT a, group_concat(b) FROM t GROUP BY a ORDER BY a",
+        "SELECT DISTINCT a FROM t ORDER BY a DESC LIMIT 2",
+        "SELECT a FROM t UNION SELECT i FROM v ORDER BY 1 LIMIT 3",
+        "SELECT a FROM t UNION ALL SELECT i FROM v ORDER BY a DESC",
+        "SELECT a FROM t INTERSECT SELECT i FROM v ORDER BY 1",
+        "SELECT count(*) FROM t, v",
+        "SELECT t.id, v.k FROM t LEFT JOIN v ON v.i = t.a WHERE v.k IS NULL ORDER BY t.id",
+        "SELECT t.id, v.k FROM t LEFT JOIN v ON v.i = t.a AND v.k > 1 ORDER BY t.id, v.k",
+        "SELECT t.id FROM t JOIN v USING (id)",
+        "SELECT id, (SELECT count(*) FROM t AS t2 WHERE t2.a < t.a) FROM t ORDER BY id",
+        "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM v WHERE v.i = t.a AND v.k > t.id) ORDER BY id",
+        "INSERT OR IGNORE INTO t(a, b) VALUES (9, 'x')",
+        "INSERT OR REPLACE INTO t(a, b) VALUES (9, 'x')",
+        "REPLACE INTO t(id, a, b) VALUES (1, 10, 'xx')",
+        "SELECT * FROM t ORDER BY id",
+        "UPDATE OR IGNORE t SET b = 'y' WHERE id = 1",
+        "UPDATE t SET a = (SELECT count(*) FROM v WHERE v.i = t.a)",
+        "SELECT * FROM t ORDER BY id",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY id DESC LIMIT 2)",
+        "SELECT * FROM t ORDER BY id",
+        "SELECT coalesce(max(id), 0) + 1 FROM t",
+        "SELECT typeof(sum(a)), typeof(avg(a)), typeof(total(a)), typeof(count(a)) FROM t",
+        "SELECT min(b), max(b) FROM t WHERE 0",
+        "SELECT a FROM t WHERE b LIKE 'X%' ORDER BY a",
+        "SELECT a FROM t WHERE b GLOB 'X*",
+        "SELECT 'a' = 'A', 'a' = 'A' COLLATE NOCASE, 'a ' = 'a' COLLATE RTRIM",
+        "SELECT b FROM t ORDER BY b COLLATE NOCASE DESC",
+        "SELECT id, b FROM t WHERE b IN ('x', 'y', 'zz') ORDER BY id",
+        "SELECT CASE WHEN a IS NULL THEN 'n' WHEN a > 1 THEN 'big' END, count(*) FROM t GROUP BY 1 ORDER BY 1",
+        "CREATE VIEW tv AS SELECT t.id, v.k FROM t JOIN v ON v.k = t.id",
+        "SELECT * FROM tv ORDER BY id",
+        "SELECT * FROM tv WHERE k > 1",
+        "SELECT char(65, 66), unicode('A'), quote('it''s'), zeroblob(2), printf('%05.2f|%s|%d', 3.14159, 'x', 42)",
+        "SELECT likely(1), unlikely(0), ifnull(NULL, NULL) IS NULL, nullif('a', 'A')",
+        "SELECT instr(x'0102', x'02'), length(CAST(123 AS BLOB)), upper(NULL), lower(1.5)",
+        "SELECT 10 << 2, 10 >> 1, 6 & 3, 6 | 3, ~5",
+        "SELECT 1 WHERE 1 IN (SELECT 1 UNION SELECT 2)",
+    ],
+    "cast_as_numeric": [
+        "SELECT CAST(1 AS NUMERIC), CAST('1e3' AS NUMERIC), CAST(' 7 ' AS NUMERIC), "
+        "CAST('12.0' AS NUMERIC), CAST(x'31' AS NUMERIC), CAST(2.5 AS NUMERIC)",
+    ],
+    "numeric_column_affinity": [
+        "CREATE TABLE n(x NUMERIC)",
+        "INSERT INTO n VALUES ('12.0'), ('1e3'), (' 7 '), ('12'), ('2.5'), ('abc'), (7), (3.0)",
+        "SELECT x, typeof(x) FROM n ORDER BY rowid",
+    ],
+    "drop_objects": [
+        "CREATE TABLE d(a)",
+        "CREATE INDEX d_a ON d(a)",
+        "CREATE VIEW dv AS SELECT a FROM d",
+        "DROP VIEW dv",
+        "DROP INDEX d_a",
+        "DROP TABLE d",
+        "CREATE TABLE d(b)",
+        "SELECT * FROM d",
+    ],
     "views_and_in_subquery": [
         "CREATE TABLE a(x INTEGER PRIMARY KEY, y)",
         "INSERT INTO a(y) VALUES ('p'), ('q'), ('r')",
@@ -688,14 +808,14 @@ SCRIPTS: dict[str, list[str]] = {
 }
 
 
-def run_script(pair: Any, statements: list[str]) -> list[str]:
+def run_script(pair: Any, statements: list[str], exact: bool = False) -> list[str]:
     """Run every statement on both engines; return the mismatches (all of them,
     so one report shows every difference in the script)."""
     problems = []
     for sql in statements:
         ordered = "ORDER BY" in sql.upper() and not sql.upper().startswith("INSERT")
         try:
-            compare(pair, sql, ordered=ordered)
+            compare(pair, sql, ordered=ordered, exact=exact)
         except AssertionError as e:
             problems.append(str(e).split("\nassert ")[0])
     pair.commit()
@@ -720,15 +840,6 @@ KNOWN_BUG_SCRIPTS = {
         "INSERT INTO nl VALUES ('abc'), ('b')",
         "SELECT s FROM nl WHERE s NOT LIKE 'a%'",
     ]),
-    "cast_as_numeric": ("engine: CAST(x AS NUMERIC) always gives REAL (SQLite: INTEGER when exact)", [
-        "SELECT CAST(1 AS NUMERIC), CAST('1e3' AS NUMERIC), CAST(' 7 ' AS NUMERIC), "
-        "CAST('12.0' AS NUMERIC), CAST(x'31' AS NUMERIC), CAST(2.5 AS NUMERIC)",
-    ]),
-    "numeric_column_affinity": ("engine: NUMERIC affinity stores integral text as REAL (SQLite: INTEGER)", [
-        "CREATE TABLE n(x NUMERIC)",
-        "INSERT INTO n VALUES ('12.0'), ('1e3'), (' 7 '), ('12'), ('2.5'), ('abc')",
-        "SELECT x, typeof(x) FROM n ORDER BY rowid",
-    ]),
     "between_applies_affinity": ("engine: BETWEEN ignores comparison affinity of a column operand", [
         "CREATE TABLE b(s TEXT, i INTEGER)",
         "INSERT INTO b VALUES (' 7', 5), ('', 6)",
@@ -743,6 +854,29 @@ KNOWN_BUG_SCRIPTS = {
             "SELECT DISTINCT b FROM o ORDER BY b",
             "SELECT b, count(*) FROM o GROUP BY b ORDER BY b",
         ]),
+    "index_range_applies_affinity": (
+        "engine: an index range scan skips the column's affinity for its bounds (TEXT index, numeric bound)", [
+            "CREATE TABLE t(s TEXT, i INTEGER)",
+            "INSERT INTO t VALUES ('', 5), ('5', 7), ('abc', 8)",
+            "CREATE INDEX ts ON t(s)",
+            "SELECT * FROM t WHERE s < 0",
+            "SELECT * FROM t WHERE s >= 5",
+            "SELECT * FROM t WHERE s > 1 AND s < 6",
+        ]),
+    "case_operand_applies_affinity": ("engine: CASE x WHEN y compares without the column's affinity "
+                                      "(x = y does apply it)", [
+        "CREATE TABLE c(s TEXT, i INTEGER)",
+        "INSERT INTO c VALUES ('10', 10)",
+        "SELECT CASE s WHEN 10 THEN 'hit' ELSE 'miss' END, CASE i WHEN '10' THEN 'hit' ELSE 'miss' END FROM c",
+    ]),
+    "negative_zero": ("engine: the sign of zero differs: the literal -0.0 (and -(0.0)) gives 0.0 where "
+                      "sqlite3 keeps -0.0, and UNION keeps -0.0 where sqlite3's dedup gives 0.0", [
+        "SELECT -0.0, -(0.0), 0.0 * -1",
+        "CREATE TABLE z(x)",
+        "INSERT INTO z VALUES (-0.0)",
+        "SELECT x FROM z",
+        "SELECT 0 * -2.25 FROM z UNION SELECT 1 WHERE 0",
+    ]),
     "insert_into_rowid_column": ("engine: INSERT INTO t(rowid, ...) says no column named rowid", [
         "CREATE TABLE n(a TEXT)",
         "INSERT INTO n(rowid, a) VALUES (50, 'z')",
@@ -756,5 +890,5 @@ KNOWN_BUG_SCRIPTS = {
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
     for name, (reason, _) in sorted(KNOWN_BUG_SCRIPTS.items())])
 def test_known_bug(twin, name: str) -> None:
-    problems = run_script(twin, KNOWN_BUG_SCRIPTS[name][1])
+    problems = run_script(twin, KNOWN_BUG_SCRIPTS[name][1], exact=True)
     assert not problems, "\n".join(problems)
