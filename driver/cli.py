@@ -138,8 +138,43 @@ def _add_replicate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return add_cli_parser(subparsers)
 
 
+def _add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "check", help="check a database's integrity",
+        description="Check PATH: the catalog, every row, that every index agrees with its table, "
+        "and the binlog. Prints a summary (and each problem); exit status 1 if anything is wrong.")
+    parser.add_argument("path", metavar="PATH", help="database directory")
+    parser.add_argument("--max-problems", type=int, default=100, help="stop listing after this many")
+    parser.set_defaults(handler=_run_check)
+    return parser
+
+
+def _run_check(args: argparse.Namespace, streams: "_Streams", connect: Connector,
+               error_class: type[BaseException]) -> int:
+    import terndb  # noqa: PLC0415 - the CLI imports the engine only when it runs
+    from terndb.engine.integrity import check_database  # noqa: PLC0415
+
+    if not os.path.isdir(args.path):
+        streams.stderr.write(f"Error: no database at {args.path}\n")
+        return 1
+    try:
+        con = terndb.connect(args.path, readonly=True)
+    except terndb.Error as exc:
+        streams.stderr.write(f"Error: unable to open database \"{args.path}\": {exc}\n")
+        return 1
+    try:
+        report = check_database(con._db, max_problems=args.max_problems)
+    finally:
+        con.close()
+    for problem in report.problems:
+        streams.stdout.write(f"problem: {problem}\n")
+    streams.stdout.write(report.summary() + "\n")
+    return 0 if report.ok else 1
+
+
 SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser]] = {
     "shell": _add_shell_parser,
+    "check": _add_check_parser,
     "replicate": _add_replicate_parser,
 }
 
