@@ -113,11 +113,17 @@ cdef class TableWriter:
         return list(self.indexes)
 
     def begin(self, ExecContext ctx):
-        """Per-execution setup: LMDB handles for this transaction, fresh rowid cache."""
+        """Per-execution setup: LMDB handles (resolved once per writer), fresh rowid cache.
+
+        A handle stays valid for the writer's life: dropping or re-creating a
+        table changes the schema, which replaces the plan and its writer.
+        """
         cdef IndexWriter ix
-        self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+        if self.handle is None:
+            self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
         for ix in self.indexes:
-            ix.handle = self.store.db(ix.dbname, txn=ctx.wtxn)
+            if ix.handle is None:
+                ix.handle = self.store.db(ix.dbname, txn=ctx.wtxn)
         self.next_known = False
 
     cdef long long _allocate_rowid(self, object txn) except? -1:
@@ -419,4 +425,32 @@ def insert_many(TableWriter writer, list value_exprs, object param_rows, ExecCon
         values = eval_list(value_exprs, (), ctx)
         if writer.insert(values, ctx, mode) is not None:
             count += 1
+    return count
+
+
+def modify_many(TableWriter writer, Operator source, list assignments, object param_rows, ExecContext ctx,
+                int mode, object bind, object spec):
+    """executemany for UPDATE/DELETE without triggers or RETURNING: one compiled loop.
+
+    For each parameter set the target rows are collected first (so a statement
+    never sees its own writes), then updated (``assignments`` gives every
+    column's new value) or deleted (``assignments`` is None).
+    """
+    cdef long long count = 0
+    cdef Py_ssize_t nslots = spec.count
+    cdef list rows
+    cdef tuple r
+    writer.begin(ctx)
+    for params in param_rows:
+        if _native_params(params, nslots) and not spec._has_names:
+            ctx.params = <tuple>params
+        else:
+            ctx.params = bind(spec, params)
+        rows = run_operator(source, ctx, -1)
+        for r in rows:
+            if assignments is None:
+                writer.delete(r, ctx)
+                count += 1
+            elif writer.update(r, eval_list(assignments, r, ctx), ctx, mode):
+                count += 1
     return count

@@ -165,7 +165,7 @@ class NatsReplicator:
             return ApplyStats()
         try:
             msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
-        except nats.errors.TimeoutError:       # nats-py raises instead of returning []
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):   # nats-py raises instead of returning []
             self._last_fetch_empty = True
             return ApplyStats()
         self._last_fetch_empty = False

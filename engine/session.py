@@ -161,6 +161,7 @@ class Session:
         self.thread = threading.get_ident()
         self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
         self._savepoint_began_txn = False        # the txn was opened by a SAVEPOINT statement
+        self._write_schema: Schema | None = None  # schema checked in the open write txn
         self.closed = False
         self.ddl = DDLExecutor(self.store, db.catalog)
 
@@ -178,6 +179,7 @@ class Session:
 
     def _finish_write(self) -> None:
         self.write = None
+        self._write_schema = None
         self._savepoint_began_txn = False
         self.changes = None
         self.explicit = False
@@ -239,6 +241,17 @@ class Session:
     # -- planning ----------------------------------------------------------------------
 
     def _schema_for(self, txn: Any) -> Schema:
+        if self.write is not None and txn is self.write.txn and self._write_schema is not None \
+                and self.schema is self._write_schema:
+            # Inside our write transaction only our own DDL can change the schema,
+            # and DDL resets this; no need to read the version per statement.
+            return self.schema
+        schema = self._schema_for_uncached(txn)
+        if self.write is not None and txn is self.write.txn:
+            self._write_schema = schema
+        return schema
+
+    def _schema_for_uncached(self, txn: Any) -> Schema:
         if self.own_ddl:
             version = self.db.catalog.version(txn)
             if self.schema is None or self.schema.version != version:
@@ -487,6 +500,12 @@ class Session:
             if total:
                 lastrowid = self.last_insert_rowid = ins.writer.last_rowid
             param_sets = ()
+        mod = plan.modify
+        if mod is not None and mod.triggers is None and out is None:
+            ctx = C.ExecContext((), self.write.txn, self, self.write)
+            total = C.modify_many(mod.writer, mod.source, mod.assignments, param_sets, ctx, mod.mode,
+                                  self.binder, plan.params)
+            param_sets = ()
         for params in param_sets:
             bound = self.binder(plan.params, params)
             ctx = C.ExecContext(bound, self.write.txn, self, self.write)
@@ -529,6 +548,7 @@ class Session:
         else:
             self.ddl.drop(self, txn, schema, node)
         self.schema = None
+        self._write_schema = None
         self.plans.clear()
         self._schema_for(self.write.txn)
 
@@ -599,6 +619,7 @@ class Session:
                 self.changes.rollback_to(mark)
                 del self.savepoints[idx + 1:]
                 self.schema = None
+                self._write_schema = None
                 self.plans.clear()
         return Result(rowcount=-1)
 
