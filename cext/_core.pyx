@@ -12,6 +12,7 @@ layout), each with one job:
 * ``exprs.pxi``     - compiled expression trees
 * ``operators.pxi`` - query operators (scans, joins, sort, aggregate, limit)
 * ``dml.pxi``       - row writes with constraints, indexes and change capture
+* ``arrow.pxi``     - result rows -> Arrow column buffers (fetch_arrow_table / fetch_df)
 """
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -31,3 +32,4 @@ include "changes.pxi"
 include "exprs.pxi"
 include "operators.pxi"
 include "dml.pxi"
+include "arrow.pxi"

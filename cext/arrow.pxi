@@ -40,6 +40,8 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdio cimport snprintf
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport uint64_t
 
 from terndb.engine.errors import DataError as _ArrowDataError
 
@@ -62,6 +64,15 @@ cdef Py_ssize_t _ARROW_DATA_SOFT_LIMIT = 1 << 30
 cdef Py_ssize_t _ARROW_DATA_HARD_LIMIT = 0x7FFFFFFF
 
 cdef tuple _ARROW_KIND_NAMES = ("NULL", "INTEGER", "REAL", "BLOB", "TEXT")
+
+
+cdef inline bint _arrow_ascii(const unsigned char* q, Py_ssize_t n) noexcept:
+    """True when the bytes are 7-bit ASCII (valid UTF-8 without a decode)."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        if q[k] & 0x80:
+            return False
+    return True
 
 
 cdef str _arrow_class_name(object v):
@@ -133,6 +144,11 @@ cdef class _ArrowColumn:
     cdef bint locked
     cdef Py_ssize_t length, null_count
     cdef _ArrowBuf validity, values, offsets, data
+    # An unlocked FLOAT column that has received INTEGERs keeps them as int64 bits, flagged
+    # here (bit i = row i is an integer), until take(): if TEXT/BLOB arrives first they
+    # render exactly as integers ('7', not '7.0').
+    cdef _ArrowBuf intflags
+    cdef bint mixed
 
     def __cinit__(self):
         self.kind = _AK_NULL
@@ -141,12 +157,16 @@ cdef class _ArrowColumn:
         self.values = _ArrowBuf(False)
         self.offsets = _ArrowBuf(False)
         self.data = _ArrowBuf(False)
+        self.intflags = _ArrowBuf(True)
         self._reset()
 
     cdef void _reset(self):
         cdef int32_t zero = 0
         self.length = 0
         self.null_count = 0
+        self.mixed = False
+        self.intflags.size = 0
+        memset(self.intflags.ptr, 0, self.intflags.cap)
         self.offsets.append(<char*>&zero, 4)
 
     # -- appending ---------------------------------------------------------------
@@ -156,6 +176,9 @@ cdef class _ArrowColumn:
         if (self.length & 7) == 0:
             self.validity.reserve(1)
             self.validity.size += 1
+            if self.mixed:
+                self.intflags.reserve(1)
+                self.intflags.size += 1
         if valid:
             (<uint8_t*>self.validity.ptr)[self.length >> 3] |= <uint8_t>(1 << (self.length & 7))
         else:
@@ -192,9 +215,15 @@ cdef class _ArrowColumn:
                 self._put8(&i)
                 return self._mark(True)
             if self.kind == _AK_FLOAT:
-                d = <double>i
-                self._put8(&d)
-                return self._mark(True)
+                if self.locked:          # can never turn into TEXT: convert now
+                    d = <double>i
+                    self._put8(&d)
+                    return self._mark(True)
+                self._start_mixed()
+                self._put8(&i)
+                self._mark(True)
+                (<uint8_t*>self.intflags.ptr)[(self.length - 1) >> 3] |= <uint8_t>(1 << ((self.length - 1) & 7))
+                return 0
             if self.kind == _AK_NULL:
                 self._become(_AK_INT, v)
                 return self.append(v)
@@ -227,6 +256,45 @@ cdef class _ArrowColumn:
             self._become(_AK_BLOB, v)
             return self.append(v)
         return self.append(_v_canon(v))
+
+    cdef int append_cell(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t* ppos) except -1:
+        """Appends the row-record cell at ``ppos[0]`` (advancing past it) without making a
+        Python object when the cell's class matches the column's kind."""
+        cdef unsigned char code
+        cdef Py_ssize_t at = ppos[0]
+        cdef Py_ssize_t size = _rc_payload(p, n, &at, &code)
+        cdef const unsigned char* q = p + at
+        cdef uint64_t u = 0
+        cdef long long i
+        cdef int k, shift
+        cdef double d
+        if code == _RC_NULL:
+            ppos[0] = at
+            return self._append_null()
+        if code <= _RC_INT8 and self.kind == _AK_INT:
+            if code == _RC_ZERO or code == _RC_ONE:
+                i = code - _RC_ZERO
+            else:
+                for k in range(size):
+                    u |= (<uint64_t>q[k]) << (8 * k)
+                shift = 64 - 8 * <int>size
+                i = (<long long>(u << shift)) >> shift if shift else <long long>u
+            self._put8(&i)
+        elif code == _RC_REAL and self.kind == _AK_FLOAT:
+            for k in range(8):
+                u |= (<uint64_t>q[k]) << (8 * k)
+            memcpy(&d, &u, 8)
+            self._put8(&d)
+        elif (code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT) and self.kind == _AK_TEXT \
+                and _arrow_ascii(q, size):
+            self._put_var(<const char*>q, size)
+        elif (code == _RC_BLOB or (code & 0xC0) == _RC_SHORT_BLOB) and self.kind == _AK_BLOB:
+            self._put_var(<const char*>q, size)
+        else:
+            # Kind changes, non-ASCII text (validated by decoding) and the rest: the object path.
+            return self.append(_rc_read_cell(p, n, ppos))
+        ppos[0] = at + size
+        return self._mark(True)
 
     cdef int _append_null(self) except -1:
         cdef int64_t zero = 0
@@ -264,6 +332,28 @@ cdef class _ArrowColumn:
             f"REAL value {v_real_to_text(d)} does not fit this stream's INTEGER column "
             f"(fixed by its first batch): CAST the column in SQL or use fetch_arrow_table()")
 
+    cdef int _start_mixed(self) except -1:
+        """Begins flagging integer rows of a FLOAT column (flags sized like the validity)."""
+        if not self.mixed:
+            self.intflags.size = 0
+            self.intflags.reserve(self.validity.size)
+            memset(self.intflags.ptr, 0, self.intflags.cap)
+            self.intflags.size = self.validity.size
+            self.mixed = True
+        return 0
+
+    cdef void _settle_mixed(self) noexcept:
+        """Converts flagged integer rows to doubles in place (before Arrow sees the buffer)."""
+        cdef Py_ssize_t k
+        cdef const uint8_t* flags = <const uint8_t*>self.intflags.ptr
+        cdef int64_t* iv = <int64_t*>self.values.ptr
+        cdef double* dv = <double*>self.values.ptr
+        if self.mixed:
+            for k in range(self.length):
+                if (flags[k >> 3] >> (k & 7)) & 1:
+                    dv[k] = <double>iv[k]
+            self.mixed = False
+
     # -- kind changes -------------------------------------------------------------
 
     cdef int _become(self, int kind, object v) except -1:
@@ -293,10 +383,15 @@ cdef class _ArrowColumn:
                 memset(self.offsets.ptr + 4, 0, 4 * self.length)
                 self.offsets.size = 4 * (self.length + 1)
         elif self.kind == _AK_INT and kind == _AK_FLOAT:
-            iv = <int64_t*>self.values.ptr
-            dv = <double*>self.values.ptr
-            for k in range(self.length):
-                dv[k] = <double>iv[k]
+            if self.locked:
+                iv = <int64_t*>self.values.ptr
+                dv = <double*>self.values.ptr
+                for k in range(self.length):
+                    dv[k] = <double>iv[k]
+            else:
+                self._start_mixed()
+                for k in range(self.length):
+                    (<uint8_t*>self.intflags.ptr)[k >> 3] |= <uint8_t>(1 << (k & 7))
         elif kind == _AK_TEXT or kind == _AK_BLOB:
             self._rerender(kind)
         else:
@@ -311,6 +406,8 @@ cdef class _ArrowColumn:
         cdef _ArrowBuf old_values = self.values
         cdef _ArrowBuf old_offsets = self.offsets
         cdef _ArrowBuf old_data = self.data
+        cdef _ArrowBuf old_flags = self.intflags
+        cdef bint old_mixed = self.mixed
         cdef Py_ssize_t n = self.length, k
         cdef int old_kind = self.kind
         cdef const uint8_t* bits
@@ -320,6 +417,7 @@ cdef class _ArrowColumn:
         self.values = _ArrowBuf(False)
         self.offsets = _ArrowBuf(False)
         self.data = _ArrowBuf(False)
+        self.intflags = _ArrowBuf(True)
         self.kind = kind
         self._reset()
         bits = <const uint8_t*>old_validity.ptr
@@ -328,7 +426,7 @@ cdef class _ArrowColumn:
         for k in range(n):
             if not (bits[k >> 3] >> (k & 7)) & 1:
                 self._append_null()
-            elif old_kind == _AK_INT:
+            elif old_kind == _AK_INT or (old_mixed and ((<const uint8_t*>old_flags.ptr)[k >> 3] >> (k & 7)) & 1):
                 self._append_rendered_int((<const int64_t*>old_values.ptr)[k])
             elif old_kind == _AK_FLOAT:
                 self._append_str(v_real_to_text((<const double*>old_values.ptr)[k]))
@@ -338,8 +436,22 @@ cdef class _ArrowColumn:
 
     # -- handing over -------------------------------------------------------------
 
-    cdef tuple take(self):
-        """(kind, length, null_count, validity or None, buffer 1, buffer 2 or None)."""
+    cdef tuple take(self, bint presize=False):
+        """(kind, length, null_count, validity or None, buffer 1, buffer 2 or None).
+
+        ``presize``: give the next batch's buffers the capacity this batch ended with, so
+        a stream of equal batches grows no buffer by doubling (no 2x capacity slack)."""
+        cdef Py_ssize_t nvalues = self.values.size, noffsets = self.offsets.size, ndata = self.data.size
+        cdef Py_ssize_t nvalidity = self.validity.size
+        out = self._take()
+        if presize:
+            self.values.reserve(nvalues)
+            self.offsets.reserve(noffsets)
+            self.data.reserve(ndata + ndata // 8)
+            self.validity.reserve(nvalidity)
+        return out
+
+    cdef tuple _take(self):
         cdef object validity
         cdef object b1 = None
         cdef object b2 = None
@@ -350,6 +462,7 @@ cdef class _ArrowColumn:
             self.validity.size = 0
             memset(self.validity.ptr, 0, self.validity.cap)
         if self.kind == _AK_INT or self.kind == _AK_FLOAT:
+            self._settle_mixed()
             b1 = self.values.take()
         elif self.kind == _AK_TEXT or self.kind == _AK_BLOB:
             b1 = self.offsets.take()
@@ -359,6 +472,102 @@ cdef class _ArrowColumn:
         out = (self.kind, self.length, self.null_count, validity, b1, b2)
         self._reset()
         return out
+
+
+cdef class _ArrowScan:
+    """Direct table scan for ``Project(TableScan)`` plans with plain column references:
+    records are decoded cell by cell into the builder's buffers (no row tuples)."""
+    cdef RowSource source
+    cdef TableScan scan
+    cdef Py_ssize_t ncols          # the table's column count (position ncols = rowid)
+    cdef tuple defaults
+    cdef Py_ssize_t* want          # table position of each output column
+    cdef Py_ssize_t* offs          # cell offsets of the current record
+    cdef Py_ssize_t nwant, hi
+
+    def __dealloc__(self):
+        free(self.want)
+        free(self.offs)
+
+    cdef int setup(self, RowSource source, TableScan scan, list exprs) except -1:
+        cdef Py_ssize_t k
+        self.source = source
+        self.scan = scan
+        self.ncols = scan.ncols
+        self.defaults = scan.defaults
+        self.nwant = len(exprs)
+        self.want = <Py_ssize_t*>malloc((self.nwant + 1) * sizeof(Py_ssize_t))
+        self.offs = <Py_ssize_t*>malloc((self.ncols + 1) * sizeof(Py_ssize_t))
+        if self.want == NULL or self.offs == NULL:
+            raise MemoryError("out of memory for an Arrow scan")
+        self.hi = -1
+        for k in range(self.nwant):
+            self.want[k] = (<ColRef>exprs[k]).pos
+            if self.want[k] < 0 or self.want[k] > self.ncols:
+                raise InternalError(f"column position {self.want[k]} outside a table of {self.ncols}")
+            if self.want[k] < self.ncols and self.want[k] > self.hi:
+                self.hi = self.want[k]
+        source.opened = True
+        scan.open(source.ctx)
+        return 0
+
+    cdef int finish(self):
+        self.source.finished = True
+        self.scan.close()
+        self.source.ctx = None
+        return 0
+
+    cdef int append_record(self, list columns, bytes key, bytes value) except -1:
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+        cdef Py_ssize_t pos = 0, stored, upto, i, k, col, at
+        cdef long long rowid
+        cdef _ArrowColumn c
+        stored = _rc_header(p, n, &pos)
+        upto = self.hi if self.hi < stored else stored - 1
+        for i in range(upto + 1):
+            self.offs[i] = pos
+            if i < upto:
+                pos = _rc_skip_cell(p, n, pos)
+        for k in range(self.nwant):
+            c = <_ArrowColumn>PyList_GET_ITEM(columns, k)
+            col = self.want[k]
+            if col == self.ncols:
+                if PyBytes_GET_SIZE(key) != 8:
+                    raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {PyBytes_GET_SIZE(key)}")
+                rowid = _kc_get_rowid(<const unsigned char*>PyBytes_AS_STRING(key))
+                if c.kind == _AK_INT:
+                    c._put8(&rowid)
+                    c._mark(True)
+                else:
+                    c.append(PyLong_FromLongLong(rowid))
+            elif col < stored:
+                at = self.offs[col]
+                c.append_cell(p, n, &at)
+            else:
+                c.append(_rc_default(self.defaults, col))
+        return 0
+
+
+cdef _ArrowScan _arrow_direct_scan(object source):
+    """An _ArrowScan for an unopened RowSource of a plain projected table scan, else None."""
+    cdef RowSource src
+    cdef Project proj
+    cdef _ArrowScan out
+    if type(source) is not RowSource:
+        return None
+    src = <RowSource>source
+    if src.opened or src.finished or src.ctx is None or type(src.root) is not Project:
+        return None
+    proj = <Project>src.root
+    if type(proj.child) is not TableScan or (<TableScan>proj.child).predicate is not None:
+        return None
+    for e in proj.exprs:
+        if type(e) is not ColRef:
+            return None
+    out = _ArrowScan()
+    out.setup(src, <TableScan>proj.child, proj.exprs)
+    return out
 
 
 cdef class ArrowColumnsBuilder:
@@ -373,6 +582,7 @@ cdef class ArrowColumnsBuilder:
     cdef list columns
     cdef Py_ssize_t ncols, length
     cdef list pending          # rows fetched but not yet appended (a batch was cut)
+    cdef _ArrowScan scan       # direct table scan, when attached
     cdef Py_ssize_t pending_pos
     cdef public bint exhausted
 
@@ -444,6 +654,34 @@ cdef class ArrowColumnsBuilder:
         self.pending = None
         return True
 
+    def attach(self, source):
+        """Reads ``source`` (an engine RowSource not yet started) directly when its plan is a
+        plain table scan with column references; returns True then (``fill`` ignores its fetch
+        argument from now on).  Other plans return False and go through ``fill(fetch)``."""
+        if self.scan is not None or self.length:
+            raise ValueError("attach() must come before any row")
+        self.scan = _arrow_direct_scan(source)
+        return self.scan is not None
+
+    cdef Py_ssize_t _fill_scan(self, Py_ssize_t max_rows) except -1:
+        cdef _ArrowScan scan = self.scan
+        cdef object it = scan.scan.it
+        cdef object kv
+        cdef Py_ssize_t before = self.length
+        if scan.nwant != self.ncols:
+            raise InternalError(f"scan of {scan.nwant} columns into a builder of {self.ncols}")
+        while not self.exhausted and self.length < max_rows:
+            if (self.length & 1023) == 0 and self._near_limit():
+                break
+            kv = next(it, None)
+            if kv is None:
+                self.exhausted = True
+                scan.finish()
+                break
+            scan.append_record(self.columns, <bytes>(<tuple>kv)[0], <bytes>(<tuple>kv)[1])
+            self.length += 1
+        return self.length - before
+
     def fill(self, fetch, Py_ssize_t max_rows, Py_ssize_t chunk=8192):
         """Adds rows from ``fetch`` until the batch holds ``max_rows``; returns rows added.
 
@@ -452,6 +690,8 @@ cdef class ArrowColumnsBuilder:
         cdef list rows
         if max_rows <= 0 or chunk <= 0:
             raise ValueError("max_rows and chunk must be positive")
+        if self.scan is not None:
+            return self._fill_scan(max_rows)
         if self.pending is not None:
             if not self._drain(self.pending, self.pending_pos, max_rows):
                 return self.length - before
@@ -485,10 +725,11 @@ cdef class ArrowColumnsBuilder:
             c.append(v)
             self.length += 1
 
-    def take(self):
+    def take(self, bint presize=False):
         """The current batch, one tuple per column:
         (kind, length, null_count, validity bitmap or None, buffer 1, buffer 2 or None)
-        where the buffers are values (INT/FLOAT) or offsets + data (TEXT/BLOB)."""
-        out = [(<_ArrowColumn>c).take() for c in self.columns]
+        where the buffers are values (INT/FLOAT) or offsets + data (TEXT/BLOB).
+        ``presize``: reserve the next batch's buffers at this batch's sizes (streams)."""
+        out = [(<_ArrowColumn>c).take(presize) for c in self.columns]
         self.length = 0
         return out

@@ -111,6 +111,15 @@ class Connection:
     def executescript(self, script: str) -> Cursor:
         return self.cursor().executescript(script)
 
+    @guarded
+    def ingest(self, table: str, data: Any, *, create: bool = False, mode: str = "append") -> int:
+        """Bulk-inserts a pyarrow Table/RecordBatch/RecordBatchReader or pandas DataFrame into
+        ``table`` (``create``: create it if missing; ``mode="replace"``: drop and re-create);
+        returns the row count.  See terndb/arrow.py for the type mapping."""
+        self._check()
+        from . import arrow
+        return arrow.ingest(self, table, data, create=create, mode=mode)
+
     @property
     def isolation_level(self) -> str | None:
         return self._session.isolation_level

@@ -156,6 +156,26 @@ class Cursor:
             raise StopIteration
         return row
 
+    # -- Arrow / pandas (terndb extension; see terndb/arrow.py) ------------------------
+
+    @guarded
+    def fetch_arrow_table(self) -> Any:
+        """The rest of the result as a ``pyarrow.Table``."""
+        from . import arrow
+        return arrow.fetch_arrow_table(self)
+
+    @guarded
+    def fetch_record_batch(self, rows_per_batch: int = 1_000_000) -> Any:
+        """A ``pyarrow.RecordBatchReader`` streaming the rest of the result in bounded memory."""
+        from . import arrow
+        return arrow.fetch_record_batch(self, rows_per_batch)
+
+    @guarded
+    def fetch_df(self) -> Any:
+        """The rest of the result as a pandas DataFrame."""
+        from . import arrow
+        return arrow.fetch_df(self)
+
     @guarded
     def close(self) -> None:
         self._reset()

@@ -117,6 +117,11 @@ class Result:
             self.close()
         return out
 
+    @property
+    def row_source(self) -> Any:
+        """The compiled RowSource still to be read (None for materialised or finished results)."""
+        return self._source
+
     def close(self) -> None:
         if self._source is not None:
             try:
