@@ -44,6 +44,17 @@ from .sqlparse import TxnControl, parse_one, parse_txn_control, syntax_error_at_
 from .triggers import TriggerDef, is_create_trigger, parse_create_trigger
 
 PLAN_CACHE_SIZE = 256
+# Declared types SQLite gives CREATE TABLE ... AS SELECT columns, by expression affinity.
+CTAS_TYPES = {C.AFF_INTEGER: "INT", C.AFF_TEXT: "TEXT", C.AFF_REAL: "REAL", C.AFF_NUMERIC: "NUM"}
+
+
+def quote_identifier(name: str) -> str:
+    """A name as SQLite writes it in generated DDL: bare when it is a plain word."""
+    if name.replace("_", "a").isalnum() and not name[:1].isdigit():
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
 _UPDATE_OR = re.compile(r"^(\s*UPDATE)\s+OR\s+(ROLLBACK|ABORT|REPLACE|FAIL|IGNORE)\b", re.I)
 _REPLACE_INTO = re.compile(r"^(\s*)REPLACE(\s+INTO\b)", re.I)
 _ALTER_BARE = re.compile(r"^(\s*ALTER\s+TABLE\s+\S+\s+(?:ADD|DROP))(?!\s+COLUMN\b)(?=\s)", re.I)
@@ -538,7 +549,9 @@ class Session:
         sql = plan.sql.strip().rstrip(";").strip()
         if isinstance(node, exp.Create):
             kind = (node.args.get("kind") or "").upper()
-            if kind == "TABLE":
+            if kind == "TABLE" and node.args.get("expression") is not None:
+                self._create_table_as(txn, schema, node, sql)
+            elif kind == "TABLE":
                 self.ddl.create_table(self, txn, schema, node, sql)
             elif kind == "INDEX":
                 self.ddl.create_index(self, txn, schema, node, sql, self._build_index)
@@ -556,6 +569,35 @@ class Session:
         self._write_schema = None
         self.plans.clear()
         self._schema_for(self.write.txn)
+
+    def _create_table_as(self, txn: Any, schema: Schema, node: exp.Create, sql: str) -> None:
+        """CREATE TABLE ... AS SELECT: columns named after the result, typed by affinity (as SQLite)."""
+        target = node.this
+        name = target.name
+        if schema.name_taken(name) and node.args.get("exists"):
+            return
+        planned = SelectPlanner(self.store, schema, ParamSpec.EMPTY, sql).plan(node.expression)
+        columns = []
+        used: set[str] = set()
+        for col_name, aff in zip(planned.names, planned.affinities):
+            unique = col_name
+            n = 0
+            while unique.lower() in used:
+                n += 1
+                unique = f"{col_name}:{n}"
+            used.add(unique.lower())
+            decl = CTAS_TYPES.get(aff, "")
+            columns.append(f"  {quote_identifier(unique)}{(' ' + decl) if decl else ''}")
+        create_sql = f"CREATE TABLE {quote_identifier(name)}(\n" + ",\n".join(columns) + "\n)"
+        self.ddl.create_table(self, txn, schema, parse_one(create_sql), create_sql)
+        new_schema = self.db.catalog.load(txn.txn, txn)
+        table = new_schema.table(name)
+        writer = build_writer(self.store, new_schema, table, ParamSpec.EMPTY)
+        ctx = C.ExecContext((), txn.txn, self, txn)
+        writer.begin(ctx)
+        abort = C.CONFLICT_MODES["ABORT"]
+        for row in C.run_operator(planned.root, ctx, -1):
+            writer.insert(tuple(row), ctx, abort)
 
     def _build_index(self, table: Any, ix: Any) -> None:
         """Fills a new index from the table's rows (unique violations abort the CREATE)."""

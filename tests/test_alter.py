@@ -87,3 +87,17 @@ def test_alter_rolls_back_with_the_transaction() -> None:
         con.execute("SELECT e FROM t")
     other = terndb.connect(con.path)
     assert [d[0] for d in other.execute("SELECT * FROM t").description] == ["id", "a", "b"]
+
+
+def test_create_table_as_select_matches_sqlite() -> None:
+    results = []
+    for mod in (terndb, sqlite3):
+        con = mod.connect(":memory:")
+        con.execute("CREATE TABLE t(a INTEGER, b TEXT, c REAL, d, e NUMERIC, f VARCHAR(3))")
+        con.execute("INSERT INTO t VALUES (1,'x',1.5,NULL,3,'abc'), (2,'y',2.5,'q',4,'d')")
+        con.execute("CREATE TABLE x AS SELECT a, b AS bb, c, d, e, f, a+1, count(*) AS n FROM t GROUP BY a")
+        con.execute("CREATE TABLE IF NOT EXISTS x AS SELECT 1")
+        results.append((con.execute("SELECT sql FROM sqlite_master WHERE name = 'x'").fetchone(),
+                        con.execute("SELECT * FROM x ORDER BY a").fetchall(),
+                        con.execute("SELECT typeof(a), typeof(e) FROM x").fetchall()))
+    assert results[0] == results[1]
