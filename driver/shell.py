@@ -645,6 +645,7 @@ _HELP = """\
 .exit [CODE]             Leave the shell (also .quit)
 .headers on|off          Show column names in list, csv modes
 .help                    Show this message
+.import FILE TABLE       Load a CSV or Parquet file into TABLE (created if missing)
 .indexes [TABLE]         List indexes (of tables matching the LIKE pattern TABLE)
 .mode [MODE]             Set (or show) the output mode: table box csv json list line
 .nullvalue TEXT          Print TEXT in place of NULL values
@@ -1001,6 +1002,32 @@ class Shell:
         finally:
             self._read_depth -= 1
 
+    def dot_import(self, args: list[str]) -> None:
+        """`.import [--csv|--parquet] FILE TABLE`: bulk load through pyarrow, with progress."""
+        fmt = None
+        rest = []
+        for a in args:
+            if a in ("--csv", "--parquet"):
+                fmt = a[2:]
+            else:
+                rest.append(a)
+        if len(rest) != 2:
+            raise ValueError("usage: .import [--csv|--parquet] FILE TABLE")
+        if not hasattr(self.connection, "ingest"):
+            raise ValueError(".import needs a terndb connection")
+        from terndb.importer import import_file
+        path, table = rest
+        tty = self.stderr.isatty() if hasattr(self.stderr, "isatty") else False
+
+        def progress(rows: int) -> None:
+            if tty:
+                self.stderr.write(f"\rimporting {path}: {rows:,} rows")
+                self.stderr.flush()
+        rows = import_file(self.connection, path, table, fmt, progress)
+        if tty:
+            self.stderr.write("\r")
+        self.out.write(f"imported {rows:,} rows into {table}\n")
+
     def dot_dump(self, args: list[str]) -> None:
         pattern = _like_to_regex(args[0]) if args else None
         entries = [entry for entry in self._catalog()
@@ -1071,6 +1098,7 @@ _DOT_COMMANDS: dict[str, Callable[[Shell, list[str]], None]] = {
     "header": Shell.dot_headers,
     "headers": Shell.dot_headers,
     "help": Shell.dot_help,
+    "import": Shell.dot_import,
     "indexes": Shell.dot_indexes,
     "indices": Shell.dot_indexes,
     "mode": Shell.dot_mode,
