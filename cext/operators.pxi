@@ -51,7 +51,7 @@ cdef tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
 
 cdef class TableScan(Operator):
     """Full scan of a table B-tree in rowid order, with an optional pushed-down filter."""
-    cdef object dbname, store
+    cdef object dbname, store, handle
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr predicate
@@ -67,7 +67,9 @@ cdef class TableScan(Operator):
 
     cdef void open(self, ExecContext ctx) except *:
         self.ctx = ctx
-        db = self.store.db(self.dbname, txn=ctx.wtxn)
+        if self.handle is None:      # stable for the plan's life (a schema change replans)
+            self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+        db = self.handle
         self.cursor = ctx.txn.cursor(db=db)
         self.it = self.cursor.iternext(keys=True, values=True)
 
@@ -92,7 +94,7 @@ cdef class TableScan(Operator):
 
 cdef class RowidLookup(Operator):
     """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get."""
-    cdef object dbname, store
+    cdef object dbname, store, handle
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr key_expr, predicate
@@ -113,7 +115,9 @@ cdef class RowidLookup(Operator):
         k = rowid_probe_value(self.key_expr.eval((), ctx))
         if k is None:
             return
-        db = self.store.db(self.dbname, txn=ctx.wtxn)
+        if self.handle is None:      # stable for the plan's life (a schema change replans)
+            self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+        db = self.handle
         key = encode_rowid(k)
         value = ctx.txn.get(key, db=db)
         if value is not None:
@@ -152,7 +156,7 @@ cdef object rowid_probe_value(object v):
 
 cdef class RowidRange(Operator):
     """Range scan over rowids: lo/hi expressions (None = open), inclusive flags."""
-    cdef object dbname, store
+    cdef object dbname, store, handle
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr lo, hi, predicate
@@ -191,7 +195,9 @@ cdef class RowidRange(Operator):
                 self.done = True
                 return
             self.hi_key = encode_rowid(b) if b is not _UNBOUNDED else None
-        db = self.store.db(self.dbname, txn=ctx.wtxn)
+        if self.handle is None:      # stable for the plan's life (a schema change replans)
+            self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+        db = self.handle
         self.cursor = ctx.txn.cursor(db=db)
         if lo_key is not None:
             if not self.cursor.set_range(lo_key):
@@ -277,7 +283,7 @@ cdef class IndexScan(Operator):
     cdef bint lo_incl, hi_incl, eq
     cdef bytes desc
     cdef Expr predicate
-    cdef object cursor, it, table_handle
+    cdef object cursor, it, table_handle, index_handle
     cdef bytes hi_key
     cdef bint done
     cdef ExecContext ctx
@@ -325,8 +331,10 @@ cdef class IndexScan(Operator):
             # No bounds at all: skip NULL entries? No - a plain ordered scan
             # must return every row, NULLs included.
             pass
-        db = self.store.db(self.index_db, txn=ctx.wtxn)
-        self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
+        if self.index_handle is None:
+            self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
+            self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
+        db = self.index_handle
         self.cursor = ctx.txn.cursor(db=db)
         if lo_key is not None:
             ok = self.cursor.set_range(lo_key)
