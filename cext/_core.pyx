@@ -13,6 +13,7 @@ layout), each with one job:
 * ``operators.pxi`` - query operators (scans, joins, sort, aggregate, limit)
 * ``dml.pxi``       - row writes with constraints, indexes and change capture
 * ``arrow.pxi``     - result rows -> Arrow column buffers (fetch_arrow_table / fetch_df)
+* ``window.pxi``    - window functions and the RIGHT/FULL outer join operator
 """
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -33,3 +34,4 @@ include "exprs.pxi"
 include "operators.pxi"
 include "dml.pxi"
 include "arrow.pxi"
+include "window.pxi"

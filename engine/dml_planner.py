@@ -223,6 +223,17 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
                 exprs[pos] = empty.compile(v)
             rows.append(exprs)
         return InsertPlan(writer, rows, None, None, defaults, mode, table, returning, upsert, triggers)
+    with_ = node.args.get("with_")
+    if with_ is not None:
+        # WITH ... INSERT INTO t SELECT ...: the CTEs belong to the SELECT.
+        if not isinstance(source, (exp.Select, exp.Union, exp.Except, exp.Intersect)):
+            raise NotSupportedError("WITH before INSERT ... VALUES is not supported")
+        source = source.copy()
+        inner = source.args.get("with_")
+        merged = with_.copy()
+        if inner is not None:
+            merged.set("expressions", list(merged.expressions) + list(inner.expressions))
+        source.set("with_", merged)
     planner = SelectPlanner(store, schema, params)
     planned = planner.plan(source, parent)
     if len(planned.names) != len(positions):
@@ -310,6 +321,8 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
 
 def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
                 sql: str | None = None, parent: Scope | None = None) -> ModifyPlan:
+    if node.args.get("with_") is not None:
+        raise NotSupportedError("WITH before UPDATE is not supported yet")
     if node.args.get("from_") is not None:
         raise NotSupportedError("UPDATE ... FROM is not supported yet")
     tnode = node.this
@@ -343,6 +356,8 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
 
 def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec, sql: str | None = None,
                 parent: Scope | None = None) -> ModifyPlan:
+    if node.args.get("with_") is not None:
+        raise NotSupportedError("WITH before DELETE is not supported yet")
     tnode = node.this
     table = _target_table(schema, tnode)
     where = node.args.get("where")

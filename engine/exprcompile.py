@@ -37,6 +37,7 @@ class Source:
     display: list[str] = field(default_factory=list)   # column names as declared
     collations: list[int] = field(default_factory=list)
     using_hidden: set = field(default_factory=set)     # columns merged away by USING/NATURAL
+    coalesced_by: dict = field(default_factory=dict)   # column -> source holding its RIGHT/FULL USING merge
 
     @property
     def width(self) -> int:
@@ -138,6 +139,16 @@ def contains_aggregate(node: exp.Expression) -> bool:
             return True
         if isinstance(n, (exp.Subquery, exp.Select, exp.Exists)) and n is not node:
             continue
+        if isinstance(n, exp.Window):
+            # ``sum(x) OVER (...)`` is a window call, not an aggregate; only its
+            # arguments and keys may hold aggregates of this level.
+            fn = n.this
+            stack.extend(fn.expressions if isinstance(fn, exp.Anonymous) else [])
+            stack.extend(n.args.get("partition_by") or [])
+            order = n.args.get("order")
+            if order is not None:
+                stack.extend(o.this for o in order.expressions)
+            continue
         stack.extend(n.iter_expressions())
     return False
 
@@ -188,6 +199,8 @@ class ExprCompiler:
         self.subquery_planner = subquery_planner
         self.agg = agg
         self.uses_outer = False
+        # Window calls already computed by WindowOps below: key -> row position.
+        self.windows: dict[str, int] | None = None
 
     # -- affinity and collation of operands (SQLite datatype3, section 4.2) ----------
 
@@ -228,6 +241,8 @@ class ExprCompiler:
     # -- entry point ------------------------------------------------------------------
 
     def compile(self, node: exp.Expression) -> Any:
+        if isinstance(node, exp.Window):
+            return self._window_ref(node)
         if self.agg is not None:
             pos = self.agg.group_position(node)
             if pos is not None and not isinstance(node, exp.Literal):
@@ -241,6 +256,15 @@ class ExprCompiler:
 
     def compile_list(self, nodes: list[exp.Expression]) -> list:
         return [self.compile(n) for n in nodes]
+
+    def _window_ref(self, node: exp.Window) -> Any:
+        """A window call: the column its WindowOp appended (planned by the SELECT planner)."""
+        key = node.sql(dialect="sqlite").lower()
+        if self.windows is None or key not in self.windows:
+            fn = node.this
+            name = fn.name.lower() if isinstance(fn, exp.Anonymous) else "window"
+            raise ProgrammingError(f"misuse of window function {name}()")
+        return C.ColRef(self.windows[key])
 
     # -- leaves ----------------------------------------------------------------------
 
@@ -563,6 +587,8 @@ class ExprCompiler:
             if len(args) == 3:
                 inner = exp.Escape(this=inner, expression=args[2])
             return self._like(inner, False)
+        if name in WINDOW_ONLY_FUNCTIONS:
+            raise ProgrammingError(f"misuse of window function {name}()")
         ctxfn = CONTEXT_FUNCTIONS.get(name)
         if ctxfn is not None:
             if args:
@@ -632,6 +658,12 @@ def _total_changes(session: Any) -> int:
 def _last_insert_rowid(session: Any) -> int:
     return session.last_insert_rowid
 
+
+# Functions that exist only with OVER (...); called without it they are a misuse.
+WINDOW_ONLY_FUNCTIONS = frozenset({
+    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
+    "first_value", "last_value", "nth_value",
+})
 
 CONTEXT_FUNCTIONS = {
     "changes": _changes,

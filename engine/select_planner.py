@@ -14,6 +14,7 @@ Join ordering by cost and the rest of the SQL surface grow here (issue 3).
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,10 +23,11 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Index, Schema, Table
-from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
+from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text, type_name
+from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
 
@@ -46,10 +48,12 @@ class FromItem:
     source: Source
     table: Table | None = None
     producer: Any = None          # operator for subqueries/views (no access-path choice)
-    join_kind: str = "inner"      # inner / left / cross
+    join_kind: str = "inner"      # inner / left / right / full / cross; "coalesce" for a USING merge step
     on: exp.Expression | None = None
     using: list[str] | None = None
     natural: bool = False
+    # For a "coalesce" step: (left source, right source, column) of each merged USING column.
+    coalesce: list[tuple[str, str, str]] | None = None
 
 
 class BoundScope(Scope):
@@ -96,21 +100,144 @@ class SelectPlanner:
         self._named_top = False   # the first (outermost) SELECT list takes its names from the text
         self.explain: list[str] = []
         self._view_depth = 0
+        # Common table expressions visible here: name -> definition (WITH scopes nest).
+        self.ctes: dict[str, _CTE] = {}
+
+    def _sub_planner(self, ctes: dict[str, "_CTE"] | None = None) -> "SelectPlanner":
+        """A planner for a nested query of this statement (FROM subquery, CTE body)."""
+        sub = SelectPlanner(self.store, self.schema, self.params, self.sql)
+        sub._named_top = True      # only the statement's own SELECT list names from the text
+        sub.ctes = self.ctes if ctes is None else ctes
+        sub.explain = self.explain
+        return sub
 
     # -- entry points ------------------------------------------------------------------
 
     def plan(self, node: exp.Expression, parent: Scope | None = None) -> PlannedQuery:
         if isinstance(node, exp.Subquery):
             node = node.this
+        with_ = node.args.get("with_")
+        if with_ is not None:
+            saved = self.ctes
+            self.ctes = dict(saved)
+            try:
+                for cte in with_.expressions:
+                    self._define_cte(cte)
+                return self._plan_body(node, parent)
+            finally:
+                self.ctes = saved
+        return self._plan_body(node, parent)
+
+    def _plan_body(self, node: exp.Expression, parent: Scope | None) -> PlannedQuery:
         if isinstance(node, (exp.Union, exp.Except, exp.Intersect)):
             return self._plan_compound(node, parent)
         if isinstance(node, exp.Values):
             return self._plan_values(node, parent)
         if not isinstance(node, exp.Select):
             raise NotSupportedError(f"unsupported query: {node.sql(dialect='sqlite')[:60]}")
-        if node.args.get("with_"):
-            raise NotSupportedError("WITH clauses are not supported yet")
         return self._plan_select(node, parent)
+
+    # -- common table expressions -------------------------------------------------------
+
+    def _define_cte(self, cte: exp.CTE) -> None:
+        """Registers one WITH entry; it sees the entries before it (and itself, if recursive)."""
+        name = cte.alias_or_name.lower()
+        if not name:
+            raise ProgrammingError("a common table expression needs a name")
+        alias = cte.args.get("alias")
+        columns = [c.name for c in alias.columns] if alias is not None and alias.columns else None
+        body = cte.this
+        refs = sum(1 for t in body.find_all(exp.Table) if t.name.lower() == name and not t.args.get("db"))
+        entry = _CTE(name, body, columns, recursive=refs > 0, visible=dict(self.ctes))
+        self.ctes[name] = entry
+
+    def _cte_item(self, entry: "_CTE", alias: str, offset: int) -> FromItem:
+        if entry.planned is None:
+            if entry.planning:
+                raise ProgrammingError(f"circular reference: {entry.name}")
+            entry.planning = True
+            try:
+                entry.planned = self._plan_recursive_cte(entry) if entry.recursive else self._plan_cte(entry)
+            finally:
+                entry.planning = False
+        planned = entry.planned
+        cols = [n.lower() for n in planned.names]
+        src = Source(alias.lower(), cols, planned.affinities, offset, None, planned.names)
+        src.decl_types = planned.decl_types  # type: ignore[attr-defined]
+        return FromItem(src, producer=C.Materialized(entry.rows))
+
+    def _plan_cte(self, entry: "_CTE") -> PlannedQuery:
+        planned = self._sub_planner(entry.visible).plan(entry.body, None)
+        _rename_cte_columns(entry, planned)
+        root = planned.root
+        entry.producer = lambda ctx: C.run_operator(root, ctx, -1)
+        return planned
+
+    def _plan_recursive_cte(self, entry: "_CTE") -> PlannedQuery:
+        """``initial UNION [ALL] recursive``: SQLite's queue algorithm, one row at a time."""
+        body = entry.body
+        name = entry.name
+        if not isinstance(body, exp.Union):
+            raise ProgrammingError(f"circular reference: {name}")
+        initial, step = body.this, body.expression
+        if any(t.name.lower() == name for t in initial.find_all(exp.Table)):
+            raise ProgrammingError(f"circular reference: {name}")
+        if sum(1 for t in step.find_all(exp.Table) if t.name.lower() == name) > 1:
+            raise ProgrammingError(f"multiple references to recursive table: {name}")
+        if body.args.get("order") is not None:
+            raise NotSupportedError("ORDER BY in a recursive common table expression is not supported")
+        first = self._sub_planner(entry.visible).plan(initial, None)
+        _rename_cte_columns(entry, first)
+        # The recursive SELECT reads the "queue" row through a working-table entry.
+        work = _CTE(name, body, list(first.names), recursive=False, visible={})
+        work.planned = first
+        work.cacheable = False
+        current: list[tuple] = []
+        work.producer = lambda ctx: current
+        step_ctes = dict(entry.visible)
+        step_ctes[name] = work
+        rec = self._sub_planner(step_ctes).plan(step, None)
+        if len(rec.names) != len(first.names):
+            raise ProgrammingError("SELECTs to the left and right of UNION do not have the same number of "
+                                   "result columns")
+        distinct = bool(body.args.get("distinct", True))
+        comp = ExprCompiler(Scope([], None), self.params, self.subquery_runner)
+        limit_node, offset_node = body.args.get("limit"), body.args.get("offset")
+        lim = comp.compile(limit_node.expression) if limit_node is not None else None
+        off = comp.compile(offset_node.expression) if offset_node is not None else None
+        init_root, rec_root = first.root, rec.root
+
+        def rows(ctx: Any) -> list:
+            limit = _count_value(lim.evaluate((), ctx), "LIMIT") if lim is not None else -1
+            skip = _count_value(off.evaluate((), ctx), "OFFSET") if off is not None else 0
+            seen: set = set()
+            queue: deque = deque()
+            for r in C.run_operator(init_root, ctx, -1):
+                if distinct:
+                    if r in seen:
+                        continue
+                    seen.add(r)
+                queue.append(r)
+            out: list = []
+            while queue and limit != 0:
+                r = queue.popleft()
+                if skip > 0:
+                    skip -= 1
+                else:
+                    out.append(r)
+                    if 0 <= limit <= len(out):
+                        break
+                current[:] = [r]
+                for nr in C.run_operator(rec_root, ctx, -1):
+                    if distinct:
+                        if nr in seen:
+                            continue
+                        seen.add(nr)
+                    queue.append(nr)
+            current.clear()
+            return out
+        entry.producer = rows
+        return PlannedQuery(C.Materialized(rows), first.names, first.decl_types, first.affinities, self.explain)
 
     def subquery_runner(self, node: exp.Expression, scope: Scope) -> tuple[Callable, bool]:
         """Plans a subquery with ``scope`` as its parent; returns (runner, correlated)."""
@@ -145,6 +272,8 @@ class SelectPlanner:
             aggregating = True
 
         names = self._names(node, select_nodes, parent)
+        resolved_order = [self._resolve_order(o.this, select_nodes, names) for o in order_nodes]
+        windows = collect_windows([_unalias(n) for n in select_nodes] + resolved_order)
         if aggregating:
             # GROUP BY terms may name a result column by position or alias.
             group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY") for g in group_nodes]
@@ -155,24 +284,43 @@ class SelectPlanner:
                     raise ProgrammingError("aggregate functions are not allowed in the GROUP BY clause")
             agg = AggregateContext(scope, group_nodes)
             post = ExprCompiler(scope, self.params, self.subquery_runner, agg)
-            select_exprs = post.compile_list([_unalias(n) for n in select_nodes])
+            if windows:
+                # Register every aggregate first: the grouped row's width (where
+                # window columns start) must be final before anything refers past it.
+                extra_nodes = [having.this] if having is not None else []
+                for a in aggregate_calls_for_windows([_unalias(n) for n in select_nodes] + resolved_order
+                                                     + extra_nodes):
+                    post.compile(a)
+            n_specs = len(agg.specs)
             having_expr = post.compile(having.this) if having is not None else None
-            order_exprs = [post.compile(self._resolve_order(o.this, select_nodes, names)) for o in order_nodes]
             root = C.HashAggregate(root, group_exprs, agg.specs, scope.width)
             self.explain.append("USE TEMP B-TREE FOR GROUP BY" if group_nodes else "AGGREGATE")
             if having_expr is not None:
                 root = C.Filter(root, having_expr)
+            if windows:
+                root, post.windows = plan_windows(root, windows, named_windows(node), post,
+                                                  scope.width + len(group_nodes) + n_specs, parent)
+                self.explain.append("WINDOW")
+            select_exprs = post.compile_list([_unalias(n) for n in select_nodes])
+            order_exprs = [post.compile(o) for o in resolved_order]
+            if windows and len(agg.specs) != n_specs:
+                # Cannot happen when the pre-registration walk saw every call; guard the layout.
+                raise NotSupportedError("aggregate call not found before planning window functions")
         else:
             comp = ExprCompiler(scope, self.params, self.subquery_runner)
+            if windows:
+                root, comp.windows = plan_windows(root, windows, named_windows(node), comp, scope.width, parent)
+                self.explain.append("WINDOW")
             select_exprs = comp.compile_list([_unalias(n) for n in select_nodes])
-            order_exprs = [comp.compile(self._resolve_order(o.this, select_nodes, names)) for o in order_nodes]
+            order_exprs = [comp.compile(o) for o in resolved_order]
 
         nsel = len(select_exprs)
         distinct = node.args.get("distinct") is not None
         sort_keys: list = []
         desc = bytearray()
         extra: list = []
-        for o, e in zip(order_nodes, order_exprs):
+        key_comp = ExprCompiler(scope, self.params, self.subquery_runner)
+        for o, e, ro in zip(order_nodes, order_exprs, resolved_order):
             pos = self._select_position(o.this, select_nodes, names)
             key_expr = C.ColRef(pos) if pos is not None else None
             if key_expr is None:
@@ -183,6 +331,8 @@ class SelectPlanner:
                 else:
                     extra.append(e)
                     key_expr = C.ColRef(nsel + len(extra) - 1)
+            # The key codec orders by bytes: fold NOCASE/RTRIM text so such terms sort as SQLite does.
+            key_expr = collated_key(key_expr, key_comp.collation(ro))
             is_desc = bool(o.args.get("desc"))
             nulls_first = o.args.get("nulls_first")
             default_nulls_first = not is_desc
@@ -291,9 +441,10 @@ class SelectPlanner:
             if join is not None:
                 side = (join.side or "").upper()
                 kind = (join.kind or "").upper()
-                if side in ("RIGHT", "FULL"):
-                    raise NotSupportedError(f"{side} JOIN is not supported yet")
-                item.join_kind = "left" if side == "LEFT" else ("cross" if kind == "CROSS" else "inner")
+                if side in ("LEFT", "RIGHT", "FULL"):
+                    item.join_kind = side.lower()
+                else:
+                    item.join_kind = "cross" if kind == "CROSS" else "inner"
                 item.on = join.args.get("on")
                 using = join.args.get("using")
                 if using:
@@ -304,13 +455,68 @@ class SelectPlanner:
                 raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
             items.append(item)
             offset += item.source.width
+            if item.natural or item.using:
+                merged = self._using_conditions(items)
+                if merged is not None:
+                    items.append(merged)
+                    offset += merged.source.width
         return items
+
+    def _using_conditions(self, items: list[FromItem]) -> FromItem | None:
+        """USING / NATURAL of the last item become ON conditions, in the written order.
+
+        The right side's copy of each column is hidden from unqualified names.
+        For RIGHT and FULL joins the column is coalesce(left, right) (the left
+        copy is NULL on unmatched right rows): a "coalesce" step appended after
+        the join computes it, and unqualified names and ``*`` read that.
+        """
+        it = items[-1]
+        left = items[:-1]
+
+        def visible(p: FromItem, c: str) -> bool:
+            return c in p.source.columns and c not in p.source.using_hidden
+
+        if it.using:
+            cols = it.using
+        else:
+            cols = [c for c in it.source.columns if any(visible(p, c) for p in left)]
+        conds = []
+        pairs: list[tuple[str, str, str]] = []
+        for c in cols:
+            left_src = next((p.source for p in left if visible(p, c)), None)
+            if left_src is None or c not in it.source.columns:
+                raise ProgrammingError(f"cannot join using column {c} - column not present in both tables")
+            conds.append(exp.EQ(this=exp.column(c, table=left_src.name, quoted=True),
+                                expression=exp.column(c, table=it.source.name, quoted=True)))
+            it.source.using_hidden.add(c)
+            pairs.append((left_src.name, it.source.name, c))
+        if conds:
+            cond = _and_all(conds)
+            it.on = cond if it.on is None else exp.And(this=it.on, expression=cond)
+        if it.join_kind not in ("right", "full") or not pairs:
+            return None
+        name = f" using#{len(items)}"     # cannot collide with a written table name
+        offset = it.source.offset + it.source.width
+        affs, display = [], []
+        by_name = {p.source.name: p.source for p in left}
+        for lname, _rname, c in pairs:
+            lsrc = by_name[lname]
+            k = lsrc.columns.index(c)
+            affs.append(lsrc.affinities[k])
+            display.append((lsrc.display or lsrc.columns)[k])
+            lsrc.using_hidden.add(c)
+            lsrc.coalesced_by[c] = name
+        src = Source(name, [c for _l, _r, c in pairs], affs, offset, None, display)
+        return FromItem(src, join_kind="coalesce", coalesce=pairs)
 
     def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
         if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
             reject_schema_qualifier(tnode)
             name = tnode.name
             alias = tnode.alias or name
+            cte = self.ctes.get(name.lower())
+            if cte is not None:
+                return self._cte_item(cte, alias, offset)
             table = self.schema.tables.get(name.lower())
             if table is not None:
                 src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
@@ -326,8 +532,7 @@ class SelectPlanner:
             raise NoSuchObjectError(f"no such table: {name}")
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
-            sub = SelectPlanner(self.store, self.schema, self.params, self.sql)
-            planned = sub.plan(tnode.this, parent)
+            planned = self._sub_planner().plan(tnode.this, parent)
             return self._derived_item(planned, alias, offset)
         raise NotSupportedError(f"unsupported FROM item: {tnode.sql(dialect='sqlite')[:60]}")
 
@@ -383,7 +588,7 @@ class SelectPlanner:
         index: each step then is a lookup rather than a scan or cross product.
         LEFT joins keep the written order.
         """
-        if len(items) < 3 or any(it.join_kind == "left" for it in items):
+        if len(items) < 3 or any(it.join_kind not in ("inner", "cross") for it in items):
             return items
         conj = list(conjuncts)
         for it in items:
@@ -473,34 +678,29 @@ class SelectPlanner:
             if conjuncts:
                 root = C.Filter(root, comp.compile(_and_all(conjuncts)))
             return root
-        # USING / NATURAL become ON conditions; the right side's copy is hidden from unqualified names.
-        for i, it in enumerate(items):
-            if it.natural or it.using:
-                left_cols = {c for prev in items[:i] for c in prev.source.columns}
-                cols = it.using if it.using else [c for c in it.source.columns if c in left_cols]
-                conds = []
-                for c in cols:
-                    left_src = next((p.source for p in items[:i] if c in p.source.columns), None)
-                    if left_src is None or c not in it.source.columns:
-                        raise ProgrammingError(f"cannot join using column {c} - column not present in both tables")
-                    conds.append(exp.EQ(this=exp.column(c, table=left_src.name),
-                                        expression=exp.column(c, table=it.source.name)))
-                    it.source.using_hidden.add(c)
-                cond = _and_all(conds) if conds else None
-                if cond is not None:
-                    it.on = cond if it.on is None else exp.And(this=it.on, expression=cond)
+        # Below a RIGHT or FULL join every earlier row may come back NULL-padded:
+        # WHERE then filters only the joined result, never an input.
+        outer_right = any(it.join_kind in ("right", "full") for it in items)
         where_pending = list(conjuncts)
         root = None
         left_width = 0
         for i, it in enumerate(items):
+            if it.join_kind == "coalesce":
+                root = self._coalesce_step(root, it, scope, left_width)
+                left_width += it.source.width
+                continue
             on_conj = _split_and(it.on) if it.on is not None else []
-            if it.join_kind == "left":
+            if it.join_kind in ("right", "full"):
+                root = self._outer_join(root, it, scope, items[:i], on_conj, left_width)
+                left_width += it.source.width
+                continue
+            if it.join_kind == "left" or outer_right:
                 local_pool = on_conj
             else:
                 local_pool = on_conj + where_pending
             visible = {id(s.source) for s in items[: i + 1]}
             usable = [c for c in local_pool if self._refs_within(c, scope, items[: i + 1])]
-            if it.join_kind != "left":
+            if it.join_kind != "left" and not outer_right:
                 where_pending = [c for c in where_pending if not any(c is u for u in usable)]
             # Conjuncts that only involve this item (and outer/left rows) guide its access path.
             access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0)
@@ -527,6 +727,30 @@ class SelectPlanner:
             comp = ExprCompiler(scope, self.params, self.subquery_runner)
             root = C.Filter(root, comp.compile(_and_all(where_pending)))
         return root
+
+    def _outer_join(self, root: Any, it: FromItem, scope: Scope, left_items: list[FromItem],
+                    on_conj: list[exp.Expression], left_width: int) -> Any:
+        """RIGHT / FULL JOIN: the right item is read whole (its unmatched rows are kept)."""
+        if root is None:
+            raise ProgrammingError(f"{it.join_kind.upper()} JOIN needs a left operand")
+        access, _ = self._access_path(it, scope, [], left_width, bias=1)
+        cond = None
+        if on_conj:
+            cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(on_conj))
+        keys = self._hash_keys(on_conj, scope, left_items, it) or ([], [])
+        self.explain.append(f"{it.join_kind.upper()} JOIN {it.source.name}")
+        return C.OuterJoin(root, access, keys[0], keys[1], cond, it.join_kind == "full", True,
+                           left_width, it.source.width)
+
+    def _coalesce_step(self, root: Any, it: FromItem, scope: Scope, left_width: int) -> Any:
+        """Appends coalesce(left.c, right.c) for each USING column of a RIGHT/FULL join."""
+        exprs: list = [C.ColRef(j) for j in range(left_width)]
+        for lname, rname, col in it.coalesce or []:
+            lhit = scope.lookup(col, lname)
+            rhit = scope.lookup(col, rname)
+            assert lhit is not None and rhit is not None
+            exprs.append(C.Coalesce([C.ColRef(lhit[1]), C.ColRef(rhit[1])]))
+        return C.Project(root, exprs)
 
     def _refs_within(self, node: exp.Expression, scope: Scope, items: list[FromItem]) -> bool:
         """True if every local column reference of ``node`` resolves into ``items``."""
@@ -694,23 +918,34 @@ class SelectPlanner:
                 if not items:
                     raise ProgrammingError("no tables specified")
                 for it in items:
-                    out.extend(self._source_columns(it, hide_using=True))
+                    if it.join_kind != "coalesce":
+                        out.extend(self._source_columns(it, hide_using=True, items=items))
             elif isinstance(n, exp.Column) and isinstance(n.this, exp.Star):
                 tname = n.table.lower()
                 match = [it for it in items if it.source.name == tname]
                 if not match:
                     raise NoSuchObjectError(f"no such table: {n.table}")
-                out.extend(self._source_columns(match[0], hide_using=False))
+                out.extend(self._source_columns(match[0], hide_using=False, items=items))
             else:
                 out.append(n)
         return out
 
-    def _source_columns(self, it: FromItem, hide_using: bool) -> list[exp.Expression]:
+    def _source_columns(self, it: FromItem, hide_using: bool,
+                        items: list[FromItem] | None = None) -> list[exp.Expression]:
         cols = []
+        by_name = {p.source.name: p.source for p in items or []}
         for name, display in zip(it.source.columns, it.source.display or it.source.columns):
-            if hide_using and name in it.source.using_hidden:
+            table = it.source.name
+            target = it.source.coalesced_by.get(name)
+            if target is not None and target in by_name:
+                # A RIGHT/FULL USING column shows its merged value where the left
+                # copy stood, in ``*`` and in ``left.*`` alike (as SQLite does).
+                while name in by_name[target].coalesced_by:
+                    target = by_name[target].coalesced_by[name]
+                table = target
+            elif hide_using and name in it.source.using_hidden:
                 continue
-            col = exp.column(display, table=it.source.name, quoted=True)
+            col = exp.column(display, table=table, quoted=True)
             cols.append(exp.alias_(col, display, quoted=True))
         return cols
 
@@ -822,6 +1057,52 @@ class SelectPlanner:
             raise ProgrammingError("all VALUES must have the same number of terms")
         names = [f"column{i + 1}" for i in range(width)]
         return PlannedQuery(C.ValuesScan(rows), names, [None] * width, [AFF_BLOB] * width, self.explain)
+
+
+@dataclass
+class _CTE:
+    """One WITH entry.  Its rows are computed once per execution and shared by
+    every reference (``rows`` keeps them in the execution's subquery cache)."""
+    name: str
+    body: exp.Expression
+    columns: list[str] | None
+    recursive: bool
+    visible: dict
+    planned: PlannedQuery | None = None
+    planning: bool = False
+    producer: Callable | None = None
+    cacheable: bool = True          # False for a recursive CTE's working table (one queue row)
+    key: object = field(default_factory=object)
+
+    def rows(self, ctx: Any) -> list:
+        assert self.producer is not None
+        if not self.cacheable:
+            return self.producer(ctx)
+        cache = ctx.subquery_cache
+        hit = cache.get(self.key)
+        if hit is None:
+            hit = self.producer(ctx)
+            cache[self.key] = hit
+        return hit
+
+
+def _rename_cte_columns(entry: _CTE, planned: PlannedQuery) -> None:
+    if entry.columns is None:
+        return
+    if len(entry.columns) != len(planned.names):
+        raise ProgrammingError(f"table {entry.name} has {len(planned.names)} values for "
+                               f"{len(entry.columns)} columns")
+    planned.names = list(entry.columns)
+
+
+def _count_value(v: Any, what: str) -> int:
+    """A LIMIT/OFFSET value as SQLite reads it (integer-valued; negative LIMIT = none)."""
+    n = C.apply_affinity(v, AFF_NUMERIC) if v is not None else None
+    if isinstance(n, float) and n == int(n):
+        n = int(n)
+    if not isinstance(n, int):
+        raise DataError(f"datatype mismatch: {what} must be an integer")
+    return n
 
 
 class _CorrelationProbe(Scope):
