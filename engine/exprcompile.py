@@ -332,12 +332,16 @@ class ExprCompiler:
 
     def _c_Neg(self, node: exp.Neg) -> Any:
         inner = node.this
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
         if isinstance(inner, exp.Literal) and not inner.is_string:
             text = inner.this
             if text.strip() == "9223372036854775808":
                 return C.Const(INT64_MIN)
-            return C.Const(C.sql_neg(literal_value(inner)))
-        return C.Unary(1, self.compile(inner))
+            value = literal_value(inner)
+            # SQLite folds a negated numeric literal: reals negate in IEEE terms (-0.0).
+            return C.Const(-value if isinstance(value, float) else C.sql_neg(value))
+        return C.Unary(1, self.compile(node.this))
 
     def _c_BitwiseNot(self, node):
         return C.Unary(2, self.compile(node.this))
@@ -421,12 +425,15 @@ class ExprCompiler:
         return self._is(node, False)
 
     def _between(self, node: exp.Between, negate: bool) -> Any:
-        arg = self.compile(node.this)
-        low, high = self.compile(node.args["low"]), self.compile(node.args["high"])
-        aff = self.affinity(node.this)
-        if aff in (AFF_INTEGER, AFF_REAL, AFF_NUMERIC):
-            low, high = C.Affinity(low, AFF_NUMERIC), C.Affinity(high, AFF_NUMERIC)
-        return C.Between(arg, low, high, negate)
+        """x BETWEEN lo AND hi == x >= lo AND x <= hi, with comparison affinity per pair."""
+        x, lo_node, hi_node = node.this, node.args["low"], node.args["high"]
+        a1, low, _ = self.compare_operands(x, lo_node)
+        a2, high, _ = self.compare_operands(x, hi_node)
+        if not isinstance(a1, C.Affinity) and not isinstance(a2, C.Affinity):
+            return C.Between(a1, low, high, negate)
+        # The affinity lands on x itself for a pair: evaluate as two comparisons.
+        both = C.And([C.Compare(C.OP_GE, a1, low, 0), C.Compare(C.OP_LE, a2, high, 0)])
+        return C.Unary(3, both) if negate else both
 
     def _c_Between(self, node):
         return self._between(node, False)
@@ -436,6 +443,7 @@ class ExprCompiler:
         if query is not None:
             select = query.this if isinstance(query, exp.Subquery) else query
             runner, correlated = self._plan_subquery(select)
+            self._expect_one_column(runner)
             arg = self.compile(node.this)
             return C.SubqueryExpr(runner, 2, correlated, arg, negate)
         items = node.expressions
@@ -464,6 +472,8 @@ class ExprCompiler:
         if isinstance(node, exp.Escape):
             escape = node.expression
             node = node.this
+        if node.args.get("negate"):
+            negate = not negate       # sqlglot 30 writes NOT LIKE as Like(negate=True)
         glob = isinstance(node, exp.Glob)
         arg = self.compile(node.this)
         pat_node = node.expression
@@ -487,7 +497,18 @@ class ExprCompiler:
 
     def _c_Case(self, node: exp.Case) -> Any:
         operand = self.compile(node.this) if node.this is not None else None
-        whens = [(self.compile(i.this), self.compile(i.args["true"])) for i in node.args.get("ifs") or []]
+        whens = []
+        for i in node.args.get("ifs") or []:
+            cond = self.compile(i.this)
+            if operand is not None:
+                # "CASE x WHEN y" compares like x = y: the WHEN side takes x's affinity.
+                oa, wa = self.affinity(node.this), self.affinity(i.this)
+                numeric = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
+                if oa in numeric and wa not in numeric:
+                    cond = C.Affinity(cond, AFF_NUMERIC)
+                elif oa == AFF_TEXT and wa is None:
+                    cond = C.Affinity(cond, AFF_TEXT)
+            whens.append((cond, self.compile(i.args["true"])))
         default = node.args.get("default")
         return C.Case(operand, whens, self.compile(default) if default is not None else None)
 
@@ -544,7 +565,14 @@ class ExprCompiler:
 
     def _c_Subquery(self, node: exp.Subquery) -> Any:
         runner, correlated = self._plan_subquery(node.this)
+        self._expect_one_column(runner)
         return C.SubqueryExpr(runner, 0, correlated)
+
+    @staticmethod
+    def _expect_one_column(runner: Any) -> None:
+        width = getattr(runner, "width", 1)
+        if width != 1:
+            raise ProgrammingError(f"sub-select returns {width} columns - expected 1")
 
     def _c_Select(self, node):
         runner, correlated = self._plan_subquery(node)

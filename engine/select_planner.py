@@ -247,6 +247,7 @@ class SelectPlanner:
 
         def run(ctx: Any, limit: int) -> list:
             return C.run_operator(root, ctx, limit)
+        run.width = len(planned.names)  # type: ignore[attr-defined]  (checked by scalar/IN users)
         return run, probe.used
 
     # -- SELECT ------------------------------------------------------------------------
@@ -837,11 +838,14 @@ class SelectPlanner:
             if rng:
                 col = ix.parts[n_eq].column
                 lo, lo_i, hi, hi_i = _range_bounds(rng)
+                lo_node, hi_node = _range_bound_nodes(rng)
                 if lo is not None:
-                    lo_list.append(C.Affinity(lo, table.columns[col].affinity) if table.columns[col].affinity in NUMERIC_AFFS else lo)
+                    # Bounds take the comparison affinity the filter applies (a TEXT
+                    # column turns a bare 0 into '0'), or the range would miss rows.
+                    lo_list.append(self._probe(lo, lo_node, table, col, bcomp))
                     lo_incl = lo_i
                 if hi is not None:
-                    hi_list.append(C.Affinity(hi, table.columns[col].affinity) if table.columns[col].affinity in NUMERIC_AFFS else hi)
+                    hi_list.append(self._probe(hi, hi_node, table, col, bcomp))
                     hi_incl = hi_i
                 desc_text = (desc_text + " AND " if desc_text else "") + f"{table.columns[col].name}>? AND <?"
             self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({desc_text})")
@@ -1261,6 +1265,17 @@ def _sargable(node: exp.Expression, scope: Scope, src: Source) -> list[tuple[int
             out.append((p, "ge", node.args["low"]))
             out.append((p, "le", node.args["high"]))
     return out
+
+
+def _range_bound_nodes(terms: list) -> tuple[Any, Any]:
+    """The AST nodes of the bounds _range_bounds picks (for their affinity)."""
+    lo = hi = None
+    for op, _bound, node in terms:
+        if op in ("gt", "ge") and lo is None:
+            lo = node
+        elif op in ("lt", "le") and hi is None:
+            hi = node
+    return lo, hi
 
 
 def _range_bounds(terms: list) -> tuple[Any, bool, Any, bool]:

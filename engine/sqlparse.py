@@ -51,6 +51,8 @@ class TernDialect(SQLite):
     """SQLite's grammar with function calls and type names left uninterpreted."""
 
     class Parser(SQLite.Parser):
+        # SQLite has no arrow lambdas: `a -> b` inside call arguments is the JSON operator.
+        LAMBDAS: dict = {}
         # Only CAST keeps its special syntax; every other call becomes
         # Anonymous(this=name, expressions=[args]).
         FUNCTIONS: dict = {}

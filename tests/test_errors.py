@@ -349,8 +349,6 @@ def test_create_trigger_is_not_supported(db) -> None:
         db.execute("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM p; END")
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a scalar subquery returning 2 columns is accepted "
-                   "(sqlite3: sub-select returns 2 columns - expected 1)")
 def test_scalar_subquery_with_two_columns(db) -> None:
     with pytest.raises(terndb.ProgrammingError):
         db.execute("SELECT (SELECT 1, 2)")
