@@ -54,6 +54,8 @@ class FromItem:
     natural: bool = False
     # For a "coalesce" step: (left source, right source, column) of each merged USING column.
     coalesce: list[tuple[str, str, str]] | None = None
+    # A table-valued function (json_each / json_tree): (row builder, argument nodes).
+    tvf: tuple[Any, list] | None = None
 
 
 class BoundScope(Scope):
@@ -535,7 +537,43 @@ class SelectPlanner:
             alias = tnode.alias or f"subquery_{offset}"
             planned = self._sub_planner().plan(tnode.this, parent)
             return self._derived_item(planned, alias, offset)
+        if isinstance(tnode, exp.Table) and isinstance(tnode.this, exp.Anonymous):
+            return self._table_function_item(tnode, offset)
         raise NotSupportedError(f"unsupported FROM item: {tnode.sql(dialect='sqlite')[:60]}")
+
+    # -- table-valued functions (json_each, json_tree) --------------------------------------
+
+    TABLE_FUNCTION_COLUMNS = ["key", "value", "type", "atom", "id", "parent", "fullkey", "path"]
+
+    def _table_function_item(self, tnode: exp.Table, offset: int) -> FromItem:
+        fn = tnode.this
+        name = fn.name.lower()
+        builder = {"json_each": C.json_each_rows, "json_tree": C.json_tree_rows}.get(name)
+        if builder is None:
+            raise NotSupportedError(f"no such table-valued function: {fn.name}")
+        args = list(fn.expressions)
+        if not 1 <= len(args) <= 2:
+            raise ProgrammingError(f"wrong number of arguments to table-valued function {name}()")
+        cols = self.TABLE_FUNCTION_COLUMNS
+        alias = (tnode.alias or name).lower()
+        src = Source(alias, list(cols), [AFF_BLOB] * len(cols), offset, None, list(cols))
+        src.decl_types = [None] * len(cols)  # type: ignore[attr-defined]
+        return FromItem(src, tvf=(builder, args))
+
+    def _table_function_operator(self, it: FromItem, scope: Scope, left_width: int, bias: int) -> Any:
+        """Rows of the function, computed when the item opens (per left row inside a join)."""
+        builder, arg_nodes = it.tvf
+        bcomp = ExprCompiler(BoundScope(scope, left_width, it.source, bias), self.params, self.subquery_runner)
+        try:
+            args = [bcomp.compile(a) for a in arg_nodes]
+        except _NotABound:
+            raise ProgrammingError("a table-valued function's arguments may only use earlier FROM items") from None
+        self.explain.append(f"SCAN {it.source.name} VIRTUAL TABLE INDEX 0:")
+
+        def rows(ctx: Any) -> list:
+            values = [a.evaluate((), ctx) for a in args]
+            return builder(*values)
+        return C.Materialized(rows)
 
     def _derived_item(self, planned: PlannedQuery, alias: str, offset: int) -> FromItem:
         cols = [n.lower() for n in planned.names]
@@ -589,7 +627,7 @@ class SelectPlanner:
         index: each step then is a lookup rather than a scan or cross product.
         LEFT joins keep the written order.
         """
-        if len(items) < 3 or any(it.join_kind not in ("inner", "cross") for it in items):
+        if len(items) < 3 or any(it.join_kind not in ("inner", "cross") or it.tvf is not None for it in items):
             return items
         conj = list(conjuncts)
         for it in items:
@@ -714,7 +752,9 @@ class SelectPlanner:
                 cond = None
                 if residual:
                     cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(residual))
-                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange))
+                # Keyed lookups, and table functions whose arguments read the left row,
+                # run per left row (nested loop) rather than through a hash table.
+                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange)) or it.tvf is not None
                 hash_keys = None if indexed else self._hash_keys(residual, scope, items[:i], it)
                 if hash_keys is not None:
                     lk, rk = hash_keys
@@ -770,6 +810,8 @@ class SelectPlanner:
     def _access_path(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
                      bias: int) -> tuple[Any, list[exp.Expression]]:
         """Chooses how to read one FROM item; returns (operator, conjuncts still to apply)."""
+        if it.tvf is not None:
+            return self._table_function_operator(it, scope, left_width, bias), conj
         if it.producer is not None:
             return it.producer, conj
         table = it.table

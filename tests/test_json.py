@@ -337,3 +337,22 @@ def test_json_subtype_is_kept_within_an_expression_only(tcon: Any) -> None:
     tcon.execute("CREATE TABLE t(j TEXT)")
     tcon.execute("INSERT INTO t SELECT json('[1]')")
     assert tcon.execute("SELECT json_array(j) FROM t").fetchone() == ('["[1]"]',)
+
+
+def test_json_each_and_json_tree_in_from_and_joins() -> None:
+    """Table-valued json_each/json_tree: alone, with parameters, and per row of a join."""
+    queries = [
+        "SELECT j.key, j.value, j.type FROM t, json_each(t.doc, '$.tags') AS j ORDER BY t.id, j.key",
+        "SELECT t.id, count(*) FROM t JOIN json_each(t.doc, '$.tags') j GROUP BY t.id ORDER BY 1",
+        "SELECT key, value, type, atom, id, parent, fullkey, path FROM json_tree('{\"a\":[1,{\"b\":2}]}')",
+        "SELECT value FROM json_each(?) WHERE value > 1 ORDER BY 1",
+        "SELECT t.id FROM t WHERE EXISTS (SELECT 1 FROM json_each(t.doc, '$.tags') WHERE value = 'b')",
+    ]
+    results = []
+    for mod in (terndb, sqlite3):
+        con = mod.connect(":memory:")
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, doc TEXT)")
+        con.executemany("INSERT INTO t(doc) VALUES (?)",
+                        [('{"tags":["a","b"],"n":1}',), ('{"tags":[1,2,3]}',), ('{"x":1}',)])
+        results.append([con.execute(q, ("[1,2,3]",) if "?" in q else ()).fetchall() for q in queries])
+    assert results[0] == results[1]
