@@ -122,7 +122,8 @@ _TXN_PATTERNS = [
 _TXN_WORDS = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
 
 
-def _unquote(ident: str) -> str:
+def unquote_identifier(ident: str) -> str:
+    """A SQL identifier without its quotes ("x", `x`, [x])."""
     if ident[0] in "\"`[":
         return ident[1:-1].replace('""', '"')
     return ident
@@ -138,7 +139,7 @@ def parse_txn_control(sql: str) -> TxnControl | None:
             if kind == "begin":
                 return TxnControl(kind, mode=(m.group(1) or "DEFERRED").upper())
             if kind in ("savepoint", "release", "rollback_to"):
-                return TxnControl(kind, name=_unquote(m.group(1)).lower())
+                return TxnControl(kind, name=unquote_identifier(m.group(1)).lower())
             return TxnControl(kind)
     # A statement that starts like transaction control but is not well formed
     # (e.g. "BEGIN foo") is a syntax error, not something to pass to sqlglot.

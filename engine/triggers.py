@@ -30,7 +30,7 @@ from .catalog import Schema, Table
 from .errors import IntegrityError, NoSuchObjectError, NotSupportedError, ProgrammingError, SQLSyntaxError
 from .exprcompile import ExprCompiler, Scope
 from .params import ParamSpec
-from .sqlparse import parse_one, split_script
+from .sqlparse import unquote_identifier, parse_one, split_script
 
 _HEAD = re.compile(
     r"""^\s*CREATE\s+(?P<temp>TEMP\s+|TEMPORARY\s+)?TRIGGER\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?
@@ -48,12 +48,6 @@ _CREATE_TRIGGER = re.compile(r"^\s*CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b",
 
 def is_create_trigger(sql: str) -> bool:
     return bool(_CREATE_TRIGGER.match(sql))
-
-
-def _unquote(ident: str) -> str:
-    if ident[:1] in "\"`[":
-        return ident[1:-1].replace('""', '"')
-    return ident
 
 
 @dataclass
@@ -74,7 +68,7 @@ def parse_create_trigger(sql: str) -> TriggerDef:
     m = _HEAD.match(sql)
     if m is None:
         raise SQLSyntaxError(f"malformed CREATE TRIGGER: {sql.strip()[:80]}")
-    name = _unquote(m.group("name"))
+    name = unquote_identifier(m.group("name"))
     if "." in name and not m.group("name").startswith(("\"", "`", "[")):
         db, name = name.split(".", 1)
         if db.lower() not in ("main", "temp"):
@@ -84,12 +78,12 @@ def parse_create_trigger(sql: str) -> TriggerDef:
     body = [s.rstrip(";").strip() for s in split_script(body_text) if s.strip().rstrip(";").strip()]
     if not body:
         raise SQLSyntaxError("a trigger body needs at least one statement")
-    cols = [_unquote(c.strip()) for c in m.group("cols").split(",")] if m.group("cols") else None
+    cols = [unquote_identifier(c.strip()) for c in m.group("cols").split(",")] if m.group("cols") else None
     timing = " ".join((m.group("timing") or "BEFORE").upper().split())
     when = m.group("when")
     if when is not None:
         when = _RAISE.sub(lambda r: f"terndb_raise('{r.group(1).upper()}'" + (", NULL)" if r.group(2) == ")" else ","), when)
-    return TriggerDef(name, _unquote(m.group("table")), timing, m.group("event").upper(), cols, when, body,
+    return TriggerDef(name, unquote_identifier(m.group("table")), timing, m.group("event").upper(), cols, when, body,
                       bool(m.group("temp")), bool(m.group("ine")), sql.strip().rstrip(";").strip())
 
 
