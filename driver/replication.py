@@ -168,6 +168,7 @@ class Replicator:
                     with self._lock:
                         self.totals.add(stats)
                 backoff = self.interval
+                self.last_error = None     # recovered: status shows only a current error
                 if moved:
                     continue
             except Error as exc:       # keep running: the next round retries from the stored position

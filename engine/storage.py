@@ -480,7 +480,11 @@ class _SharedEnv:
 
     def _begin_slow(self, write: bool) -> lmdb.Transaction:
         """begin_raw when the map must be adopted or new handles registered first."""
-        for _attempt in range(3):
+        for attempt in range(20):
+            if attempt >= 3:
+                # Another thread of this process is mid-DDL (it registers the new handles
+                # when it commits): give it a moment instead of failing at once.
+                time.sleep(0.002 * attempt)
             try:
                 txn = self.env.begin(write=write)
             except lmdb.MapResizedError:
