@@ -229,7 +229,8 @@ cdef class TableWriter:
                 other = ix.conflicting_rowid(txn, kv, rowid)
                 if other is not None:
                     if mode == CONFLICT_IGNORE or mode == CONFLICT_UPSERT:
-                        self._undo_partial_insert(key, keyvals[:-1], rowid, txn)
+                        # Only the table row is written so far (index entries come last).
+                        txn.delete(key, db=self.handle)
                         if mode == CONFLICT_UPSERT:
                             self.conflict_rowid = other
                         return None
@@ -251,9 +252,6 @@ cdef class TableWriter:
         self.last_rowid = rowid
         self.last_row = row
         return rowid
-
-    cdef void _undo_partial_insert(self, bytes key, list keyvals, long long rowid, object txn) except *:
-        txn.delete(key, db=self.handle)
 
     cdef str _pk_label(self):
         if self.pk_positions:

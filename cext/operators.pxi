@@ -327,10 +327,6 @@ cdef class IndexScan(Operator):
             self.hi_key = encode_key(vals, self.desc[:len(vals)])
             if self.hi_incl:
                 self.hi_key = prefix_successor(self.hi_key)
-        elif lo_key is None:
-            # No bounds at all: skip NULL entries? No - a plain ordered scan
-            # must return every row, NULLs included.
-            pass
         if self.index_handle is None:
             self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
             self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)

@@ -83,7 +83,7 @@ import json
 import operator
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from terndb.engine.errors import DataError, ParameterError, ProgrammingError
 
@@ -267,7 +267,7 @@ def adapt_params(params: tuple) -> tuple:
 # Placeholders and binding
 # --------------------------------------------------------------------------
 
-from terndb.engine.params import ParamSpec, MAX_PARAMETER_NUMBER  # noqa: E402  (numbering lives in the engine)
+from terndb.engine.params import ParamSpec  # noqa: E402,F401  (numbering lives in the engine; re-exported)
 
 
 def bind(spec: ParamSpec, params: Any) -> tuple:

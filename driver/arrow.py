@@ -89,7 +89,7 @@ import datetime
 import decimal
 import gc
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from terndb._cext import _core as C
 from terndb.engine import errors as E

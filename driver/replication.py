@@ -299,7 +299,6 @@ def replicate(database: Any, *, peer: Any = None, nats: str | None = None, **opt
 
 def add_cli_parser(subparsers: Any) -> Any:
     """Add the ``replicate`` sub-parser (its handler is ``run_cli``)."""
-    import argparse
     parser = subparsers.add_parser(
         "replicate", help="replicate a database with peers on this host or through NATS JetStream",
         description="Replicate DB: pull change sets from --peer databases on this host and/or exchange them "

@@ -21,7 +21,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import Catalog, Schema, Table, affinity_of_type
-from .ddl import _column_def
+from .ddl import _column_def, table_defaults
 from .errors import NoSuchObjectError, NotSupportedError, ObjectExistsError, ProgrammingError
 from .sqlparse import parse_one, reject_schema_qualifier, to_sql
 
@@ -216,7 +216,7 @@ class AlterExecutor:
             if _mentions(view.select_sql, low):
                 raise ProgrammingError(f"cannot drop column \"{name}\": used in view {view.name}")
         ncols = len(table.columns)
-        defaults = tuple(_column_default(c) for c in table.columns)
+        defaults = table_defaults(table)
         txn = wtxn.txn
         handle = self.store.db(table.db_name, txn=wtxn)
         rewritten = []
@@ -250,9 +250,4 @@ def _mentions(sql: str, column: str) -> bool:
     except Exception:
         return True        # when in doubt, refuse to drop
     return any(isinstance(n, exp.Column) and n.name.lower() == column for n in tree.walk())
-
-
-def _column_default(col: Any) -> Any:
-    from .ddl import column_default_constant
-    return column_default_constant(col)
 

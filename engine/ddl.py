@@ -16,7 +16,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import (
-    AFF_INTEGER, Catalog, Check, Column, ForeignKey, Index, IndexPart, Schema, Table, Trigger, View,
+    Catalog, Check, Column, ForeignKey, Index, IndexPart, Schema, Table, Trigger, View,
     affinity_of_type,
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
@@ -36,6 +36,12 @@ def column_default_constant(col: Column) -> Any:
     except Exception:
         return None
     return _constant_value(node)
+
+
+def table_defaults(table: Table) -> tuple | None:
+    """Per-column constant defaults, for rows written before ADD COLUMN (None if all NULL)."""
+    vals = tuple(column_default_constant(c) for c in table.columns)
+    return vals if any(v is not None for v in vals) else None
 
 
 def _constant_value(node: exp.Expression) -> Any:
@@ -138,10 +144,6 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
         if table.rowid_alias is None:
             raise ProgrammingError("AUTOINCREMENT is only allowed on an INTEGER PRIMARY KEY")
         table.autoincrement = True
-    for i in table.pk:
-        # SQLite quirk kept for compatibility: PRIMARY KEY does not imply NOT NULL
-        # except for the rowid alias (which can never be NULL).
-        pass
     table._pending_uniques = uniques  # type: ignore[attr-defined]
     for ck in checks:
         _validate_check(ck.sql, table)
@@ -389,7 +391,7 @@ class DDLExecutor:
                         continue
                     raise NoSuchObjectError(f"no such index: {name}")
                 if ix.origin != "c":
-                    raise ProgrammingError(f"index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
+                    raise ProgrammingError("index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
                 self.store.drop_db(txn, ix.db_name)
                 self.catalog.delete(txn, "index", low)
             elif kind == "TRIGGER":

@@ -23,6 +23,7 @@ from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
 from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text
 from .triggers import TriggerSet
+from .ddl import table_defaults
 
 
 def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
@@ -61,9 +62,7 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
     writer = C.TableWriter(store, table.db_name, table.name, table.object_id, [c.name for c in table.columns],
                            [c.affinity for c in table.columns], notnull, checks, writers, rowid_alias, pk,
                            table.autoincrement)
-    from .ddl import column_default_constant
-    defaults = tuple(column_default_constant(c) for c in table.columns)
-    writer.defaults = defaults if any(v is not None for v in defaults) else None
+    writer.defaults = table_defaults(table)
     return writer
 
 
@@ -303,6 +302,19 @@ class ModifyPlan:
     triggers: Any = None                 # TriggerSet for UPDATE/DELETE, or None
 
 
+def _modify_target(store: Any, schema: Schema, node: exp.Expression, params: ParamSpec,
+                   parent: Scope | None) -> tuple[Table, str | None, Any, Scope]:
+    """UPDATE/DELETE: (table, alias, operator yielding the target rows, the row's scope)."""
+    if node.args.get("with_") is not None:
+        raise NotSupportedError(f"WITH before {node.key.upper()} is not supported yet")
+    tnode = node.this
+    table = _target_table(schema, tnode)
+    alias = tnode.alias or None
+    where = node.args.get("where")
+    op, scope = _target_rows_operator(store, schema, table, alias, where.this if where else None, params, parent)
+    return table, alias, op, scope
+
+
 def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str | None,
                           where: exp.Expression | None, params: ParamSpec,
                           parent: Scope | None = None) -> tuple[Any, Scope]:
@@ -321,23 +333,15 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
 
 def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
                 sql: str | None = None, parent: Scope | None = None) -> ModifyPlan:
-    if node.args.get("with_") is not None:
-        raise NotSupportedError("WITH before UPDATE is not supported yet")
     if node.args.get("from_") is not None:
         raise NotSupportedError("UPDATE ... FROM is not supported yet")
-    tnode = node.this
-    table = _target_table(schema, tnode)
-    where = node.args.get("where")
-    op, scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None,
-                                      params, parent)
+    table, alias, op, scope = _modify_target(store, schema, node, params, parent)
     comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
     assigns = [C.ColRef(i) for i in range(len(table.columns))]
     for eq in node.expressions:
-        target = eq.this
-        names = [target.name] if not isinstance(target, exp.Tuple) else [t.name for t in target.expressions]
-        if isinstance(target, exp.Tuple):
+        if isinstance(eq.this, exp.Tuple):
             raise NotSupportedError("row-value assignments in UPDATE are not supported yet")
-        name = names[0]
+        name = eq.this.name
         pos = table.find_column(name)
         if pos is None:
             if name.lower() in ("rowid", "oid", "_rowid_"):
@@ -348,7 +352,7 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
                 raise NoSuchObjectError(f"no such column: {name}")
         assigns[pos] = comp.compile(eq.expression)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
-    returning = plan_returning(table, node, params, tnode.alias or None, sql)
+    returning = plan_returning(table, node, params, alias, sql)
     assigned = {eq.this.name.lower() for eq in node.expressions if isinstance(eq, exp.EQ)}
     triggers = TriggerSet(store, schema, table, "UPDATE", assigned) or None
     return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table, returning, triggers)
@@ -356,14 +360,8 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
 
 def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec, sql: str | None = None,
                 parent: Scope | None = None) -> ModifyPlan:
-    if node.args.get("with_") is not None:
-        raise NotSupportedError("WITH before DELETE is not supported yet")
-    tnode = node.this
-    table = _target_table(schema, tnode)
-    where = node.args.get("where")
-    op, _scope = _target_rows_operator(store, schema, table, tnode.alias or None, where.this if where else None,
-                                       params, parent)
-    returning = plan_returning(table, node, params, tnode.alias or None, sql)
+    table, alias, op, _scope = _modify_target(store, schema, node, params, parent)
+    returning = plan_returning(table, node, params, alias, sql)
     triggers = TriggerSet(store, schema, table, "DELETE") or None
     return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table,
                       returning, triggers)

@@ -303,10 +303,9 @@ class ExprCompiler:
             full = f"{node.table}.{node.name}" if node.table else node.name
             raise NoSuchObjectError(f"no such column: {full}")
         depth, pos, _aff, _coll = hit
-        if self.agg is not None and depth == 0:
-            # A bare column beside aggregates reads the group's last input row.
-            return C.ColRef(pos)
         if depth == 0:
+            # (Beside aggregates, a bare column reads the group's last input row,
+            # which the aggregate operator places first in its output: same position.)
             return C.ColRef(pos)
         self.uses_outer = True
         return C.OuterRef(depth, pos)

@@ -52,7 +52,7 @@ from .errors import DataError, IntegrityError, ProgrammingError
 from .params import ParamSpec
 from .repl_feed import Message, decode_message, reencode
 from .repl_versions import (
-    BOTTOM, CONFLICT_TABLE, K_VERSIONS_SEQ, NO_NODE, OP_DDL, OP_DELETE, OP_INSERT, Record, TableSet,
+    BOTTOM, CONFLICT_TABLE, K_VERSIONS_SEQ, NO_NODE, OP_DDL, OP_DELETE, Record, TableSet,
     VersionStore, merge, record_key, replicable,
 )
 

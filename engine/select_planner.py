@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Index, Schema, Table
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
@@ -821,8 +821,6 @@ class SelectPlanner:
         defaults = self._defaults(table)
         bscope = BoundScope(scope, left_width, src, bias)
         bcomp = ExprCompiler(bscope, self.params, self.subquery_runner)
-        rowid_pos = src.rowid_pos
-        alias_pos = src.offset + table.rowid_alias if table.rowid_alias is not None else None
         eqs: dict[int, Any] = {}
         ranges: dict[int, list] = {}
         for c in conj:
@@ -951,9 +949,8 @@ class SelectPlanner:
 
     def _defaults(self, table: Table) -> tuple | None:
         """Values for columns added by ALTER TABLE after a row was written."""
-        from .ddl import column_default_constant
-        vals = tuple(column_default_constant(c) for c in table.columns)
-        return vals if any(v is not None for v in vals) else None
+        from .ddl import table_defaults
+        return table_defaults(table)
 
     # -- select list helpers -------------------------------------------------------------
 

@@ -33,10 +33,7 @@ from .database import Database
 from .alter import AlterExecutor
 from .ddl import DDLExecutor
 from .dml_planner import InsertPlan, ModifyPlan, build_writer, plan_delete, plan_insert, plan_update, run_insert, run_modify
-from .errors import (
-    DatabaseError, Error, InterfaceError, InternalError, NotSupportedError, OperationalError, ProgrammingError,
-    UniqueViolation,
-)
+from .errors import Error, NotSupportedError, OperationalError, ProgrammingError
 from .params import ParamSpec, bind_plain, rewrite_placeholders
 from .select_planner import PlannedQuery, SelectPlanner
 from .storage import is_map_full
@@ -495,7 +492,6 @@ class Session:
         return result
 
     def _dispatch_write(self, plan: Plan, param_sets: Any, many: bool) -> Result:
-        txn = self.write.txn
         if plan.kind == "ddl":
             params = next(iter(param_sets))
             if params:
@@ -533,7 +529,6 @@ class Session:
             else:
                 n = run_modify(plan.modify, ctx, out)
             total += n
-        del txn
         self.changes_count = total
         self.total_changes += total
         last = lastrowid if lastrowid is not None else self.last_insert_rowid
