@@ -34,10 +34,17 @@ def _quote_literal(text: str) -> str:
 
 
 class _TextTemporal:
-    """Shared literal rendering: a temporal value inlined into SQL is its quoted ISO text."""
+    """Shared binding and literal rendering: a temporal value is stored as its ISO text."""
 
     def _to_text(self, value: Any) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        to_text = self._to_text
+
+        def process(value: Any) -> Any:
+            return None if value is None else to_text(value)
+        return process
 
     def literal_processor(self, dialect: Dialect) -> Callable[[Any], str]:
         def process(value: Any) -> str:
@@ -57,13 +64,6 @@ class DATETIME(_TextTemporal, sqltypes.DateTime):
             # A date given to a DATETIME column means its midnight (as SQLite's dialect does).
             return value.isoformat() + " 00:00:00.000000"
         raise TypeError("DateTime type only accepts Python datetime and date objects as input.")
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
-        to_text = self._to_text
-
-        def process(value: Any) -> Any:
-            return None if value is None else to_text(value)
-        return process
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
         def process(value: Any) -> Any:
@@ -85,13 +85,6 @@ class DATE(_TextTemporal, sqltypes.Date):
             return value.isoformat()
         raise TypeError("Date type only accepts Python date objects as input.")
 
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
-        to_text = self._to_text
-
-        def process(value: Any) -> Any:
-            return None if value is None else to_text(value)
-        return process
-
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
         def process(value: Any) -> Any:
             if value is None or isinstance(value, datetime.date):
@@ -112,13 +105,6 @@ class TIME(_TextTemporal, sqltypes.Time):
         if isinstance(value, datetime.time):
             return value.isoformat(timespec="microseconds")
         raise TypeError("Time type only accepts Python time objects as input.")
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
-        to_text = self._to_text
-
-        def process(value: Any) -> Any:
-            return None if value is None else to_text(value)
-        return process
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
         def process(value: Any) -> Any:
