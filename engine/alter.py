@@ -20,10 +20,10 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import Catalog, Schema, Table, affinity_of_type
+from .catalog import MAIN, Catalog, Schema, Table, affinity_of_type, canonical_schema
 from .ddl import _column_def, table_defaults
 from .errors import NoSuchObjectError, NotSupportedError, ObjectExistsError, ProgrammingError
-from .sqlparse import parse_one, reject_schema_qualifier, to_sql
+from .sqlparse import parse_one, qualifier_of, to_sql
 
 
 def _rename_identifiers(sql: str, rename: Callable[[exp.Expression], None], statement: bool) -> str:
@@ -45,15 +45,11 @@ class AlterExecutor:
     def run(self, session: Any, wtxn: Any, schema: Schema, node: exp.Alter) -> None:
         if (node.args.get("kind") or "").upper() != "TABLE":
             raise NotSupportedError(f"ALTER {node.args.get('kind')} is not supported")
-        reject_schema_qualifier(node.this)
-        name = node.this.name
-        found = schema.tables.get(name.lower())
-        if found is None:
-            raise NoSuchObjectError(f"no such table: {name}")
+        found = schema.table(node.this.name, qualifier_of(node.this))
         # Cached Schema objects are shared with other connections and must stay
         # as committed: every change below is made on copies.
         schema = copy.deepcopy(schema)
-        table = schema.tables[name.lower()]
+        table = schema.tables[found.key]
         actions = node.args.get("actions") or []
         if len(actions) != 1:
             raise NotSupportedError("ALTER TABLE takes exactly one action")
@@ -72,24 +68,33 @@ class AlterExecutor:
         self.catalog.bump_version(wtxn)
         if session.changes is not None:
             payload = {"op": "alter_table", "name": table.name, "sql": node.sql(dialect="sqlite")}
+            if table.schema_name != MAIN:
+                payload["schema"] = table.schema_name
             session.changes.ddl(json.dumps(payload, separators=(",", ":")).encode())
 
     # -- RENAME TO ----------------------------------------------------------------------
 
     def _rename_table(self, wtxn: Any, schema: Schema, table: Table, new: str) -> None:
-        taken = schema.name_taken(new)
-        if taken is not None and new.lower() != table.key:
+        taken = schema.name_taken(new, table.schema_name)
+        if taken is not None and new.lower() != table.name.lower():
             raise ObjectExistsError(f"there is already another table or index with this name: {new}")
         if new.lower().startswith("sqlite_"):
             raise ProgrammingError(f"object name reserved for internal use: {new}")
         old_key = table.key
+        old_low = table.name.lower()
         indexes = list(schema.indexes_of(table))
 
-        def rename(n: exp.Expression) -> None:
-            if isinstance(n, exp.Table) and n.name.lower() == old_key:
-                n.set("this", exp.to_identifier(new))
-            elif isinstance(n, exp.Column) and n.table and n.table.lower() == old_key:
-                n.set("table", exp.to_identifier(new))
+        def renamer(default_space: str) -> Callable[[exp.Expression], None]:
+            # Unqualified names in the table's own and its indexes' text are in
+            # its schema; in a view's SELECT they are main's (as the planner reads them).
+            def rename(n: exp.Expression) -> None:
+                if isinstance(n, exp.Table) and n.name.lower() == old_low and \
+                        canonical_schema(qualifier_of(n) or default_space) == table.schema_name:
+                    n.set("this", exp.to_identifier(new))
+                elif isinstance(n, exp.Column) and n.table and n.table.lower() == old_low:
+                    n.set("table", exp.to_identifier(new))
+            return rename
+        rename = renamer(table.schema_name)
         self.catalog.delete(wtxn, "table", old_key)
         table.sql = _rename_identifiers(table.sql, rename, statement=True)
         table.name = new
@@ -102,7 +107,7 @@ class AlterExecutor:
                 # SQLite keeps autoindex names; so do we (they stay unique by object id).
                 pass
             self.catalog.put(wtxn, "index", ix)
-        self._rewrite_views(wtxn, schema, rename)
+        self._rewrite_views(wtxn, schema, renamer(MAIN))
 
     # -- RENAME COLUMN ----------------------------------------------------------------
 
@@ -113,7 +118,7 @@ class AlterExecutor:
         if table.find_column(new) is not None and new.lower() != old.lower():
             raise ProgrammingError(f"duplicate column name: {new}")
         old_low = old.lower()
-        tkey = table.key
+        tkey = table.name.lower()
 
         def rename(n: exp.Expression) -> None:
             if isinstance(n, exp.Column) and n.name.lower() == old_low and (
@@ -146,7 +151,7 @@ class AlterExecutor:
         for other in schema.tables.values():
             touched = False
             for fk in other.foreign_keys:
-                if fk.ref_table.lower() == tkey:
+                if fk.ref_table.lower() == tkey and (fk.ref_schema or MAIN) == table.schema_name:
                     fk.ref_columns = [new if c.lower() == old_low else c for c in fk.ref_columns]
                     touched = True
             if touched and other is not table:
@@ -164,7 +169,7 @@ class AlterExecutor:
     # -- ADD COLUMN -------------------------------------------------------------------
 
     def _add_column(self, wtxn: Any, schema: Schema, table: Table, coldef: exp.ColumnDef) -> None:
-        col, is_pk, autoinc, checks, unique, fk, _desc = _column_def(coldef)
+        col, is_pk, autoinc, checks, unique, fk, _desc = _column_def(coldef, table.schema_name)
         if table.find_column(col.name) is not None:
             raise ProgrammingError(f"duplicate column name: {col.name}")
         if is_pk or autoinc:

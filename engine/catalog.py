@@ -1,7 +1,7 @@
-"""The schema catalog: tables, columns, indexes and views, stored in LMDB.
+"""The schema catalog: schemas, tables, columns, indexes, views and triggers, stored in LMDB.
 
 Every schema object is one JSON record in the ``_catalog`` sub-database, keyed
-by ``b"<kind>:<lowercased name>"``.  A ``schema_version`` counter in the meta
+by ``b"<kind>:<object key>"`` (see ``object_key``).  A ``schema_version`` counter in the meta
 sub-database is bumped by every DDL statement in the same LMDB transaction as
 the change; connections compare it to their in-memory copy at the start of
 each statement and reload when it moved (another connection or process ran
@@ -9,6 +9,16 @@ DDL).  Cached plans carry the version they were planned against.
 
 Names are case-insensitive as in SQLite: lookups use the lowercased name,
 while the original spelling is kept for display and reflection.
+
+Schemas (``CREATE SCHEMA s``) are namespaces, like SQLite's attached
+databases: each table, view, index and trigger records the schema it lives in
+(``schema_name``, ``"main"`` when absent, so catalogs written before schemas
+existed load unchanged).  ``main`` and ``temp`` share one namespace (temporary
+objects carry a flag), which keeps their keys the bare lowercased name; objects
+of another schema are keyed ``"<schema>\x1f<name>"``.  The unit separator
+cannot appear in an identifier SQLite accepts, so no main-schema name (even a
+quoted ``"s.t"``) collides with a qualified one.  ``Schema.lookup`` is the one
+place qualified and unqualified names are resolved.
 """
 from __future__ import annotations
 
@@ -23,6 +33,23 @@ from .errors import NoSuchObjectError
 CATALOG_DB = b"_catalog"
 META_SCHEMA_VERSION = b"schema_version"
 META_NEXT_OBJECT_ID = b"next_object_id"
+
+MAIN = "main"
+TEMP = "temp"
+_KEY_SEP = "\x1f"
+
+
+def object_key(schema_name: str | None, name: str) -> str:
+    """The catalog key of object ``name`` in a schema: its lowercased name, qualified unless main/temp."""
+    low = name.lower()
+    space = (schema_name or MAIN).lower()
+    return low if space in (MAIN, TEMP) else f"{space}{_KEY_SEP}{low}"
+
+
+def canonical_schema(schema_name: str | None) -> str:
+    """The stored schema of an object: ``main`` for main and temp (they share a namespace)."""
+    space = (schema_name or MAIN).lower()
+    return MAIN if space == TEMP else space
 
 # SQLite type affinities and the declared-type rules live in the compiled
 # core (values.pxi), the single source of truth for value semantics.
@@ -60,6 +87,7 @@ class ForeignKey:
     ref_columns: list[str]
     on_delete: str | None = None
     on_update: str | None = None
+    ref_schema: str | None = None   # schema of the referenced table (None: main)
 
 
 @dataclass
@@ -81,10 +109,15 @@ class Index:
     origin: str = "c"              # 'c' CREATE INDEX, 'u' UNIQUE constraint, 'pk' PRIMARY KEY
     sql: str | None = None         # CREATE INDEX text (None for automatic indexes)
     where_sql: str | None = None   # partial index predicate
+    schema_name: str = MAIN        # always its table's schema
 
     @property
     def key(self) -> str:
-        return self.name.lower()
+        return object_key(self.schema_name, self.name)
+
+    @property
+    def table_key(self) -> str:
+        return object_key(self.schema_name, self.table)
 
     @property
     def db_name(self) -> bytes:
@@ -107,10 +140,16 @@ class Table:
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     sql: str = ""
     temporary: bool = False
+    schema_name: str = MAIN
 
     @property
     def key(self) -> str:
-        return self.name.lower()
+        return object_key(self.schema_name, self.name)
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.name`` outside main, else the name (for messages)."""
+        return self.name if self.schema_name == MAIN else f"{self.schema_name}.{self.name}"
 
     @property
     def db_name(self) -> bytes:
@@ -138,10 +177,11 @@ class View:
     select_sql: str                # the SELECT it stands for
     columns: list[str] | None = None
     temporary: bool = False
+    schema_name: str = MAIN
 
     @property
     def key(self) -> str:
-        return self.name.lower()
+        return object_key(self.schema_name, self.name)
 
 
 @dataclass
@@ -149,13 +189,28 @@ class Trigger:
     name: str
     table: str
     sql: str
+    schema_name: str = MAIN        # always its table's schema
+
+    @property
+    def key(self) -> str:
+        return object_key(self.schema_name, self.name)
+
+    @property
+    def table_key(self) -> str:
+        return object_key(self.schema_name, self.table)
+
+
+@dataclass
+class Namespace:
+    """A schema created with CREATE SCHEMA (main and temp always exist and have no record)."""
+    name: str
 
     @property
     def key(self) -> str:
         return self.name.lower()
 
 
-_KINDS = {"table": Table, "index": Index, "view": View, "trigger": Trigger}
+_KINDS = {"table": Table, "index": Index, "view": View, "trigger": Trigger, "schema": Namespace}
 
 
 def _encode(kind: str, obj: Any) -> bytes:
@@ -183,6 +238,7 @@ class Schema:
         self.indexes: dict[str, Index] = {}
         self.views: dict[str, View] = {}
         self.triggers: dict[str, Trigger] = {}
+        self.schemas: dict[str, Namespace] = {}
         self.table_indexes: dict[str, list[Index]] = {}
         self.by_object_id: dict[int, Table] = {}
 
@@ -193,27 +249,63 @@ class Schema:
             self.table_indexes.setdefault(obj.key, [])
         elif kind == "index":
             self.indexes[obj.key] = obj
-            self.table_indexes.setdefault(obj.table.lower(), []).append(obj)
+            self.table_indexes.setdefault(obj.table_key, []).append(obj)
         elif kind == "view":
             self.views[obj.key] = obj
         elif kind == "trigger":
             self.triggers[obj.key] = obj
+        elif kind == "schema":
+            self.schemas[obj.key] = obj
 
-    def table(self, name: str) -> Table:
-        t = self.tables.get(name.lower())
+    # -- name resolution: every planner goes through these ----------------------------
+
+    def schema_names(self) -> list[str]:
+        """``main`` then the created schemas, by name."""
+        return [MAIN] + sorted(ns.name for ns in self.schemas.values())
+
+    def has_schema(self, name: str) -> bool:
+        return name.lower() in (MAIN, TEMP) or name.lower() in self.schemas
+
+    def resolve_schema(self, qualifier: str | None) -> str:
+        """The stored schema name a qualifier (None: unqualified) refers to; unknown ones raise."""
+        if qualifier is None:
+            return MAIN
+        if not self.has_schema(qualifier):
+            raise NoSuchObjectError(f"unknown database {qualifier}")
+        return canonical_schema(qualifier)
+
+    def lookup(self, space: str, name: str, qualifier: str | None = None) -> Any:
+        """The ``space`` object ("tables", "views", "indexes", "triggers") named ``[qualifier.]name``.
+
+        Unqualified names search temp then main, as in SQLite (they share one
+        namespace here); None when there is no such object.
+        """
+        objects: dict[str, Any] = getattr(self, space)
+        return objects.get(object_key(self.resolve_schema(qualifier), name))
+
+    def table(self, name: str, qualifier: str | None = None) -> Table:
+        t = self.lookup("tables", name, qualifier)
         if t is None:
-            raise NoSuchObjectError(f"no such table: {name}")
+            raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
         return t
 
     def indexes_of(self, table: Table) -> list[Index]:
         return self.table_indexes.get(table.key, [])
 
-    def name_taken(self, name: str) -> str | None:
-        """The kind of object already using ``name`` (tables, views and indexes share a namespace)."""
-        low = name.lower()
+    def triggers_of(self, table: Table) -> list[Trigger]:
+        return [t for t in self.triggers.values() if t.table_key == table.key]
+
+    def objects_in(self, schema_name: str) -> list[tuple[str, Any]]:
+        """Every (kind, object) stored in one schema."""
+        low = schema_name.lower()
+        return [(kind, obj) for kind, obj in self.objects() if obj.schema_name.lower() == low]
+
+    def name_taken(self, name: str, schema_name: str = MAIN) -> str | None:
+        """The kind of object already using ``name`` in a schema (tables, views, indexes and triggers share it)."""
+        key = object_key(schema_name, name)
         for kind, space in (("table", self.tables), ("view", self.views),
                             ("index", self.indexes), ("trigger", self.triggers)):
-            if low in space:
+            if key in space:
                 return kind
         return None
 

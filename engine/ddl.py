@@ -1,10 +1,14 @@
-"""Schema statements: CREATE/DROP TABLE, INDEX and VIEW, run inside a write transaction.
+"""Schema statements: CREATE/DROP SCHEMA, TABLE, INDEX, VIEW and TRIGGER, run inside a write transaction.
 
 Each function validates against the current Schema, writes catalog records,
 creates or drops LMDB sub-databases, bumps the schema version and records a
 DDL entry in the change collector (so replication sees schema changes in
 commit order).  CREATE INDEX on a non-empty table builds the index in the
 same transaction.
+
+Names may be schema-qualified (``s.t``); ``Schema.lookup`` resolves them and
+every new object records the schema it was created in.  An index or trigger
+lives in its table's schema, as in SQLite.
 """
 from __future__ import annotations
 
@@ -16,12 +20,12 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import (
-    Catalog, Check, Column, ForeignKey, Index, IndexPart, Schema, Table, Trigger, View,
-    affinity_of_type,
+    MAIN, TEMP, Catalog, Check, Column, ForeignKey, Index, IndexPart, Namespace, Schema, Table, Trigger, View,
+    affinity_of_type, canonical_schema,
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
 from .exprcompile import literal_value
-from .sqlparse import reject_schema_qualifier, to_sql, type_name
+from .sqlparse import qualifier_of, to_sql, type_name
 
 RESERVED_PREFIX = "sqlite_"
 
@@ -56,8 +60,8 @@ def _constant_value(node: exp.Expression) -> Any:
     return None
 
 
-def _check_name_free(schema: Schema, name: str) -> None:
-    kind = schema.name_taken(name)
+def _check_name_free(schema: Schema, name: str, space: str = MAIN) -> None:
+    kind = schema.name_taken(name, space)
     if kind is not None:
         raise ObjectExistsError(f"{kind} {name} already exists")
     if name.lower().startswith(RESERVED_PREFIX):
@@ -73,7 +77,8 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     schema_node = node.this
     if not isinstance(schema_node, exp.Schema):
         raise NotSupportedError("CREATE TABLE ... AS SELECT is not supported yet")
-    reject_schema_qualifier(schema_node.this)
+    qualifier = qualifier_of(schema_node.this)
+    space = schema.resolve_schema(qualifier)
     tname = schema_node.this.name
     columns: list[Column] = []
     pk_cols: list[str] = []
@@ -85,7 +90,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     pk_declared = 0
     for item in schema_node.expressions:
         if isinstance(item, exp.ColumnDef):
-            col, cpk, cauto, cchecks, cunique, cfk, cdesc = _column_def(item)
+            col, cpk, cauto, cchecks, cunique, cfk, cdesc = _column_def(item, space)
             if any(c.key == col.key for c in columns):
                 raise ProgrammingError(f"duplicate column name: {col.name}")
             columns.append(col)
@@ -124,7 +129,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
                 elif isinstance(part, exp.CheckColumnConstraint):
                     checks.append(Check(name, to_sql(part.this)))
                 elif isinstance(part, exp.ForeignKey):
-                    fks.append(_foreign_key(part, name))
+                    fks.append(_foreign_key(part, name, space))
                 else:
                     raise NotSupportedError(f"unsupported table constraint: {part.sql(dialect='sqlite')[:60]}")
     if pk_declared > 1:
@@ -132,7 +137,8 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     if not columns:
         raise ProgrammingError("a table needs at least one column")
     table = Table(tname, object_id, columns, sql=sql, checks=checks, foreign_keys=fks,
-                  temporary=bool(node.args.get("temporary")) or _is_temp(node))
+                  temporary=bool(node.args.get("temporary")) or _is_temp(node, qualifier),
+                  schema_name=space)
     for name in pk_cols:
         table.pk.append(table.column_index(name))
     if len(table.pk) == 1:
@@ -150,7 +156,10 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     return table
 
 
-def _is_temp(node: exp.Create) -> bool:
+def _is_temp(node: exp.Create, qualifier: str | None = None) -> bool:
+    """CREATE TEMP ... or an object named ``temp.x``."""
+    if qualifier is not None and qualifier.lower() == TEMP:
+        return True
     props = node.args.get("properties")
     if props is None:
         return False
@@ -188,21 +197,31 @@ def _reference_actions(ref: exp.Expression | None) -> tuple[str | None, str | No
     return on_delete, on_update
 
 
-def _reference_target(ref: exp.Expression | None) -> tuple[str, list[str]]:
-    ref_schema = ref.this if ref is not None else None
-    if isinstance(ref_schema, exp.Schema):
-        return ref_schema.this.name, [e.name for e in ref_schema.expressions]
-    return (ref_schema.name if ref_schema is not None else ""), []
+def _reference_target(ref: exp.Expression | None, space: str) -> tuple[str, list[str], str | None]:
+    """(table, columns, schema) a REFERENCES clause names; the schema is None for main.
+
+    An unqualified target lives in the referencing table's own schema (SQLite's rule).
+    """
+    target = ref.this if ref is not None else None
+    columns: list[str] = []
+    if isinstance(target, exp.Schema):
+        columns = [e.name for e in target.expressions]
+        target = target.this
+    if target is None:
+        return "", columns, None
+    ref_space = canonical_schema(qualifier_of(target) or space)
+    return target.name, columns, (None if ref_space == MAIN else ref_space)
 
 
-def _foreign_key(node: exp.ForeignKey, name: str | None) -> ForeignKey:
+def _foreign_key(node: exp.ForeignKey, name: str | None, space: str) -> ForeignKey:
     ref = node.args.get("reference")
-    ref_table, ref_cols = _reference_target(ref)
+    ref_table, ref_cols, ref_schema = _reference_target(ref, space)
     on_delete, on_update = _reference_actions(ref)
-    return ForeignKey(name, [e.name for e in node.expressions], ref_table, ref_cols, on_delete, on_update)
+    return ForeignKey(name, [e.name for e in node.expressions], ref_table, ref_cols, on_delete, on_update,
+                      ref_schema)
 
 
-def _column_def(item: exp.ColumnDef):
+def _column_def(item: exp.ColumnDef, space: str = MAIN):
     name = item.name
     decl = _type_text(item.args.get("kind"))
     col = Column(name, decl, affinity_of_type(decl))
@@ -235,9 +254,9 @@ def _column_def(item: exp.ColumnDef):
         elif isinstance(kind, exp.CollateColumnConstraint):
             col.collation = _collation_name(kind.this)
         elif isinstance(kind, exp.Reference):
-            ref_table, ref_cols = _reference_target(kind)
+            ref_table, ref_cols, ref_schema = _reference_target(kind, space)
             on_delete, on_update = _reference_actions(kind)
-            fk = ForeignKey(cname, [name], ref_table, ref_cols, on_delete, on_update)
+            fk = ForeignKey(cname, [name], ref_table, ref_cols, on_delete, on_update, ref_schema)
         elif isinstance(kind, exp.NotForReplicationColumnConstraint):
             pass
         elif kind is None:
@@ -267,12 +286,11 @@ class DDLExecutor:
 
     def create_table(self, session: Any, txn: Any, schema: Schema, node: exp.Create, sql: str) -> None:
         schema_node = node.this
-        name = schema_node.this.name if isinstance(schema_node, exp.Schema) else schema_node.name
-        if schema.name_taken(name):
-            if node.args.get("exists"):
-                return
-            _check_name_free(schema, name)
-        _check_name_free(schema, name)
+        tnode = schema_node.this if isinstance(schema_node, exp.Schema) else schema_node
+        space = schema.resolve_schema(qualifier_of(tnode))
+        if schema.name_taken(tnode.name, space) and node.args.get("exists"):
+            return
+        _check_name_free(schema, tnode.name, space)
         table = build_table(node, sql, self.catalog.next_object_id(txn), schema)
         uniques = table._pending_uniques  # type: ignore[attr-defined]
         del table._pending_uniques  # type: ignore[attr-defined]
@@ -291,11 +309,12 @@ class DDLExecutor:
             auto_n += 1
             self._auto_index(txn, table, cname or f"sqlite_autoindex_{table.name}_{auto_n}", cols, "u")
         self.catalog.bump_version(txn)
-        self._record(session, {"op": "create_table", "name": table.name, "sql": sql})
+        self._record(session, {"op": "create_table", "name": table.name, "sql": sql, **_schema_field(space)})
 
     def _auto_index(self, txn: Any, table: Table, name: str, cols: list[str], origin: str) -> None:
         parts = [IndexPart(table.column_index(c)) for c in cols]
-        ix = Index(name, table.name, self.catalog.next_object_id(txn), parts, unique=True, origin=origin)
+        ix = Index(name, table.name, self.catalog.next_object_id(txn), parts, unique=True, origin=origin,
+                   schema_name=table.schema_name)
         self.store.db(ix.db_name, txn=txn, create=True)
         self.catalog.put(txn, "index", ix)
 
@@ -303,12 +322,13 @@ class DDLExecutor:
                      build: Any) -> None:
         inode = node.this
         name = inode.name
-        if schema.name_taken(name):
-            if node.args.get("exists"):
-                return
-        _check_name_free(schema, name)
         table_node = inode.args.get("table")
-        table = schema.table(table_node.name)
+        # SQLite's form: CREATE INDEX s.ix ON t(...), with t in schema s.
+        qualifier = qualifier_of(inode) or qualifier_of(table_node)
+        table = schema.table(table_node.name, qualifier)
+        if schema.name_taken(name, table.schema_name) and node.args.get("exists"):
+            return
+        _check_name_free(schema, name, table.schema_name)
         params = inode.args.get("params")
         parts = []
         for col in params.args.get("columns") or []:
@@ -325,90 +345,152 @@ class DDLExecutor:
         where = params.args.get("where")
         ix = Index(name, table.name, self.catalog.next_object_id(txn), parts,
                    unique=bool(node.args.get("unique")), origin="c", sql=sql,
-                   where_sql=to_sql(where.this) if where is not None else None)
+                   where_sql=to_sql(where.this) if where is not None else None,
+                   schema_name=table.schema_name)
         if ix.where_sql is not None:
             raise NotSupportedError("partial indexes are not supported yet")
         self.store.db(ix.db_name, txn=txn, create=True)
         self.catalog.put(txn, "index", ix)
         self.catalog.bump_version(txn)
         build(table, ix)
-        self._record(session, {"op": "create_index", "name": ix.name, "sql": sql})
+        self._record(session, {"op": "create_index", "name": ix.name, "sql": sql,
+                               **_schema_field(ix.schema_name)})
 
     def create_view(self, session: Any, txn: Any, schema: Schema, node: exp.Create, sql: str) -> None:
         target = node.this
-        name = target.name if not isinstance(target, exp.Schema) else target.this.name
+        tnode = target.this if isinstance(target, exp.Schema) else target
+        name = tnode.name
+        qualifier = qualifier_of(tnode)
+        space = schema.resolve_schema(qualifier)
         columns = [e.name for e in target.expressions] if isinstance(target, exp.Schema) else None
-        if schema.name_taken(name):
-            if node.args.get("exists"):
-                return
-        _check_name_free(schema, name)
+        if schema.name_taken(name, space) and node.args.get("exists"):
+            return
+        _check_name_free(schema, name, space)
         select = node.expression
-        view = View(name, sql, to_sql(select), columns, temporary=_is_temp(node))
+        view = View(name, sql, to_sql(select), columns, temporary=_is_temp(node, qualifier), schema_name=space)
         self.catalog.put(txn, "view", view)
         self.catalog.bump_version(txn)
-        self._record(session, {"op": "create_view", "name": name, "sql": sql})
+        self._record(session, {"op": "create_view", "name": name, "sql": sql, **_schema_field(space)})
 
     def create_trigger(self, session: Any, txn: Any, schema: Schema, defn: Any) -> None:
         from .triggers import check_trigger_target
-        if defn.name.lower() in schema.triggers:
+        space = schema.resolve_schema(defn.qualifier)
+        if schema.lookup("triggers", defn.name, defn.qualifier) is not None:
             if defn.if_not_exists:
                 return
             raise ObjectExistsError(f"trigger {defn.name} already exists")
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
-        check_trigger_target(schema, defn)
-        table = schema.tables[defn.table.lower()]
-        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, defn.sql))
+        table = check_trigger_target(schema, defn)
+        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, defn.sql, schema_name=space))
         self.catalog.bump_version(txn)
-        self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql})
+        self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql,
+                               **_schema_field(space)})
+
+    def create_schema(self, session: Any, txn: Any, schema: Schema, node: exp.Create) -> None:
+        name = node.this.args["db"].name
+        if schema.has_schema(name):
+            if node.args.get("exists"):
+                return
+            raise ObjectExistsError(f"schema {name} already exists")
+        if name.lower().startswith(RESERVED_PREFIX):
+            raise ProgrammingError(f"object name reserved for internal use: {name}")
+        self.catalog.put(txn, "schema", Namespace(name))
+        self.catalog.bump_version(txn)
+        self._record(session, {"op": "create_schema", "name": name})
 
     def drop(self, session: Any, txn: Any, schema: Schema, node: exp.Drop) -> None:
         kind = (node.args.get("kind") or "").upper()
         targets = node.args.get("tables") or ([node.this] if node.this is not None else [])
         for tnode in targets:
-            reject_schema_qualifier(tnode)
+            if kind == "SCHEMA":
+                name = tnode.args["db"].name
+                if not self._drop_schema(txn, schema, name, bool(node.args.get("exists")),
+                                         bool(node.args.get("cascade"))):
+                    continue
+                self.catalog.bump_version(txn)
+                self._record(session, {"op": "drop", "kind": "schema", "name": name})
+                continue
             name = tnode.name
-            low = name.lower()
+            qualifier = qualifier_of(tnode)
             if kind == "TABLE":
-                table = schema.tables.get(low)
+                table = schema.lookup("tables", name, qualifier)
                 if table is None:
                     if node.args.get("exists"):
                         continue
-                    if low in schema.views:
+                    if schema.lookup("views", name, qualifier) is not None:
                         raise ProgrammingError(f"use DROP VIEW to delete view {name}")
-                    raise NoSuchObjectError(f"no such table: {name}")
-                for ix in schema.indexes_of(table):
-                    self.store.drop_db(txn, ix.db_name)
-                    self.catalog.delete(txn, "index", ix.key)
-                for trig in [t for t in schema.triggers.values() if t.table.lower() == low]:
-                    self.catalog.delete(txn, "trigger", trig.key)
-                self.store.drop_db(txn, table.db_name)
-                self.catalog.delete(txn, "table", low)
+                    raise NoSuchObjectError(f"no such table: {_qualified(qualifier, name)}")
+                self._drop_table(txn, schema, table)
             elif kind == "INDEX":
-                ix = schema.indexes.get(low)
+                ix = schema.lookup("indexes", name, qualifier)
                 if ix is None:
                     if node.args.get("exists"):
                         continue
-                    raise NoSuchObjectError(f"no such index: {name}")
+                    raise NoSuchObjectError(f"no such index: {_qualified(qualifier, name)}")
                 if ix.origin != "c":
                     raise ProgrammingError("index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
                 self.store.drop_db(txn, ix.db_name)
-                self.catalog.delete(txn, "index", low)
+                self.catalog.delete(txn, "index", ix.key)
             elif kind == "TRIGGER":
-                if low not in schema.triggers:
+                trig = schema.lookup("triggers", name, qualifier)
+                if trig is None:
                     if node.args.get("exists"):
                         continue
-                    raise NoSuchObjectError(f"no such trigger: {name}")
-                self.catalog.delete(txn, "trigger", low)
+                    raise NoSuchObjectError(f"no such trigger: {_qualified(qualifier, name)}")
+                self.catalog.delete(txn, "trigger", trig.key)
             elif kind == "VIEW":
-                if low not in schema.views:
+                view = schema.lookup("views", name, qualifier)
+                if view is None:
                     if node.args.get("exists"):
                         continue
-                    if low in schema.tables:
+                    if schema.lookup("tables", name, qualifier) is not None:
                         raise ProgrammingError(f"use DROP TABLE to delete table {name}")
-                    raise NoSuchObjectError(f"no such view: {name}")
-                self.catalog.delete(txn, "view", low)
+                    raise NoSuchObjectError(f"no such view: {_qualified(qualifier, name)}")
+                self.catalog.delete(txn, "view", view.key)
             else:
                 raise NotSupportedError(f"DROP {kind} is not supported")
             self.catalog.bump_version(txn)
-            self._record(session, {"op": "drop", "kind": kind.lower(), "name": name})
+            self._record(session, {"op": "drop", "kind": kind.lower(), "name": name,
+                                   **_schema_field(schema.resolve_schema(qualifier))})
+
+    def _drop_table(self, txn: Any, schema: Schema, table: Table) -> None:
+        """Drops a table's rows, indexes and triggers and its catalog record."""
+        for ix in schema.indexes_of(table):
+            self.store.drop_db(txn, ix.db_name)
+            self.catalog.delete(txn, "index", ix.key)
+        for trig in schema.triggers_of(table):
+            self.catalog.delete(txn, "trigger", trig.key)
+        self.store.drop_db(txn, table.db_name)
+        self.catalog.delete(txn, "table", table.key)
+
+    def _drop_schema(self, txn: Any, schema: Schema, name: str, if_exists: bool, cascade: bool) -> bool:
+        """DROP SCHEMA: False when IF EXISTS found nothing; RESTRICT (the default) refuses a non-empty one."""
+        low = name.lower()
+        if low in (MAIN, TEMP):
+            raise ProgrammingError(f"cannot drop schema {name}")
+        if low not in schema.schemas:
+            if if_exists:
+                return False
+            raise NoSuchObjectError(f"unknown database {name}")
+        contents = schema.objects_in(low)
+        if contents and not cascade:
+            kinds = ", ".join(sorted({f"{kind} {obj.name}" for kind, obj in contents})[:5])
+            raise ProgrammingError(f"cannot drop schema {name} because other objects depend on it ({kinds}); "
+                                 "use DROP SCHEMA ... CASCADE")
+        for kind, obj in contents:
+            if kind == "table":
+                self._drop_table(txn, schema, obj)
+            elif kind == "view":
+                self.catalog.delete(txn, "view", obj.key)
+        self.catalog.delete(txn, "schema", low)
+        return True
+
+
+def _qualified(qualifier: str | None, name: str) -> str:
+    return f"{qualifier}.{name}" if qualifier else name
+
+
+def _schema_field(space: str) -> dict[str, str]:
+    """The change-log field naming a DDL statement's schema (absent for main, as before schemas)."""
+    return {} if space == MAIN else {"schema": space}

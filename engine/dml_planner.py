@@ -21,7 +21,7 @@ from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ExprCompiler, Scope, Source
 from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
-from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text
+from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text
 from .triggers import TriggerSet
 from .ddl import table_defaults
 
@@ -68,13 +68,13 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
 
 def _target_table(schema: Schema, node: exp.Expression) -> Table:
     tnode = node.this if isinstance(node, exp.Schema) else node
-    reject_schema_qualifier(tnode)
     name = tnode.name
-    if name.lower() in schema.views:
+    qualifier = qualifier_of(tnode)
+    if schema.lookup("views", name, qualifier) is not None:
         raise ProgrammingError(f"cannot modify {name} because it is a view")
     if name.lower().startswith("sqlite_"):
         raise ProgrammingError(f"table {name} may not be modified")
-    return schema.table(name)
+    return schema.table(name, qualifier)
 
 
 def _default_expr(comp: ExprCompiler, col: Any) -> Any:

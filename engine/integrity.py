@@ -81,11 +81,15 @@ def check_database(db: Database, max_problems: int = 100) -> CheckReport:
 
 def _check_catalog(schema: Schema, report: CheckReport) -> None:
     for ix in schema.indexes.values():
-        if ix.table.lower() not in schema.tables:
-            report.problems.append(f"index {ix.name}: its table {ix.table} does not exist")
+        if ix.table_key not in schema.tables:
+            report.problems.append(f"index {ix.name}: its table {ix.table} does not exist in schema {ix.schema_name}")
     for trig in schema.triggers.values():
-        if trig.table.lower() not in schema.tables:
-            report.problems.append(f"trigger {trig.name}: its table {trig.table} does not exist")
+        if trig.table_key not in schema.tables:
+            report.problems.append(f"trigger {trig.name}: its table {trig.table} does not exist "
+                                   f"in schema {trig.schema_name}")
+    for kind, obj in schema.objects():
+        if not schema.has_schema(obj.schema_name):
+            report.problems.append(f"{kind} {obj.name}: its schema {obj.schema_name} does not exist")
     for view in schema.views.values():
         try:
             from .sqlparse import parse_one
@@ -105,7 +109,7 @@ def _check_table(store: Any, schema: Schema, table: Any, txn: Any, report: Check
     report.tables += 1
     handle = _handle(store, table.db_name)
     if handle is None:
-        report.problems.append(f"table {table.name}: its storage ({table.db_name.decode()}) is missing")
+        report.problems.append(f"table {table.qualified_name}: its storage ({table.db_name.decode()}) is missing")
         return
     writer = build_writer(store, schema, table, ParamSpec.EMPTY)
     index_writers = {w.name: w for w in writer.index_writers()}
@@ -117,17 +121,17 @@ def _check_table(store: Any, schema: Schema, table: Any, txn: Any, report: Check
     with txn.cursor(db=handle) as cur:
         for key, value in cur.iternext(keys=True, values=True):
             if len(key) != 8:
-                report.problems.append(f"table {table.name}: malformed row key {key!r}")
+                report.problems.append(f"table {table.qualified_name}: malformed row key {key!r}")
                 continue
             rowid = C.decode_rowid(key)
             try:
                 stored = C.row_column_count(value)
                 if stored > ncols:
-                    report.problems.append(f"table {table.name} row {rowid}: {stored} columns, table has {ncols}")
+                    report.problems.append(f"table {table.qualified_name} row {rowid}: {stored} columns, table has {ncols}")
                     continue
                 row = C.decode_row(value, ncols, defaults) + (rowid,)
             except Error as err:
-                report.problems.append(f"table {table.name} row {rowid}: {err}")
+                report.problems.append(f"table {table.qualified_name} row {rowid}: {err}")
                 continue
             report.rows += 1
             for name, w in index_writers.items():

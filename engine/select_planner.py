@@ -26,7 +26,7 @@ from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Sch
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
-from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text, type_name
+from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text, type_name
 from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
@@ -514,25 +514,26 @@ class SelectPlanner:
 
     def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
         if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
-            reject_schema_qualifier(tnode)
             name = tnode.name
+            qualifier = qualifier_of(tnode)
             alias = tnode.alias or name
-            cte = self.ctes.get(name.lower())
+            cte = self.ctes.get(name.lower()) if qualifier is None else None
             if cte is not None:
                 return self._cte_item(cte, alias, offset)
-            table = self.schema.tables.get(name.lower())
+            table = self.schema.lookup("tables", name, qualifier)
             if table is not None:
                 src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
                              offset, offset + len(table.columns), [c.name for c in table.columns],
                              [_coll_code(c.collation) for c in table.columns])
                 src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
                 return FromItem(src, table=table)
-            view = self.schema.views.get(name.lower())
+            view = self.schema.lookup("views", name, qualifier)
             if view is not None:
                 return self._view_item(view, alias, offset)
             if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"):
-                return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"))
-            raise NoSuchObjectError(f"no such table: {name}")
+                return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
+                                         space=self.schema.resolve_schema(qualifier))
+            raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
             planned = self._sub_planner().plan(tnode.this, parent)
@@ -593,7 +594,7 @@ class SelectPlanner:
             planned.names = list(view.columns)
         return self._derived_item(planned, alias, offset)
 
-    def _master_item(self, alias: str, offset: int, temp: bool) -> FromItem:
+    def _master_item(self, alias: str, offset: int, temp: bool, space: str) -> FromItem:
         schema = self.schema
         names = ["type", "name", "tbl_name", "rootpage", "sql"]
 
@@ -601,7 +602,7 @@ class SelectPlanner:
             out = []
             if temp:
                 return out
-            for kind, obj in schema.objects():
+            for kind, obj in schema.objects_in(space):
                 if kind == "table":
                     out.append(("table", obj.name, obj.name, obj.object_id, obj.sql))
                 elif kind == "index":

@@ -37,7 +37,7 @@ from .errors import Error, NotSupportedError, OperationalError, ProgrammingError
 from .params import ParamSpec, bind_plain, rewrite_placeholders
 from .select_planner import PlannedQuery, SelectPlanner
 from .storage import is_map_full
-from .sqlparse import TxnControl, parse_one, parse_txn_control, syntax_error_at_start
+from .sqlparse import TxnControl, parse_one, parse_txn_control, qualifier_of, syntax_error_at_start
 from .triggers import TriggerDef, is_create_trigger, parse_create_trigger
 
 PLAN_CACHE_SIZE = 256
@@ -552,6 +552,8 @@ class Session:
                 self.ddl.create_index(self, txn, schema, node, sql, self._build_index)
             elif kind == "VIEW":
                 self.ddl.create_view(self, txn, schema, node, sql)
+            elif kind == "SCHEMA":
+                self.ddl.create_schema(self, txn, schema, node)
             else:
                 raise NotSupportedError(f"CREATE {kind} is not supported yet")
         elif isinstance(node, exp.Alter):
@@ -569,7 +571,8 @@ class Session:
         """CREATE TABLE ... AS SELECT: columns named after the result, typed by affinity (as SQLite)."""
         target = node.this
         name = target.name
-        if schema.name_taken(name) and node.args.get("exists"):
+        qualifier = qualifier_of(target)
+        if schema.name_taken(name, schema.resolve_schema(qualifier)) and node.args.get("exists"):
             return
         planned = SelectPlanner(self.store, schema, ParamSpec.EMPTY, sql).plan(node.expression)
         columns = []
@@ -583,10 +586,11 @@ class Session:
             used.add(unique.lower())
             decl = CTAS_TYPES.get(aff, "")
             columns.append(f"  {quote_identifier(unique)}{(' ' + decl) if decl else ''}")
-        create_sql = f"CREATE TABLE {quote_identifier(name)}(\n" + ",\n".join(columns) + "\n)"
+        prefix = f"{quote_identifier(qualifier)}." if qualifier else ""
+        create_sql = f"CREATE TABLE {prefix}{quote_identifier(name)}(\n" + ",\n".join(columns) + "\n)"
         self.ddl.create_table(self, txn, schema, parse_one(create_sql), create_sql)
         new_schema = self.db.catalog.load(txn.txn, txn)
-        table = new_schema.table(name)
+        table = new_schema.table(name, qualifier)
         writer = build_writer(self.store, new_schema, table, ParamSpec.EMPTY)
         ctx = C.ExecContext((), txn.txn, self, txn)
         writer.begin(ctx)
@@ -597,7 +601,7 @@ class Session:
     def _build_index(self, table: Any, ix: Any) -> None:
         """Fills a new index from the table's rows (unique violations abort the CREATE)."""
         schema = self.db.catalog.load(self.write.txn, self.write)
-        writer = build_writer(self.store, schema, schema.table(table.name), ParamSpec.EMPTY)
+        writer = build_writer(self.store, schema, schema.tables[table.key], ParamSpec.EMPTY)
         target = next(w for w in writer.index_writers() if w.name == ix.name)
         ctx = C.ExecContext((), self.write.txn, self, self.write)
         C.build_index(writer, target, ctx)

@@ -22,6 +22,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.sqlite import SQLite
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from .errors import SQLSyntaxError
 
@@ -57,6 +58,17 @@ class TernDialect(SQLite):
         # Anonymous(this=name, expressions=[args]).
         FUNCTIONS: dict = {}
         FUNCTION_PARSERS = {k: v for k, v in SQLite.Parser.FUNCTION_PARSERS.items() if k in ("CAST",)}
+
+        def _parse_index(self, index: Any = None, anonymous: bool = False):  # type: ignore[override]
+            # CREATE INDEX s.ix ON t(...): sqlglot reads only "s" as the index
+            # name; take the dotted name and keep the schema as the node's "db".
+            qualifier = None
+            if index is not None and self._match(TokenType.DOT):
+                qualifier, index = index, self._parse_id_var()
+            node = super()._parse_index(index=index, anonymous=anonymous)
+            if node is not None and qualifier is not None:
+                node.set("db", qualifier)
+            return node
 
         def _parse_types(self, check_func: bool = False, schema: bool = False,
                          allow_identifiers: bool = True, **kwargs: Any):  # type: ignore[override]
@@ -232,18 +244,15 @@ def type_name(node: exp.DataType) -> str:
     return node.sql(dialect="sqlite")
 
 
-def reject_schema_qualifier(tnode: exp.Expression) -> None:
-    """terndb has one namespace (no ATTACH yet): say so instead of ignoring ``db.``."""
-    db = tnode.args.get("db") if isinstance(tnode, exp.Table) else None
-    if db is not None and db.name.lower() not in ("main",):
-        if db.name.lower() == "temp":
-            return
-        raise _no_such(f"unknown database {db.name}")
+def qualifier_of(tnode: exp.Expression | None) -> str | None:
+    """The schema qualifier written before a table/view/index name (``s`` in ``s.t``), or None.
 
-
-def _no_such(message: str) -> Exception:
-    from .errors import NoSuchObjectError
-    return NoSuchObjectError(message)
+    Only the name is read here; ``Schema.resolve_schema`` decides whether it exists.
+    """
+    if tnode is None:
+        return None
+    db = tnode.args.get("db")
+    return db.name if db is not None and db.name else None
 
 
 _SLOT_MARK = re.compile(r":__s\d+")

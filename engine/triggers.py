@@ -62,6 +62,7 @@ class TriggerDef:
     temporary: bool = False
     if_not_exists: bool = False
     sql: str = ""
+    qualifier: str | None = None  # the schema written before the name; the table lives there too
 
 
 def parse_create_trigger(sql: str) -> TriggerDef:
@@ -69,10 +70,9 @@ def parse_create_trigger(sql: str) -> TriggerDef:
     if m is None:
         raise SQLSyntaxError(f"malformed CREATE TRIGGER: {sql.strip()[:80]}")
     name = unquote_identifier(m.group("name"))
+    qualifier = None
     if "." in name and not m.group("name").startswith(("\"", "`", "[")):
-        db, name = name.split(".", 1)
-        if db.lower() not in ("main", "temp"):
-            raise NoSuchObjectError(f"unknown database {db}")
+        qualifier, name = name.split(".", 1)
     body_text = _RAISE.sub(lambda r: f"terndb_raise('{r.group(1).upper()}'" + (", NULL)" if r.group(2) == ")" else ","),
                            m.group("body"))
     body = [s.rstrip(";").strip() for s in split_script(body_text) if s.strip().rstrip(";").strip()]
@@ -84,7 +84,7 @@ def parse_create_trigger(sql: str) -> TriggerDef:
     if when is not None:
         when = _RAISE.sub(lambda r: f"terndb_raise('{r.group(1).upper()}'" + (", NULL)" if r.group(2) == ")" else ","), when)
     return TriggerDef(name, unquote_identifier(m.group("table")), timing, m.group("event").upper(), cols, when, body,
-                      bool(m.group("temp")), bool(m.group("ine")), sql.strip().rstrip(";").strip())
+                      bool(m.group("temp")), bool(m.group("ine")), sql.strip().rstrip(";").strip(), qualifier)
 
 
 class TriggerRaise(Exception):
@@ -129,9 +129,7 @@ class TriggerSet:
         self.schema = schema
         self.table = table
         self.defs = []
-        for trig in schema.triggers.values():
-            if trig.table.lower() != table.key:
-                continue
+        for trig in schema.triggers_of(table):
             d = parse_create_trigger(trig.sql)
             if d.event != event:
                 continue
@@ -212,15 +210,17 @@ class TriggerSet:
         return True
 
 
-def check_trigger_target(schema: Schema, d: TriggerDef) -> None:
-    low = d.table.lower()
-    if d.timing == "INSTEAD OF":
-        if low not in schema.views:
-            raise ProgrammingError(f"cannot create INSTEAD OF trigger on table: {d.table}")
-        raise NotSupportedError("INSTEAD OF triggers on views are not supported yet")
-    if low in schema.views:
+def check_trigger_target(schema: Schema, d: TriggerDef) -> Table:
+    """The table trigger ``d`` fires on (in the trigger's schema); raises if it cannot have one."""
+    if schema.lookup("views", d.table, d.qualifier) is not None:
+        if d.timing == "INSTEAD OF":
+            raise NotSupportedError("INSTEAD OF triggers on views are not supported yet")
         raise ProgrammingError(f"cannot create {d.timing} trigger on view: {d.table}")
-    if low not in schema.tables:
-        raise NoSuchObjectError(f"no such table: main.{d.table}")
-    if low.startswith("sqlite_"):
+    if d.timing == "INSTEAD OF":
+        raise ProgrammingError(f"cannot create INSTEAD OF trigger on table: {d.table}")
+    table = schema.lookup("tables", d.table, d.qualifier)
+    if table is None:
+        raise NoSuchObjectError(f"no such table: {schema.resolve_schema(d.qualifier)}.{d.table}")
+    if table.name.lower().startswith("sqlite_"):
         raise ProgrammingError("cannot create trigger on system table")
+    return table
