@@ -89,8 +89,12 @@ class TerndbDDLCompiler(compiler.DDLCompiler):
         return super().visit_primary_key_constraint(constraint, **kw)
 
     def define_constraint_remote_table(self, constraint: Any, table: Any, preparer: Any) -> str:
-        # No schemas: a foreign key always names a table of the same database.
-        return preparer.format_table(table, use_schema=False)
+        # terndb reads an unqualified REFERENCES target in the referencing
+        # table's schema (SQLite's rule); another schema's table is qualified.
+        local_schema = constraint.table.schema if constraint.table is not None else None
+        if table.schema == local_schema:
+            return preparer.format_table(table, use_schema=False)
+        return f"{preparer.quote_schema(table.schema or 'main')}.{preparer.format_table(table, use_schema=False)}"
 
     def visit_create_index(self, create: Any, include_schema: bool = False,
                            include_table_schema: bool = True, **kw: Any) -> str:
@@ -99,8 +103,9 @@ class TerndbDDLCompiler(compiler.DDLCompiler):
         text = "CREATE UNIQUE INDEX " if index.unique else "CREATE INDEX "
         if create.if_not_exists:
             text += "IF NOT EXISTS "
+        # SQLite's form: the index is named in its table's schema (s.ix ON t).
         text += "%s ON %s (%s)" % (
-            self._prepared_index_name(index, include_schema=False),
+            self._prepared_index_name(index, include_schema=True),
             self.preparer.format_table(index.table, use_schema=False),
             ", ".join(self.sql_compiler.process(e, include_table=False, literal_binds=True)
                       for e in index.expressions),

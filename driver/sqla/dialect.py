@@ -22,7 +22,9 @@ Transactions
     so ``Session.begin_nested()`` does.
 
 Capabilities are declared for what the engine runs today: RETURNING (and
-insertmanyvalues), ALTER TABLE for columns but not constraints, no schemas, no
+insertmanyvalues), ALTER TABLE for columns but not constraints, schemas
+(``CREATE SCHEMA``; ``main`` is the default, ``Table(..., schema="s")`` works
+as with SQLite's attached databases, foreign keys may cross schemas), no
 sequences, no native boolean/decimal/uuid/JSON.
 Reflection reads terndb's catalog (``reflection.py``), not PRAGMAs.
 """
@@ -117,7 +119,7 @@ class TerndbDialect(default.DefaultDialect):
     ischema_names = ischema_names
 
     # What the engine runs today.
-    supports_schemas = False
+    supports_schemas = True
     supports_alter = False
     supports_comments = False
     inline_comments = False
@@ -240,49 +242,53 @@ class TerndbDialect(default.DefaultDialect):
 
     # -- reflection ------------------------------------------------------------------------
 
-    def _schema(self, connection: Any, schema: str | None) -> Any:
-        if schema not in (None, "main"):
-            return None
-        return terndb_reflection.catalog_schema(_dbapi_connection(connection))
+    def _schema(self, connection: Any, schema: str | None) -> tuple[Any, str | None]:
+        """(catalog snapshot, stored schema name); the name is None when the schema does not exist."""
+        cat = terndb_reflection.catalog_schema(_dbapi_connection(connection))
+        space = schema or "main"
+        return cat, (space.lower() if cat.has_schema(space) else None)
 
     def _table(self, connection: Any, table_name: str, schema: str | None) -> tuple[Any, Any]:
         """(table, catalog) for a table; (None, catalog) for a view, which has no constraints."""
-        cat = self._schema(connection, schema)
-        if cat is not None:
-            table = terndb_reflection.find_table(cat, table_name)
+        cat, space = self._schema(connection, schema)
+        if space is not None:
+            table = terndb_reflection.find_table(cat, table_name, space)
             if table is not None:
                 return table, cat
-            if terndb_reflection.find_view(cat, table_name) is not None:
+            if terndb_reflection.find_view(cat, table_name, space) is not None:
                 return None, cat
         raise exc.NoSuchTableError(f"{schema}.{table_name}" if schema else table_name)
 
     @reflection.cache
     def get_schema_names(self, connection: Any, **kw: Any) -> list[str]:
-        return ["main"]
+        cat, _ = self._schema(connection, None)
+        return cat.schema_names()
 
     @reflection.cache
     def get_table_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
-        cat = self._schema(connection, schema)
-        return terndb_reflection.table_names(cat) if cat is not None else []
+        cat, space = self._schema(connection, schema)
+        return terndb_reflection.table_names(cat, space) if space is not None else []
 
     @reflection.cache
     def get_temp_table_names(self, connection: Any, **kw: Any) -> list[str]:
-        return terndb_reflection.table_names(self._schema(connection, None), temporary=True)
+        cat, space = self._schema(connection, None)
+        return terndb_reflection.table_names(cat, space, temporary=True)
 
     @reflection.cache
     def get_view_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
-        cat = self._schema(connection, schema)
-        return terndb_reflection.view_names(cat) if cat is not None else []
+        cat, space = self._schema(connection, schema)
+        return terndb_reflection.view_names(cat, space) if space is not None else []
 
     @reflection.cache
     def get_temp_view_names(self, connection: Any, **kw: Any) -> list[str]:
-        return terndb_reflection.view_names(self._schema(connection, None), temporary=True)
+        cat, space = self._schema(connection, None)
+        return terndb_reflection.view_names(cat, space, temporary=True)
 
     @reflection.cache
     def get_view_definition(self, connection: Any, view_name: str, schema: str | None = None,
                             **kw: Any) -> str:
-        cat = self._schema(connection, schema)
-        view = terndb_reflection.find_view(cat, view_name) if cat is not None else None
+        cat, space = self._schema(connection, schema)
+        view = terndb_reflection.find_view(cat, view_name, space) if space is not None else None
         if view is None:
             raise exc.NoSuchTableError(f"{schema}.{view_name}" if schema else view_name)
         return view.sql
@@ -290,33 +296,34 @@ class TerndbDialect(default.DefaultDialect):
     @reflection.cache
     def has_table(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> bool:
         self._ensure_has_table_connection(connection)
-        cat = self._schema(connection, schema)
-        if cat is None:
+        cat, space = self._schema(connection, schema)
+        if space is None:
             return False
-        return (terndb_reflection.find_table(cat, table_name) is not None
-                or terndb_reflection.find_view(cat, table_name) is not None)
+        return (terndb_reflection.find_table(cat, table_name, space) is not None
+                or terndb_reflection.find_view(cat, table_name, space) is not None)
 
     @reflection.cache
     def has_index(self, connection: Any, table_name: str, index_name: str, schema: str | None = None,
                   **kw: Any) -> bool:
-        cat = self._schema(connection, schema)
-        table = terndb_reflection.find_table(cat, table_name) if cat is not None else None
-        return table is not None and any(ix.key == index_name.lower() for ix in cat.indexes_of(table))
+        cat, space = self._schema(connection, schema)
+        table = terndb_reflection.find_table(cat, table_name, space) if space is not None else None
+        return table is not None and any(ix.name.lower() == index_name.lower() for ix in cat.indexes_of(table))
 
     @reflection.cache
     def get_columns(self, connection: Any, table_name: str, schema: str | None = None,
                     **kw: Any) -> list[dict[str, Any]]:
         table, cat = self._table(connection, table_name, schema)
         if table is None:
-            return self._view_columns(connection, terndb_reflection.find_view(cat, table_name))
+            return self._view_columns(connection, terndb_reflection.find_view(cat, table_name, schema))
         return terndb_reflection.describe_columns(table)
 
     def _view_columns(self, connection: Any, view: Any) -> list[dict[str, Any]]:
         # The catalog keeps a view's SELECT, not its result columns: plan it
         # (LIMIT 0 reads no rows) and take names and declared types from the cursor.
         cursor = _dbapi_connection(connection).cursor()
+        quote = self.identifier_preparer.quote_identifier
         try:
-            cursor.execute(f"SELECT * FROM {self.identifier_preparer.quote_identifier(view.name)} LIMIT 0")
+            cursor.execute(f"SELECT * FROM {quote(view.schema_name)}.{quote(view.name)} LIMIT 0")
             description = cursor.description or ()
         finally:
             cursor.close()

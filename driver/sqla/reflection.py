@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import types as sqltypes
 from sqlalchemy import util
 
-from terndb.engine.catalog import Index, Schema, Table, View
+from terndb.engine.catalog import MAIN, Index, Schema, Table, View
 
 from .types import ischema_names
 
@@ -68,21 +68,23 @@ def resolve_type(decl_type: str) -> sqltypes.TypeEngine:
         return cls()
 
 
-def table_names(schema: Schema, temporary: bool = False) -> list[str]:
+def table_names(schema: Schema, space: str = MAIN, temporary: bool = False) -> list[str]:
+    """Tables of one schema (``space``, a stored schema name)."""
     return sorted(t.name for t in schema.tables.values()
-                  if t.temporary == temporary and not t.name.lower().startswith("sqlite_"))
+                  if t.schema_name == space and t.temporary == temporary
+                  and not t.name.lower().startswith("sqlite_"))
 
 
-def view_names(schema: Schema, temporary: bool = False) -> list[str]:
-    return sorted(v.name for v in schema.views.values() if v.temporary == temporary)
+def view_names(schema: Schema, space: str = MAIN, temporary: bool = False) -> list[str]:
+    return sorted(v.name for v in schema.views.values() if v.schema_name == space and v.temporary == temporary)
 
 
-def find_table(schema: Schema, name: str) -> Table | None:
-    return schema.tables.get(name.lower())
+def find_table(schema: Schema, name: str, space: str | None = None) -> Table | None:
+    return schema.lookup("tables", name, space)
 
 
-def find_view(schema: Schema, name: str) -> View | None:
-    return schema.views.get(name.lower())
+def find_view(schema: Schema, name: str, space: str | None = None) -> View | None:
+    return schema.lookup("views", name, space)
 
 
 def describe_columns(table: Table) -> list[dict[str, Any]]:
@@ -122,7 +124,7 @@ def describe_foreign_keys(table: Table, schema: Schema) -> list[dict[str, Any]]:
         referred = fk.ref_columns
         if not referred:
             # REFERENCES t without columns means t's primary key.
-            target = find_table(schema, fk.ref_table)
+            target = _referred_table(schema, fk.ref_table, fk.ref_schema)
             referred = [target.columns[i].name for i in target.pk] if target is not None else []
         options = {}
         if fk.on_delete:
@@ -132,13 +134,19 @@ def describe_foreign_keys(table: Table, schema: Schema) -> list[dict[str, Any]]:
         out.append({
             "name": fk.name,
             "constrained_columns": list(fk.columns),
-            "referred_schema": None,
+            # None for main, SQLAlchemy's default schema.
+            "referred_schema": fk.ref_schema,
             "referred_table": fk.ref_table,
             "referred_columns": list(referred),
             "options": options,
         })
     out.sort(key=_by_name)
     return out
+
+
+def _referred_table(schema: Schema, name: str, space: str | None) -> Table | None:
+    # The referred schema may have been dropped since: then there is no table to read.
+    return find_table(schema, name, space) if schema.has_schema(space or MAIN) else None
 
 
 def _part_names(table: Table, ix: Index) -> tuple[list[str | None], list[str | None]]:

@@ -7,7 +7,9 @@ Run it on its own (it is not part of the main test run):
 ``pytest.ini`` beside this file loads ``sqlalchemy.testing.plugin.pytestplugin``;
 this conftest registers the dialect (the editable install may predate the
 entry points), points the suite at a fresh temporary database directory, and
-supplies the provisioning hook for temporary tables.  When the project's
+supplies provisioning hooks: temporary tables, and the suite's two extra
+schemas (``test_schema``, ``test_schema_2``), which SQLite's dialect ATTACHes
+and terndb creates with ``CREATE SCHEMA``.  When the project's
 main run (``pytest tests``) reaches this folder the plugin is absent, and
 ``pytest_ignore_collect`` keeps it out.
 """
@@ -40,11 +42,19 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def _register_provisioning() -> None:
     # Provisioning hooks are looked up by dialect name; imported only in suite
     # mode so the main run never imports sqlalchemy.testing.
-    from sqlalchemy.testing.provision import temp_table_keyword_args
+    from sqlalchemy import text
+    from sqlalchemy.testing.provision import post_configure_engine, temp_table_keyword_args
 
     @temp_table_keyword_args.for_db("terndb")
     def _terndb_temp_table_keyword_args(cfg, eng):  # noqa: ANN001, ANN202 - SQLAlchemy's hook signature
         return {"prefixes": ["TEMPORARY"]}
+
+    @post_configure_engine.for_db("terndb")
+    def _terndb_create_test_schemas(url, engine, follower_ident):  # noqa: ANN001, ANN202
+        # The names the suite's config uses (SuiteRequirements / config.test_schema).
+        with engine.begin() as conn:
+            for name in ("test_schema", "test_schema_2"):
+                conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
 
 
 @pytest.hookimpl(tryfirst=True)

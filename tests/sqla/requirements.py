@@ -57,7 +57,15 @@ class Requirements(SuiteRequirements):
 
     @property
     def schemas(self):
-        return closed()        # engine: no ATTACH / schemas
+        return open_()         # CREATE SCHEMA namespaces (SQLite: ATTACH)
+
+    @property
+    def cross_schema_fk_reflection(self):
+        return open_()         # REFERENCES s.t is allowed and reflected with referred_schema
+
+    @property
+    def schema_create_delete(self):
+        return open_()         # CREATE SCHEMA / DROP SCHEMA statements
 
     # -- reflection ----------------------------------------------------------
     @property
