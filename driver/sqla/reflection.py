@@ -126,11 +126,9 @@ def describe_foreign_keys(table: Table, schema: Schema) -> list[dict[str, Any]]:
             # REFERENCES t without columns means t's primary key.
             target = _referred_table(schema, fk.ref_table, fk.ref_schema)
             referred = [target.columns[i].name for i in target.pk] if target is not None else []
-        options = {}
-        if fk.on_delete:
-            options["ondelete"] = fk.on_delete.upper()
-        if fk.on_update:
-            options["onupdate"] = fk.on_update.upper()
+        # NO ACTION is the default: reflected as absent, as SQLite's dialect does.
+        options = {key: action.upper() for key, action in (("ondelete", fk.on_delete), ("onupdate", fk.on_update))
+                   if action and action.upper() != "NO ACTION"}
         out.append({
             "name": fk.name,
             "constrained_columns": list(fk.columns),
