@@ -1,8 +1,9 @@
 """Harness for SQLAlchemy's dialect compliance suite against terndb.
 
-Run it on its own (it is not part of the main test run):
+The main test run starts it in a subprocess (``tests/test_sqla_compliance.py``);
+on its own:
 
-    python -m pytest tests/sqla --rootdir=tests/sqla -p no:cacheprovider
+    python -m pytest tests/sqla --rootdir=tests/sqla -p no:cacheprovider -q
 
 ``pytest.ini`` beside this file loads ``sqlalchemy.testing.plugin.pytestplugin``;
 this conftest registers the dialect (the editable install may predate the
