@@ -278,10 +278,14 @@ class Schema:
         """The ``space`` object ("tables", "views", "indexes", "triggers") named ``[qualifier.]name``.
 
         Unqualified names search temp then main, as in SQLite (they share one
-        namespace here); None when there is no such object.
+        namespace here); None when there is no such object, also when the
+        schema does not exist (SQLite then reports "no such table: x.t"; only
+        statements creating an object in it say "unknown database x").
         """
+        if qualifier is not None and not self.has_schema(qualifier):
+            return None
         objects: dict[str, Any] = getattr(self, space)
-        return objects.get(object_key(self.resolve_schema(qualifier), name))
+        return objects.get(object_key(canonical_schema(qualifier), name))
 
     def table(self, name: str, qualifier: str | None = None) -> Table:
         t = self.lookup("tables", name, qualifier)

@@ -325,6 +325,7 @@ class DDLExecutor:
         table_node = inode.args.get("table")
         # SQLite's form: CREATE INDEX s.ix ON t(...), with t in schema s.
         qualifier = qualifier_of(inode) or qualifier_of(table_node)
+        schema.resolve_schema(qualifier)          # "unknown database" before "no such table"
         table = schema.table(table_node.name, qualifier)
         if schema.name_taken(name, table.schema_name) and node.args.get("exists"):
             return
