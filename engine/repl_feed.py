@@ -40,7 +40,7 @@ from typing import Any, Iterator
 from terndb._cext import _core as C
 
 from .binlog import ChangeSet
-from .catalog import Schema
+from .catalog import MAIN, Schema
 from .errors import CorruptDatabaseError
 from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet
 
@@ -112,6 +112,8 @@ def ddl_subject(payload: bytes, schema: Schema) -> tuple[str, str | None]:
         return "unknown", None
     op = info.get("op")
     name = str(info.get("name", ""))
+    if info.get("schema") or op == "create_schema" or info.get("kind") == "schema":
+        return "schema", None           # objects outside main, and CREATE/DROP SCHEMA
     if op == "create_table":
         return "table", name
     if op == "create_index":
@@ -181,7 +183,9 @@ def _prepare(seq: int, cs: ChangeSet, schema: Schema, publish: TableSet, skip_em
     for e in cs.entries:
         if e.op == OP_DDL:
             kind, tname = ddl_subject(e.row, schema)
-            if kind == "table":
+            if kind == "schema":
+                keep = False            # schemas are not replicated yet (main only)
+            elif kind == "table":
                 keep = tname is not None and tname in publish
             elif kind == "index":
                 keep = tname is None or tname in publish   # a dropped index's table is unknown
@@ -196,7 +200,8 @@ def _prepare(seq: int, cs: ChangeSet, schema: Schema, publish: TableSet, skip_em
             has_ddl = True
             continue
         t = schema.by_object_id.get(e.table_id)
-        if t is None or t.name not in publish or not t.pk:
+        # Replicas address tables by bare name: only main's tables can be replicated.
+        if t is None or t.schema_name != MAIN or t.name not in publish or not t.pk:
             cut = True
             continue
         if e.table_id not in tables:
@@ -304,7 +309,7 @@ def _to_change(seq: int, cs: ChangeSet, e: Any, schema: Schema) -> Change | None
     if e.row is not None:
         row = dict(zip(cols, C.decode_row(e.row, n, None)))
     changed = tuple(cols[i] for i in e.changed_columns if i < n) if e.op == OP_UPDATE else ()
-    return Change(seq, OP_NAMES[e.op], t.name, key, row, changed, cs.hlc, origin)
+    return Change(seq, OP_NAMES[e.op], t.qualified_name, key, row, changed, cs.hlc, origin)
 
 
 __all__ = ["encode_message", "decode_message", "Message", "read_outgoing", "Outgoing", "reencode",

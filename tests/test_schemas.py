@@ -220,3 +220,25 @@ def test_sqlalchemy_reflects_schemas_and_cross_schema_foreign_keys(tmp_path) -> 
     reflected.reflect(engine, schema="sales")
     assert set(reflected.tables) == {"sales.orders", "customer"}
     engine.dispose()
+
+
+def test_replication_publishes_only_main(tmp_path) -> None:
+    # Replicas address tables by bare name: objects of other schemas must not
+    # reach them (they would land in main's table of the same name).
+    from terndb.engine.repl_feed import read_outgoing
+    from terndb.engine.repl_versions import TableSet, VersionStore
+    con = terndb.connect(str(tmp_path / "db"), durability="off")
+    versions = VersionStore(con._db, TableSet("*"))
+    versions.install()
+    try:
+        for sql in ["CREATE SCHEMA s", "CREATE TABLE s.t (id INTEGER PRIMARY KEY, a)", "CREATE INDEX s.ix ON t(a)",
+                    "CREATE TABLE t (id INTEGER PRIMARY KEY, a)", "INSERT INTO s.t VALUES (1, 'in s')",
+                    "INSERT INTO t VALUES (1, 'in main')", "DROP TABLE s.t"]:
+            con.execute(sql)
+            con.commit()
+        sent = [o for o in read_outgoing(con._db, 0, TableSet("*"), limit=1000, skip_empty=True)
+                if o.data is not None]
+        assert [(o.tables, o.has_ddl) for o in sent] == [((), True), (("t",), False)]
+    finally:
+        versions.uninstall()
+        con.close()
