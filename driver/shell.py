@@ -586,6 +586,12 @@ class _CatalogEntry:
     name: str
     tbl_name: str
     sql: str | None
+    schema: str = "main"
+
+    @property
+    def shown_name(self) -> str:
+        """The name as the sqlite3 CLI lists it: qualified outside main."""
+        return self.name if self.schema == "main" else f"{self.schema}.{self.name}"
 
 
 def _like_to_regex(pattern: str) -> re.Pattern[str]:
@@ -911,16 +917,22 @@ class Shell:
             self.stderr.write(f"Internal error: {type(exc).__name__}: {exc}\n")
         return False
 
-    def _catalog(self) -> list[_CatalogEntry]:
+    def _catalog(self, main_only: bool = False) -> list[_CatalogEntry]:
+        """Catalog rows of main, then of each schema (``pragma_database_list`` order)."""
         cursor = self.connection.cursor()
+        entries: list[_CatalogEntry] = []
         try:
-            cursor.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
-            rows = cursor.fetchall()
+            schemas = ["main"] if main_only else \
+                [row[0] for row in cursor.execute("SELECT name FROM pragma_database_list ORDER BY seq").fetchall()]
+            for schema in schemas:
+                quoted = '"' + schema.replace('"', '""') + '"'
+                cursor.execute(f"SELECT type, name, tbl_name, sql FROM {quoted}.sqlite_master")
+                entries.extend(_CatalogEntry(*row, schema) for row in cursor.fetchall())
         finally:
             _close_quietly(cursor)
         if not self._in_user_transaction:
             self.connection.commit()
-        return [_CatalogEntry(*row) for row in rows]
+        return entries
 
     def _write_lines(self, lines: Iterable[str]) -> None:
         out = self.out
@@ -939,7 +951,7 @@ class Shell:
     def dot_tables(self, args: list[str]) -> None:
         pattern = _like_to_regex(args[0]) if args else None
         names = sorted(
-            entry.name for entry in self._catalog()
+            entry.shown_name for entry in self._catalog()
             if entry.type in ("table", "view") and not entry.name.startswith("sqlite_")
             and (pattern is None or pattern.fullmatch(entry.name))
         )
@@ -948,7 +960,7 @@ class Shell:
     def dot_indexes(self, args: list[str]) -> None:
         pattern = _like_to_regex(args[0]) if args else None
         names = sorted(
-            entry.name for entry in self._catalog()
+            entry.shown_name for entry in self._catalog()
             if entry.type == "index" and (pattern is None or pattern.fullmatch(entry.tbl_name))
         )
         self._write_lines(_columns_layout(names))
@@ -1030,7 +1042,7 @@ class Shell:
 
     def dot_dump(self, args: list[str]) -> None:
         pattern = _like_to_regex(args[0]) if args else None
-        entries = [entry for entry in self._catalog()
+        entries = [entry for entry in self._catalog(main_only=True)    # as the sqlite3 CLI: main only
                    if entry.sql and not entry.name.startswith("sqlite_")
                    and (pattern is None or pattern.fullmatch(entry.tbl_name))]
         out = self.out

@@ -25,7 +25,7 @@ from .catalog import (
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
 from .exprcompile import literal_value
-from .sqlparse import qualifier_of, to_sql, type_name
+from .sqlparse import qualifier_of, to_sql, type_name, without_created_qualifier
 
 RESERVED_PREFIX = "sqlite_"
 
@@ -136,7 +136,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
         raise ProgrammingError(f'table "{tname}" has more than one primary key')
     if not columns:
         raise ProgrammingError("a table needs at least one column")
-    table = Table(tname, object_id, columns, sql=sql, checks=checks, foreign_keys=fks,
+    table = Table(tname, object_id, columns, sql=without_created_qualifier(sql), checks=checks, foreign_keys=fks,
                   temporary=bool(node.args.get("temporary")) or _is_temp(node, qualifier),
                   schema_name=space)
     for name in pk_cols:
@@ -345,7 +345,7 @@ class DDLExecutor:
                 parts.append(IndexPart(None, to_sql(target), desc, coll))
         where = params.args.get("where")
         ix = Index(name, table.name, self.catalog.next_object_id(txn), parts,
-                   unique=bool(node.args.get("unique")), origin="c", sql=sql,
+                   unique=bool(node.args.get("unique")), origin="c", sql=without_created_qualifier(sql),
                    where_sql=to_sql(where.this) if where is not None else None,
                    schema_name=table.schema_name)
         if ix.where_sql is not None:
@@ -368,7 +368,7 @@ class DDLExecutor:
             return
         _check_name_free(schema, name, space)
         select = node.expression
-        view = View(name, sql, to_sql(select), columns, temporary=_is_temp(node, qualifier), schema_name=space)
+        view = View(name, without_created_qualifier(sql), to_sql(select), columns, temporary=_is_temp(node, qualifier), schema_name=space)
         self.catalog.put(txn, "view", view)
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_view", "name": name, "sql": sql, **_schema_field(space)})
@@ -383,7 +383,8 @@ class DDLExecutor:
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
         table = check_trigger_target(schema, defn)
-        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, defn.sql, schema_name=space))
+        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, without_created_qualifier(defn.sql),
+                                                 schema_name=space))
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql,
                                **_schema_field(space)})

@@ -533,6 +533,8 @@ class SelectPlanner:
             if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"):
                 return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
                                          space=self.schema.resolve_schema(qualifier))
+            if name.lower() == "pragma_database_list" and self.schema.has_schema(qualifier or "main"):
+                return self._database_list_item(alias, offset)
             raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
@@ -615,6 +617,18 @@ class SelectPlanner:
         src = Source(alias.lower(), names, [AFF_TEXT, AFF_TEXT, AFF_TEXT, AFF_INTEGER, AFF_TEXT], offset, None, names)
         src.decl_types = ["TEXT", "TEXT", "TEXT", "INT", "TEXT"]  # type: ignore[attr-defined]
         return FromItem(src, producer=C.Materialized(rows))
+
+    def _database_list_item(self, alias: str, offset: int) -> FromItem:
+        """SQLite's ``pragma_database_list``: (seq, name, file), main first, schemas from 2.
+
+        Schemas live in the database's own directory, so ``file`` is '' (as
+        SQLite shows for in-memory databases).
+        """
+        names = ["seq", "name", "file"]
+        rows = [(0, "main", "")] + [(i + 2, n, "") for i, n in enumerate(self.schema.schema_names()[1:])]
+        src = Source(alias.lower(), names, [AFF_INTEGER, AFF_TEXT, AFF_TEXT], offset, None, names)
+        src.decl_types = [None, None, None]  # type: ignore[attr-defined]
+        return FromItem(src, producer=C.Materialized(lambda ctx: rows))
 
     # -- joins and access paths ------------------------------------------------------------
 

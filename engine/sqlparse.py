@@ -255,6 +255,29 @@ def qualifier_of(tnode: exp.Expression | None) -> str | None:
     return db.name if db is not None and db.name else None
 
 
+_CREATE_WORDS = frozenset({"CREATE", "TEMP", "TEMPORARY", "UNIQUE", "TABLE", "VIEW", "INDEX", "TRIGGER",
+                           "IF", "NOT", "EXISTS"})
+
+
+def without_created_qualifier(sql: str) -> str:
+    """CREATE text with the new object's schema qualifier removed (``CREATE TABLE s.t`` -> ``CREATE TABLE t``).
+
+    SQLite stores CREATE statements this way in each schema's sqlite_master;
+    the object's schema is recorded beside the text.
+    """
+    try:
+        tokens = TernDialect().tokenize(sql)
+    except TokenError:
+        return sql
+    i = 0
+    while i + 1 < len(tokens) and tokens[i].token_type != TokenType.IDENTIFIER \
+            and tokens[i].text.upper() in _CREATE_WORDS and tokens[i + 1].token_type != TokenType.DOT:
+        i += 1
+    if i + 2 < len(tokens) and tokens[i + 1].token_type == TokenType.DOT:
+        return sql[:tokens[i].start] + sql[tokens[i + 2].start:]
+    return sql
+
+
 _SLOT_MARK = re.compile(r":__s\d+")
 
 

@@ -242,3 +242,30 @@ def test_replication_publishes_only_main(tmp_path) -> None:
     finally:
         versions.uninstall()
         con.close()
+
+
+def _shell_output(connection: Any, error_class: type, script: str) -> str:
+    import io
+
+    from terndb.shell import Shell
+    out, err = io.StringIO(), io.StringIO()
+    Shell(connection, error_class, stdout=out, stderr=err).run_script(script)
+    assert err.getvalue() == ""
+    return out.getvalue()
+
+
+def test_shell_lists_schema_objects_like_sqlite3() -> None:
+    # The shell reads pragma_database_list and each schema's sqlite_master,
+    # which terndb's schemas and sqlite3's attached databases both answer.
+    script = ("CREATE TABLE main_t(a);\nCREATE TABLE s.t(a);\nCREATE INDEX s.t_a ON t(a);\n"
+              "CREATE VIEW s.v AS SELECT a FROM s.t;\n.tables\n.indexes\n.schema t\n")
+    tern, lite = _pair()
+    try:
+        assert tern.execute("SELECT * FROM pragma_database_list").fetchall() == \
+            lite.execute("SELECT * FROM pragma_database_list").fetchall() == [(0, "main", ""), (2, "s", "")]
+        tern_out = _shell_output(tern, terndb.Error, script)
+        assert tern_out == _shell_output(lite, sqlite3.Error, script)
+        assert tern_out.split("\n")[0].split() == ["main_t", "s.t", "s.v"]
+    finally:
+        tern.close()
+        lite.close()
