@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import MAIN, Catalog, Schema, Table, affinity_of_type, canonical_schema
+from .catalog import MAIN, Catalog, Schema, Table, View, affinity_of_type, canonical_schema
 from .ddl import _column_def, table_defaults
 from .errors import NoSuchObjectError, NotSupportedError, ObjectExistsError, ProgrammingError
 from .sqlparse import parse_one, qualifier_of, to_sql
@@ -85,8 +85,8 @@ class AlterExecutor:
         indexes = list(schema.indexes_of(table))
 
         def renamer(default_space: str) -> Callable[[exp.Expression], None]:
-            # Unqualified names in the table's own and its indexes' text are in
-            # its schema; in a view's SELECT they are main's (as the planner reads them).
+            # Unqualified names are in the schema of the text they appear in:
+            # the table's own, its indexes', or a view's.
             def rename(n: exp.Expression) -> None:
                 if isinstance(n, exp.Table) and n.name.lower() == old_low and \
                         canonical_schema(qualifier_of(n) or default_space) == table.schema_name:
@@ -107,7 +107,7 @@ class AlterExecutor:
                 # SQLite keeps autoindex names; so do we (they stay unique by object id).
                 pass
             self.catalog.put(wtxn, "index", ix)
-        self._rewrite_views(wtxn, schema, renamer(MAIN))
+        self._rewrite_views(wtxn, schema, lambda view: renamer(view.schema_name))
 
     # -- RENAME COLUMN ----------------------------------------------------------------
 
@@ -156,10 +156,12 @@ class AlterExecutor:
                     touched = True
             if touched and other is not table:
                 self.catalog.put(wtxn, "table", other)
-        self._rewrite_views(wtxn, schema, rename)
+        self._rewrite_views(wtxn, schema, lambda view: rename)
 
-    def _rewrite_views(self, wtxn: Any, schema: Schema, rename: Callable[[exp.Expression], None]) -> None:
+    def _rewrite_views(self, wtxn: Any, schema: Schema,
+                       rename_for: Callable[[View], Callable[[exp.Expression], None]]) -> None:
         for view in schema.views.values():
+            rename = rename_for(view)
             new_sql = _rename_identifiers(view.sql, rename, statement=True)
             if new_sql != to_sql(parse_one(view.sql)):
                 view.sql = new_sql

@@ -26,7 +26,7 @@ from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Sch
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
-from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text, type_name
+from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, type_name
 from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
@@ -591,7 +591,10 @@ class SelectPlanner:
         sub = SelectPlanner(self.store, self.schema, self.params)
         sub._view_depth = self._view_depth + 1
         # Views see only the database, never the query that uses them.
-        planned = sub.plan(parse_one(view.select_sql), None)
+        tree = parse_one(view.select_sql)
+        if view.schema_name != "main":
+            qualify_tables(tree, view.schema_name)
+        planned = sub.plan(tree, None)
         if view.columns:
             planned.names = list(view.columns)
         return self._derived_item(planned, alias, offset)

@@ -255,6 +255,21 @@ def qualifier_of(tnode: exp.Expression | None) -> str | None:
     return db.name if db is not None and db.name else None
 
 
+def qualify_tables(tree: exp.Expression, schema_name: str) -> exp.Expression:
+    """Puts ``schema_name`` on every unqualified table reference in ``tree`` (in place).
+
+    A view or trigger stored in a schema other than main reads its unqualified
+    names in that schema, as SQLite does; CTE names and table functions are
+    left alone.
+    """
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if table.args.get("db") is None and isinstance(table.this, exp.Identifier) \
+                and table.name.lower() not in ctes:
+            table.set("db", exp.to_identifier(schema_name))
+    return tree
+
+
 _CREATE_WORDS = frozenset({"CREATE", "TEMP", "TEMPORARY", "UNIQUE", "TABLE", "VIEW", "INDEX", "TRIGGER",
                            "IF", "NOT", "EXISTS"})
 

@@ -30,7 +30,7 @@ from .catalog import Schema, Table
 from .errors import IntegrityError, NoSuchObjectError, NotSupportedError, ProgrammingError, SQLSyntaxError
 from .exprcompile import ExprCompiler, Scope
 from .params import ParamSpec
-from .sqlparse import unquote_identifier, parse_one, split_script
+from .sqlparse import parse_one, qualify_tables, split_script, unquote_identifier
 
 _HEAD = re.compile(
     r"""^\s*CREATE\s+(?P<temp>TEMP\s+|TEMPORARY\s+)?TRIGGER\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?
@@ -156,9 +156,9 @@ class TriggerSet:
         params = ParamSpec.EMPTY
         ct = _CompiledTrigger(d)
         if d.when_sql:
-            ct.when = ExprCompiler(scope, params).compile(parse_one("SELECT " + d.when_sql).expressions[0])
+            ct.when = ExprCompiler(scope, params).compile(self._parse("SELECT " + d.when_sql).expressions[0])
         for text in d.body:
-            node = parse_one(text)
+            node = self._parse(text)
             if isinstance(node, exp.Insert):
                 ct.steps.append(("insert", plan_insert(self.store, self.schema, node, params, None, text, scope)))
             elif isinstance(node, exp.Update):
@@ -172,6 +172,11 @@ class TriggerSet:
                 raise NotSupportedError(f"statement not allowed in a trigger body: {text[:60]}")
         self._compiled[d.name.lower()] = ct
         return ct
+
+    def _parse(self, text: str) -> exp.Expression:
+        """A statement of a trigger body; unqualified names are in the trigger's schema (SQLite's rule)."""
+        node = parse_one(text)
+        return node if self.table.schema_name == "main" else qualify_tables(node, self.table.schema_name)
 
     def fire(self, defs: list[TriggerDef], new_row: tuple | None, old_row: tuple | None, ctx: Any) -> bool:
         """Runs ``defs`` for one row; False if a RAISE(IGNORE) asked to skip the row."""

@@ -81,6 +81,12 @@ def test_qualified_queries_match_sqlite(pair, query: str) -> None:
     (["DROP TABLE s.t"], "SELECT * FROM t ORDER BY id"),
     (["DROP TABLE s.t"], "SELECT name FROM s.sqlite_master ORDER BY name"),
     (["DROP INDEX s.ix_a", "DROP VIEW s.v"], "SELECT name FROM s.sqlite_master ORDER BY name"),
+    # Unqualified names in a view or trigger of schema s are s's.
+    (["CREATE VIEW s.w AS SELECT u.v, t.b FROM u JOIN t ON t.a = u.k"], "SELECT * FROM s.w ORDER BY 1"),
+    (["CREATE TRIGGER s.log AFTER INSERT ON t BEGIN INSERT INTO u VALUES (NEW.a, NEW.b); END",
+      "INSERT INTO s.t(id, a, b) VALUES (9, 90, 'n')", "INSERT INTO t(id, name) VALUES (9, 'main')"],
+     "SELECT * FROM s.u ORDER BY k"),
+    (["CREATE VIEW s.w AS SELECT a FROM t", "ALTER TABLE s.t RENAME TO t2"], "SELECT * FROM s.w ORDER BY 1"),
     (["CREATE TRIGGER s.no_neg BEFORE INSERT ON t WHEN NEW.a < 0 BEGIN SELECT RAISE(IGNORE); END",
       "INSERT INTO s.t(id, a) VALUES (9, -1)", "INSERT INTO t(id, name) VALUES (9, 'kept')"],
      "SELECT (SELECT count(*) FROM s.t), (SELECT count(*) FROM t)"),
