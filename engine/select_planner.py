@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Schema, Table
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
@@ -530,10 +530,12 @@ class SelectPlanner:
             view = self.schema.lookup("views", name, qualifier)
             if view is not None:
                 return self._view_item(view, alias, offset)
-            if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"):
+            known_schema = self.schema.has_schema(qualifier or MAIN)
+            if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema") \
+                    and known_schema:
                 return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
                                          space=self.schema.resolve_schema(qualifier))
-            if name.lower() == "pragma_database_list" and self.schema.has_schema(qualifier or "main"):
+            if name.lower() == "pragma_database_list" and known_schema:
                 return self._database_list_item(alias, offset)
             raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
         if isinstance(tnode, exp.Subquery):
@@ -592,7 +594,7 @@ class SelectPlanner:
         sub._view_depth = self._view_depth + 1
         # Views see only the database, never the query that uses them.
         tree = parse_one(view.select_sql)
-        if view.schema_name != "main":
+        if view.schema_name != MAIN:
             qualify_tables(tree, view.schema_name)
         planned = sub.plan(tree, None)
         if view.columns:
