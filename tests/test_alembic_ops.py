@@ -216,3 +216,22 @@ def test_autogenerate_finds_real_changes(engine):
     diff = _diff(engine, make_metadata(name_length=80, at_desc=False, qty_default="1"))
     kinds = sorted(d[0][0] if isinstance(d, list) else d[0] for d in diff)
     assert kinds == ["add_index", "modify_default", "modify_type", "remove_index"], diff
+
+
+def test_drop_key_columns_without_batch(shop):
+    with shop.begin() as c:
+        op = _op(c)
+        op.create_foreign_key("fk_item_vendor", "item", "vendor", ["vendor_code"], ["code"])
+        op.create_unique_constraint("uq_vendor_code", "vendor", ["code"])
+    with shop.begin() as c:
+        op = _op(c)
+        op.drop_column("item", "vendor_code")       # in a foreign key: the table is recreated
+        op.drop_column("vendor", "code")            # in a unique constraint: likewise
+        op.drop_index("ix_item_name", "item")
+        op.drop_column("item", "name")              # plain ALTER ... DROP COLUMN
+    insp = inspect(shop)
+    assert [c["name"] for c in insp.get_columns("item")] == ["id", "qty"]
+    assert insp.get_foreign_keys("item") == [] and insp.get_unique_constraints("vendor") == []
+    assert [ck["sqltext"] for ck in insp.get_check_constraints("item")] == ["qty >= 0"]
+    assert _rows(shop) == [(1, 5), (2, None)]
+    assert _rows(shop, "SELECT * FROM vendor ORDER BY id") == [(1,), (2,)]

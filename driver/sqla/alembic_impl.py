@@ -7,8 +7,9 @@ so an engine's dialect is enough.
 Migrations need no batch mode.  What the engine's ALTER TABLE does in place
 (RENAME TO, RENAME COLUMN, ADD COLUMN, DROP COLUMN) is emitted as ALTER TABLE;
 what it cannot (a column's type, nullability or server default; adding or
-dropping a foreign-key, unique, check or primary-key constraint; for now
-adding a column with a server default, see ``add_column``) is done by
+dropping a foreign-key, unique, check or primary-key constraint; dropping a
+column that is part of a key or foreign key; for now adding a column with a
+server default, see ``add_column``) is done by
 recreating the table: the table is reflected, the change applied to a copy,
 and Alembic's own "move and copy" (CREATE a temporary table, INSERT ... SELECT,
 DROP the old table, RENAME the new one, re-create its indexes) runs inside the
@@ -21,7 +22,7 @@ Autogenerate compares with terndb's own normal forms, so an up-to-date
 database shows no differences: index key parts by their compiled SQL (``DESC``
 and expression parts compare, not only column names), server defaults by the
 engine's rendering of the expression (the catalog keeps defaults as sqlglot
-renders them), and types by what the column reads back as.
+renders them; literals compare by value); types use Alembic's own comparison.
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ from typing import Any
 
 from alembic.ddl.impl import ComparisonResult, DefaultImpl
 from alembic.operations.batch import ApplyBatchImpl
-from sqlalchemy import Column, Index, MetaData, Table
+from sqlalchemy import Column, Index, MetaData, Table, inspect
 from sqlalchemy.schema import CheckConstraint, Constraint
 
-from terndb.engine.errors import DatabaseError
+from terndb.engine.errors import DatabaseError, NotSupportedError
 from terndb.engine.sqlparse import parse_one, to_sql
 
 # Batch operations the engine runs in place; anything else recreates the table.
@@ -69,6 +70,25 @@ class TerndbImpl(DefaultImpl):
         # ddl.table_defaults applies it, a column with a default is added by a copy.
         self._recreate(table_name, schema, "add_column", table_name, column, **kw)
 
+    def drop_column(self, table_name: str, column: Column[Any], *, schema: str | None = None,
+                    **kw: Any) -> None:
+        if not self._in_key(table_name, column.name, schema):
+            super().drop_column(table_name, column, schema=schema, **kw)
+            return
+        # The engine's DROP COLUMN refuses key columns (as SQLite's does): the copy
+        # leaves out the column and the constraints on it.
+        self._recreate(table_name, schema, "drop_column", table_name, column, **kw)
+
+    def _in_key(self, table_name: str, column_name: str, schema: str | None) -> bool:
+        """Whether a column belongs to the primary key, a unique constraint or a foreign key."""
+        if self.as_sql:
+            return False
+        insp = inspect(self.connection)
+        keys = [insp.get_pk_constraint(table_name, schema=schema)["constrained_columns"]]
+        keys += [u["column_names"] for u in insp.get_unique_constraints(table_name, schema=schema)]
+        keys += [f["constrained_columns"] for f in insp.get_foreign_keys(table_name, schema=schema)]
+        return any(column_name in cols for cols in keys)
+
     def add_constraint(self, const: Constraint, **kw: Any) -> None:
         if const._create_rule is None or const._create_rule(self):
             self._recreate(const.table.name, const.table.schema, "add_constraint", const)
@@ -85,6 +105,9 @@ class TerndbImpl(DefaultImpl):
             elif opname == "add_column":
                 if args[1].server_default is not None:     # see add_column
                     return True
+            elif opname == "drop_column":
+                if self._in_key(batch_op.table_name, args[1].name, batch_op.schema):
+                    return True
             elif opname not in _IN_PLACE_BATCH_OPS:
                 return True
         return False
@@ -92,7 +115,7 @@ class TerndbImpl(DefaultImpl):
     def _recreate(self, table_name: str, schema: str | None, opname: str, *args: Any, **kw: Any) -> None:
         """Applies one change to ``table_name`` by recreating it (see the module docstring)."""
         if self.as_sql:
-            raise DatabaseError(
+            raise NotSupportedError(
                 f"terndb: {opname} on {table_name!r} recreates the table and needs a live connection "
                 "(offline --sql mode cannot reflect it)")
         table = Table(table_name, MetaData(), schema=schema, autoload_with=self.connection)
