@@ -134,3 +134,54 @@ def test_to_sql_datetime_and_nulls(engine):
     typed = pd.read_sql_table("nulls", engine)
     assert typed["when"][0] == pd.Timestamp("2024-05-01 08:30:00.123") and pd.isna(typed["when"][1])
     assert pd.isna(typed["x"][0]) and typed["x"][1] == 2.5
+
+
+def typed_frame() -> pd.DataFrame:
+    """One column per kind the issue names, each with a missing value."""
+    return pd.DataFrame({
+        "i": np.array([1, 2, 3], dtype="int64"),
+        "f": [0.5, np.nan, 2.0],
+        "s": ["a", None, "ç"],
+        "b": [True, False, True],
+        "t": pd.to_datetime(["2024-01-01 10:00:00", None, "2020-02-29 00:00:01.25"], format="ISO8601"),
+        "doc": [{"k": [1, 2], "n": None}, None, ["x", {"y": 1.5}]],
+    })
+
+
+def _read_both_ways(eng: sa.Engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table = sa.Table("typed", sa.MetaData(), autoload_with=eng)
+    return pd.read_sql_table("typed", eng), pd.read_sql(sa.select(table), eng)
+
+
+def test_typed_round_trip_with_json_matches_sqlite(engine, tmp_path):
+    """to_sql then read_sql (by table, and by a typed select): terndb gives SQLite's dtypes and values."""
+    lite = sa.create_engine(f"sqlite:///{tmp_path}/lite.db")
+    got = {}
+    for eng in (engine, lite):
+        assert typed_frame().to_sql("typed", eng, index=False, dtype={"doc": sa.JSON}) == 3
+        got[eng.dialect.name] = _read_both_ways(eng)
+    lite.dispose()
+    for ours, theirs in zip(got["terndb"], got["sqlite"]):
+        pd.testing.assert_frame_equal(ours, theirs)
+        assert {c: str(ours[c].dtype) for c in "ifbt"} == {
+            "i": "int64", "f": "float64", "b": "bool", "t": "datetime64[us]"}
+        assert pdt.is_string_dtype(ours["s"]) and pd.isna(ours["s"][1])
+        assert ours["doc"].tolist() == [{"k": [1, 2], "n": None}, None, ["x", {"y": 1.5}]]
+        assert pd.isna(ours["t"][1]) and ours["t"][2] == pd.Timestamp("2020-02-29 00:00:01.25")
+        assert math.isnan(ours["f"][1])
+
+
+def test_to_sql_method_multi_is_one_statement_per_chunk(engine):
+    statements: list[tuple[bool, int]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.startswith("INSERT"):
+            statements.append((executemany, statement.count("(?, ?)")))
+
+    df = pd.DataFrame({"x": np.arange(250), "y": [f"v{i}" for i in range(250)]})
+    assert df.to_sql("multi", engine, index=False, chunksize=100, method="multi") == 250
+    # Multi-row VALUES: one statement per chunk of 100, 100 and 50 rows.
+    assert statements == [(False, 100), (False, 100), (False, 50)]
+    pd.testing.assert_frame_equal(pd.read_sql("SELECT x, y FROM multi ORDER BY x", engine), df,
+                                  check_dtype=False)

@@ -2,9 +2,10 @@
 
 terndb reads SQLite's SQL, so the statement compiler and identifier preparer
 reuse SQLAlchemy's SQLite pieces (``LIMIT -1 OFFSET n``, ``x / (y + 0.0)``,
-``IS [NOT]`` for distinct-from, ``group_concat``).  Constructs the engine
-cannot run yet (JSON operators, REGEXP) are refused at compile time with a
-``CompileError`` that says so.  RETURNING and SQLite's upsert
+``IS [NOT]`` for distinct-from, ``group_concat``).  JSON index and path
+operators compile to terndb's JSON1 SQL (``->`` and ``json_extract``; see
+``TerndbCompiler._json_element``).  Constructs the engine cannot run yet
+(REGEXP) are refused at compile time with a ``CompileError`` that says so.  RETURNING and SQLite's upsert
 (``sqlalchemy.dialects.sqlite.insert(...).on_conflict_do_update``) render as
 on SQLite: terndb runs both.
 
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import exc
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler, SQLiteIdentifierPreparer
+from sqlalchemy import sql
 from sqlalchemy.sql import compiler
 
 # A DEFAULT that is not a literal or parenthesised must be wrapped: SQLite's
@@ -29,16 +31,36 @@ _STARTS_LITERAL = re.compile(r"""^\s*[\'\"\(]""")
 
 
 class TerndbCompiler(SQLiteCompiler):
-    """SQLite's statement compiler minus what terndb's engine cannot execute yet."""
+    """SQLite's statement compiler, with terndb's JSON operators and without REGEXP."""
 
     def _not_yet(self, what: str) -> exc.CompileError:
         return exc.CompileError(f"terndb does not support {what} yet")
 
+    def _json_element(self, binary: Any, _cast_applied: bool = False, **kw: Any) -> str:
+        """``doc[key]`` / ``doc[path]``: the path is already a JSON path text (see types.py).
+
+        A JSON-typed element (the default, or ``.as_json()``) renders ``doc -> path``,
+        which yields the element's JSON text (SQL NULL when the path is absent), read
+        back through the JSON result processor.  A typed element (``.as_integer()``,
+        ``.as_string()``, ...) is ``CAST(json_extract(doc, path) AS <type>)``:
+        ``json_extract`` gives the SQL value (a JSON string unquoted, a number as a
+        number) and the CAST applies the type's affinity, so comparisons and ORDER
+        BY work on values, not on JSON text.
+        """
+        if not _cast_applied and binary.type._type_affinity is not sqltypes.JSON:
+            # Wrapping in CAST re-enters this method with _cast_applied set.
+            return self.process(sql.cast(binary, binary.type), _cast_applied=True, **kw)
+        left = self.process(binary.left, **kw)
+        path = self.process(binary.right, **kw)
+        if binary.type._type_affinity is sqltypes.JSON:
+            return f"{left} -> {path}"
+        return f"json_extract({left}, {path})"
+
     def visit_json_getitem_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
-        raise self._not_yet("JSON index operators (the engine has no JSON functions)")
+        return self._json_element(binary, **kw)
 
     def visit_json_path_getitem_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
-        raise self._not_yet("JSON path operators (the engine has no JSON functions)")
+        return self._json_element(binary, **kw)
 
     def visit_regexp_match_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
         raise self._not_yet("REGEXP")

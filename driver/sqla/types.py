@@ -10,8 +10,10 @@ SQLite, so types without a native storage class are encoded:
   value of a column has the same shape (text comparison stays chronological).
 * ``JSON`` is its text; a document that is a bare number may come back as a
   number (the ``JSON`` declared type has NUMERIC affinity), which is returned
-  as is.  JSON path operators need the engine's JSON functions and raise
-  ``CompileError`` until it has them (see ``compiler.py``).
+  as is.  ``JSON.NULL`` stores the JSON text ``null``; ``None`` stores SQL NULL
+  when ``none_as_null=True`` and JSON ``null`` otherwise (SQLAlchemy's rule).
+  Index and path operands (``doc["a"]``, ``doc[("a", 1)]``) bind as JSON path
+  text (``$."a"[1]``) for the compiler's ``->`` / ``json_extract``.
 * ``Boolean``, ``Enum``, ``Uuid``, ``Numeric`` and ``LargeBinary`` use
   SQLAlchemy's generic non-native forms (INTEGER 0/1, VARCHAR, CHAR(32) hex,
   REAL converted back to ``Decimal`` at the column's scale, BLOB).
@@ -127,11 +129,59 @@ class JSON(sqltypes.JSON):
         return process
 
 
+def json_path(steps: Any) -> str:
+    """A JSON path text for terndb's JSON functions: ``("a", 1)`` -> ``$."a"[1]``.
+
+    Integers index arrays; anything else is an object key, always quoted so keys
+    with dots, spaces or brackets address one member.
+    """
+    parts = ["$"]
+    for step in steps:
+        if isinstance(step, int) and not isinstance(step, bool):
+            parts.append(f"[{step}]")
+        else:
+            parts.append(f'."{step}"')
+    return "".join(parts)
+
+
+class _JSONPathText:
+    """Binds an index (``doc["a"]``, ``doc[1]``) or a path (``doc[("a", 1)]``) as path text."""
+
+    def _steps(self, value: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        steps = self._steps
+
+        def process(value: Any) -> Any:
+            return json_path(steps(value))
+        return process
+
+    def literal_processor(self, dialect: Dialect) -> Callable[[Any], str]:
+        steps = self._steps
+
+        def process(value: Any) -> str:
+            return _quote_literal(json_path(steps(value)))
+        return process
+
+
+class JSONIndexType(_JSONPathText, sqltypes.JSON.JSONIndexType):
+    def _steps(self, value: Any) -> Any:
+        return (value,)
+
+
+class JSONPathType(_JSONPathText, sqltypes.JSON.JSONPathType):
+    def _steps(self, value: Any) -> Any:
+        return value
+
+
 colspecs: dict[type, type] = {
     sqltypes.DateTime: DATETIME,
     sqltypes.Date: DATE,
     sqltypes.Time: TIME,
     sqltypes.JSON: JSON,
+    sqltypes.JSON.JSONIndexType: JSONIndexType,
+    sqltypes.JSON.JSONPathType: JSONPathType,
 }
 
 # Declared type names (first word(s), upper-case) to SQLAlchemy types, for reflection.
