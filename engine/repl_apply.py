@@ -314,7 +314,8 @@ class Applier:
 
     def _admit(self, st: _Txn, channel: str | None, position: int, data: bytes) -> Message | None:
         """The decoded message if the guard admits it; else None, with a dead letter queued."""
-        verdict = self.guard.admit(bytes(data), channel, st.schema, self.subscribe)
+        verdict = self.guard.admit(bytes(data), channel, st.schema, self.subscribe,
+                                   getattr(self.db.hlc, "max_drift_ms", None))
         if verdict.message is None:
             st.dead_letters.append(dead_letter_row(verdict, channel, position, data))
         return verdict.message

@@ -25,7 +25,8 @@ Checks, in order
    (``decode_changeset`` checks each length against the bytes left, so a
    forged length cannot drive a large allocation); the commit HLC is not
    more than ``max_future_ms`` ahead of this node's wall clock (a far-future
-   timestamp would win every last-writer-wins comparison forever).
+   timestamp would win every last-writer-wins comparison forever); by
+   default the limit is the node clock's own drift limit (``HLC.max_drift_ms``).
 4. **SQL carried by the message**: each table-map CREATE statement and each
    DDL entry's SQL must be exactly one statement of the expected kind naming
    the expected object (``CREATE TABLE`` without ``AS SELECT``, ``CREATE
@@ -83,7 +84,6 @@ SIGNATURE_SIZE = 64
 #: Raw bytes kept per dead letter (the size column keeps the full length).
 DEAD_LETTER_KEEP_BYTES = 1 << 20
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
-DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
 
 DEAD_LETTER_SQL = (
     f"CREATE TABLE IF NOT EXISTS {DEAD_LETTER_TABLE}("
@@ -334,8 +334,7 @@ class Guard:
 
     def __init__(self, *, grants: Grants | Mapping | str | os.PathLike | None = None,
                  trust: Mapping[str | bytes, Any] | None = None, require_signatures: bool | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_future_ms: int | None = None) -> None:
         self.grants = Grants.load(grants) if grants is not None else None
         self.trust = {bytes.fromhex(_origin_key(k)): load_public_key(v) for k, v in (trust or {}).items()}
         if "*" in {str(k) for k in (trust or {})}:
@@ -346,11 +345,15 @@ class Guard:
 
     # -- the checks ----------------------------------------------------------------------------
 
-    def admit(self, data: bytes, channel: str | None, schema: Any, subscribe: Any) -> Verdict:
+    def admit(self, data: bytes, channel: str | None, schema: Any, subscribe: Any,
+              clock_limit_ms: int | None = None) -> Verdict:
         """Check one incoming message against the local ``schema``; never raises for bad input.
 
         ``subscribe`` (a TableSet) is what this node applies: grants are checked
-        only for the parts of a message that would be applied.
+        only for the parts of a message that would be applied.  ``clock_limit_ms``
+        is how far ahead a commit timestamp may be when the guard has no
+        ``max_future_ms`` of its own (the applier passes its clock's drift limit,
+        beyond which the clock would refuse the timestamp and stall the stream).
         """
         network = channel is None or not channel.startswith("local:")
         if network and len(data) > self.max_message_bytes:
@@ -370,7 +373,8 @@ class Guard:
         try:
             reason = self._check_signature(msg, data, signature, network)
             if reason is None:
-                reason = self._check_clock(msg)
+                reason = self._check_clock(msg, self.max_future_ms if self.max_future_ms is not None
+                                           else clock_limit_ms)
             if reason is None:
                 reason = self._check_sql(msg, schema)
             if reason is None and self.grants is not None:
@@ -394,13 +398,13 @@ class Guard:
             return f"unsigned change set from {msg.origin.hex()} (signatures are required)"
         return f"no trusted key for origin {msg.origin.hex()}"
 
-    def _check_clock(self, msg: Message) -> str | None:
-        if self.max_future_ms is None:
+    @staticmethod
+    def _check_clock(msg: Message, limit_ms: int | None) -> str | None:
+        if limit_ms is None:
             return None
-        wall_ms = hlc_parts(msg.hlc)[0]
-        ahead = wall_ms - int(time.time() * 1000)
-        if ahead > self.max_future_ms:
-            return f"commit timestamp {ahead} ms ahead of this node's clock (limit {self.max_future_ms} ms)"
+        ahead = hlc_parts(msg.hlc)[0] - int(time.time() * 1000)
+        if ahead > limit_ms:
+            return f"commit timestamp {ahead} ms ahead of this node's clock (limit {limit_ms} ms)"
         return None
 
     def _check_sql(self, msg: Message, schema: Any) -> str | None:
