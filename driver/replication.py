@@ -358,6 +358,9 @@ def add_cli_parser(subparsers: Any) -> Any:
         "through a NATS JetStream server (--nats). Runs until interrupted, or with --once until caught up.")
     parser.add_argument("path", metavar="DB", help="database directory")
     parser.add_argument("--nats", metavar="URL", help="NATS server URL, e.g. nats://127.0.0.1:4222")
+    parser.add_argument("--nats-database", metavar="NAME", default="terndb",
+                        help="replicated database name on the NATS server: stream TERNDB_<NAME>, subjects "
+                        "terndb.<NAME>.> (default: terndb)")
     parser.add_argument("--peer", action="append", default=[], metavar="OTHER_DB",
                         help="another database on this host to pull from (repeatable)")
     parser.add_argument("--publish", action="append", default=None, metavar="TABLE",
@@ -412,6 +415,7 @@ def _security_options(args: Any) -> dict:
         if not sep or not origin or not path:
             raise ProgrammingError(f"--trust expects ORIGIN=PUBFILE, not {item!r}")
         trust[origin] = path
+    nats_options["database"] = args.nats_database
     return {"nats_options": nats_options, "grants": args.grants, "sign_key": args.sign_key,
             "trust": trust, "require_signatures": args.require_signatures}
 
