@@ -65,6 +65,8 @@ class Cluster:
         self.reps: list[Replicator | None] = [None, None, None]
         self.proc: subprocess.Popen | None = None
         self.events: list[str] = []
+        self.log = tmp_path / "n2-replicator.log"
+        self._log_file = open(self.log, "ab")
 
     # -- replicators ---------------------------------------------------------------------------
 
@@ -73,7 +75,8 @@ class Cluster:
             if self.proc is None:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "terndb", "replicate", str(self.paths[2]), "--nats", self.server.url,
-                     "--nats-database", OPTIONS["database"], "--node-id", "n2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     "--nats-database", OPTIONS["database"], "--node-id", "n2"],
+                    stdout=subprocess.DEVNULL, stderr=self._log_file)
         elif self.reps[i] is None:
             self.reps[i] = Replicator(self.cons[i], nats=self.server.url, nats_options=OPTIONS).start()
 
@@ -93,6 +96,7 @@ class Cluster:
         for con in self.cons:
             con.close()
         self.server.stop()
+        self._log_file.close()
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -128,7 +132,10 @@ class Cluster:
                 stable = 0
             last = rows[0] if all(r == rows[0] for r in rows) else None
             time.sleep(0.2)
-        raise AssertionError(f"not converged after {self.events}: {[_rows(c) for c in self.cons]}")
+        exited = self.proc.poll() if self.proc is not None else "not running"
+        raise AssertionError(f"not converged after {self.events}: {[_rows(c) for c in self.cons]}; "
+                             f"node 2 replicator exit status {exited}, stderr: {self.log.read_text()[-2000:]}; "
+                             f"status: {[r.status() if r else None for r in self.reps]}")
 
 
 def _committed_writes(con) -> list[tuple]:
