@@ -342,6 +342,9 @@ class Guard:
         self.require_signatures = bool(self.trust) if require_signatures is None else require_signatures
         self.max_message_bytes = max_message_bytes
         self.max_future_ms = max_future_ms
+        # (kind, name, sql) -> None or the reason it is refused.  Every message repeats the
+        # CREATE TABLE of its tables: parsing it each time would dominate the apply cost.
+        self._sql_verdicts: dict[tuple[str, str, str], str | None] = {}
 
     # -- the checks ----------------------------------------------------------------------------
 
@@ -408,15 +411,11 @@ class Guard:
         return None
 
     def _check_sql(self, msg: Message, schema: Any) -> str | None:
-        for tid, (name, sql) in msg.tables.items():
-            if not sql:
-                continue
-            try:
-                _, target = _create_target(sql, "TABLE")
-            except Error as exc:
-                return f"table map entry {tid} ({name!r}) is not a plain CREATE TABLE: {exc}"
-            if target.lower() != name.lower():
-                return f"table map entry {tid} names {name!r} but its CREATE TABLE creates {target!r}"
+        for name, sql in msg.tables.values():
+            if sql:
+                reason = self._create_verdict("TABLE", name, sql)
+                if reason is not None:
+                    return f"table map entry {name!r}: {reason}"
         for e in msg.entries:
             if e.op != OP_DDL:
                 continue
@@ -425,8 +424,7 @@ class Guard:
                 return reason
         return None
 
-    @staticmethod
-    def _check_ddl_sql(payload: bytes) -> str | None:
+    def _check_ddl_sql(self, payload: bytes) -> str | None:
         try:
             info = json.loads(payload)
         except ValueError:
@@ -444,13 +442,23 @@ class Guard:
         sql, name = info.get("sql"), info.get("name")
         if not isinstance(sql, str) or not isinstance(name, str):
             return f"DDL {op} entry without sql and name"
+        reason = self._create_verdict(kinds[op], name, sql)
+        return None if reason is None else f"DDL {op}: {reason}"
+
+    def _create_verdict(self, kind: str, name: str, sql: str) -> str | None:
+        """None if ``sql`` is one plain CREATE ``kind`` of ``name``, else why not (cached)."""
+        key = (kind, name, sql)
+        if key in self._sql_verdicts:
+            return self._sql_verdicts[key]
         try:
-            _, target = _create_target(sql, kinds[op])
+            _, target = _create_target(sql, kind)
+            reason = None if target.lower() == name.lower() else f"names {name!r} but its SQL creates {target!r}"
         except Error as exc:
-            return f"DDL {op} {name!r}: SQL is not a plain CREATE {kinds[op]}: {exc}"
-        if target.lower() != name.lower():
-            return f"DDL {op} names {name!r} but its SQL creates {target!r}"
-        return None
+            reason = f"{name!r}: SQL is not a plain CREATE {kind}: {exc}"
+        if len(self._sql_verdicts) >= 4096:      # bounded: hostile senders can vary the text
+            self._sql_verdicts.clear()
+        self._sql_verdicts[key] = reason
+        return reason
 
     def _check_grants(self, msg: Message, schema: Any, subscribe: Any) -> str | None:
         origin = msg.origin.hex()
