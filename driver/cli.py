@@ -138,6 +138,12 @@ def _add_replicate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return add_cli_parser(subparsers)
 
 
+def _add_keygen_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from terndb.replication import add_keygen_parser  # noqa: PLC0415 - engine import at use time
+
+    return add_keygen_parser(subparsers)
+
+
 def _add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "check", help="check a database's integrity",
@@ -176,6 +182,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser]] = {
     "shell": _add_shell_parser,
     "check": _add_check_parser,
     "replicate": _add_replicate_parser,
+    "keygen": _add_keygen_parser,
 }
 
 

@@ -19,12 +19,24 @@ that lose are recorded in the queryable ``terndb_conflicts`` table.
 
 Transports: ``peers`` are other databases on this host (read directly; a
 mesh relays through every node), ``nats`` is a NATS JetStream server URL
-(``terndb.engine.repl_nats``).  Only tables with a declared PRIMARY KEY
+(``terndb.engine.repl_nats``); ``nats_options`` also takes the connection's
+credentials and TLS files (``user``, ``password``, ``token``,
+``credentials``, ``nkey_seed``, ``tls_ca``, ``tls_cert``, ``tls_key``,
+``tls_hostname``).
+
+Security (``terndb.engine.repl_guard``): every incoming change set is
+checked before it is applied; ``grants`` limits what each origin node may
+change (tables, columns, insert/update/delete, DDL); ``sign_key`` signs what
+this node publishes over NATS and ``trust`` maps origin node ids to the
+public keys their change sets must be signed with.  Refused or unappliable
+messages are never applied and land in the queryable ``terndb_dead_letters``
+table (``dead_letters()``); the replicator keeps running.  Only tables with a declared PRIMARY KEY
 replicate.  The node id is the database's own (``status()["node_id"]``);
 ``node_name`` is a label stored with the configuration.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import threading
@@ -32,15 +44,17 @@ import time
 from typing import Any, Iterable
 
 from terndb.engine.database import Database
-from terndb.engine.errors import Error, ProgrammingError
+from terndb.engine.errors import Error, NoSuchObjectError, ProgrammingError
 from terndb.engine.repl_apply import Applier, ApplyStats
 from terndb.engine.repl_feed import ChangeFeed
+from terndb.engine.repl_guard import Guard, Signer, generate_keypair
 from terndb.engine.repl_local import LocalPeer, bootstrap
 from terndb.engine.repl_versions import (
-    CONFLICT_TABLE, DEFAULT_HORIZON_MS, K_CONFIG, TableSet, VersionStore, check_replicable,
+    CONFLICT_TABLE, DEAD_LETTER_TABLE, DEFAULT_HORIZON_MS, K_CONFIG, TableSet, VersionStore,
+    check_replicable,
 )
 
-__all__ = ["Replicator", "replicate", "ChangeFeed"]
+__all__ = ["Replicator", "replicate", "ChangeFeed", "generate_keypair"]
 
 
 def _open(database: Any) -> tuple[Database, bool]:
@@ -60,7 +74,15 @@ class Replicator:
                  subscribe: Iterable[str] | str = "*", peers: Iterable[Any] = (),
                  nats: str | None = None, node_name: str | None = None, interval: float = 0.05,
                  batch: int = 1000, horizon_ms: int = DEFAULT_HORIZON_MS, relay: bool = True,
-                 nats_options: dict | None = None) -> None:
+                 nats_options: dict | None = None, grants: Any = None, sign_key: Any = None,
+                 trust: dict | None = None, require_signatures: bool | None = None) -> None:
+        # Configuration errors (bad grants, unreadable keys) surface before anything opens.
+        guard = Guard(grants=grants, trust=trust, require_signatures=require_signatures)
+        self.signer = Signer(sign_key) if sign_key is not None else None
+        self._nats_options = dict(nats_options or {})
+        if nats:
+            from terndb.engine.repl_nats import NatsSecurity
+            NatsSecurity.split(self._nats_options)[0].connect_options()    # files exist, cert has key
         self.db, self._owns_db = _open(database)
         self.publish = TableSet(publish)
         self.subscribe = TableSet(subscribe)
@@ -69,6 +91,7 @@ class Replicator:
         self.batch = batch
         self.versions = VersionStore(self.db, _union(self.publish, self.subscribe), horizon_ms)
         self.applier = Applier(self.db, self.subscribe, self.versions, relay=relay)
+        self.applier.guard = guard
         self.feed = ChangeFeed(self.db)
         self._peers: list[LocalPeer] = []
         self._peer_dbs: list[tuple[Database, bool]] = []
@@ -81,7 +104,6 @@ class Replicator:
         self._errors = 0
         self._nats: Any = None
         self._nats_url = nats
-        self._nats_options = dict(nats_options or {})
         self._configure()
         for p in peers:
             self.add_peer(p)
@@ -150,12 +172,27 @@ class Replicator:
             return self
         self._stop.clear()
         if self._nats_url:
-            from terndb.engine.repl_nats import NatsReplicator
-            self._nats = NatsReplicator(self, self._nats_url, **self._nats_options)
+            self._nats = self._nats_replicator()
             self._nats.start()
         self._thread = threading.Thread(target=self._run, name="terndb-replicator", daemon=True)
         self._thread.start()
         return self
+
+    def _nats_replicator(self) -> Any:
+        from terndb.engine.repl_nats import NatsReplicator, NatsSecurity
+        security, options = NatsSecurity.split(self._nats_options)
+        return NatsReplicator(self, self._nats_url, security=security, signer=self.signer, **options)
+
+    def sync_nats(self) -> ApplyStats:
+        """Publish everything pending to NATS and apply everything available, once (blocking).
+
+        Raises OperationalError when the server cannot be reached or refuses the credentials."""
+        if not self._nats_url:
+            raise ProgrammingError("this replicator has no NATS server (nats=URL)")
+        total = self._nats_replicator().run_once()
+        with self._lock:
+            self.totals.add(total)
+        return total
 
     def _run(self) -> None:
         backoff = self.interval
@@ -225,13 +262,38 @@ class Replicator:
             "publish": self.publish.to_list(), "subscribe": self.subscribe.to_list(),
             "binlog_position": last, "peers": peers,
             "nats": self._nats.status() if self._nats is not None else None,
-            "totals": totals, "conflicts": self.conflict_count(),
+            "totals": totals, "conflicts": self.conflict_count(), "dead_letters": self.dead_letter_count(),
             "errors": self._errors, "last_error": self.last_error,
         }
 
     def conflict_count(self) -> int:
         rows = self._conflict_rows("SELECT count(*) FROM " + CONFLICT_TABLE)
         return rows[0][0] if rows else 0
+
+    def dead_letter_count(self) -> int:
+        try:
+            rows = self._conflict_rows("SELECT count(*) FROM " + DEAD_LETTER_TABLE)
+        except NoSuchObjectError:       # created with the first dead letter
+            return 0
+        return rows[0][0] if rows else 0
+
+    def dead_letters(self, limit: int = 1000) -> list[dict]:
+        """Refused or unappliable incoming messages, newest first (see ``terndb.engine.repl_guard``)."""
+        try:
+            return [dict(r) for r in self._dict_rows(
+                f"SELECT * FROM {DEAD_LETTER_TABLE} ORDER BY id DESC LIMIT {int(limit)}")]
+        except NoSuchObjectError:
+            return []
+
+    def _dict_rows(self, sql: str, params: tuple = ()) -> list[dict]:
+        from terndb.engine.session import Session
+        s = Session(self.db)
+        try:
+            res = s.execute(sql, params)
+            names = res.names
+            return [dict(zip(names, r)) for r in res.fetch(-1)]
+        finally:
+            s.close()
 
     def conflicts(self, table: str | None = None, limit: int = 1000) -> list[dict]:
         """Recorded conflicts, newest first, as dicts (JSON columns decoded)."""
@@ -241,17 +303,8 @@ class Replicator:
             sql += " WHERE table_name = ?"
             params = (table,)
         sql += f" ORDER BY id DESC LIMIT {int(limit)}"
-        from terndb.engine.session import Session
-        s = Session(self.db)
-        try:
-            res = s.execute(sql, params)
-            names = res.names
-            rows = res.fetch(-1)
-        finally:
-            s.close()
         out = []
-        for r in rows:
-            d = dict(zip(names, r))
+        for d in self._dict_rows(sql, params):
             for k in ("pk", "columns", "winner_row", "loser_row"):
                 if d.get(k):
                     d[k] = json.loads(d[k])
@@ -305,6 +358,9 @@ def add_cli_parser(subparsers: Any) -> Any:
         "through a NATS JetStream server (--nats). Runs until interrupted, or with --once until caught up.")
     parser.add_argument("path", metavar="DB", help="database directory")
     parser.add_argument("--nats", metavar="URL", help="NATS server URL, e.g. nats://127.0.0.1:4222")
+    parser.add_argument("--nats-database", metavar="NAME", default="terndb",
+                        help="replicated database name on the NATS server: stream TERNDB_<NAME>, subjects "
+                        "terndb.<NAME>.> (default: terndb)")
     parser.add_argument("--peer", action="append", default=[], metavar="OTHER_DB",
                         help="another database on this host to pull from (repeatable)")
     parser.add_argument("--publish", action="append", default=None, metavar="TABLE",
@@ -317,8 +373,76 @@ def add_cli_parser(subparsers: Any) -> Any:
                         help="first merge each --peer's current state (instead of replaying its history)")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds")
+    _add_security_arguments(parser)
     parser.set_defaults(handler=run_cli)
     return parser
+
+
+def _add_security_arguments(parser: Any) -> None:
+    auth = parser.add_argument_group("NATS authentication and TLS")
+    auth.add_argument("--nats-user", metavar="USER", help="user name (with --nats-password)")
+    auth.add_argument("--nats-password", metavar="PASSWORD",
+                      help="password (or set TERNDB_NATS_PASSWORD to keep it out of the process list)")
+    auth.add_argument("--nats-token", metavar="TOKEN", help="authentication token (or TERNDB_NATS_TOKEN)")
+    auth.add_argument("--nats-creds", metavar="FILE", help="credentials file (user JWT and NKey seed)")
+    auth.add_argument("--nats-nkey-seed", metavar="FILE", help="file holding an NKey seed")
+    auth.add_argument("--tls-ca", metavar="FILE", help="CA certificates to verify the server with")
+    auth.add_argument("--tls-cert", metavar="FILE", help="client certificate (mutual TLS; with --tls-key)")
+    auth.add_argument("--tls-key", metavar="FILE", help="client certificate's private key")
+    auth.add_argument("--tls-hostname", metavar="NAME", help="host name the server certificate must carry")
+    sec = parser.add_argument_group("change-set security")
+    sec.add_argument("--grants", metavar="FILE",
+                     help="JSON file of per-origin write grants (see terndb.engine.repl_guard)")
+    sec.add_argument("--sign-key", metavar="FILE", help="ed25519 private key (PEM) to sign published change sets")
+    sec.add_argument("--trust", action="append", default=[], metavar="ORIGIN=PUBFILE",
+                     help="trust change sets from node ORIGIN (hex id) signed with this public key (repeatable)")
+    sec.add_argument("--require-signatures", action=argparse.BooleanOptionalAction, default=None,
+                     help="refuse unsigned change sets from the network (default: on when --trust is given)")
+
+
+def _security_options(args: Any) -> dict:
+    """Replicator keyword arguments from the security flags."""
+    nats_options = {k: v for k, v in {
+        "user": args.nats_user, "password": args.nats_password or os.environ.get("TERNDB_NATS_PASSWORD"),
+        "token": args.nats_token or os.environ.get("TERNDB_NATS_TOKEN"), "credentials": args.nats_creds,
+        "nkey_seed": args.nats_nkey_seed, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key, "tls_hostname": args.tls_hostname}.items() if v is not None}
+    if "password" in nats_options and "user" not in nats_options:
+        del nats_options["password"]      # only from the environment, without a user: unused
+    trust = {}
+    for item in args.trust:
+        origin, sep, path = item.partition("=")
+        if not sep or not origin or not path:
+            raise ProgrammingError(f"--trust expects ORIGIN=PUBFILE, not {item!r}")
+        trust[origin] = path
+    nats_options["database"] = args.nats_database
+    return {"nats_options": nats_options, "grants": args.grants, "sign_key": args.sign_key,
+            "trust": trust, "require_signatures": args.require_signatures}
+
+
+def add_keygen_parser(subparsers: Any) -> Any:
+    """Add the ``keygen`` sub-parser: a new ed25519 key pair for change-set signing."""
+    parser = subparsers.add_parser(
+        "keygen", help="create an ed25519 key pair for signing replicated change sets",
+        description="Write a new ed25519 private key to KEYFILE (PEM, mode 0600) and its public key to "
+        "KEYFILE.pub. Give the private key to `terndb replicate --sign-key`, the public key to the "
+        "receiving nodes' `--trust ORIGIN=KEYFILE.pub`.")
+    parser.add_argument("keyfile", metavar="KEYFILE", help="private key file to create (must not exist)")
+    parser.set_defaults(handler=run_keygen)
+    return parser
+
+
+def run_keygen(args: Any, streams: Any, connect: Any, error_class: type[BaseException]) -> int:
+    try:
+        public = generate_keypair(args.keyfile)
+    except FileExistsError:
+        streams.stderr.write(f"Error: {args.keyfile} already exists\n")
+        return 1
+    except (OSError, Error) as exc:
+        streams.stderr.write(f"Error: {exc}\n")
+        return 1
+    streams.stdout.write(json.dumps({"private_key": args.keyfile, "public_key": public}) + "\n")
+    return 0
 
 
 def run_cli(args: Any, streams: Any, connect: Any, error_class: type[BaseException]) -> int:
@@ -327,7 +451,7 @@ def run_cli(args: Any, streams: Any, connect: Any, error_class: type[BaseExcepti
         return 2
     try:
         rep = Replicator(args.path, peers=args.peer, nats=args.nats, publish=args.publish or "*",
-                         subscribe=args.subscribe or "*", node_name=args.node_id)
+                         subscribe=args.subscribe or "*", node_name=args.node_id, **_security_options(args))
     except Exception as exc:  # noqa: BLE001 - one clear line for any failure to start
         streams.stderr.write(f"Error: {exc}\n")
         return 1
@@ -338,8 +462,11 @@ def run_cli(args: Any, streams: Any, connect: Any, error_class: type[BaseExcepti
         if args.once:
             total = rep.sync()
             if args.nats:
-                from terndb.engine.repl_nats import NatsReplicator
-                total.add(NatsReplicator(rep, args.nats).run_once())
+                try:
+                    total.add(rep.sync_nats())
+                except Error as exc:
+                    streams.stderr.write(f"Error: {exc}\n")
+                    return 1
             streams.stdout.write(json.dumps({"status": rep.status(), "applied": total.as_dict()}) + "\n")
             return 0
         rep.start()

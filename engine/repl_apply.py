@@ -48,11 +48,12 @@ from typing import Any
 from terndb._cext import _core as C
 
 from .catalog import Schema, Table
-from .errors import DataError, IntegrityError, ProgrammingError
+from .errors import DataError, IntegrityError, OperationalError, ProgrammingError
 from .params import ParamSpec
-from .repl_feed import Message, decode_message, reencode
+from .repl_feed import Message, reencode
+from .repl_guard import DEAD_LETTER_SQL, Guard, dead_letter_row, peek_header
 from .repl_versions import (
-    BOTTOM, CONFLICT_TABLE, K_VERSIONS_SEQ, NO_NODE, OP_DDL, OP_DELETE, Record, TableSet,
+    BOTTOM, CONFLICT_TABLE, DEAD_LETTER_TABLE, K_VERSIONS_SEQ, NO_NODE, OP_DDL, OP_DELETE, Record, TableSet,
     VersionStore, merge, record_key, replicable,
 )
 
@@ -96,7 +97,8 @@ def _quote(name: str) -> str:
 class ApplyStats:
     """Counts for one ``apply`` call (also summed by the replicator's status)."""
 
-    __slots__ = ("messages", "applied", "duplicates", "echoes", "entries", "conflicts", "ddl", "position")
+    __slots__ = ("messages", "applied", "duplicates", "echoes", "entries", "conflicts", "ddl", "dead_letters",
+                 "position")
 
     def __init__(self) -> None:
         self.messages = 0
@@ -106,6 +108,7 @@ class ApplyStats:
         self.entries = 0          # row changes applied (merged)
         self.conflicts = 0
         self.ddl = 0
+        self.dead_letters = 0     # refused or unappliable messages (see engine/repl_guard.py)
         self.position = 0
 
     def add(self, other: "ApplyStats") -> None:
@@ -132,6 +135,7 @@ class _Txn:
         self.pk_index: dict[str, Any] = {}
         self.table_dbs: dict[str, Any] = {}
         self.conflicts: list[tuple] = []
+        self.dead_letters: list[tuple] = []
         self._ctx: Any = None
         self._ctx_txn: Any = None
 
@@ -161,6 +165,7 @@ class Applier:
         self.versions = versions
         self.relay = relay
         self.busy_timeout = busy_timeout
+        self.guard = Guard()        # structural checks only; the Replicator installs its configured one
 
     # -- public ---------------------------------------------------------------------------
 
@@ -190,6 +195,10 @@ class Applier:
             return self._apply(items, channel, track_origin, careful=False)
         except (IntegrityError, DataError):
             # Some entry broke a constraint: redo with a savepoint per entry.
+            return self._apply(items, channel, track_origin, careful=True)
+        except OperationalError:
+            raise                   # busy, disk, map: transient, the transport retries the batch
+        except Exception:           # noqa: BLE001 - a message failed to apply: redo, dead-lettering it
             return self._apply(items, channel, track_origin, careful=True)
 
     def merge_records(self, items: list[tuple[str, str, bytes, Record]], *, channel: str | None = None,
@@ -265,7 +274,10 @@ class Applier:
                 pos = item_pos
                 if data is None:        # filtered out by the sender: only the position moves
                     continue
-                msg = decode_message(data)
+                msg = self._admit(st, channel, item_pos, data)      # security hook
+                if msg is None:
+                    stats.dead_letters += 1
+                    continue
                 if msg.origin == self.node_id:
                     stats.echoes += 1
                     continue
@@ -273,7 +285,11 @@ class Applier:
                     stats.duplicates += 1
                     continue
                 self.db.hlc.observe(msg.hlc)
-                self._apply_message(st, msg, careful, stats)
+                if not careful:
+                    self._apply_message(st, msg, careful, stats)
+                elif not self._apply_message_or_dead_letter(st, msg, stats, channel, item_pos, data):
+                    stats.dead_letters += 1
+                    continue
                 if track_origin:
                     self._mark(st, msg)
                 stats.applied += 1
@@ -283,6 +299,7 @@ class Applier:
             # Everything appended since the catch-up came from peers: records are current.
             txn.put(K_VERSIONS_SEQ, _U64.pack(self.db.binlog.last_sequence(txn)), db=sdb)
             self._write_conflicts(st)
+            self._write_dead_letters(st)
             stats.conflicts = len(st.conflicts)
             stats.position = pos
             session.commit()
@@ -292,6 +309,51 @@ class Applier:
         finally:
             session.close()
         return stats
+
+    # -- security hook: admission checks and the dead-letter table (engine/repl_guard.py) -----
+
+    def _admit(self, st: _Txn, channel: str | None, position: int, data: bytes) -> Message | None:
+        """The decoded message if the guard admits it; else None, with a dead letter queued."""
+        verdict = self.guard.admit(bytes(data), channel, st.schema, self.subscribe,
+                                   getattr(self.db.hlc, "max_drift_ms", None))
+        if verdict.message is None:
+            st.dead_letters.append(dead_letter_row(verdict, channel, position, data))
+        return verdict.message
+
+    def _apply_message_or_dead_letter(self, st: _Txn, msg: Message, stats: ApplyStats, channel: str | None,
+                                      position: int, data: bytes) -> bool:
+        """Apply one admitted message under a savepoint; a non-transient failure rolls back only
+        this message and dead-letters it (False).  Transient errors propagate: the batch retries."""
+        write = st.write
+        depth = write.savepoint()
+        conflicts = len(st.conflicts)
+        try:
+            self._apply_message(st, msg, True, stats)
+        except OperationalError:
+            raise
+        except Exception as exc:    # noqa: BLE001 - hostile content must not stop replication
+            write.rollback_to(depth, keep=False)
+            del st.conflicts[conflicts:]
+            st.schema_changed(self.db.catalog.load(write.txn, write))
+            self.versions._schema = None
+            verdict = peek_header(data)
+            verdict.reason = f"apply failed: {type(exc).__name__}: {exc}"
+            st.dead_letters.append(dead_letter_row(verdict, channel, position, data))
+            return False
+        write.release(depth)
+        return True
+
+    def _write_dead_letters(self, st: _Txn) -> None:
+        if not st.dead_letters:
+            return
+        table = st.schema.tables.get(DEAD_LETTER_TABLE)
+        if table is None:
+            self._run_sql(st, DEAD_LETTER_SQL)
+            table = st.schema.table(DEAD_LETTER_TABLE)
+        w = self._writer(st, table)
+        ctx = st.ctx()
+        for row in st.dead_letters:
+            w.insert(row, ctx, _ABORT)
 
     # -- dedup by origin sequence ---------------------------------------------------------
 

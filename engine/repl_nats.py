@@ -22,6 +22,12 @@ and publishes each with header ``Nats-Msg-Id: <origin hex>:<origin seq>``, so
 a re-publish after a crash is dropped by the server's duplicate window.  The
 position is stored after the server's acknowledgement.
 
+Security: ``NatsSecurity`` carries the connection's credentials (user and
+password, token, NKey seed file or a ``.creds`` file) and TLS files (CA,
+client certificate and key, expected host name) to nats-py's ``connect``;
+authentication failures become ``OperationalError``.  With a ``Signer``
+each published message is the signed envelope of ``engine/repl_guard.py``.
+
 Consuming: a fetched batch is applied by the ``Applier`` in one LMDB
 transaction that also stores the highest stream sequence applied (channel
 ``nats:<stream>``); messages are acknowledged only after that commit, and a
@@ -30,12 +36,16 @@ redelivered message at or below the stored sequence is skipped and acked.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import ssl
 import struct
 import threading
 import time
+from dataclasses import dataclass, fields
 from typing import Any
 
+from .errors import OperationalError, ProgrammingError
 from .repl_apply import ApplyStats
 from .repl_feed import read_outgoing
 
@@ -51,12 +61,90 @@ def subject_token(name: str) -> str:
     return "x" + low.encode().hex()
 
 
+@dataclass
+class NatsSecurity:
+    """Credentials and TLS settings for the NATS connection (all optional)."""
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    credentials: str | None = None       # a .creds file (user JWT + NKey seed)
+    nkey_seed: str | None = None         # a file holding an NKey seed
+    tls_ca: str | None = None            # CA bundle to verify the server
+    tls_cert: str | None = None          # client certificate (mutual TLS)
+    tls_key: str | None = None
+    tls_hostname: str | None = None      # the name the server certificate must carry
+
+    @classmethod
+    def split(cls, options: dict) -> tuple["NatsSecurity", dict]:
+        """(security settings, remaining options) from one keyword dict."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names}), {
+            k: v for k, v in options.items() if k not in names}
+
+    def _check_files(self) -> None:
+        for name in ("credentials", "nkey_seed", "tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ProgrammingError(f"NATS {name.replace('_', ' ')} file {path!r} does not exist")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ProgrammingError("a TLS client certificate needs its key (tls_cert and tls_key)")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            if self.tls_cert:
+                ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ProgrammingError(f"cannot load the NATS TLS files: {exc}") from exc
+        return ctx
+
+    def connect_options(self) -> dict:
+        """Keyword arguments for ``nats.connect``."""
+        self._check_files()
+        opts: dict[str, Any] = {}
+        if self.user is not None:
+            opts["user"] = self.user
+            opts["password"] = self.password or ""
+        if self.token is not None:
+            opts["token"] = self.token
+        if self.credentials is not None:
+            opts["user_credentials"] = self.credentials
+        if self.nkey_seed is not None:
+            opts["nkeys_seed"] = self.nkey_seed
+        ctx = self.ssl_context()
+        if ctx is not None:
+            opts["tls"] = ctx
+            if self.tls_hostname:
+                opts["tls_hostname"] = self.tls_hostname
+        return opts
+
+
+_AUTH_WORDS = ("authorization", "authentication", "permissions violation", "user authentication")
+
+
+def _connect_error(url: str, exc: BaseException, errors: list[BaseException]) -> OperationalError:
+    """One clear error for a failed connection, naming authorization failures as such."""
+    seen = [*errors, exc]
+    text = "; ".join(dict.fromkeys(f"{type(e).__name__}: {e}" for e in seen if str(e) or type(e).__name__))
+    if any(w in str(e).lower() for e in seen for w in _AUTH_WORDS):
+        return OperationalError(f"NATS server {url} refused the credentials ({text})")
+    if any(isinstance(e, ssl.SSLError) for e in seen):
+        return OperationalError(f"TLS handshake with NATS server {url} failed ({text})")
+    return OperationalError(f"cannot connect to NATS server {url} ({text})")
+
+
 class NatsReplicator:
     """Publishes this node's change sets to JetStream and applies its subscriptions."""
 
     def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
-                 fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0) -> None:
+                 fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0,
+                 security: NatsSecurity | None = None, signer: Any = None) -> None:
         self.rep = replicator
+        self.security = security or NatsSecurity()
+        self._connect_options = self.security.connect_options()    # bad files fail here, at once
+        self.signer = signer
         self.db = replicator.db
         self.url = url
         self.dbname = subject_token(database)
@@ -111,8 +199,7 @@ class NatsReplicator:
     async def _connect(self) -> tuple[Any, Any, Any]:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-        nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=3,
-                                allow_reconnect=True)
+        nc = await self._open_connection(nats)
         js = nc.jetstream()
         try:
             await js.stream_info(self.stream)
@@ -138,6 +225,20 @@ class NatsReplicator:
             sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         return nc, js, sub
 
+    async def _open_connection(self, nats: Any) -> Any:
+        errors: list[BaseException] = []
+
+        async def on_error(exc: BaseException) -> None:   # auth failures arrive here, not as the exception
+            errors.append(exc)
+        try:
+            # Short reconnect waits: a refused login fails in ~1.5 s instead of 6 s, and a restarted
+            # server is retried by _main's own backoff once these attempts are spent.
+            return await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=3,
+                                      reconnect_time_wait=0.5, allow_reconnect=True, error_cb=on_error,
+                                      **self._connect_options)
+        except Exception as exc:
+            raise _connect_error(self.url, exc, errors) from exc
+
     async def _publish_pending(self, js: Any) -> int:
         if not self.rep.publish:
             return 0
@@ -151,7 +252,8 @@ class NatsReplicator:
             for o in out:
                 if o.data is None:
                     continue
-                ack = await js.publish(self.subject_for(o.tables, o.has_ddl), o.data,
+                data = self.signer.wrap(o.data) if self.signer is not None else o.data
+                ack = await js.publish(self.subject_for(o.tables, o.has_ddl), data,
                                        headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"})
                 if ack.duplicate:
                     self.pub_duplicates += 1
@@ -253,7 +355,8 @@ class NatsReplicator:
         return not any(o.data is not None for o in pending) and self._last_fetch_empty
 
     def status(self) -> dict:
-        return {"url": self.url, "stream": self.stream, "consumer": self.durable,
+        return {"url": self.url, "stream": self.stream, "signed": self.signer is not None,
+                "tls": "tls" in self._connect_options, "consumer": self.durable,
                 "filter_subjects": self.filter_subjects(), "published": self.published,
                 "publish_position": self.pub_position(),
                 "consume_position": self.rep.applier.position(self.channel),
@@ -261,4 +364,4 @@ class NatsReplicator:
                 "time": time.time()}
 
 
-__all__ = ["NatsReplicator", "subject_token"]
+__all__ = ["NatsReplicator", "NatsSecurity", "subject_token"]

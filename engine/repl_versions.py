@@ -76,6 +76,10 @@ K_CONFIG = b"config"
 
 #: Name of the queryable conflict table every replicating database gets.
 CONFLICT_TABLE = "terndb_conflicts"
+#: Name of the queryable table of refused incoming messages (``engine/repl_guard.py``).
+DEAD_LETTER_TABLE = "terndb_dead_letters"
+#: Tables every replicating node keeps for itself: never published, never applied.
+LOCAL_TABLES = frozenset({CONFLICT_TABLE, DEAD_LETTER_TABLE})
 #: Default tombstone horizon: 7 days.
 DEFAULT_HORIZON_MS = 7 * 24 * 3600 * 1000
 
@@ -202,7 +206,7 @@ def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
 
 def replicable(table: Table) -> bool:
     """Tables need a declared PRIMARY KEY: rowids are allocated per node."""
-    return bool(table.pk) and table.name.lower() != CONFLICT_TABLE
+    return bool(table.pk) and table.name.lower() not in LOCAL_TABLES
 
 
 class TableSet:
@@ -219,7 +223,7 @@ class TableSet:
 
     def __contains__(self, name: str) -> bool:
         low = name.lower()
-        if low == CONFLICT_TABLE:
+        if low in LOCAL_TABLES:
             return False
         return self.all or low in self.names
 
@@ -415,6 +419,6 @@ def wall_ms_of(hlc: int) -> int:
 
 __all__ = [
     "VersionStore", "Record", "MergeResult", "merge", "TableSet", "replicable", "record_key",
-    "check_replicable", "CONFLICT_TABLE", "DEFAULT_HORIZON_MS", "VERSIONS_DB", "STATE_DB", "BOTTOM",
+    "check_replicable", "CONFLICT_TABLE", "DEAD_LETTER_TABLE", "LOCAL_TABLES", "DEFAULT_HORIZON_MS", "VERSIONS_DB", "STATE_DB", "BOTTOM",
     "NO_NODE", "OperationalError",
 ]

@@ -324,11 +324,14 @@ def test_channel_position_commits_with_data_and_skips_redelivery(nodes):
     # Redelivery of the whole batch (a crash between commit and ack): all skipped by position.
     st2 = b.applier.apply(items, "chan")
     assert st2.duplicates == len(items) and st2.applied == 0
-    # A failing batch commits neither rows nor position.
+    # A malformed message is not applied but dead-lettered in the same commit as the
+    # position (so the transport acknowledges it instead of redelivering it forever).
     bad = [(items[-1][0] + 1, b"TRM1garbage")]
-    with pytest.raises(terndb.DatabaseError):
-        b.applier.apply(bad, "chan")
-    assert b.applier.position("chan") == items[-1][0]
+    st3 = b.applier.apply(bad, "chan")
+    assert st3.dead_letters == 1 and st3.applied == 0
+    assert b.applier.position("chan") == items[-1][0] + 1
+    assert b.con.execute("SELECT reason LIKE 'malformed%', message FROM terndb_dead_letters").fetchall() == [
+        (1, b"TRM1garbage")]
     assert st.entries == 1
 
 
