@@ -20,8 +20,10 @@ that lose are recorded in the queryable ``terndb_conflicts`` table.
 Transports: ``peers`` are other databases on this host (read directly; a
 mesh relays through every node), ``nats`` is a NATS JetStream server URL
 (``terndb.engine.repl_nats``).  Only tables with a declared PRIMARY KEY
-replicate.  The node id is the database's own (``status()["node_id"]``);
-``node_name`` is a label stored with the configuration.
+replicate.  The node id is the database's own, persisted (``status()["node_id"]``
+in hex, ``"node_label"`` readable); ``node_id=`` here or in ``terndb.connect``
+sets it before the database first writes.  ``node_name`` is a label stored
+with the configuration.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import threading
 import time
 from typing import Any, Iterable
 
-from terndb.engine.database import Database
+from terndb.engine.database import Database, node_label
 from terndb.engine.errors import Error, ProgrammingError
 from terndb.engine.repl_apply import Applier, ApplyStats
 from terndb.engine.repl_feed import ChangeFeed
@@ -60,8 +62,15 @@ class Replicator:
                  subscribe: Iterable[str] | str = "*", peers: Iterable[Any] = (),
                  nats: str | None = None, node_name: str | None = None, interval: float = 0.05,
                  batch: int = 1000, horizon_ms: int = DEFAULT_HORIZON_MS, relay: bool = True,
-                 nats_options: dict | None = None) -> None:
+                 nats_options: dict | None = None, node_id: Any = None) -> None:
         self.db, self._owns_db = _open(database)
+        if node_id is not None:     # persisted; refused if it would change a node that already wrote
+            try:
+                self.db.set_node_id(node_id)
+            except BaseException:
+                if self._owns_db:
+                    self.db.release()
+                raise
         self.publish = TableSet(publish)
         self.subscribe = TableSet(subscribe)
         self.node_name = node_name
@@ -220,7 +229,8 @@ class Replicator:
         with self._lock:
             totals = self.totals.as_dict()
         return {
-            "node_id": self.db.node_id.hex(), "node_name": self.node_name,
+            "node_id": self.db.node_id.hex(), "node_label": node_label(self.db.node_id),
+            "node_name": self.node_name,
             "running": self._thread is not None and self._thread.is_alive(),
             "publish": self.publish.to_list(), "subscribe": self.subscribe.to_list(),
             "binlog_position": last, "peers": peers,
@@ -311,7 +321,9 @@ def add_cli_parser(subparsers: Any) -> Any:
                         help="table to publish (repeatable; default: every table)")
     parser.add_argument("--subscribe", action="append", default=None, metavar="TABLE",
                         help="table to subscribe to (repeatable; default: every table)")
-    parser.add_argument("--node-id", metavar="ID", help="a name for this node (stored and shown in status)")
+    parser.add_argument("--node-id", metavar="ID",
+                        help="this database's node id, persisted: a name of 1-16 characters [A-Za-z0-9._:-], "
+                        "32 hex digits or a UUID (refused if the database already wrote as another node)")
     parser.add_argument("--once", action="store_true", help="catch up once, print statistics and exit")
     parser.add_argument("--bootstrap", action="store_true",
                         help="first merge each --peer's current state (instead of replaying its history)")
@@ -327,7 +339,7 @@ def run_cli(args: Any, streams: Any, connect: Any, error_class: type[BaseExcepti
         return 2
     try:
         rep = Replicator(args.path, peers=args.peer, nats=args.nats, publish=args.publish or "*",
-                         subscribe=args.subscribe or "*", node_name=args.node_id)
+                         subscribe=args.subscribe or "*", node_name=args.node_id, node_id=args.node_id)
     except Exception as exc:  # noqa: BLE001 - one clear line for any failure to start
         streams.stderr.write(f"Error: {exc}\n")
         return 1
