@@ -353,7 +353,10 @@ class Applier:
                 self._apply_entry(st, table, e, msg)
             stats.entries += 1
         if self.relay:
-            data = reencode(msg.header, relay_entries, local_ids)
+            if len(relay_entries) == len(msg.entries) and all(k == v for k, v in local_ids.items()):
+                data = msg.data             # same ids, nothing cut: relay the change set as received
+            else:
+                data = reencode(msg.header, relay_entries, local_ids)
             self.db.binlog.append_encoded(st.write.txn, data)
 
     def _local_table(self, st: _Txn, msg: Message, tid: int) -> Table | None:

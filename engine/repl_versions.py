@@ -45,9 +45,10 @@ be rebuilt the same way on every node without reading the binlog.
 
 Record layout: ``>BQ16sHQ`` flags (bit 0 = dead, bit 1 = previous versions
 present), existence hlc, existence node, column count, existence prev; then
-per column ``>BQ16sQ`` rank, hlc, node, prev; then the values as one
-``encode_row`` record.  Records written before previous versions existed
-(flag bit 1 clear) lack the two ``Q`` fields and decode with prev 0.
+per column ``>BQ16s`` rank, hlc, node; then per column ``>Q`` prev; then the
+values as one ``encode_row`` record.  Records written before previous
+versions existed (flag bit 1 clear) lack the ``Q`` fields and decode with
+prev 0.
 
 Local writes
 ------------
@@ -98,7 +99,6 @@ OP_UPDATE = C.CHANGE_OP_UPDATE
 OP_DELETE = C.CHANGE_OP_DELETE
 OP_DDL = C.CHANGE_OP_DDL
 
-_HEAD = struct.Struct(">BQ16sH")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _FLAG_DEAD = 1
@@ -110,7 +110,7 @@ def _fmt(ncols: int, prevs: bool = True) -> struct.Struct:
     s = _FORMATS.get((ncols, prevs))
     if s is None:
         s = _FORMATS[ncols, prevs] = struct.Struct(
-            ">BQ16sHQ" + "BQ16sQ" * ncols if prevs else ">BQ16sH" + "BQ16s" * ncols)
+            ">BQ16sHQ" + "BQ16s" * ncols + "Q" * ncols if prevs else ">BQ16sH" + "BQ16s" * ncols)
     return s
 
 
@@ -141,31 +141,31 @@ class Record:
         self.prevs = prevs if prevs is not None else [0] * len(vers)
 
     def encode(self) -> bytes:
+        vers = self.vers
         flat: list = [(_FLAG_DEAD if self.dead else 0) | _FLAG_PREVS, self.ex_hlc, self.ex_node,
-                      len(self.vers), self.ex_prev]
-        for v, p in zip(self.vers, self.prevs):
+                      len(vers), self.ex_prev]
+        for v in vers:
             flat += v
-            flat.append(p)
-        return _fmt(len(self.vers)).pack(*flat) + C.encode_row(tuple(self.values))
+        flat += self.prevs
+        return _fmt(len(vers)).pack(*flat) + C.encode_row(tuple(self.values))
 
     @classmethod
     def decode(cls, data: bytes, ncols: int) -> "Record":
-        n = _HEAD.unpack_from(data)[3]
         flags = data[0]
-        has_prevs = bool(flags & _FLAG_PREVS)
-        f = _fmt(n, has_prevs)
+        n = (data[25] << 8) | data[26]          # the column count of the head
+        f = _fmt(n, bool(flags & _FLAG_PREVS))
         flat = f.unpack_from(data)
-        if has_prevs:
-            cols = flat[5:]
-            vers = list(zip(cols[0::4], cols[1::4], cols[2::4]))
-            prevs = list(cols[3::4])
+        if flags & _FLAG_PREVS:
+            end = 5 + 3 * n
+            it = iter(flat[5:end])
+            prevs = list(flat[end:])
             ex_prev = flat[4]
         else:
-            cols = flat[4:]
-            vers = list(zip(cols[0::3], cols[1::3], cols[2::3]))
+            it = iter(flat[4:])
             prevs = [0] * n
             ex_prev = 0
-        values = list(C.decode_row(bytes(data[f.size:]), n, None))
+        vers = list(zip(it, it, it))
+        values = list(C.decode_row(data[f.size:], n, None))
         if n < ncols:          # the table gained columns: the new ones are unversioned
             vers.extend([BOTTOM] * (ncols - n))
             prevs.extend([0] * (ncols - n))
@@ -185,7 +185,7 @@ class Record:
         else:
             weak = (0, hlc, node)
             vers = [strong if (changed >> i) & 1 else weak for i in range(ncols)]
-        vals = list(values[:ncols]) + [None] * (ncols - len(values))
+        vals = list(values) if len(values) == ncols else list(values[:ncols]) + [None] * (ncols - len(values))
         return cls(False, hlc, node, vers, vals, prev, [prev] * ncols)
 
     def row(self) -> tuple:
@@ -224,10 +224,6 @@ class MergeResult:
         return bool(self.lost_columns or self.beaten or self.lost_existence or self.beaten_existence)
 
 
-def _differ(a: Any, b: Any) -> bool:
-    return a != b or type(a) is not type(b)
-
-
 def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
     """Merge ``incoming`` into ``stored`` in place (per-register maximum).
 
@@ -257,16 +253,18 @@ def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
         for i in range(len(ivers)):
             iv = ivers[i]
             sv = svers[i]
+            a = svals[i]
+            b = ivals[i]
+            differ = a != b or type(a) is not type(b)
             if iv >= sv:
-                if iv != sv or _differ(svals[i], ivals[i]):
+                if differ or iv != sv:
                     res.changed = True
-                    if sv[0] == 1 and iv[0] == 1 and _differ(svals[i], ivals[i]) and concurrent(
-                            sv[1], sv[2], iv[2], iprevs[i]):
-                        res.beaten.append((i, sv, sprevs[i], svals[i]))
+                    if differ and sv[0] == 1 and iv[0] == 1 and concurrent(sv[1], sv[2], iv[2], iprevs[i]):
+                        res.beaten.append((i, sv, sprevs[i], a))
                 svers[i] = iv
-                svals[i] = ivals[i]
+                svals[i] = b
                 sprevs[i] = iprevs[i]
-            elif iv[0] == 1 and _differ(svals[i], ivals[i]) and concurrent(iv[1], iv[2], sv[2], sprevs[i]):
+            elif differ and iv[0] == 1 and concurrent(iv[1], iv[2], sv[2], sprevs[i]):
                 res.lost_columns.append(i)
     return res
 
