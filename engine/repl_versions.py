@@ -58,8 +58,10 @@ is this node and merges their entries (they are the newest versions by
 construction of the HLC).  Installed as a commit hook, it runs inside the
 committing transaction; without the hook (another process wrote, or no
 replicator was running) the next apply catches up first, so records are
-never behind the binlog when they are compared.  Change sets from peers are
-merged by the applier, which writes their records itself.
+never behind the binlog when they are compared, and senders call
+``ensure_current`` before reading, so a replicator running in its own process
+(no hook in the writer) still sends causal versions.  Change sets from peers
+are merged by the applier, which writes their records itself.
 
 Tombstones
 ----------
@@ -414,6 +416,20 @@ class VersionStore:
             self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
         return count
+
+    def ensure_current(self, timeout: float = 30.0) -> int:
+        """Catch up in a write transaction of its own if local change sets are not merged yet.
+
+        Senders call this before reading the binlog, so what they send carries
+        its causal versions even when the writing process ran no commit hook
+        (a replicator in its own process).  Costs one read transaction when
+        current.  Returns how many change sets were read.
+        """
+        with self.store.begin_read() as rt:
+            raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
+            if (_U64.unpack(raw)[0] if raw else 0) >= self.db.binlog.last_sequence(rt.txn):
+                return 0
+        return self.store.write(self.catch_up, timeout=timeout)
 
     def _local_ddl(self, wtxn: Any, payload: bytes, schema: Schema) -> Schema:
         """A local DROP TABLE: forget the dropped table's records."""

@@ -585,6 +585,25 @@ def test_concurrent_updates_record_one_conflict_per_attribute_on_every_node(node
     assert sorted(a.con.execute(q)) == sorted(b.con.execute(q)) == sorted(c.con.execute(q))
 
 
+def test_senders_add_causal_versions_to_writes_made_without_the_hook(tmp_path):
+    # The writer runs no replicator (as when `terndb replicate` runs in its own process).
+    con = _connect(tmp_path / "w")
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
+    con.commit()
+    vs = VersionStore(con._db, TableSet("*"))
+    out = read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)
+    assert decode_message(out[-1].data).entries[0].prev_hlc == 0       # not known yet
+    assert vs.ensure_current() == 3                                     # CREATE, INSERT, UPDATE
+    out = read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)
+    ins, upd = decode_message(out[-2].data), decode_message(out[-1].data)
+    assert upd.entries[0].prev_hlc == ins.hlc
+    assert vs.ensure_current() == 0                                     # current: nothing to do
+    con.close()
+
+
 def kind_of(rows: list, pk: str) -> str:
     kinds = [kind for p, kind, *_ in rows if p == pk]
     assert len(kinds) == 1 and kinds[0] in ("delete_lost", "update_deleted"), rows
