@@ -55,8 +55,11 @@ class NatsReplicator:
     """Publishes this node's change sets to JetStream and applies its subscriptions."""
 
     def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
-                 fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0) -> None:
+                 fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0,
+                 domain: str | None = None) -> None:
         self.rep = replicator
+        #: JetStream domain of the stream (a leaf node's own domain, reached through a hub)
+        self.domain = domain
         self.db = replicator.db
         self.url = url
         self.dbname = subject_token(database)
@@ -113,7 +116,7 @@ class NatsReplicator:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
         nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=3,
                                 allow_reconnect=True)
-        js = nc.jetstream()
+        js = nc.jetstream(domain=self.domain)
         try:
             await js.stream_info(self.stream)
         except Exception:
