@@ -38,6 +38,7 @@ from typing import Any
 
 from .repl_apply import ApplyStats
 from .repl_feed import read_outgoing
+from .repl_nats_snapshot import SnapshotService
 
 _U64 = struct.Struct(">Q")
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -56,10 +57,12 @@ class NatsReplicator:
 
     def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
                  fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0,
-                 domain: str | None = None) -> None:
+                 domain: str | None = None, max_msgs: int = -1) -> None:
         self.rep = replicator
         #: JetStream domain of the stream (a leaf node's own domain, reached through a hub)
         self.domain = domain
+        #: stream limit used when this node creates the stream (-1: unlimited)
+        self.max_msgs = max_msgs
         self.db = replicator.db
         self.url = url
         self.dbname = subject_token(database)
@@ -81,6 +84,9 @@ class NatsReplicator:
         self.error_count = 0                 # rounds that failed and were retried
         self._last_fetch_empty = False
         self.totals = ApplyStats()
+        self.snapshots = SnapshotService(self)     # bootstrap by merge when the stream dropped our gap
+        self._js: Any = None
+        self._nc: Any = None
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -114,14 +120,15 @@ class NatsReplicator:
     async def _connect(self) -> tuple[Any, Any, Any]:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+        # no_echo: our own snapshot requests must not reach our own snapshot service.
         nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=3,
-                                allow_reconnect=True)
+                                allow_reconnect=True, no_echo=True)
         js = nc.jetstream(domain=self.domain)
         try:
             await js.stream_info(self.stream)
         except Exception:
             await js.add_stream(StreamConfig(name=self.stream, subjects=[f"{self.prefix}.>"],
-                                             storage=StorageType.FILE))
+                                             storage=StorageType.FILE, max_msgs=self.max_msgs))
         sub = None
         if self.rep.subscribe:
             cfg = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -139,6 +146,9 @@ class NatsReplicator:
                 await js.delete_consumer(self.stream, self.durable)
                 await js.add_consumer(self.stream, config=cfg)
             sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        self._nc, self._js = nc, js
+        await self.snapshots.serve(nc, js)
+        await self.snapshots.bootstrap_if_behind(nc, js)
         return nc, js, sub
 
     async def _publish_pending(self, js: Any) -> int:
@@ -168,6 +178,8 @@ class NatsReplicator:
         import nats.errors
         if sub is None:
             return ApplyStats()
+        if self.snapshots.retry_due:            # a remembered gap: ask peers again
+            await self.snapshots.bootstrap_if_behind(self._nc, self._js)
         try:
             msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):   # nats-py raises instead of returning []
@@ -176,6 +188,8 @@ class NatsReplicator:
         self._last_fetch_empty = False
         items = [(m.metadata.sequence.stream, m.data) for m in msgs]
         try:
+            if items[0][0] > self.rep.applier.position(self.channel) + 1:     # a jump: filtered, or purged?
+                await self.snapshots.bootstrap_if_behind(self._nc, self._js)
             stats = self.rep.applier.apply(items, self.channel, track_origin=False)
         except BaseException:
             for m in msgs:                     # redeliver now rather than after ack_wait
@@ -263,6 +277,7 @@ class NatsReplicator:
                 "publish_position": self.pub_position(),
                 "consume_position": self.rep.applier.position(self.channel),
                 "applied": self.totals.as_dict(), "last_error": self.last_error, "errors": self.error_count,
+                "snapshots": self.snapshots.status(),
                 "time": time.time()}
 
 

