@@ -506,7 +506,7 @@ class Applier:
         origin, hlc = inc.ex_node, inc.ex_hlc
         inc_row = None if inc.dead else dict(zip(cols, inc.values))
         if res.lost_existence:
-            dead, ex_hlc, ex_node = stored_ex
+            _, ex_hlc, ex_node = stored_ex
             self._conflict(st, table, pk_key, "delete_lost" if inc.dead else "update_deleted", [],
                            ex_node, ex_hlc, origin, hlc, inc_row, None,
                            None if rec.dead else dict(zip(cols, rec.values)))
