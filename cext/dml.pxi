@@ -277,7 +277,8 @@ cdef class TableWriter:
             txn.delete(ix.entry_key(ix.key_values(row, ctx), rowid), db=ix.handle)
         collector = ctx.session.changes
         if collector is not None:
-            collector.delete(self.table_id, self._pk_key(row, rowid))
+            # The old row travels with the delete so feed consumers see what went.
+            collector.delete(self.table_id, self._pk_key(row, rowid), 0, encode_row(row[:self.ncols]))
 
     cpdef bint update(self, tuple old_row, tuple new_values, ExecContext ctx, int mode) except -1:
         """Replaces ``old_row`` (rowid last) with ``new_values`` (every column). False if ignored."""
@@ -336,7 +337,7 @@ cdef class TableWriter:
             old_pk = self._pk_key(old_row, old_rowid)
             new_pk = self._pk_key(vals, rowid)
             if old_pk != new_pk:
-                collector.delete(self.table_id, old_pk)
+                collector.delete(self.table_id, old_pk, 0, encode_row(old_row[:self.ncols]))
                 collector.insert(self.table_id, new_pk, data)
             else:
                 collector.update(self.table_id, new_pk, data, _changed_mask(old_row, vals, self.ncols))

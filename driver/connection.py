@@ -20,6 +20,11 @@ Options of ``terndb.connect(path, **options)``:
                               JSON); default 0 (values come back as stored).
 ``check_same_thread``         like sqlite3 (default True): a connection may only
                               be used by the thread that created it.
+``node_id``                   this database's replication node id, persisted: a
+                              name of 1-16 characters ``[A-Za-z0-9._:-]``, 32 hex
+                              digits or a UUID (default: a random UUID made at
+                              creation).  It cannot change once the database has
+                              written anything (ProgrammingError).
 ============================  =================================================
 
 ``connect(":memory:")`` gives a temporary database removed on close.
@@ -53,10 +58,17 @@ class Connection:
 
     def __init__(self, path: str | os.PathLike = ":memory:", *, isolation_level: str | None = "",
                  timeout: float = 5.0, durability: str = "full", map_size: int | None = None,
-                 readonly: bool = False, detect_types: int = 0, check_same_thread: bool = True) -> None:
+                 readonly: bool = False, detect_types: int = 0, check_same_thread: bool = True,
+                 node_id: Any = None) -> None:
         if isolation_level is not None and str(isolation_level).upper() not in ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
             raise E.ProgrammingError(f"invalid isolation_level: {isolation_level!r}")
         self._db = Database.open(os.fspath(path), map_size=map_size, readonly=readonly, durability=durability)
+        if node_id is not None:
+            try:
+                self._db.set_node_id(node_id)
+            except BaseException:
+                self._db.release()
+                raise
         self._session = Session(self._db, isolation_level=isolation_level, busy_timeout=float(timeout),
                                 binder=adapters.bind)
         self._thread = threading.get_ident()

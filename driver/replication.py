@@ -22,7 +22,7 @@ mesh relays through every node), ``nats`` is a NATS JetStream server URL
 (``terndb.engine.repl_nats``); ``nats_options`` also takes the connection's
 credentials and TLS files (``user``, ``password``, ``token``,
 ``credentials``, ``nkey_seed``, ``tls_ca``, ``tls_cert``, ``tls_key``,
-``tls_hostname``).
+``tls_hostname``) and the stream's ``domain`` / ``max_msgs``.
 
 Security (``terndb.engine.repl_guard``): every incoming change set is
 checked before it is applied; ``grants`` limits what each origin node may
@@ -30,8 +30,10 @@ change (tables, columns, insert/update/delete, DDL); ``sign_key`` signs what
 this node publishes over NATS and ``trust`` maps origin node ids to the
 public keys their change sets must be signed with.  Refused or unappliable
 messages are never applied and land in the queryable ``terndb_dead_letters``
-table (``dead_letters()``); the replicator keeps running.  Only tables with a declared PRIMARY KEY
-replicate.  The node id is the database's own (``status()["node_id"]``);
+table (``dead_letters()``); the replicator keeps running.  Only tables with a
+declared PRIMARY KEY replicate.  The node id is the database's own, persisted
+(``status()["node_id"]`` in hex, ``"node_label"`` readable); ``node_id=`` here
+or in ``terndb.connect`` sets it before the database first writes.
 ``node_name`` is a label stored with the configuration.
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ import threading
 import time
 from typing import Any, Iterable
 
-from terndb.engine.database import Database
+from terndb.engine.database import Database, node_label
 from terndb.engine.errors import Error, NoSuchObjectError, ProgrammingError
 from terndb.engine.repl_apply import Applier, ApplyStats
 from terndb.engine.repl_feed import ChangeFeed
@@ -75,7 +77,8 @@ class Replicator:
                  nats: str | None = None, node_name: str | None = None, interval: float = 0.05,
                  batch: int = 1000, horizon_ms: int = DEFAULT_HORIZON_MS, relay: bool = True,
                  nats_options: dict | None = None, grants: Any = None, sign_key: Any = None,
-                 trust: dict | None = None, require_signatures: bool | None = None) -> None:
+                 trust: dict | None = None, require_signatures: bool | None = None,
+                 node_id: Any = None) -> None:
         # Configuration errors (bad grants, unreadable keys) surface before anything opens.
         guard = Guard(grants=grants, trust=trust, require_signatures=require_signatures)
         self.signer = Signer(sign_key) if sign_key is not None else None
@@ -84,6 +87,13 @@ class Replicator:
             from terndb.engine.repl_nats import NatsSecurity
             NatsSecurity.split(self._nats_options)[0].connect_options()    # files exist, cert has key
         self.db, self._owns_db = _open(database)
+        if node_id is not None:     # persisted; refused if it would change a node that already wrote
+            try:
+                self.db.set_node_id(node_id)
+            except BaseException:
+                if self._owns_db:
+                    self.db.release()
+                raise
         self.publish = TableSet(publish)
         self.subscribe = TableSet(subscribe)
         self.node_name = node_name
@@ -257,7 +267,8 @@ class Replicator:
         with self._lock:
             totals = self.totals.as_dict()
         return {
-            "node_id": self.db.node_id.hex(), "node_name": self.node_name,
+            "node_id": self.db.node_id.hex(), "node_label": node_label(self.db.node_id),
+            "node_name": self.node_name,
             "running": self._thread is not None and self._thread.is_alive(),
             "publish": self.publish.to_list(), "subscribe": self.subscribe.to_list(),
             "binlog_position": last, "peers": peers,
@@ -367,7 +378,9 @@ def add_cli_parser(subparsers: Any) -> Any:
                         help="table to publish (repeatable; default: every table)")
     parser.add_argument("--subscribe", action="append", default=None, metavar="TABLE",
                         help="table to subscribe to (repeatable; default: every table)")
-    parser.add_argument("--node-id", metavar="ID", help="a name for this node (stored and shown in status)")
+    parser.add_argument("--node-id", metavar="ID",
+                        help="this database's node id, persisted: a name of 1-16 characters [A-Za-z0-9._:-], "
+                        "32 hex digits or a UUID (refused if the database already wrote as another node)")
     parser.add_argument("--once", action="store_true", help="catch up once, print statistics and exit")
     parser.add_argument("--bootstrap", action="store_true",
                         help="first merge each --peer's current state (instead of replaying its history)")
@@ -451,7 +464,8 @@ def run_cli(args: Any, streams: Any, connect: Any, error_class: type[BaseExcepti
         return 2
     try:
         rep = Replicator(args.path, peers=args.peer, nats=args.nats, publish=args.publish or "*",
-                         subscribe=args.subscribe or "*", node_name=args.node_id, **_security_options(args))
+                         subscribe=args.subscribe or "*", node_name=args.node_id, node_id=args.node_id,
+                         **_security_options(args))
     except Exception as exc:  # noqa: BLE001 - one clear line for any failure to start
         streams.stderr.write(f"Error: {exc}\n")
         return 1

@@ -190,6 +190,24 @@ class Binlog:
         self._put(txn, seq, bytes(data))
         return seq
 
+    def rewrite(self, txn: lmdb.Transaction, seq: int, data: bytes) -> None:
+        """Replace the stored change set ``seq`` with ``data`` (same change set, annotated).
+
+        Replication adds causal versions to a local change set this way before
+        anything sends it.  The header (commit HLC, origin, sequence) must not
+        change: it is the change set's identity, and the clock floor.
+        """
+        old = txn.get(_seq_key(seq), db=self.db)
+        if old is None:
+            raise InternalError(f"binlog: no change set {seq} to rewrite")
+        if bytes(old[:_core.CHANGESET_HEADER_SIZE]) != bytes(data[:_core.CHANGESET_HEADER_SIZE]):
+            raise InternalError(f"binlog: rewriting change set {seq} must keep its header")
+        _core.decode_changeset(data)
+        try:
+            txn.put(_seq_key(seq), data, db=self.db)
+        except lmdb.Error as exc:
+            raise OperationalError(f"binlog write failed: {exc}") from exc
+
     def _put(self, txn: lmdb.Transaction, seq: int, data: bytes) -> None:
         try:
             # append=True (MDB_APPEND) skips the B-tree search: keys only grow.

@@ -8,9 +8,11 @@ removed when the last session closes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
+import uuid
 from typing import Any
 
 from .binlog import Binlog
@@ -33,6 +35,51 @@ def parse_durability(value: Any) -> Durability:
         return DURABILITY_NAMES[str(value).lower()]
     except KeyError:
         raise ProgrammingError(f"durability must be one of full, normal, off (got {value!r})") from None
+
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,16}$")
+_HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def parse_node_id(value: Any) -> bytes:
+    """A node id given by the user as the 16 bytes stored.
+
+    Accepted: 16 bytes, a ``uuid.UUID``, 32 hex digits (dashes allowed, as in
+    a UUID), or a name of 1-16 characters from ``A-Z a-z 0-9 . _ : -``
+    (stored as its ASCII bytes padded with NUL; ``node_label`` shows it back).
+    The all-zero id is reserved (it marks unversioned data).
+    """
+    if isinstance(value, uuid.UUID):
+        raw = value.bytes
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        if len(raw) != 16:
+            raise ProgrammingError(f"node_id as bytes must be 16 bytes long, not {len(raw)}")
+    elif isinstance(value, str):
+        text = value.strip()
+        if _HEX_ID.match(text.replace("-", "")) and (len(text) == 32 or len(text) == 36):
+            raw = bytes.fromhex(text.replace("-", ""))
+        elif _NODE_NAME.match(text):
+            raw = text.encode("ascii").ljust(16, b"\0")
+        else:
+            raise ProgrammingError(
+                f"invalid node_id {value!r}: use a name of 1-16 characters from A-Z a-z 0-9 . _ : -, "
+                "32 hex digits or a UUID")
+    else:
+        raise ProgrammingError(f"node_id must be a str, bytes or uuid.UUID, not {type(value).__name__}")
+    if raw == bytes(16):
+        raise ProgrammingError("node_id must not be all zeros (reserved)")
+    return raw
+
+
+def node_label(node_id: bytes) -> str:
+    """A node id for people: the name it was set from, else its hex."""
+    name = node_id.rstrip(b"\0")
+    try:
+        text = name.decode("ascii")
+    except UnicodeDecodeError:
+        return node_id.hex()
+    return text if _NODE_NAME.match(text) and b"\0" not in name else node_id.hex()
 
 
 class Database:
@@ -89,6 +136,32 @@ class Database:
         self.store.close()
         if self.temporary:
             shutil.rmtree(self.path, ignore_errors=True)
+
+    def set_node_id(self, value: Any) -> None:
+        """Give this database the node id ``value`` (see ``parse_node_id``), persisted.
+
+        Replication identifies a node's change sets, per-origin sequences and
+        version registers by the id, so it may only change while the database
+        has no change set yet (a new database, or one that never wrote):
+        afterwards a different id raises ProgrammingError and the same id is a
+        no-op.  Set it on the first connect; other processes that already have
+        the database open keep the id they read.
+        """
+        node = parse_node_id(value)
+        if node == self.node_id:
+            return
+        if self.store.readonly:
+            raise ProgrammingError("cannot set the node id of a database opened read-only")
+
+        def work(w: Any) -> None:
+            if self.binlog.last_sequence(w.txn):
+                raise ProgrammingError(
+                    f"database {self.path} already wrote change sets as node {node_label(self.node_id)}; "
+                    f"changing its node id to {node_label(node)} would break replication convergence")
+            self.store.put_node_id(w, node)
+        self.store.write(work, timeout=30.0)
+        self.store.adopt_node_id(node)
+        self.node_id = node
 
     def committed_schema(self, txn: Any) -> Schema:
         """The schema as committed in ``txn`` (a read txn or a write txn without own DDL)."""

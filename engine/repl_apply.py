@@ -25,18 +25,21 @@ same UNIQUE value) aborts the batch, which is then redone with a savepoint
 per entry: the failing entry is skipped and recorded as a ``constraint``
 conflict.
 
-Conflict table ``terndb_conflicts`` (queryable SQL; one row per losing write):
-``id, detected_at`` (UTC ISO), ``table_name, pk`` (JSON array), ``kind``
-(``column``: the incoming write lost some columns to a newer write from
-another node; ``delete_lost``: an incoming delete lost to a newer
-insert/update; ``update_deleted``: an incoming insert/update lost to a newer
+Conflict table ``terndb_conflicts`` (queryable SQL; one row per winner/loser
+pair of concurrent writes): ``id, detected_at`` (UTC ISO), ``table_name, pk``
+(JSON array), ``kind`` (``column``: two nodes wrote different values to the
+same columns concurrently; ``delete_lost``: a delete lost to a concurrent
+insert/update; ``update_deleted``: an insert/update lost to a concurrent
 delete; ``stale``: an incoming write older than the tombstone horizon for a
 row without a record; ``constraint``: the write broke a constraint here),
-``columns`` (JSON list of the lost columns), ``winner_origin, winner_hlc,
-winner_row`` (JSON object of the kept values), ``loser_origin, loser_hlc,
-loser_row`` and ``detail``.  Only writes that *lose* are recorded, and only
-against a version from another node, so a node records the conflicts whose
-loser reaches it after the winner; the winner's own node always does.
+``columns`` (JSON list of the contested columns), ``winner_origin,
+winner_hlc, winner_row`` (JSON object of the kept values), ``loser_origin,
+loser_hlc, loser_row`` and ``detail``.  Writes are concurrent when the
+winner's writer had not seen the loser (``repl_versions.concurrent``, from
+the entries' ``prev_hlc``): an overwrite of a version its writer had seen is
+no conflict, however deliveries are reordered.  The test is symmetric, so a
+conflict is recorded on every node, whichever of the two writes arrives
+first (the loser's own node records it when the winner arrives).
 """
 from __future__ import annotations
 
@@ -232,6 +235,7 @@ class Applier:
                 if len(rec.vers) != n:
                     rec.vers = (rec.vers + [BOTTOM] * n)[:n]
                     rec.values = (rec.values + [None] * n)[:n]
+                    rec.prevs = (rec.prevs + [0] * n)[:n]
                 if self._merge_row(st, table, pk_key, rec, True, rec.ex_node, rec.ex_hlc, False):
                     changed += 1
             if channel is not None and position is not None:
@@ -411,7 +415,10 @@ class Applier:
                 self._apply_entry(st, table, e, msg)
             stats.entries += 1
         if self.relay:
-            data = reencode(msg.header, relay_entries, local_ids)
+            if len(relay_entries) == len(msg.entries) and all(k == v for k, v in local_ids.items()):
+                data = msg.data             # same ids, nothing cut: relay the change set as received
+            else:
+                data = reencode(msg.header, relay_entries, local_ids)
             self.db.binlog.append_encoded(st.write.txn, data)
 
     def _local_table(self, st: _Txn, msg: Message, tid: int) -> Table | None:
@@ -441,7 +448,7 @@ class Applier:
         except (IntegrityError, DataError) as err:
             write.rollback_to(depth, keep=False)
             n = len(table.columns)
-            row = C.decode_row(e.row, n, None) if e.row is not None else ()
+            row = C.decode_row(e.row, n, None) if e.row is not None and e.op != OP_DELETE else ()
             self._conflict(st, table, e.pk_key, "constraint", [], None, None,
                            msg.origin, msg.hlc, dict(zip([c.name for c in table.columns], row)), str(err))
             return
@@ -449,9 +456,10 @@ class Applier:
 
     def _apply_entry(self, st: _Txn, table: Table, e: Any, msg: Message) -> None:
         n = len(table.columns)
-        values = C.decode_row(e.row, n, None) if e.row is not None else None
-        inc = Record.from_entry(e.op, msg.hlc, msg.origin, values, e.changed, n)
-        self._merge_row(st, table, e.pk_key, inc, e.op != OP_DELETE, msg.origin, msg.hlc, True)
+        op = e.op
+        values = C.decode_row(e.row, n, None) if op != OP_DELETE else None
+        inc = Record.from_entry(op, msg.hlc, msg.origin, values, e.changed, n, e.prev_hlc)
+        self._merge_row(st, table, e.pk_key, inc, op != OP_DELETE, msg.origin, msg.hlc, True)
 
     def _merge_row(self, st: _Txn, table: Table, pk_key: bytes, inc: Record, touch_columns: bool,
                    origin: bytes, hlc: int, record_conflicts: bool) -> bool:
@@ -480,10 +488,10 @@ class Applier:
             res = merge(rec, inc, touch_columns)
         else:
             rec = Record.decode(raw, n)
-            before = (rec.vers[:], rec.values[:], rec.ex_hlc, rec.ex_node)
+            stored_ex = (rec.dead, rec.ex_hlc, rec.ex_node)
             res = merge(rec, inc, touch_columns)
-            if record_conflicts and (res.lost_columns or res.lost_existence):
-                self._record_losses(st, table, pk_key, rec, before, res, inc, origin, hlc)
+            if record_conflicts and res.conflicted:
+                self._record_conflicts(st, table, pk_key, rec, stored_ex, res, inc)
             if not res.changed:
                 return False
             existing = self._find_row(st, table, pk_key)
@@ -547,24 +555,45 @@ class Applier:
             return None
         return dict(zip([c.name for c in table.columns], values))
 
-    def _record_losses(self, st: _Txn, table: Table, pk_key: bytes, rec: Record, before: tuple,
-                       res: Any, inc: Record, origin: bytes, hlc: int) -> None:
-        vers, vals, ex_hlc, ex_node = before
+    def _record_conflicts(self, st: _Txn, table: Table, pk_key: bytes, rec: Record, stored_ex: tuple,
+                          res: Any, inc: Record) -> None:
+        """Conflict rows for the concurrent writes ``merge`` found (one per winner/loser pair).
+
+        ``rec`` is the merged record, ``stored_ex`` the stored ``(dead, hlc,
+        node)`` before the merge.  An existence conflict (a delete against an
+        insert/update) is the whole story for that entry: its columns are not
+        reported again.
+        """
         cols = [c.name for c in table.columns]
-        loser_row = None if inc.dead else dict(zip(cols, inc.values))
-        if res.lost_existence and ex_node != origin:
-            kind = "delete_lost" if inc.dead else "update_deleted"
-            winner = None if rec.dead else dict(zip(cols, rec.values))
-            self._conflict(st, table, pk_key, kind, [], ex_node, ex_hlc, origin, hlc, loser_row,
-                           None, winner)
+        origin, hlc = inc.ex_node, inc.ex_hlc
+        inc_row = None if inc.dead else dict(zip(cols, inc.values))
+        if res.lost_existence:
+            _, ex_hlc, ex_node = stored_ex
+            self._conflict(st, table, pk_key, "delete_lost" if inc.dead else "update_deleted", [],
+                           ex_node, ex_hlc, origin, hlc, inc_row, None,
+                           None if rec.dead else dict(zip(cols, rec.values)))
             return
-        lost = [i for i in res.lost_columns if vers[i][2] != origin]
-        if not lost:
+        if res.beaten_existence is not None:
+            was_dead, ex_hlc, ex_node = res.beaten_existence
+            self._conflict(st, table, pk_key, "delete_lost" if was_dead else "update_deleted", [],
+                           origin, hlc, ex_node, ex_hlc,
+                           None if was_dead else dict(zip(cols, rec.values)), None, inc_row)
             return
-        win = max(vers[i] for i in lost)
-        self._conflict(st, table, pk_key, "column", [cols[i] for i in lost], win[2], win[1], origin,
-                       hlc, {cols[i]: inc.values[i] for i in lost}, None,
-                       {cols[i]: vals[i] for i in lost})
+        # Incoming lost: grouped by the stored version that beat it.
+        by_winner: dict[tuple, list[int]] = {}
+        for i in res.lost_columns:
+            by_winner.setdefault(rec.vers[i], []).append(i)
+        for (_, w_hlc, w_node), idx in by_winner.items():
+            self._conflict(st, table, pk_key, "column", [cols[i] for i in idx], w_node, w_hlc, origin, hlc,
+                           {cols[i]: inc.values[i] for i in idx}, None, {cols[i]: rec.values[i] for i in idx})
+        # Stored lost: grouped by the stored version the incoming write beat.
+        by_loser: dict[tuple, list[tuple]] = {}
+        for item in res.beaten:
+            by_loser.setdefault(item[1], []).append(item)
+        for (_, l_hlc, l_node), items in by_loser.items():
+            self._conflict(st, table, pk_key, "column", [cols[i] for i, *_ in items], origin, hlc, l_node, l_hlc,
+                           {cols[i]: old for i, _, _, old in items}, None,
+                           {cols[i]: rec.values[i] for i, *_ in items})
 
     def _conflict(self, st: _Txn, table: Table, pk_key: bytes, kind: str, columns: list,
                   winner_origin: bytes | None, winner_hlc: int | None, loser_origin: bytes,

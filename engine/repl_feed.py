@@ -127,18 +127,24 @@ def ddl_subject(payload: bytes, schema: Schema) -> tuple[str, str | None]:
     return "unknown", None
 
 
-def reencode(header: dict, entries: list, table_ids: dict[int, int] | None = None) -> bytes:
-    """A change set with the same header and the given entries (ids mapped by ``table_ids``)."""
+def reencode(header: dict, entries: list, table_ids: dict[int, int] | None = None,
+             prevs: list[int] | None = None) -> bytes:
+    """A change set with the same header and the given entries.
+
+    Table ids are mapped by ``table_ids``; ``prevs`` (one per entry) replaces
+    the entries' previous-version HLCs.
+    """
     col = C.ChangeCollector()
-    for e in entries:
+    for i, e in enumerate(entries):
         op = e.op
         tid = e.table_id if table_ids is None else table_ids.get(e.table_id, e.table_id)
+        prev = e.prev_hlc if prevs is None else prevs[i]
         if op == OP_INSERT:
-            col.insert(tid, e.pk_key, e.row, e.prev_hlc)
+            col.insert(tid, e.pk_key, e.row, prev)
         elif op == OP_UPDATE:
-            col.update(tid, e.pk_key, e.row, e.changed or 0, e.prev_hlc)
+            col.update(tid, e.pk_key, e.row, e.changed or 0, prev)
         elif op == OP_DELETE:
-            col.delete(tid, e.pk_key, e.prev_hlc)
+            col.delete(tid, e.pk_key, prev, e.row)
         else:
             col.ddl(e.row)
     return col.finish(header["hlc"], header["origin"], header["sequence"], header["schema_version"])
@@ -227,7 +233,8 @@ class Change:
     op: str                          # insert / update / delete / ddl
     table: str | None
     key: tuple | None                # primary key values
-    row: dict | None                 # column -> value after the change (insert/update)
+    row: dict | None                 # column -> value: after an insert/update; the deleted row for a
+    #                                  delete (None when its writer did not record it)
     changed: tuple[str, ...]         # updated column names
     hlc: int
     origin: str                      # node id (hex) where it was committed

@@ -26,14 +26,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from terndb._cext import _core as C
-
 from .errors import NoSuchObjectError
 from .repl_apply import Applier, ApplyStats
 from .repl_feed import read_outgoing
-from .repl_versions import (
-    BOTTOM, K_CONFIG, NO_NODE, STATE_DB, VERSIONS_DB, Record, TableSet, VersionStore, record_key, replicable,
-)
+from .repl_snapshot import merge_items, refresh_records, snapshot_items
+from .repl_versions import K_CONFIG, STATE_DB, TableSet
 
 
 def published_tables(db: Any) -> TableSet:
@@ -94,69 +91,18 @@ class LocalPeer:
 
 def bootstrap(applier: Applier, source: Any, tables: TableSet | None = None, *, batch: int = 2000,
               channel: str | None = None) -> int:
-    """Merge ``source``'s snapshot of ``tables`` (default: what it publishes) into ``applier``'s database."""
+    """Merge ``source``'s snapshot of ``tables`` (default: what it publishes) into ``applier``'s database.
+
+    Returns rows changed; the channel (when given) then starts at the
+    source's binlog position of the snapshot.
+    """
     tables = tables if tables is not None else published_tables(source)
-    # Bring the source's records up to date with its own binlog first (derived data only).
-    sv = VersionStore(source, tables)
-    if not source.store.readonly:
-        source.store.write(lambda w: sv.catch_up(w), timeout=applier.busy_timeout)
-    changed = 0
+    refresh_records(source, tables, applier.busy_timeout)
     with source.store.begin_read() as rt:
-        txn = rt.txn
-        schema = source.committed_schema(txn)
-        position = source.binlog.last_sequence(txn)
-        try:
-            vdb = source.store.db(VERSIONS_DB)
-        except NoSuchObjectError:
-            vdb = None
-        pending: list = []
-
-        def flush() -> None:
-            nonlocal changed, pending
-            if pending:
-                changed += applier.merge_records(pending)
-                pending = []
-
-        for table in list(schema.tables.values()):
-            if not replicable(table) or table.name not in tables or table.name not in applier.subscribe:
-                continue
-            n = len(table.columns)
-            seen_keys = set()
-            with txn.cursor(db=source.store.db(table.db_name)) as cur:
-                for k, v in cur:
-                    rowid = C.decode_rowid(k)
-                    row = C.decode_row(v, n, None)
-                    if table.rowid_alias is not None:
-                        pk_key = C.encode_key((rowid,))
-                    else:
-                        pk_key = C.encode_key(tuple(row[i] for i in table.pk))
-                    raw = txn.get(record_key(table.object_id, pk_key), db=vdb) if vdb is not None else None
-                    rec = Record.decode(raw, n) if raw is not None else Record(False, 0, NO_NODE, [BOTTOM] * n,
-                                                                               list(row))
-                    seen_keys.add(pk_key)
-                    pending.append((table.name, table.sql, pk_key, rec))
-                    if len(pending) >= batch:
-                        flush()
-            if vdb is not None:       # tombstones: records without a row
-                prefix = record_key(table.object_id, b"")
-                with txn.cursor(db=vdb) as vc:
-                    ok = vc.set_range(prefix)
-                    while ok:
-                        k = vc.key()
-                        if k[:4] != prefix:
-                            break
-                        pk_key = bytes(k[4:])
-                        if pk_key not in seen_keys:
-                            rec = Record.decode(vc.value(), n)
-                            if rec.dead:
-                                pending.append((table.name, table.sql, pk_key, rec))
-                                if len(pending) >= batch:
-                                    flush()
-                        ok = vc.next()
-        flush()
-    if channel is not None:
-        applier.merge_records([], channel=channel, position=position)
-    return changed
+        position = source.binlog.last_sequence(rt.txn)
+        items = snapshot_items(source, rt.txn, tables, applier.subscribe)
+        return merge_items(applier, items, batch=batch, channel=channel,
+                           position=position if channel is not None else None)
 
 
 __all__ = ["LocalPeer", "bootstrap", "published_tables"]

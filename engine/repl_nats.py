@@ -48,6 +48,7 @@ from typing import Any
 from .errors import OperationalError, ProgrammingError
 from .repl_apply import ApplyStats
 from .repl_feed import read_outgoing
+from .repl_nats_snapshot import SnapshotService
 
 _U64 = struct.Struct(">Q")
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -140,11 +141,16 @@ class NatsReplicator:
 
     def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
                  fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0,
-                 security: NatsSecurity | None = None, signer: Any = None) -> None:
+                 security: NatsSecurity | None = None, signer: Any = None,
+                 domain: str | None = None, max_msgs: int = -1) -> None:
         self.rep = replicator
         self.security = security or NatsSecurity()
         self._connect_options = self.security.connect_options()    # bad files fail here, at once
         self.signer = signer
+        #: JetStream domain of the stream (a leaf node's own domain, reached through a hub)
+        self.domain = domain
+        #: stream limit used when this node creates the stream (-1: unlimited)
+        self.max_msgs = max_msgs
         self.db = replicator.db
         self.url = url
         self.dbname = subject_token(database)
@@ -166,6 +172,9 @@ class NatsReplicator:
         self.error_count = 0                 # rounds that failed and were retried
         self._last_fetch_empty = False
         self.totals = ApplyStats()
+        self.snapshots = SnapshotService(self)     # bootstrap by merge when the stream dropped our gap
+        self._js: Any = None
+        self._nc: Any = None
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -200,12 +209,12 @@ class NatsReplicator:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
         nc = await self._open_connection(nats)
-        js = nc.jetstream()
+        js = nc.jetstream(domain=self.domain)
         try:
             await js.stream_info(self.stream)
         except Exception:
             await js.add_stream(StreamConfig(name=self.stream, subjects=[f"{self.prefix}.>"],
-                                             storage=StorageType.FILE))
+                                             storage=StorageType.FILE, max_msgs=self.max_msgs))
         sub = None
         if self.rep.subscribe:
             cfg = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -223,6 +232,9 @@ class NatsReplicator:
                 await js.delete_consumer(self.stream, self.durable)
                 await js.add_consumer(self.stream, config=cfg)
             sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        self._nc, self._js = nc, js
+        await self.snapshots.serve(nc, js)
+        await self.snapshots.bootstrap_if_behind(nc, js)
         return nc, js, sub
 
     async def _open_connection(self, nats: Any) -> Any:
@@ -233,9 +245,10 @@ class NatsReplicator:
         try:
             # Short reconnect waits: a refused login fails in ~1.5 s instead of 6 s, and a restarted
             # server is retried by _main's own backoff once these attempts are spent.
+            # no_echo: our own snapshot requests must not reach our own snapshot service.
             return await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=3,
                                       reconnect_time_wait=0.5, allow_reconnect=True, error_cb=on_error,
-                                      **self._connect_options)
+                                      no_echo=True, **self._connect_options)
         except Exception as exc:
             raise _connect_error(self.url, exc, errors) from exc
 
@@ -244,27 +257,31 @@ class NatsReplicator:
             return 0
         sent = 0
         while True:
+            self.rep.versions.ensure_current()      # local change sets get their causal versions first
             pos = self.pub_position()
             out = read_outgoing(self.db, pos, self.rep.publish, limit=self.batch,
                                 only_origin=self.db.node_id, skip_empty=True)
             if not out:
                 return sent
-            for o in out:
-                if o.data is None:
-                    continue
-                data = self.signer.wrap(o.data) if self.signer is not None else o.data
-                ack = await js.publish(self.subject_for(o.tables, o.has_ddl), data,
-                                       headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"})
-                if ack.duplicate:
-                    self.pub_duplicates += 1
-                sent += 1
-                self.published += 1
+            todo = [o for o in out if o.data is not None]
+            # Pipelined: the batch is sent back to back and the acks awaited together (one round
+            # trip, not one per change set).  If any fails, the position stays and the whole batch
+            # is sent again later; the server's Nats-Msg-Id window drops the copies.
+            sign = self.signer.wrap if self.signer is not None else (lambda data: data)
+            acks = await asyncio.gather(*(
+                js.publish(self.subject_for(o.tables, o.has_ddl), sign(o.data),
+                           headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"}) for o in todo))
+            self.pub_duplicates += sum(1 for ack in acks if ack.duplicate)
+            sent += len(todo)
+            self.published += len(todo)
             self._store_pub_position(out[-1].sequence)
 
     async def _consume_once(self, sub: Any) -> ApplyStats:
         import nats.errors
         if sub is None:
             return ApplyStats()
+        if self.snapshots.retry_due:            # a remembered gap: ask peers again
+            await self.snapshots.bootstrap_if_behind(self._nc, self._js)
         try:
             msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):   # nats-py raises instead of returning []
@@ -273,6 +290,8 @@ class NatsReplicator:
         self._last_fetch_empty = False
         items = [(m.metadata.sequence.stream, m.data) for m in msgs]
         try:
+            if items[0][0] > self.rep.applier.position(self.channel) + 1:     # a jump: filtered, or purged?
+                await self.snapshots.bootstrap_if_behind(self._nc, self._js)
             stats = self.rep.applier.apply(items, self.channel, track_origin=False)
         except BaseException:
             for m in msgs:                     # redeliver now rather than after ack_wait
@@ -361,6 +380,7 @@ class NatsReplicator:
                 "publish_position": self.pub_position(),
                 "consume_position": self.rep.applier.position(self.channel),
                 "applied": self.totals.as_dict(), "last_error": self.last_error, "errors": self.error_count,
+                "snapshots": self.snapshots.status(),
                 "time": time.time()}
 
 

@@ -26,16 +26,29 @@ of equal HLCs from different nodes go to the larger node id).  Equal versions
 only come from the same change set (a node's HLC never repeats), where the
 later entry wins, so ``>=`` is used within one change set.
 
-The values are kept in the record even while the row is live (the table
-holds them too) because a local DELETE's binlog entry carries only the key:
-without the values in the record, a deleted row re-created by a concurrent
-update could not be rebuilt the same way on every node.  That doubles the
-bytes of replicated tables; an engine change (delete entries carrying the old
-row) would let live records drop their values.
+Causality: every register also keeps the *previous version* its write saw:
+the ``prev_hlc`` of the change-set entry, which is the newest HLC among the
+row's registers on the writer's node when it changed the row (0 for a row it
+had no record of).  Two writes to a register conflict only when they are
+concurrent, i.e. the winner's writer had not seen the loser: the loser is
+from another node and its HLC is above the winner's ``prev_hlc``.  A write
+that replaced a version its writer had seen is an ordinary overwrite, in
+whatever order the two arrive.  The test is symmetric (it names the same
+pair whichever arrives first), so every node records the same conflicts.
+Seeing a row at a later version counts as seeing every earlier write to it;
+with HLCs that is the one-scalar approximation of a version vector, exact
+for two writers of a register.
 
-Record layout: ``>BQ16sH`` flags (bit 0 = dead), existence hlc, existence
-node, column count; then per column ``>BQ16s`` rank, hlc, node; then the
-values as one ``encode_row`` record.
+The values are kept in the record even while the row is live (the table
+holds them too) so that a deleted row re-created by a concurrent update can
+be rebuilt the same way on every node without reading the binlog.
+
+Record layout: ``>BQ16sHQ`` flags (bit 0 = dead, bit 1 = previous versions
+present), existence hlc, existence node, column count, existence prev; then
+per column ``>BQ16s`` rank, hlc, node; then per column ``>Q`` prev; then the
+values as one ``encode_row`` record.  Records written before previous
+versions existed (flag bit 1 clear) lack the ``Q`` fields and decode with
+prev 0.
 
 Local writes
 ------------
@@ -45,8 +58,10 @@ is this node and merges their entries (they are the newest versions by
 construction of the HLC).  Installed as a commit hook, it runs inside the
 committing transaction; without the hook (another process wrote, or no
 replicator was running) the next apply catches up first, so records are
-never behind the binlog when they are compared.  Change sets from peers are
-merged by the applier, which writes their records itself.
+never behind the binlog when they are compared, and senders call
+``ensure_current`` before reading, so a replicator running in its own process
+(no hook in the writer) still sends causal versions.  Change sets from peers
+are merged by the applier, which writes their records itself.
 
 Tombstones
 ----------
@@ -90,18 +105,18 @@ OP_UPDATE = C.CHANGE_OP_UPDATE
 OP_DELETE = C.CHANGE_OP_DELETE
 OP_DDL = C.CHANGE_OP_DDL
 
-_HEAD = struct.Struct(">BQ16sH")
-_COL = struct.Struct(">BQ16s")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _FLAG_DEAD = 1
-_FORMATS: dict[int, struct.Struct] = {}
+_FLAG_PREVS = 2
+_FORMATS: dict[tuple[int, bool], struct.Struct] = {}
 
 
-def _fmt(ncols: int) -> struct.Struct:
-    s = _FORMATS.get(ncols)
+def _fmt(ncols: int, prevs: bool = True) -> struct.Struct:
+    s = _FORMATS.get((ncols, prevs))
     if s is None:
-        s = _FORMATS[ncols] = struct.Struct(">BQ16sH" + "BQ16s" * ncols)
+        s = _FORMATS[ncols, prevs] = struct.Struct(
+            ">BQ16sHQ" + "BQ16s" * ncols + "Q" * ncols if prevs else ">BQ16sH" + "BQ16s" * ncols)
     return s
 
 
@@ -109,44 +124,66 @@ def record_key(table_id: int, pk_key: bytes) -> bytes:
     return _U32.pack(table_id) + pk_key
 
 
+def concurrent(loser_hlc: int, loser_node: bytes, winner_node: bytes, winner_prev: int) -> bool:
+    """Whether the winning write's writer had NOT seen the losing one (see the module docstring)."""
+    return loser_node != winner_node and loser_hlc > winner_prev
+
+
 class Record:
     """A decoded version record (mutable while merging)."""
 
-    __slots__ = ("dead", "ex_hlc", "ex_node", "vers", "values")
+    __slots__ = ("dead", "ex_hlc", "ex_node", "vers", "values", "ex_prev", "prevs")
 
-    def __init__(self, dead: bool, ex_hlc: int, ex_node: bytes, vers: list, values: list) -> None:
+    def __init__(self, dead: bool, ex_hlc: int, ex_node: bytes, vers: list, values: list,
+                 ex_prev: int = 0, prevs: list | None = None) -> None:
         self.dead = dead
         self.ex_hlc = ex_hlc
         self.ex_node = ex_node
         #: per column (rank, hlc, node)
         self.vers = vers
         self.values = values
+        #: previous version seen by the write that set the existence register / each column
+        self.ex_prev = ex_prev
+        self.prevs = prevs if prevs is not None else [0] * len(vers)
 
     def encode(self) -> bytes:
-        flat: list = [_FLAG_DEAD if self.dead else 0, self.ex_hlc, self.ex_node, len(self.vers)]
-        for v in self.vers:
+        vers = self.vers
+        flat: list = [(_FLAG_DEAD if self.dead else 0) | _FLAG_PREVS, self.ex_hlc, self.ex_node,
+                      len(vers), self.ex_prev]
+        for v in vers:
             flat += v
-        return _fmt(len(self.vers)).pack(*flat) + C.encode_row(tuple(self.values))
+        flat += self.prevs
+        return _fmt(len(vers)).pack(*flat) + C.encode_row(tuple(self.values))
 
     @classmethod
     def decode(cls, data: bytes, ncols: int) -> "Record":
-        n = _HEAD.unpack_from(data)[3]
-        f = _fmt(n)
+        flags = data[0]
+        n = (data[25] << 8) | data[26]          # the column count of the head
+        f = _fmt(n, bool(flags & _FLAG_PREVS))
         flat = f.unpack_from(data)
-        it = iter(flat[4:])
+        if flags & _FLAG_PREVS:
+            end = 5 + 3 * n
+            it = iter(flat[5:end])
+            prevs = list(flat[end:])
+            ex_prev = flat[4]
+        else:
+            it = iter(flat[4:])
+            prevs = [0] * n
+            ex_prev = 0
         vers = list(zip(it, it, it))
-        values = list(C.decode_row(bytes(data[f.size:]), n, None))
+        values = list(C.decode_row(data[f.size:], n, None))
         if n < ncols:          # the table gained columns: the new ones are unversioned
             vers.extend([BOTTOM] * (ncols - n))
+            prevs.extend([0] * (ncols - n))
             values.extend([None] * (ncols - n))
-        return cls(bool(flat[0] & _FLAG_DEAD), flat[1], flat[2], vers, values)
+        return cls(bool(flags & _FLAG_DEAD), flat[1], flat[2], vers, values, ex_prev, prevs)
 
     @classmethod
     def from_entry(cls, op: int, hlc: int, node: bytes, values: tuple | None, changed: int | None,
-                   ncols: int) -> "Record":
+                   ncols: int, prev: int = 0) -> "Record":
         """The record a single change amounts to (see the module docstring)."""
         if op == OP_DELETE:
-            return cls(True, hlc, node, [BOTTOM] * ncols, [None] * ncols)
+            return cls(True, hlc, node, [BOTTOM] * ncols, [None] * ncols, prev, [0] * ncols)
         strong = (1, hlc, node)
         assert values is not None
         if op == OP_INSERT or changed is None:
@@ -154,22 +191,43 @@ class Record:
         else:
             weak = (0, hlc, node)
             vers = [strong if (changed >> i) & 1 else weak for i in range(ncols)]
-        vals = list(values[:ncols]) + [None] * (ncols - len(values))
-        return cls(False, hlc, node, vers, vals)
+        vals = list(values) if len(values) == ncols else list(values[:ncols]) + [None] * (ncols - len(values))
+        return cls(False, hlc, node, vers, vals, prev, [prev] * ncols)
 
     def row(self) -> tuple:
         return tuple(self.values)
 
+    def seen_hlc(self) -> int:
+        """The newest HLC among the registers: the version a local writer of this row saw."""
+        top = self.ex_hlc
+        for v in self.vers:
+            if v[1] > top:
+                top = v[1]
+        return top
+
 
 class MergeResult:
-    """What ``merge`` changed, and which incoming parts lost (for the conflict table)."""
+    """What ``merge`` changed, and which concurrent writes lost (for the conflict table).
 
-    __slots__ = ("changed", "lost_columns", "lost_existence")
+    ``lost_columns``: columns where the incoming write lost to a concurrent
+    stored one.  ``beaten``: ``(column, old version, old prev, old value)`` of
+    stored writes that lost to a concurrent incoming one.  ``lost_existence``
+    / ``beaten_existence`` (the stored ``(dead, hlc, node)`` before the merge)
+    are the same for the live/dead register.
+    """
+
+    __slots__ = ("changed", "lost_columns", "beaten", "lost_existence", "beaten_existence")
 
     def __init__(self) -> None:
         self.changed = False
         self.lost_columns: list[int] = []
+        self.beaten: list[tuple] = []
         self.lost_existence = False
+        self.beaten_existence: tuple | None = None
+
+    @property
+    def conflicted(self) -> bool:
+        return bool(self.lost_columns or self.beaten or self.lost_existence or self.beaten_existence)
 
 
 def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
@@ -177,7 +235,8 @@ def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
 
     ``touch_columns`` is False for deletes (they write no column).  Equal
     versions let the incoming side win: they only occur within one change set,
-    whose later entries must win.
+    whose later entries must win.  Conflicts are noted only between
+    concurrent writes (``concurrent``) of different values.
     """
     res = MergeResult()
     inc_ex = (incoming.ex_hlc, incoming.ex_node)
@@ -185,21 +244,33 @@ def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
     if inc_ex >= cur_ex:
         if inc_ex != cur_ex or stored.dead != incoming.dead:
             res.changed = True
+            if stored.dead != incoming.dead and stored.ex_hlc and concurrent(
+                    stored.ex_hlc, stored.ex_node, incoming.ex_node, incoming.ex_prev):
+                res.beaten_existence = (stored.dead, stored.ex_hlc, stored.ex_node)
         stored.ex_hlc, stored.ex_node, stored.dead = incoming.ex_hlc, incoming.ex_node, incoming.dead
-    elif incoming.dead != stored.dead:
+        stored.ex_prev = incoming.ex_prev
+    elif incoming.dead != stored.dead and concurrent(
+            incoming.ex_hlc, incoming.ex_node, stored.ex_node, stored.ex_prev):
         res.lost_existence = True
     if touch_columns:
         svers, ivers = stored.vers, incoming.vers
         svals, ivals = stored.values, incoming.values
+        sprevs, iprevs = stored.prevs, incoming.prevs
         for i in range(len(ivers)):
             iv = ivers[i]
             sv = svers[i]
+            a = svals[i]
+            b = ivals[i]
+            differ = a != b or type(a) is not type(b)
             if iv >= sv:
-                if iv != sv or svals[i] != ivals[i] or type(svals[i]) is not type(ivals[i]):
+                if differ or iv != sv:
                     res.changed = True
+                    if differ and sv[0] == 1 and iv[0] == 1 and concurrent(sv[1], sv[2], iv[2], iprevs[i]):
+                        res.beaten.append((i, sv, sprevs[i], a))
                 svers[i] = iv
-                svals[i] = ivals[i]
-            elif iv[0] == 1 and (svals[i] != ivals[i] or type(svals[i]) is not type(ivals[i])):
+                svals[i] = b
+                sprevs[i] = iprevs[i]
+            elif differ and iv[0] == 1 and concurrent(iv[1], iv[2], sv[2], sprevs[i]):
                 res.lost_columns.append(i)
     return res
 
@@ -298,6 +369,13 @@ class VersionStore:
 
         Returns how many change sets were read.  Change sets from other origins
         (relayed into the binlog by the applier) already have their records.
+
+        This is also where a local change set gets its causal versions: each
+        row entry's ``prev_hlc`` is the newest HLC of the row's record just
+        before the entry (what the writer saw, since records follow the binlog
+        in order), and the stored change set is rewritten with them before
+        anything can send it (inside the committing transaction when the commit
+        hook is installed).
         """
         txn = wtxn.txn
         vdb, sdb = self.handles(wtxn)
@@ -308,12 +386,15 @@ class VersionStore:
             return 0
         schema = self.schema(txn, wtxn)
         count = 0
+        rewrites: list[tuple[int, bytes]] = []
         for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
             count += 1
             if cs.origin != self.node_id:
                 continue
+            prevs: list[int] = []
             for e in cs.entries:
                 op = e.op
+                prevs.append(e.prev_hlc)
                 if op == OP_DDL:
                     schema = self._local_ddl(wtxn, e.row, schema)
                     continue
@@ -321,18 +402,38 @@ class VersionStore:
                 if table is None or not replicable(table) or table.name not in self.tracked:
                     continue
                 n = len(table.columns)
-                values = C.decode_row(e.row, n, None) if e.row is not None else None
-                inc = Record.from_entry(op, cs.hlc, self.node_id, values, e.changed, n)
                 key = record_key(table.object_id, e.pk_key)
                 old = txn.get(key, db=vdb)
-                if old is None:
+                rec = Record.decode(old, n) if old is not None else None
+                prev = rec.seen_hlc() if rec is not None else 0
+                prevs[-1] = prev
+                values = C.decode_row(e.row, n, None) if op != OP_DELETE else None
+                inc = Record.from_entry(op, cs.hlc, self.node_id, values, e.changed, n, prev)
+                if rec is None:
                     txn.put(key, inc.encode(), db=vdb)
-                    continue
-                rec = Record.decode(old, n)
-                if merge(rec, inc, op != OP_DELETE).changed:
+                elif merge(rec, inc, op != OP_DELETE).changed:
                     txn.put(key, rec.encode(), db=vdb)
+            if any(p != e.prev_hlc for p, e in zip(prevs, cs.entries)):
+                rewrites.append((seq, _with_prevs(cs, prevs)))
+        # Rewritten after the scan: writing under an open cursor of the same database is avoided.
+        for seq, data in rewrites:
+            self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
         return count
+
+    def ensure_current(self, timeout: float = 30.0) -> int:
+        """Catch up in a write transaction of its own if local change sets are not merged yet.
+
+        Senders call this before reading the binlog, so what they send carries
+        its causal versions even when the writing process ran no commit hook
+        (a replicator in its own process).  Costs one read transaction when
+        current.  Returns how many change sets were read.
+        """
+        with self.store.begin_read() as rt:
+            raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
+            if (_U64.unpack(raw)[0] if raw else 0) >= self.db.binlog.last_sequence(rt.txn):
+                return 0
+        return self.store.write(self.catch_up, timeout=timeout)
 
     def _local_ddl(self, wtxn: Any, payload: bytes, schema: Schema) -> Schema:
         """A local DROP TABLE: forget the dropped table's records."""
@@ -404,6 +505,14 @@ class VersionStore:
         return None if raw is None else Record.decode(raw, len(table.columns))
 
 
+def _with_prevs(cs: Any, prevs: list[int]) -> bytes:
+    """The change set ``cs`` re-encoded with these previous versions, same header."""
+    from .repl_feed import reencode     # repl_feed imports this module: import late
+    header = {"hlc": cs.hlc, "origin": cs.origin, "sequence": cs.origin_sequence,
+              "schema_version": cs.schema_version}
+    return reencode(header, cs.entries, prevs=prevs)
+
+
 def check_replicable(schema: Schema, names: TableSet) -> None:
     """Refuse named tables without a PRIMARY KEY (``*`` silently skips them)."""
     for name in names.names:
@@ -418,7 +527,8 @@ def wall_ms_of(hlc: int) -> int:
 
 
 __all__ = [
-    "VersionStore", "Record", "MergeResult", "merge", "TableSet", "replicable", "record_key",
-    "check_replicable", "CONFLICT_TABLE", "DEAD_LETTER_TABLE", "LOCAL_TABLES", "DEFAULT_HORIZON_MS", "VERSIONS_DB", "STATE_DB", "BOTTOM",
+    "VersionStore", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
+    "check_replicable", "CONFLICT_TABLE", "DEAD_LETTER_TABLE", "LOCAL_TABLES", "DEFAULT_HORIZON_MS",
+    "VERSIONS_DB", "STATE_DB", "BOTTOM",
     "NO_NODE", "OperationalError",
 ]

@@ -846,6 +846,24 @@ class Store:
         except lmdb.Error as exc:
             raise translate_lmdb_error(exc, "reading metadata") from exc
 
+    def put_node_id(self, txn: "WriteTxn", node_id: bytes) -> None:
+        """Store a new node id in ``txn``; ``adopt_node_id`` after the commit makes it current.
+
+        The caller (``Database.set_node_id``) checks that nothing recorded depends on the old one.
+        """
+        shared = self._check()
+        if type(node_id) is not bytes or len(node_id) != 16:
+            raise ProgrammingError("a node id is 16 bytes")
+        try:
+            txn.txn.put(K_NODE_ID, node_id, db=shared.meta_db)
+        except lmdb.Error as exc:
+            raise translate_lmdb_error(exc, "writing metadata") from exc
+
+    def adopt_node_id(self, node_id: bytes) -> None:
+        """Use ``node_id`` (committed by ``put_node_id``) in every handle of this process."""
+        self._check().node_id = node_id
+        self.node_id = node_id
+
     def meta_put(self, txn: "WriteTxn | lmdb.Transaction", key: bytes, value: bytes) -> None:
         """Write ``key`` in the ``_meta`` sub-database (``storage.*`` keys are reserved)."""
         shared = self._check()

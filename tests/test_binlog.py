@@ -39,7 +39,7 @@ def record(collector, change: tuple) -> None:
     elif op == UPDATE:
         collector.update(table_id, pk, row, changed, prev)
     elif op == DELETE:
-        collector.delete(table_id, pk, prev)
+        collector.delete(table_id, pk, prev, row)
     else:
         collector.ddl(row)
 
@@ -51,8 +51,7 @@ def expected_tuple(change: tuple) -> tuple:
         return (DDL, 0, None, row, None, 0)
     if isinstance(changed, bytes):
         changed = int.from_bytes(changed, "little")
-    return (op, table_id, pk, row if op != DELETE else None,
-            changed if op == UPDATE else None, prev)
+    return (op, table_id, pk, row, changed if op == UPDATE else None, prev)
 
 
 def build(changes, hlc=7, seq=1, schema=3) -> bytes:
@@ -69,7 +68,7 @@ change_strategy = st.one_of(
               st.none(), u64),
     st.tuples(st.just(UPDATE), st.integers(0, 2**32 - 1), blob, blob,
               st.one_of(st.integers(0, 2**200), st.binary(max_size=40)), u64),
-    st.tuples(st.just(DELETE), st.integers(0, 2**32 - 1), blob, st.none(),
+    st.tuples(st.just(DELETE), st.integers(0, 2**32 - 1), blob, st.none() | blob,
               st.none(), u64),
     st.tuples(st.just(DDL), st.just(0), st.none(), blob, st.none(), st.just(0)),
 )
@@ -119,6 +118,23 @@ def test_entry_fields_and_equality():
     assert (ddl.op, ddl.pk_key, ddl.row) == (DDL, None, b"ALTER")
     assert ins == _core.ChangeEntry(INSERT, 5, b"pk", b"row", None, 99)
     assert ins != dele
+
+
+def test_delete_may_carry_the_old_row():
+    c = _core.ChangeCollector()
+    c.delete(6, b"gone", 0, b"old row")
+    c.delete(6, b"gone2", 42, b"")
+    c.delete(6, b"gone3", 7)
+    _, entries = _core.decode_changeset(c.finish(1, NODE, 1, 1))
+    assert [(e.pk_key, e.row, e.prev_hlc) for e in entries] == [
+        (b"gone", b"old row", 0), (b"gone2", b"", 42), (b"gone3", None, 7)]
+    # The deleted-row flag is only valid on deletes.
+    c = _core.ChangeCollector()
+    c.insert(6, b"k", b"r")
+    data = bytearray(c.finish(1, NODE, 1, 1))
+    data[HEADER] |= 0x40
+    with pytest.raises(CorruptDatabaseError):
+        _core.decode_changeset(bytes(data))
 
 
 def test_collector_rejects_bad_arguments():

@@ -84,7 +84,8 @@ def test_each_commit_is_one_change_set(con) -> None:
     upd, dele = sets[1].entries
     assert upd.pk_key == pk(1) and C.decode_row(upd.row) == (1, 11, "x", 1.5)
     assert upd.changed_columns == (1,)
-    assert dele.pk_key == pk(2) and dele.row is None
+    # A delete carries the row it removed, so feed consumers can see what went.
+    assert dele.pk_key == pk(2) and C.decode_row(dele.row) == (2, 20, "y", None)
 
 
 def test_autocommit_statements_are_separate_change_sets(tmp_path) -> None:

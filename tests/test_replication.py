@@ -7,6 +7,7 @@ INSERT/UPDATE/DELETE are used in the other tests.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -248,10 +249,12 @@ def test_same_column_conflict_is_recorded_with_both_versions(nodes):
     LocalPeer(b.applier, a.db).pull_all()
     LocalPeer(a.applier, b.db).pull_all()
     assert a.rows("kv") == b.rows("kv") == [(1, "B", None, None)]
-    rows = b.con.execute("SELECT kind, table_name, pk, columns, winner_origin, winner_row, loser_origin, "
-                         "loser_row, winner_hlc > loser_hlc FROM terndb_conflicts").fetchall()
-    assert rows == [("column", "kv", "[1]", '["a"]', b.db.node_id.hex(), '{"a":"B"}', a.db.node_id.hex(),
-                     '{"a":"A"}', 1)]
+    # Both nodes record the one conflict: b when A's write arrives and loses, a when B's arrives and wins.
+    for node in (a, b):
+        rows = node.con.execute("SELECT kind, table_name, pk, columns, winner_origin, winner_row, "
+                                "loser_origin, loser_row, winner_hlc > loser_hlc FROM terndb_conflicts").fetchall()
+        assert rows == [("column", "kv", "[1]", '["a"]', b.db.node_id.hex(), '{"a":"B"}', a.db.node_id.hex(),
+                         '{"a":"A"}', 1)]
 
 
 def test_delete_tombstone_beats_late_update_and_newer_insert_recreates(nodes):
@@ -266,8 +269,9 @@ def test_delete_tombstone_beats_late_update_and_newer_insert_recreates(nodes):
     LocalPeer(a.applier, b.db).pull_all()
     LocalPeer(b.applier, a.db).pull_all()
     assert a.rows("kv") == b.rows("kv") == []
-    kinds = [r[0] for r in b.con.execute("SELECT kind FROM terndb_conflicts").fetchall()]
-    assert kinds == ["update_deleted"]
+    for node in (a, b):
+        kinds = [r[0] for r in node.con.execute("SELECT kind FROM terndb_conflicts").fetchall()]
+        assert kinds == ["update_deleted"]
     with b.db.store.begin_read() as rt:
         rec = b.versions.get(rt.txn, b.db.committed_schema(rt.txn).table("kv"), (1,))
     assert rec is not None and rec.dead
@@ -290,9 +294,9 @@ def test_update_before_insert_is_filled_in_later(nodes):
     c.applier.apply([(0, m) for m in b.own_messages()], None)
     c.applier.apply([(0, m) for m in a.own_messages()], None)
     assert c.rows("kv") == [(7, "ins", 2, 1.0)]
-    # Without causal metadata, the insert arriving after the update that followed it looks like a
-    # lost write on "b": recorded (a known false positive of reordered delivery, see repl_apply).
-    assert [(r[4], r[5]) for r in c.conflicts()] == [("column", '["b"]')]
+    # b's update had seen a's insert (its prev_hlc says so): the insert arriving after it is an
+    # ordinary overwritten version, not a conflict.
+    assert c.conflicts() == []
 
 
 def test_duplicates_and_mesh_paths_apply_once(nodes):
@@ -493,11 +497,131 @@ def test_three_nodes_same_row_conflicts_are_recorded(nodes):
     _deliver_all(ns, random.Random(1))
     rows = [n.rows("kv") for n in ns]
     assert rows[0] == rows[1] == rows[2] == [(1, "node2", 2, None)]
-    total = sum(len(n.conflicts()) for n in ns)
+    # Each node meets each of the two foreign concurrent writes once: either it beats the stored
+    # version or loses to it, and either way one conflict row is recorded there.
+    assert [len(n.conflicts()) for n in ns] == [2, 2, 2]
     # The winner (node 2, newest HLC) saw both losers arrive after its own write.
-    assert len(ns[2].conflicts()) == 2 and total >= 2
     losers = {r[9] for r in ns[2].conflicts()}
     assert losers == {ns[0].db.node_id.hex(), ns[1].db.node_id.hex()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Causality: conflicts only between writes that had not seen each other
+
+
+def _entries(node: Node) -> list:
+    """(hlc, op, prev_hlc) of every row entry of the node's own change sets, in commit order."""
+    out = []
+    for m in node.own_messages():
+        msg = decode_message(m)
+        out += [(msg.hlc, e.op, e.prev_hlc) for e in msg.entries if e.op != C.CHANGE_OP_DDL]
+    return out
+
+
+def test_entries_carry_the_version_their_writer_saw(nodes):
+    a, b = nodes(2)
+    _create_schema(a)
+    _write(a, "kv", "upsert", 1, {"a": "x"})
+    _write(a, "kv", "upsert", 1, {"b": 2})
+    _write(a, "kv", "delete", 1)
+    (h1, op1, p1), (h2, op2, p2), (h3, op3, p3) = _entries(a)
+    assert (op1, p1) == (C.CHANGE_OP_INSERT, 0)          # a new row: nothing seen
+    assert (op2, p2) == (C.CHANGE_OP_UPDATE, h1)
+    assert (op3, p3) == (C.CHANGE_OP_DELETE, h2)
+    # A remote write's version is what a local writer sees next.
+    LocalPeer(b.applier, a.db).pull_all()
+    _write(b, "kv", "upsert", 1, {"a": "again"})
+    assert _entries(b)[-1][1:] == (C.CHANGE_OP_INSERT, h3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_causally_ordered_updates_reordered_and_duplicated_record_no_conflict(nodes, seed):
+    rng = random.Random(seed)
+    a, b, c = nodes(3)
+    _create_schema(a)
+    _deliver_all([a, b, c])
+    # A chain of writes to the same columns, alternating nodes, each after seeing the previous one.
+    for i in range(6):
+        src, dst = (a, b) if i % 2 == 0 else (b, a)
+        _write(src, "kv", "upsert", 1, {"a": f"v{i}", "b": i})
+        _write(src, "kv", "upsert", 1, {"a": f"w{i}"})
+        dst.applier.apply([(0, m) for m in src.all_messages()], None)
+    # c gets everything shuffled, with duplicates; a and b get each other's history again.
+    msgs = a.all_messages() + b.all_messages()
+    msgs += rng.choices(msgs, k=5)
+    rng.shuffle(msgs)
+    c.applier.apply([(0, m) for m in msgs], None)
+    _deliver_all([a, b, c], rng)
+    assert a.rows("kv") == b.rows("kv") == c.rows("kv") == [(1, "w5", 5, None)]
+    assert a.conflicts() == b.conflicts() == c.conflicts() == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_concurrent_updates_record_one_conflict_per_attribute_on_every_node(nodes, seed):
+    rng = random.Random(seed)
+    a, b, c = nodes(3)
+    _create_schema(a)
+    _write(a, "kv", "upsert", 1, {"a": "base", "b": 0, "c": 0.0})
+    _write(a, "kv", "upsert", 2, {"a": "base"})
+    _deliver_all([a, b, c])
+    # Concurrent: neither writer has seen the other's write.  "a" and "b" are contested on row 1,
+    # "c" only by a (no conflict); on row 2, a deletes while b updates.
+    _write(a, "kv", "upsert", 1, {"a": "A", "b": 1, "c": 1.5})
+    _write(b, "kv", "upsert", 1, {"a": "B", "b": 2})
+    _write(a, "kv", "delete", 2)
+    _write(b, "kv", "upsert", 2, {"a": "B2"})
+    msgs = a.own_messages()[-2:] + b.own_messages()[-2:]
+    for node in (a, b, c):
+        batch = msgs + rng.choices(msgs, k=2)
+        rng.shuffle(batch)
+        node.applier.apply([(0, m) for m in batch], None)
+    _deliver_all([a, b, c], rng)
+    assert a.rows("kv") == b.rows("kv") == c.rows("kv")
+    for node in (a, b, c):
+        got = node.con.execute("SELECT pk, kind, columns, winner_origin, loser_origin FROM terndb_conflicts "
+                               "ORDER BY pk, kind").fetchall()
+        per_attr = sorted((pk, col) for pk, kind, cols, *_ in got for col in json.loads(cols) or [kind])
+        assert per_attr == [("[1]", "a"), ("[1]", "b"), ("[2]", kind_of(got, "[2]"))], (node, got)
+        assert all({w, lo} == {a.db.node_id.hex(), b.db.node_id.hex()} for _, _, _, w, lo in got)
+    # Every node saw the same pairs with the same winners.
+    q = "SELECT pk, kind, columns, winner_origin, winner_hlc, loser_origin, loser_hlc FROM terndb_conflicts"
+    assert sorted(a.con.execute(q)) == sorted(b.con.execute(q)) == sorted(c.con.execute(q))
+
+
+def test_senders_add_causal_versions_to_writes_made_without_the_hook(tmp_path):
+    # The writer runs no replicator (as when `terndb replicate` runs in its own process).
+    con = _connect(tmp_path / "w")
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
+    con.commit()
+    vs = VersionStore(con._db, TableSet("*"))
+    out = read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)
+    assert decode_message(out[-1].data).entries[0].prev_hlc == 0       # not known yet
+    assert vs.ensure_current() == 3                                     # CREATE, INSERT, UPDATE
+    out = read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)
+    ins, upd = decode_message(out[-2].data), decode_message(out[-1].data)
+    assert upd.entries[0].prev_hlc == ins.hlc
+    assert vs.ensure_current() == 0                                     # current: nothing to do
+    con.close()
+
+
+def kind_of(rows: list, pk: str) -> str:
+    kinds = [kind for p, kind, *_ in rows if p == pk]
+    assert len(kinds) == 1 and kinds[0] in ("delete_lost", "update_deleted"), rows
+    return kinds[0]
+
+
+def test_records_without_previous_versions_still_decode():
+    import struct
+    node = b"\x07" * 16
+    old = struct.pack(">BQ16sH" + "BQ16s" * 2, 0, 9, node, 2, 1, 9, node, 0, 9, node) + C.encode_row((1, "x"))
+    rec = Record.decode(old, 2)
+    assert (rec.dead, rec.ex_hlc, rec.vers, rec.values, rec.ex_prev, rec.prevs) == (
+        False, 9, [(1, 9, node), (0, 9, node)], [1, "x"], 0, [0, 0])
+    back = Record.decode(rec.encode(), 2)
+    assert (back.vers, back.values, back.prevs) == (rec.vers, rec.values, rec.prevs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,12 +641,14 @@ def test_change_feed_lists_and_follows_a_table(nodes):
     ch = feed.changes("kv", since=start)
     assert [(c.op, c.key) for c in ch] == [("insert", (1,)), ("update", (1,)), ("delete", (1,))]
     assert ch[0].row == {"id": 1, "a": "x", "b": 1, "c": None}
+    assert ch[2].row == {"id": 1, "a": "x", "b": 5, "c": None}     # what the delete removed
     assert ch[1].changed == ("b",)
     assert ch[0].origin == a.db.node_id.hex()
     # Remote changes appear in b's feed with a's origin.
     LocalPeer(b.applier, a.db).pull_all()
     remote = ChangeFeed(b.db).changes("kv")
     assert [c.op for c in remote] == ["ddl", "insert", "update", "delete"]
+    assert remote[-1].row == ch[2].row
     assert {c.origin for c in remote} == {a.db.node_id.hex()}
     # subscribe() follows new commits made by another thread.
     got = []

@@ -157,7 +157,7 @@ def test_restart_catches_up_and_subscription_filters(nats_url, tmp_path):
 
 
 def test_cli_replicate_once_through_nats(nats_url, tmp_path):
-    ca = _connect(tmp_path / "a")
+    ca = terndb.connect(str(tmp_path / "a"), durability="off", node_id="a")   # --node-id must match it
     ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
     ca.execute("INSERT INTO kv VALUES (1, 'via nats')")
     ca.commit()
