@@ -154,6 +154,11 @@ def unquote_identifier(ident: str) -> str:
     return ident
 
 
+def quote_name(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (safe for any text, keywords included)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def parse_txn_control(sql: str) -> TxnControl | None:
     """Recognises BEGIN/COMMIT/END/ROLLBACK [TO]/SAVEPOINT/RELEASE; None for other SQL."""
     if not _TXN_WORDS.match(sql):
