@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Iterable
 
 from .catalog import Schema, Table
-from .errors import DataError, ProgrammingError
+from .errors import DataError, Error, ProgrammingError
 from .sqlparse import quote_name
 
 #: Savepoint that makes one document write atomic inside a caller's transaction.
@@ -215,31 +215,36 @@ class DocumentTable:
         return rows
 
     def _check(self, shape: _Shape, docs: Iterable[Any]) -> _Batch:
-        """Validates the documents, respells keys as the columns and finds new attributes."""
+        """Validates the documents, respells keys as the columns and finds new attributes.
+
+        The scans run at C speed (map/compress over the list); Python code only
+        visits the documents that bring an unseen or differently spelled key.
+        """
         table = shape.table
+        docs = list(docs)
+        if set(map(type, docs)) != {dict}:
+            for pos, doc in enumerate(docs):
+                if type(doc) is not dict:
+                    if not isinstance(doc, Mapping):
+                        raise ProgrammingError(f"document {pos} is a {type(doc).__name__}, not a dict")
+                    docs[pos] = dict(doc)
         spellings = {c.key: c.name for c in table.columns if not c.hidden}
         exact = set(shape.exact)
         new: dict[str, list] = {}
-        required = [shape.columns[p] for p in shape.required]
-        checked: list[dict] = []
-        for pos, doc in enumerate(docs):
-            if type(doc) is not dict:
-                if not isinstance(doc, Mapping):
-                    raise ProgrammingError(
-                        f"document {pos} is a {type(doc).__name__}, not a dict")
-                doc = dict(doc)
-            if not doc.keys() <= exact:
-                doc = self._respell(doc, pos, spellings, exact, new)
-            for key in required:
-                if doc.get(key) is None:
-                    raise DataError(f"document {pos} has no primary key {key!r} "
-                                    f"(only an INTEGER PRIMARY KEY is generated)")
-            checked.append(doc)
+        unusual = list(itertools.compress(range(len(docs)), map(operator.not_, map(exact.issuperset, docs))))
+        for pos in unusual:
+            if not docs[pos].keys() <= exact:
+                docs[pos] = self._respell(docs[pos], pos, spellings, exact, new)
+        for key in (shape.columns[p] for p in shape.required):
+            if None in map(operator.methodcaller("get", key), docs):
+                pos = next(i for i, d in enumerate(docs) if d.get(key) is None)
+                raise DataError(f"document {pos} has no primary key {key!r} "
+                                f"(only an INTEGER PRIMARY KEY is generated)")
         if new and not table.dynamic:
             spelling = next(iter(new.values()))[0]
             raise ProgrammingError(f"table {table.name} has no column named {spelling} "
                                    f"(create it WITH (dynamic = true) to add attributes)")
-        return _Batch(checked, new)
+        return _Batch(docs, new)
 
     @staticmethod
     def _respell(doc: dict, pos: int, spellings: dict[str, str], exact: set[str],
@@ -384,23 +389,36 @@ class DocumentTable:
 
     def get_many(self, keys: Iterable[Any]) -> list[dict | None]:
         """The document of each key, in order; None where no document has it."""
-        shape = self.shape()
-        width = len(shape.pk)
-        # One point lookup per key: the planner searches the primary key for
-        # ``pk = ?`` (an ``IN (?, ...)`` list would scan the table).
-        execute, sql = self.session.execute, shape.get_sql
+        # The session refreshes its schema at each statement: trust the shape of
+        # the session's last schema, and plan again when the statement saw another.
+        cached = self._cached
+        shape = cached if cached is not None and cached.schema is self.session.schema else self.shape()
         build = None
         out: list[dict | None] = []
         for key in keys:
-            result = execute(sql, self._key_tuple(key, width))
-            rows = result.fetch(1)
-            result.close()
-            if rows:
-                build = build or shape.builder(result.names)
-                out.append(build(rows[0]))
-            else:
+            row, names, shape = self._lookup(shape, self._key_tuple(key, len(shape.pk)))
+            if row is None:
                 out.append(None)
+                continue
+            build = build or shape.builder(names)
+            out.append(build(row))
         return out
+
+    def _lookup(self, shape: _Shape, key: tuple, retry: bool = True) -> tuple[tuple | None, list[str], _Shape]:
+        """One point lookup (the planner searches the primary key for ``pk = ?``;
+        an ``IN (?, ...)`` list would scan): (row or None, column names, shape used)."""
+        try:
+            result = self.session.execute(shape.get_sql, key)
+        except Error:
+            if not retry or self.session.schema is shape.schema:
+                raise
+            return self._lookup(self.shape(), key, retry=False)   # planned against an older schema
+        if retry and self.session.schema is not shape.schema:
+            result.close()
+            return self._lookup(self.shape(), key, retry=False)
+        rows = result.fetch(1)
+        result.close()
+        return (rows[0] if rows else None), result.names, shape
 
     def find(self, where: str | None = None, params: Any = (),
              equals: Mapping[str, Any] | None = None) -> list[dict]:

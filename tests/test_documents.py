@@ -192,6 +192,20 @@ def test_cached_statements_see_new_columns(con) -> None:
     assert con.execute("SELECT * FROM dogs").fetchall() == [(1, 1, None), (2, None, 2)]
 
 
+def test_another_connections_schema_change_is_seen(tmp_path) -> None:
+    path = str(tmp_path / "db")
+    a, b = terndb.connect(path), terndb.connect(path)
+    dogs = a.create_document_table("dogs")
+    dogs.insert({"id": 1, "n": 1})
+    a.commit()
+    assert dogs.get(1) == {"id": 1, "n": 1}
+    b.execute("ALTER TABLE dogs RENAME COLUMN id TO key")
+    b.execute("ALTER TABLE dogs ADD COLUMN colour DEFAULT 'red'")
+    assert dogs.get(1) == {"key": 1, "n": 1, "colour": "red"}
+    a.close()
+    b.close()
+
+
 def test_reflection_sees_attributes_and_their_indexes(tmp_path) -> None:
     sqlalchemy = pytest.importorskip("sqlalchemy")
     path = tmp_path / "db"
