@@ -125,6 +125,7 @@ class Connection:
 
     # -- documents (terndb/documents.py) ---------------------------------------------
 
+    @guarded
     def documents(self, table: str) -> "Collection":
         """The document API over ``table``: insert/upsert/get/get_many/delete/find/count of dicts."""
         from .documents import Collection

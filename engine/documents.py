@@ -61,13 +61,14 @@ def document_table_sql(name: str, primary_key: str | Sequence[str] = "id", key_t
         raise ProgrammingError(f"primary_key must be a column name or a list of them, not {primary_key!r}")
     if not isinstance(key_type, str) or not key_type.replace(" ", "").replace("(", "").replace(")", "").isalnum():
         raise ProgrammingError(f"key_type must be a SQL type name, not {key_type!r}")
-    columns = ", ".join(f"{quote_name(k)} {key_type}" for k in keys)
-    flag = "true" if index_attributes else "false"
+    if len(keys) == 1:
+        body = f"{quote_name(keys[0])} {key_type} PRIMARY KEY"
+    else:
+        body = (", ".join(f"{quote_name(k)} {key_type}" for k in keys)
+                + f", PRIMARY KEY ({', '.join(map(quote_name, keys))})")
     exists = "IF NOT EXISTS " if if_not_exists else ""
-    return (f"CREATE TABLE {exists}{quote_name(name)} ({columns}, PRIMARY KEY ({', '.join(map(quote_name, keys))}))"
-            f" WITH (dynamic = true, index_attributes = {flag})") if len(keys) > 1 else (
-        f"CREATE TABLE {exists}{quote_name(name)} ({columns} PRIMARY KEY)"
-        f" WITH (dynamic = true, index_attributes = {flag})")
+    flag = "true" if index_attributes else "false"
+    return f"CREATE TABLE {exists}{quote_name(name)} ({body}) WITH (dynamic = true, index_attributes = {flag})"
 
 
 def current_schema(session: Any) -> Schema:
@@ -164,7 +165,7 @@ class DocumentTable:
         self.session = session
         self.name = name
         self._cached: _Shape | None = None
-        self.name = self.shape().table.name     # fails early on a missing table
+        self.name = self.shape().table.name     # as declared; fails early on a missing table
 
     def shape(self) -> _Shape:
         """The table as the session sees it now."""
@@ -180,8 +181,9 @@ class DocumentTable:
         if not docs:
             return 0, None
         shape = self.shape()
-        if not upsert and not shape.defaulted and (rows := self._plain_rows(shape, docs)) is not None:
-            return self._run(shape, shape.columns, rows, upsert=False)
+        done = self._write_plain(shape, docs, upsert)
+        if done is not None:
+            return done
         batch = self._check(shape, docs)
         if batch.new:
             def grow_then_write() -> tuple[int, Any]:
@@ -190,24 +192,34 @@ class DocumentTable:
             return self._atomically(grow_then_write)
         return self._write_docs(batch.docs, upsert)
 
+    def _write_plain(self, shape: _Shape, docs: list[Any], upsert: bool) -> tuple[int, Any] | None:
+        """The bulk path: one INSERT of every column (see _plain_rows); None when the
+        documents need the general path (upserts, DEFAULT columns, anything unusual)."""
+        if upsert or shape.defaulted:
+            return None
+        rows = self._plain_rows(shape, docs)
+        return None if rows is None else self._run(shape, shape.columns, rows, upsert=False)
+
     @staticmethod
     def _plain_rows(shape: _Shape, docs: list[Any]) -> list[tuple] | None:
         """Rows for documents whose keys are all columns spelled as declared, else None.
 
-        This is the bulk path: per document one C-level superset test and one
-        itemgetter call.  Anything unusual (a new attribute, another spelling,
-        a missing key, a non-dict, a missing required key) returns None and
+        Everything here runs at C speed: when every document has as many keys as
+        the table has columns, an itemgetter that finds them all proves the keys
+        are exactly the columns; otherwise a superset test per document, then
+        ``dict.get`` for the missing ones.  Anything unusual (a new attribute,
+        another spelling, a non-dict, a missing required key) returns None and
         goes through :meth:`_check`, which also words the errors.
         """
+        columns = shape.columns
         try:
-            if not all(map(shape.exact.issuperset, docs)):
-                return None
-            try:
+            if set(map(len, docs)) == {len(columns)}:
                 rows = list(map(shape.row_of, docs))
-            except KeyError:      # some documents lack some attributes: NULL there
-                columns = shape.columns
+            elif all(map(shape.exact.issuperset, docs)):
                 rows = [tuple(map(d.get, columns)) for d in docs]
-        except (TypeError, AttributeError):
+            else:
+                return None
+        except (KeyError, TypeError, AttributeError):
             return None
         for pos in shape.required:
             if None in map(operator.itemgetter(pos), rows):
@@ -316,8 +328,9 @@ class DocumentTable:
     def _write_docs(self, docs: list[dict], upsert: bool) -> tuple[int, Any]:
         """One executemany per run of (checked) documents sharing a column list."""
         shape = self.shape()
-        if not upsert and not shape.defaulted and (rows := self._plain_rows(shape, docs)) is not None:
-            return self._run(shape, shape.columns, rows, upsert=False)
+        done = self._write_plain(shape, docs, upsert)
+        if done is not None:
+            return done
         columns = shape.columns
         if upsert:
             group: Callable[[dict], Any] = frozenset   # SET lists what each document carries
