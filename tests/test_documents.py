@@ -365,3 +365,19 @@ def test_shell_import_flag_progress_bar_and_bad_file(tmp_path) -> None:
     import_file(con, str(path), "again", fmt="json", progress=lambda rows, done: seen.append((rows, done)))
     assert seen == [(30, 1.0)]
     con.close()
+
+
+def test_shell_draws_a_progress_bar_on_a_terminal(tmp_path) -> None:
+    from terndb.shell import Shell
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    path = tmp_path / "dogs.jsonl"
+    write_jsonl(path, [{"id": i} for i in range(1, 11)])
+    con = terndb.connect(str(tmp_path / "db"))
+    out, err = io.StringIO(), Terminal()
+    Shell(con, terndb.Error, stdout=out, stderr=err).dot_import([str(path), "dogs"])
+    assert "[" + "#" * 30 + "] 100% 10 rows" in err.getvalue()
+    assert out.getvalue() == "imported 10 rows into dogs\n"
+    con.close()
