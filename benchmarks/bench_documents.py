@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
 import sqlite3
 import statistics
 import tempfile
