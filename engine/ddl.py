@@ -173,7 +173,7 @@ def _table_options(node: exp.Create) -> tuple[bool, bool]:
     props = node.args.get("properties")
     given: dict[str, bool] = {}
     for prop in props.expressions if props is not None else []:
-        if not isinstance(prop, exp.Property):
+        if type(prop) is not exp.Property:     # TEMPORARY & co. are Property subclasses
             continue
         name = prop.name.lower()
         if name not in TABLE_OPTIONS:

@@ -381,3 +381,10 @@ def test_shell_draws_a_progress_bar_on_a_terminal(tmp_path) -> None:
     assert "[" + "#" * 30 + "] 100% 10 rows" in err.getvalue()
     assert out.getvalue() == "imported 10 rows into dogs\n"
     con.close()
+
+
+def test_temporary_tables_are_not_table_options(con) -> None:
+    con.execute("CREATE TEMPORARY TABLE scratch (x INTEGER)")
+    con.execute("CREATE TEMP TABLE docs (id INTEGER PRIMARY KEY) WITH (dynamic = true)")
+    con.documents("docs").insert({"id": 1, "a": 2})
+    assert con.documents("docs").get(1) == {"id": 1, "a": 2}
