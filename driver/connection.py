@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from terndb.engine import errors as E
 from terndb.engine.database import Database
@@ -41,6 +41,9 @@ from terndb.engine.session import Session
 
 from . import adapters
 from .cursor import Cursor, guarded
+
+if TYPE_CHECKING:
+    from .documents import Collection
 
 
 class Connection:
@@ -131,6 +134,39 @@ class Connection:
         self._check()
         from . import arrow
         return arrow.ingest(self, table, data, create=create, mode=mode)
+
+    # -- documents (terndb/documents.py) ---------------------------------------------
+
+    @guarded
+    def documents(self, table: str) -> "Collection":
+        """The document API over ``table``: insert/upsert/get/get_many/delete/find/count of dicts."""
+        from .documents import Collection
+        return Collection(self, table)
+
+    @guarded
+    def create_document_table(self, name: str, primary_key: str | Sequence[str] = "id", *,
+                              key_type: str = "INTEGER", index_attributes: bool = True,
+                              if_not_exists: bool = False) -> "Collection":
+        """Creates a dynamic-schema table (``CREATE TABLE ... WITH (dynamic = true)``) keyed by
+        ``primary_key``; new top-level attributes of documents become columns, each indexed
+        unless ``index_attributes`` is false.  Returns its Collection."""
+        self._check()
+        from .documents import create_document_table
+        return create_document_table(self, name, primary_key, key_type=key_type,
+                                     index_attributes=index_attributes, if_not_exists=if_not_exists)
+
+    @guarded
+    def ingest_jsonl(self, table: str, source: Any, *, batch_size: int = 10_000,
+                     primary_key: str = "id", progress: Callable[[int], None] | None = None) -> int:
+        """Loads a JSON-lines file (path or text/binary file object) into ``table``, created as a
+        document table keyed by ``primary_key`` if missing; ``progress`` gets the running
+        count after each batch.  Returns the number of documents.  A bad line raises
+        DataError naming its line number; the rows go in the current transaction."""
+        self._check()
+        from .documents import ingest_jsonl
+        report = (lambda docs, _read, _size: progress(docs)) if progress is not None else None
+        return ingest_jsonl(self, table, source, batch_size=batch_size, primary_key=primary_key,
+                            progress=report)
 
     @property
     def isolation_level(self) -> str | None:

@@ -1,10 +1,14 @@
-"""Bulk import of CSV and Parquet files into a table, through pyarrow (shell `.import`).
+"""Bulk import of CSV, Parquet and JSON-lines files into a table (shell `.import`).
 
-Files are read in record batches (pyarrow's streaming CSV reader, Parquet row
-groups) and each batch goes through ``Connection.ingest``, so memory stays
-bounded by the batch size and rows go in through the compiled executemany
-path.  The table is created from the file's column names and Arrow types when
-it does not exist.  A progress callback receives the running row count.
+CSV and Parquet files are read in record batches through pyarrow (its
+streaming CSV reader, Parquet row groups) and each batch goes through
+``Connection.ingest``, so memory stays bounded by the batch size and rows go
+in through the compiled executemany path.  The table is created from the
+file's column names and Arrow types when it does not exist.  JSON lines
+(``.jsonl``, ``.ndjson``) go through the document writer
+(terndb/documents.py) into a document table, created dynamic when missing.
+A progress callback receives the running row count and, for JSON lines, the
+fraction of the file read.
 """
 from __future__ import annotations
 
@@ -24,9 +28,11 @@ def detect_format(path: str, fmt: str | None = None) -> str:
         fmt = os.path.splitext(path)[1].lower().lstrip(".")
         if fmt in ("tsv", "txt"):
             fmt = "csv"
-    if fmt in ("csv", "parquet", "pq"):
+    if fmt in ("json", "ndjson"):     # JSON lines: one object per line
+        fmt = "jsonl"
+    if fmt in ("csv", "parquet", "pq", "jsonl"):
         return "parquet" if fmt == "pq" else fmt
-    raise ProgrammingError(f"cannot tell the format of {path!r}: use --csv or --parquet")
+    raise ProgrammingError(f"cannot tell the format of {path!r}: use --csv, --parquet or --json")
 
 
 def _batches(path: str, fmt: str) -> Iterator[Any]:
@@ -49,15 +55,29 @@ def _batches(path: str, fmt: str) -> Iterator[Any]:
 
 
 def import_file(connection: Any, path: str, table: str, fmt: str | None = None,
-                progress: Callable[[int], None] | None = None) -> int:
-    """Imports ``path`` into ``table`` (created if missing); returns the number of rows."""
+                progress: Callable[..., None] | None = None) -> int:
+    """Imports ``path`` into ``table`` (created if missing) and commits; returns the number
+    of rows.  ``progress(rows)``, or ``progress(rows, fraction_read)`` for JSON lines."""
     if not os.path.exists(path):
         raise ProgrammingError(f"no such file: {path}")
     fmt = detect_format(path, fmt)
+    if fmt == "jsonl":
+        return _import_jsonl(connection, path, table, progress)
     total = 0
     for batch in _batches(path, fmt):
         total += connection.ingest(table, batch, create=True)
         if progress is not None:
             progress(total)
+    connection.commit()
+    return total
+
+
+def _import_jsonl(connection: Any, path: str, table: str, progress: Callable[..., None] | None) -> int:
+    from .documents import ingest_jsonl
+
+    def report(rows: int, done: int, size: int | None) -> None:
+        if progress is not None:
+            progress(rows, done / size if size else 1.0)
+    total = ingest_jsonl(connection, table, path, progress=report)
     connection.commit()
     return total

@@ -642,6 +642,13 @@ def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _progress_bar(fraction: float, width: int = 30) -> str:
+    """``[#######.......]  45%`` for a fraction between 0 and 1."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = int(round(fraction * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"
+
+
 # ---------------------------------------------------------------------------
 # The shell
 # ---------------------------------------------------------------------------
@@ -651,7 +658,7 @@ _HELP = """\
 .exit [CODE]             Leave the shell (also .quit)
 .headers on|off          Show column names in list, csv modes
 .help                    Show this message
-.import FILE TABLE       Load a CSV or Parquet file into TABLE (created if missing)
+.import FILE TABLE       Load a CSV, Parquet or JSON-lines file into TABLE (created if missing)
 .indexes [TABLE]         List indexes (of tables matching the LIKE pattern TABLE)
 .mode [MODE]             Set (or show) the output mode: table box csv json list line
 .nullvalue TEXT          Print TEXT in place of NULL values
@@ -1015,29 +1022,37 @@ class Shell:
             self._read_depth -= 1
 
     def dot_import(self, args: list[str]) -> None:
-        """`.import [--csv|--parquet] FILE TABLE`: bulk load through pyarrow, with progress."""
+        """`.import [--csv|--parquet|--json] FILE TABLE`: bulk load with progress.
+
+        CSV and Parquet go through pyarrow; JSON lines (``.jsonl``, ``.ndjson``,
+        ``.json`` or ``--json``) into a document table, with a progress bar.
+        """
         fmt = None
         rest = []
         for a in args:
-            if a in ("--csv", "--parquet"):
+            if a in ("--csv", "--parquet", "--json"):
                 fmt = a[2:]
             else:
                 rest.append(a)
         if len(rest) != 2:
-            raise ValueError("usage: .import [--csv|--parquet] FILE TABLE")
+            raise ValueError("usage: .import [--csv|--parquet|--json] FILE TABLE")
         if not hasattr(self.connection, "ingest"):
             raise ValueError(".import needs a terndb connection")
         from terndb.importer import import_file
         path, table = rest
         tty = self.stderr.isatty() if hasattr(self.stderr, "isatty") else False
+        shown = [0]      # length of the progress line, to blank it at the end
 
-        def progress(rows: int) -> None:
+        def progress(rows: int, fraction: float | None = None) -> None:
             if tty:
-                self.stderr.write(f"\rimporting {path}: {rows:,} rows")
+                bar = f"{_progress_bar(fraction)} " if fraction is not None else ""
+                line = f"importing {path}: {bar}{rows:,} rows"
+                shown[0] = len(line)
+                self.stderr.write("\r" + line)
                 self.stderr.flush()
         rows = import_file(self.connection, path, table, fmt, progress)
         if tty:
-            self.stderr.write("\r")
+            self.stderr.write("\r" + " " * shown[0] + "\r")
         self.out.write(f"imported {rows:,} rows into {table}\n")
 
     def dot_dump(self, args: list[str]) -> None:

@@ -141,6 +141,11 @@ class Table:
     sql: str = ""
     temporary: bool = False
     schema_name: str = MAIN
+    # A document table (engine/documents.py): rows may bring top-level attributes
+    # it has not seen, which become columns; ``index_attributes`` gives each
+    # scalar attribute its own index.  Set by CREATE TABLE ... WITH (dynamic = true).
+    dynamic: bool = False
+    index_attributes: bool = False
 
     @property
     def key(self) -> str:

@@ -139,6 +139,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     table = Table(tname, object_id, columns, sql=without_created_qualifier(sql), checks=checks, foreign_keys=fks,
                   temporary=bool(node.args.get("temporary")) or _is_temp(node, qualifier),
                   schema_name=space)
+    table.dynamic, table.index_attributes = _table_options(node)
     for name in pk_cols:
         table.pk.append(table.column_index(name))
     if len(table.pk) == 1:
@@ -164,6 +165,43 @@ def _is_temp(node: exp.Create, qualifier: str | None = None) -> bool:
     if props is None:
         return False
     return any(isinstance(p, exp.TemporaryProperty) for p in props.expressions)
+
+
+# terndb's CREATE TABLE options, ``WITH (name = value, ...)``; see engine/documents.py.
+TABLE_OPTIONS = ("dynamic", "index_attributes")
+_TRUE_WORDS = {"true": True, "on": True, "yes": True, "1": True,
+               "false": False, "off": False, "no": False, "0": False}
+
+
+def _table_options(node: exp.Create) -> tuple[bool, bool]:
+    """(dynamic, index_attributes) from ``WITH (dynamic = true, index_attributes = false)``.
+
+    ``index_attributes`` defaults to true on a dynamic table and is refused on
+    any other (it only governs the columns that documents add).
+    """
+    props = node.args.get("properties")
+    given: dict[str, bool] = {}
+    for prop in props.expressions if props is not None else []:
+        if type(prop) is not exp.Property:     # TEMPORARY & co. are Property subclasses
+            continue
+        name = prop.name.lower()
+        if name not in TABLE_OPTIONS:
+            raise ProgrammingError(f"unknown table option: {prop.name} (terndb knows {', '.join(TABLE_OPTIONS)})")
+        given[name] = _option_bool(name, prop.args.get("value"))
+    dynamic = given.get("dynamic", False)
+    if "index_attributes" in given and not dynamic:
+        raise ProgrammingError("table option index_attributes needs dynamic = true")
+    return dynamic, given.get("index_attributes", dynamic)
+
+
+def _option_bool(name: str, value: exp.Expression | None) -> bool:
+    if isinstance(value, exp.Boolean):
+        return bool(value.this)
+    text = value.name.lower() if value is not None else ""
+    if text not in _TRUE_WORDS:
+        shown = value.sql(dialect="sqlite") if value is not None else ""
+        raise ProgrammingError(f"table option {name} takes true or false, not {shown}")
+    return _TRUE_WORDS[text]
 
 
 def _validate_check(sql: str, table: Table) -> None:

@@ -637,6 +637,24 @@ class Applier:
         raw = st.write.txn.get(b"dropped:" + name.lower().encode(), db=st.sdb)
         return raw is not None and _U64.unpack(raw)[0] >= hlc
 
+    def _apply_add_column(self, st: _Txn, info: dict, name: str) -> bool:
+        """ALTER TABLE ... ADD COLUMN, once (document tables grow this way); other ALTERs are skipped."""
+        from sqlglot import exp
+
+        from .sqlparse import parse_one
+        table = st.schema.tables.get(name.lower())
+        if table is None or name not in self.subscribe:
+            return False
+        try:
+            actions = parse_one(info["sql"]).args.get("actions") or []
+        except Exception:
+            return False
+        if len(actions) != 1 or not isinstance(actions[0], exp.ColumnDef) \
+                or table.find_column(actions[0].name) is not None:
+            return False
+        self._run_sql(st, info["sql"])
+        return True
+
     def _apply_ddl(self, st: _Txn, payload: bytes, msg: Message) -> bool:
         try:
             info = json.loads(payload)
@@ -664,6 +682,8 @@ class Applier:
                 return False
             self._run_sql(st, info["sql"])
             return True
+        if op == "alter_table":
+            return self._apply_add_column(st, info, name)
         if op == "create_view":
             if not self.subscribe.all or schema.name_taken(name):
                 return False

@@ -58,6 +58,9 @@ class TernDialect(SQLite):
         # Anonymous(this=name, expressions=[args]).
         FUNCTIONS: dict = {}
         FUNCTION_PARSERS = {k: v for k, v in SQLite.Parser.FUNCTION_PARSERS.items() if k in ("CAST",)}
+        # terndb's table options, ``CREATE TABLE t (...) WITH (dynamic = true, ...)``, are
+        # key = value pairs; sqlglot would read DYNAMIC as Snowflake's table kind instead.
+        PROPERTY_PARSERS = {k: v for k, v in SQLite.Parser.PROPERTY_PARSERS.items() if k != "DYNAMIC"}
 
         def _parse_index(self, index: Any = None, anonymous: bool = False):  # type: ignore[override]
             # CREATE INDEX s.ix ON t(...): sqlglot reads only "s" as the index
@@ -87,6 +90,21 @@ class TernDialect(SQLite):
                 return super()._parse_types(check_func=check_func, schema=schema,
                                             allow_identifiers=allow_identifiers, **kwargs)
 
+        def _parse_column_def_with_exists(self):  # type: ignore[override]
+            # SQLite lets ALTER TABLE ... ADD COLUMN name have no type at all
+            # (as CREATE TABLE does); sqlglot would give up and keep a Command.
+            start = self._index
+            self._match(TokenType.COLUMN)
+            exists = self._parse_exists(not_=True)
+            column = self._parse_field_def()
+            if isinstance(column, exp.Identifier):
+                column = self.expression(exp.ColumnDef(this=column))
+            if not isinstance(column, exp.ColumnDef):
+                self._retreat(start)
+                return None
+            column.set("exists", exists)
+            return column
+
         def _parse_sqlite_type_name(self):
             start = self._index
             first = last = None
@@ -114,6 +132,12 @@ class TernDialect(SQLite):
             return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=self.sql[first.start:last.end + 1])
 
 
+    class Generator(SQLite.Generator):
+        # Render the table options back (stored CREATE TABLE text, ALTER rewrites).
+        PROPERTIES_LOCATION = {**SQLite.Generator.PROPERTIES_LOCATION,
+                               exp.Property: exp.Properties.Location.POST_WITH}
+
+
 @dataclass(frozen=True)
 class TxnControl:
     """A transaction-control statement: kind in begin/commit/rollback/savepoint/release/rollback_to."""
@@ -139,6 +163,11 @@ def unquote_identifier(ident: str) -> str:
     if ident[0] in "\"`[":
         return ident[1:-1].replace('""', '"')
     return ident
+
+
+def quote_name(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (safe for any text, keywords included)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def parse_txn_control(sql: str) -> TxnControl | None:
