@@ -357,8 +357,9 @@ class DDLExecutor:
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
         check_trigger_target(schema, defn)
-        table = schema.tables[defn.table.lower()]
-        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, defn.sql))
+        low = defn.table.lower()
+        target = schema.tables.get(low) or schema.views[low]     # INSTEAD OF triggers sit on views
+        self.catalog.put(txn, "trigger", Trigger(defn.name, target.name, defn.sql))
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql})
 
@@ -407,6 +408,8 @@ class DDLExecutor:
                     if low in schema.tables:
                         raise ProgrammingError(f"use DROP TABLE to delete table {name}")
                     raise NoSuchObjectError(f"no such view: {name}")
+                for trig in [t for t in schema.triggers.values() if t.table.lower() == low]:
+                    self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
                 self.catalog.delete(txn, "view", low)
             else:
                 raise NotSupportedError(f"DROP {kind} is not supported")
