@@ -420,8 +420,8 @@ class DDLExecutor:
             raise ObjectExistsError(f"trigger {defn.name} already exists")
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
-        table = check_trigger_target(schema, defn)
-        self.catalog.put(txn, "trigger", Trigger(defn.name, table.name, without_created_qualifier(defn.sql),
+        target = check_trigger_target(schema, defn)      # a table, or a view for INSTEAD OF
+        self.catalog.put(txn, "trigger", Trigger(defn.name, target.name, without_created_qualifier(defn.sql),
                                                  schema_name=space))
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql,
@@ -487,6 +487,8 @@ class DDLExecutor:
                     if schema.lookup("tables", name, qualifier) is not None:
                         raise ProgrammingError(f"use DROP TABLE to delete table {name}")
                     raise NoSuchObjectError(f"no such view: {_qualified(qualifier, name)}")
+                for trig in schema.triggers_of(view):
+                    self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
                 self.catalog.delete(txn, "view", view.key)
             else:
                 raise NotSupportedError(f"DROP {kind} is not supported")

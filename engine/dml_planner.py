@@ -24,6 +24,7 @@ from .select_planner import FromItem, SelectPlanner, _split_and
 from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text
 from .triggers import TriggerSet
 from .ddl import table_defaults
+from .view_dml import ViewTarget, ViewWriter, has_instead_of, view_rows_query, view_target
 
 
 def table_source(table: Table, name: str | None = None, offset: int = 0) -> Source:
@@ -34,6 +35,20 @@ def table_source(table: Table, name: str | None = None, offset: int = 0) -> Sour
                  [{"nocase": 1, "rtrim": 2}.get((c.collation or "").lower(), 0) for c in table.columns])
     src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
     return src
+
+
+def _writer_and_triggers(store: Any, schema: Schema, table: Table, params: ParamSpec, event: str,
+                         assigned: set[str] | None = None) -> tuple[Any, TriggerSet | None]:
+    """The writer of a DML statement and its row triggers (None when there are none).
+
+    A view's writer fires its INSTEAD OF triggers; its TriggerSet is always
+    returned so that the statement takes the per-row loop, never the compiled
+    many-row fast paths, which need a real TableWriter.
+    """
+    triggers = TriggerSet(store, schema, table, event, assigned)
+    if isinstance(table, ViewTarget):
+        return ViewWriter(triggers), triggers
+    return build_writer(store, schema, table, params), triggers or None
 
 
 def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) -> Any:
@@ -66,11 +81,16 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
     return writer
 
 
-def _target_table(schema: Schema, node: exp.Expression) -> Table:
+def _target_table(store: Any, schema: Schema, node: exp.Expression, event: str,
+                  assigned: set[str] | None = None) -> Table:
+    """The table ``node`` names, or a ViewTarget for a view with an INSTEAD OF ``event`` trigger."""
     tnode = node.this if isinstance(node, exp.Schema) else node
     name = tnode.name
     qualifier = qualifier_of(tnode)
-    if schema.lookup("views", name, qualifier) is not None:
+    view = schema.lookup("views", name, qualifier)
+    if view is not None:
+        if has_instead_of(schema, view, event, assigned):
+            return view_target(store, schema, view)
         raise ProgrammingError(f"cannot modify {name} because it is a view")
     if name.lower().startswith("sqlite_"):
         raise ProgrammingError(f"table {name} may not be modified")
@@ -181,8 +201,8 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
                 sql: str | None = None, parent: Scope | None = None) -> InsertPlan:
     """``parent`` is the scope of an enclosing trigger (NEW/OLD), when planning a trigger body."""
     target = node.this
-    table = _target_table(schema, target)
-    triggers = TriggerSet(store, schema, table, "INSERT") or None
+    table = _target_table(store, schema, target, "INSERT")
+    writer, triggers = _writer_and_triggers(store, schema, table, params, "INSERT")
     returning = plan_returning(table, node, params, None, sql)
     conflict = node.args.get("conflict")
     upsert = _plan_upsert(table, conflict, params) if conflict is not None else None
@@ -204,8 +224,9 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
     defaults = [_default_expr(ExprCompiler(Scope([]), params), c) for c in table.columns]
     mode = C.CONFLICT_MODES[(mode_name or node.args.get("alternative") or "ABORT").upper()]
     if upsert is not None:
+        if isinstance(table, ViewTarget):
+            raise ProgrammingError(f"cannot UPSERT a view: {table.name}")
         mode = C.CONFLICT_MODES["UPSERT"]
-    writer = build_writer(store, schema, table, params)
     source = node.expression
     if node.args.get("default") or source is None:
         return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table, returning, upsert, triggers)
@@ -269,7 +290,7 @@ def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
             count += 1        # an upsert's update counts as a change, as in SQLite
         if plan.returning is not None and out is not None:
             out.append(C.eval_exprs(plan.returning.exprs, writer.last_row, ctx))
-    return count
+    return _counted(plan, count)
 
 
 def _do_upsert(plan: InsertPlan, vals: tuple, ctx: Any) -> bool:
@@ -300,6 +321,9 @@ class ModifyPlan:
     table: Table
     returning: Returning | None = None
     triggers: Any = None                 # TriggerSet for UPDATE/DELETE, or None
+    # UPDATE ... FROM: source rows are the target row (this many values, rowid
+    # last) followed by the assigned values, possibly several per target row.
+    joined_width: int | None = None
 
 
 def _modify_target(store: Any, schema: Schema, node: exp.Expression, params: ParamSpec,
@@ -308,9 +332,17 @@ def _modify_target(store: Any, schema: Schema, node: exp.Expression, params: Par
     if node.args.get("with_") is not None:
         raise NotSupportedError(f"WITH before {node.key.upper()} is not supported yet")
     tnode = node.this
-    table = _target_table(schema, tnode)
+    if isinstance(node, exp.Update):
+        table = _target_table(store, schema, tnode, "UPDATE", {eq.this.name.lower() for eq in node.expressions})
+    else:
+        table = _target_table(store, schema, tnode, "DELETE")
     alias = tnode.alias or None
     where = node.args.get("where")
+    if isinstance(table, ViewTarget):
+        # The view's rows (a NULL rowid slot last), filtered by WHERE, shaped like a table's rows.
+        query = view_rows_query(table, alias, where.this if where else None, [])
+        planned = SelectPlanner(store, schema, params).plan(query, parent)
+        return table, alias, planned.root, Scope([table_source(table, alias)], parent)
     op, scope = _target_rows_operator(store, schema, table, alias, where.this if where else None, params, parent)
     return table, alias, op, scope
 
@@ -331,13 +363,9 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
     return op, scope
 
 
-def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
-                sql: str | None = None, parent: Scope | None = None) -> ModifyPlan:
-    if node.args.get("from_") is not None:
-        raise NotSupportedError("UPDATE ... FROM is not supported yet")
-    table, alias, op, scope = _modify_target(store, schema, node, params, parent)
-    comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
-    assigns = [C.ColRef(i) for i in range(len(table.columns))]
+def _assigned_positions(table: Table, node: exp.Update) -> list[tuple[int, exp.Expression]]:
+    """(column position, value expression) of each SET assignment, in the written order."""
+    out = []
     for eq in node.expressions:
         if isinstance(eq.this, exp.Tuple):
             raise NotSupportedError("row-value assignments in UPDATE are not supported yet")
@@ -350,21 +378,73 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
                 pos = table.rowid_alias
             else:
                 raise NoSuchObjectError(f"no such column: {name}")
-        assigns[pos] = comp.compile(eq.expression)
+        out.append((pos, eq.expression))
+    return out
+
+
+def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
+                sql: str | None = None, parent: Scope | None = None) -> ModifyPlan:
+    if node.args.get("from_") is not None:
+        return _plan_update_from(store, schema, node, params, mode_name, sql, parent)
+    table, alias, op, scope = _modify_target(store, schema, node, params, parent)
+    comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
+    assigns = [C.ColRef(i) for i in range(len(table.columns))]
+    for pos, value in _assigned_positions(table, node):
+        assigns[pos] = comp.compile(value)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
     returning = plan_returning(table, node, params, alias, sql)
     assigned = {eq.this.name.lower() for eq in node.expressions if isinstance(eq, exp.EQ)}
-    triggers = TriggerSet(store, schema, table, "UPDATE", assigned) or None
-    return ModifyPlan(build_writer(store, schema, table, params), op, assigns, mode, table, returning, triggers)
+    writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE", assigned)
+    return ModifyPlan(writer, op, assigns, mode, table, returning, triggers)
+
+
+def _plan_update_from(store: Any, schema: Schema, node: exp.Update, params: ParamSpec, mode_name: str | None,
+                      sql: str | None, parent: Scope | None) -> ModifyPlan:
+    """UPDATE ... FROM: the target joined with the FROM list, planned as one SELECT.
+
+    The SELECT yields the target row (its columns and rowid) followed by the new
+    value of every assigned column, so the join order, index use and subqueries
+    are the SELECT planner's.  As in SQLite, a target row matched by several
+    joined rows is updated once, from the first of them.
+    """
+    if node.args.get("with_") is not None:
+        raise NotSupportedError("WITH before UPDATE is not supported yet")
+    tnode = node.this
+    table = _target_table(store, schema, tnode, "UPDATE")
+    if isinstance(table, ViewTarget):
+        raise NotSupportedError("UPDATE ... FROM on a view is not supported")
+    qualifier = exp.to_identifier(tnode.alias or table.name, quoted=True)
+    target_cols: list[exp.Expression] = [exp.Column(this=exp.to_identifier(c.name, quoted=True),
+                                                    table=qualifier.copy()) for c in table.columns]
+    target_cols.append(exp.Column(this=exp.to_identifier("rowid"), table=qualifier.copy()))
+    assigned = _assigned_positions(table, node)
+    query = exp.Select(expressions=target_cols + [value.copy() for _pos, value in assigned])
+    query.set("from_", exp.From(this=tnode.copy()))
+    first = node.args["from_"].this.copy()
+    joins = list(first.args.get("joins") or [])
+    first.set("joins", None)
+    query.set("joins", [exp.Join(this=first)] + joins)
+    if node.args.get("where") is not None:
+        query.set("where", node.args["where"].copy())
+    planner = SelectPlanner(store, schema, params)
+    planned = planner.plan(query, parent)
+    width = len(table.columns) + 1
+    assigns = [C.ColRef(i) for i in range(len(table.columns))]
+    for k, (pos, _value) in enumerate(assigned):
+        assigns[pos] = C.ColRef(width + k)
+    mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
+    returning = plan_returning(table, node, params, tnode.alias or None, sql)
+    writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE",
+                                            {eq.this.name.lower() for eq in node.expressions})
+    return ModifyPlan(writer, planned.root, assigns, mode, table, returning, triggers, joined_width=width)
 
 
 def plan_delete(store: Any, schema: Schema, node: exp.Delete, params: ParamSpec, sql: str | None = None,
                 parent: Scope | None = None) -> ModifyPlan:
     table, alias, op, _scope = _modify_target(store, schema, node, params, parent)
     returning = plan_returning(table, node, params, alias, sql)
-    triggers = TriggerSet(store, schema, table, "DELETE") or None
-    return ModifyPlan(build_writer(store, schema, table, params), op, None, C.CONFLICT_MODES["ABORT"], table,
-                      returning, triggers)
+    writer, triggers = _writer_and_triggers(store, schema, table, params, "DELETE")
+    return ModifyPlan(writer, op, None, C.CONFLICT_MODES["ABORT"], table, returning, triggers)
 
 
 def run_modify(plan: ModifyPlan, ctx: Any, out: list | None = None) -> int:
@@ -385,9 +465,14 @@ def run_modify(plan: ModifyPlan, ctx: Any, out: list | None = None) -> int:
                 out.append(C.eval_exprs(ret.exprs, r, ctx))
             if triggers is not None:
                 triggers.fire(triggers.after, None, r, ctx)
-        return count
-    for r in rows:
-        new_vals = C.eval_exprs(plan.assignments, r, ctx)
+        return _counted(plan, count)
+    width = plan.joined_width
+    if width is not None:
+        rows = _first_per_target(rows, width)
+    for joined in rows:
+        # UPDATE ... FROM assignments read the joined row; the write sees the target row.
+        new_vals = C.eval_exprs(plan.assignments, joined, ctx)
+        r = joined if width is None else joined[:width]
         if triggers is not None and not triggers.fire(triggers.before, new_vals + (r[-1],), r, ctx):
             continue
         if writer.update(r, new_vals, ctx, plan.mode):
@@ -396,4 +481,21 @@ def run_modify(plan: ModifyPlan, ctx: Any, out: list | None = None) -> int:
                 out.append(C.eval_exprs(ret.exprs, writer.last_row, ctx))
             if triggers is not None:
                 triggers.fire(triggers.after, writer.last_row, r, ctx)
-    return count
+    return _counted(plan, count)
+
+
+def _counted(plan: Any, count: int) -> int:
+    """Rows a statement changed, as changes() reports it: rows handled by INSTEAD OF triggers do not count."""
+    return 0 if isinstance(plan.table, ViewTarget) else count
+
+
+def _first_per_target(rows: list, width: int) -> list[tuple]:
+    """The first joined row of each target row (the target's rowid is at ``width - 1``)."""
+    seen: set = set()
+    out = []
+    for r in rows:
+        rowid = r[width - 1]
+        if rowid not in seen:
+            seen.add(rowid)
+            out.append(r)
+    return out

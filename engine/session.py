@@ -513,7 +513,7 @@ class Session:
                 lastrowid = self.last_insert_rowid = ins.writer.last_rowid
             param_sets = ()
         mod = plan.modify
-        if mod is not None and mod.triggers is None and out is None:
+        if mod is not None and mod.triggers is None and out is None and mod.joined_width is None:
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.modify_many(mod.writer, mod.source, mod.assignments, param_sets, ctx, mod.mode,
                                   self.binder, plan.params)

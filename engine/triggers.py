@@ -133,14 +133,13 @@ class TriggerSet:
             d = parse_create_trigger(trig.sql)
             if d.event != event:
                 continue
-            if d.timing == "INSTEAD OF":
-                continue                     # only meaningful on views
             if event == "UPDATE" and d.columns and assigned_columns is not None and \
                     not {c.lower() for c in d.columns} & assigned_columns:
                 continue
             self.defs.append(d)
         self.before = [d for d in self.defs if d.timing == "BEFORE"]
         self.after = [d for d in self.defs if d.timing == "AFTER"]
+        self.instead = [d for d in self.defs if d.timing == "INSTEAD OF"]   # views only
         self._compiled: dict[str, _CompiledTrigger] = {}
 
     def __bool__(self) -> bool:
@@ -200,10 +199,11 @@ class TriggerSet:
                 if ct.when is not None and not C.sql_truth(ct.when.evaluate(row, sub)):
                     continue
                 for kind, plan in ct.steps:
+                    # total_changes() counts trigger programs' rows too; changes() does not.
                     if kind == "insert":
-                        run_insert(plan, sub)
+                        session.total_changes += run_insert(plan, sub)
                     elif kind == "modify":
-                        run_modify(plan, sub)
+                        session.total_changes += run_modify(plan, sub)
                     else:
                         C.run_operator(plan.root, sub, -1)
             except TriggerRaise as r:
@@ -215,12 +215,13 @@ class TriggerSet:
         return True
 
 
-def check_trigger_target(schema: Schema, d: TriggerDef) -> Table:
-    """The table trigger ``d`` fires on (in the trigger's schema); raises if it cannot have one."""
-    if schema.lookup("views", d.table, d.qualifier) is not None:
-        if d.timing == "INSTEAD OF":
-            raise NotSupportedError("INSTEAD OF triggers on views are not supported yet")
-        raise ProgrammingError(f"cannot create {d.timing} trigger on view: {d.table}")
+def check_trigger_target(schema: Schema, d: TriggerDef) -> Any:
+    """The table (or, for INSTEAD OF, the view) trigger ``d`` fires on, in the trigger's schema."""
+    view = schema.lookup("views", d.table, d.qualifier)
+    if view is not None:
+        if d.timing != "INSTEAD OF":
+            raise ProgrammingError(f"cannot create {d.timing} trigger on view: {d.table}")
+        return view
     if d.timing == "INSTEAD OF":
         raise ProgrammingError(f"cannot create INSTEAD OF trigger on table: {d.table}")
     table = schema.lookup("tables", d.table, d.qualifier)

@@ -275,3 +275,13 @@ def test_shell_lists_schema_objects_like_sqlite3() -> None:
     finally:
         tern.close()
         lite.close()
+
+
+def test_instead_of_trigger_on_a_view_in_a_schema() -> None:
+    con = terndb.connect(":memory:")
+    con.executescript("""CREATE SCHEMA s; CREATE TABLE s.t(a, b); CREATE VIEW s.v AS SELECT a, b FROM t;
+        CREATE TRIGGER s.ti INSTEAD OF INSERT ON v BEGIN INSERT INTO t VALUES (new.a, new.b * 10); END;""")
+    con.execute("INSERT INTO s.v VALUES (1, 2)")
+    assert con.execute("SELECT * FROM s.t").fetchall() == [(1, 20)]
+    con.execute("DROP VIEW s.v")        # its trigger goes with it
+    assert con.execute("SELECT type, name FROM s.sqlite_master").fetchall() == [("table", "t")]

@@ -403,3 +403,48 @@ def test_outer_join_property(twin_factory: Any, left: list, right: list, side: s
         for row in right:
             pair.both("INSERT INTO r VALUES (?, ?)", row)
         check((pair.tern, pair.lite), f"SELECT * FROM l {side} JOIN r ON {on} {where}")
+
+
+UPDATE_FROM_SETUP = [
+    "CREATE TABLE inv(id INTEGER PRIMARY KEY, sku TEXT, qty INT, note TEXT)",
+    "CREATE TABLE moves(sku TEXT, delta INT)",
+    "CREATE TABLE names(sku TEXT PRIMARY KEY, label TEXT)",
+    "INSERT INTO inv(sku, qty) VALUES ('a', 10), ('b', 5), ('c', 0), ('d', 1)",
+    "INSERT INTO moves VALUES ('a', -3), ('a', -2), ('b', 4), ('x', 9)",
+    "INSERT INTO names VALUES ('a', 'apple'), ('b', 'banana'), ('d', 'date')",
+]
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE inv SET qty = qty + m.total FROM (SELECT sku, sum(delta) AS total FROM moves GROUP BY sku) AS m "
+    "WHERE m.sku = inv.sku",
+    "UPDATE inv AS i SET note = n.label || ':' || i.qty FROM names n WHERE n.sku = i.sku AND i.qty > 0",
+    "UPDATE inv SET note = names.label FROM names JOIN moves ON moves.sku = names.sku WHERE names.sku = inv.sku",
+    "UPDATE inv SET qty = -1 FROM names, moves WHERE names.sku = inv.sku AND moves.sku = names.sku "
+    "AND moves.delta > 0",
+    "UPDATE inv SET qty = 0 FROM names WHERE names.sku = inv.sku AND inv.id IN (SELECT id FROM inv WHERE qty < 6)",
+    "UPDATE inv SET note = 'none' FROM names WHERE names.sku = 'zzz'",
+])
+def test_update_from_matches_sqlite(sql: str) -> None:
+    import sqlite3
+    results = []
+    for mod in (sqlite3, terndb):
+        con = mod.connect(":memory:")
+        for s in UPDATE_FROM_SETUP:
+            con.execute(s)
+        cur = con.execute(sql)
+        results.append((cur.rowcount, con.execute("SELECT * FROM inv ORDER BY id").fetchall()))
+    assert results[1] == results[0]
+
+
+def test_update_from_returning_and_errors() -> None:
+    con = terndb.connect(":memory:")
+    for s in UPDATE_FROM_SETUP:
+        con.execute(s)
+    rows = con.execute("UPDATE inv SET qty = qty * 2 FROM names WHERE names.sku = inv.sku AND names.label LIKE 'b%' "
+                       "RETURNING id, qty").fetchall()
+    assert rows == [(2, 10)]
+    with pytest.raises(terndb.Error, match="ambiguous column name: sku"):
+        con.execute("UPDATE inv SET qty = 1 FROM names WHERE sku = 'a'")
+    with pytest.raises(terndb.Error, match="no such table"):
+        con.execute("UPDATE inv SET qty = 1 FROM nope WHERE nope.x = inv.id")
