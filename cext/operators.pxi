@@ -20,19 +20,29 @@ cdef class Operator:
 
 
 cdef tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
+    """``_table_row_ptr`` over bytes objects (point lookups through py-lmdb)."""
+    return _table_row_ptr(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                          <const unsigned char*>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                          ncols, defaults)
+
+
+cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned char* p, Py_ssize_t n,
+                          Py_ssize_t ncols, tuple defaults):
     """Decodes a stored row straight into a tuple with the rowid in the last slot.
 
-    One allocation per row (not a decoded tuple plus a concatenation): this is
-    the innermost step of every scan.
+    Reads the key and record where they lie (LMDB's map, through LmdbCursor)
+    and makes one allocation per row (not a decoded tuple plus a
+    concatenation): this is the innermost step of every scan.
     """
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t stored = _rc_header(p, n, &pos)
     cdef Py_ssize_t i
     cdef Py_ssize_t upto = ncols if ncols < stored else stored
-    cdef tuple row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
+    cdef tuple row
     cdef object v
+    if kn != 8:
+        raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
+    row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
     for i in range(upto):
         v = _rc_read_cell(p, n, &pos)
         Py_INCREF(v)
@@ -43,7 +53,7 @@ cdef tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
         v = _rc_default(defaults, i)
         Py_INCREF(v)
         PyTuple_SET_ITEM(row, i, v)
-    v = decode_rowid(key)
+    v = PyLong_FromLongLong(_kc_get_rowid(kp))
     Py_INCREF(v)
     PyTuple_SET_ITEM(row, ncols, v)
     return row
@@ -55,7 +65,7 @@ cdef class TableScan(Operator):
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr predicate
-    cdef object it, cursor
+    cdef LmdbCursor cursor
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None):
@@ -69,18 +79,15 @@ cdef class TableScan(Operator):
         self.ctx = ctx
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        self.cursor = ctx.txn.cursor(db=db)
-        self.it = self.cursor.iternext(keys=True, values=True)
+        self.cursor = lmdb_cursor(ctx.txn, self.handle)
 
     cdef tuple next(self):
         cdef tuple row
-        cdef object kv
+        cdef LmdbCursor c = self.cursor
         while True:
-            kv = next(self.it, None)
-            if kv is None:
+            if c is None or not c.next():
                 return None
-            row = _table_row(<bytes>kv[0], <bytes>kv[1], self.ncols, self.defaults)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -89,7 +96,6 @@ cdef class TableScan(Operator):
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
-        self.it = None
 
 
 cdef class RowidLookup(Operator):
@@ -161,9 +167,9 @@ cdef class RowidRange(Operator):
     cdef tuple defaults
     cdef Expr lo, hi, predicate
     cdef bint lo_incl, hi_incl
-    cdef object it, cursor
-    cdef object hi_key
-    cdef bint done
+    cdef LmdbCursor cursor
+    cdef bytes lo_key, hi_key
+    cdef bint done, started
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr lo, bint lo_incl,
@@ -181,14 +187,15 @@ cdef class RowidRange(Operator):
     cdef void open(self, ExecContext ctx) except *:
         self.ctx = ctx
         self.done = False
+        self.started = False
+        self.lo_key = None
         self.hi_key = None
-        lo_key = None
         if self.lo is not None:
             b = _numeric_bound(self.lo.eval((), ctx), True, self.lo_incl)
             if b is None:
                 self.done = True
                 return
-            lo_key = encode_rowid(b) if b is not _UNBOUNDED else None
+            self.lo_key = encode_rowid(b) if b is not _UNBOUNDED else None
         if self.hi is not None:
             b = _numeric_bound(self.hi.eval((), ctx), False, self.hi_incl)
             if b is None:
@@ -197,28 +204,24 @@ cdef class RowidRange(Operator):
             self.hi_key = encode_rowid(b) if b is not _UNBOUNDED else None
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        self.cursor = ctx.txn.cursor(db=db)
-        if lo_key is not None:
-            if not self.cursor.set_range(lo_key):
-                self.done = True
-                return
-        else:
-            if not self.cursor.first():
-                self.done = True
-                return
-        self.it = self.cursor.iternext(keys=True, values=True)
+        self.cursor = lmdb_cursor(ctx.txn, self.handle)
 
     cdef tuple next(self):
         cdef tuple row
+        cdef LmdbCursor c = self.cursor
+        cdef int found
         if self.done:
             return None
         while True:
-            kv = next(self.it, None)
-            if kv is None or (self.hi_key is not None and <bytes>kv[0] > self.hi_key):
+            if not self.started:
+                self.started = True
+                found = c.first() if self.lo_key is None else c.seek(self.lo_key)
+            else:
+                found = c.next()
+            if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) > 0):
                 self.done = True
                 return None
-            row = _table_row(<bytes>kv[0], <bytes>kv[1], self.ncols, self.defaults)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -227,7 +230,6 @@ cdef class RowidRange(Operator):
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
-        self.it = None
 
 
 _UNBOUNDED = object()
