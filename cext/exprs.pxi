@@ -19,6 +19,7 @@ cdef class ExecContext:
     cdef public object session        # engine Session (functions like changes())
     cdef public list outer            # stack of outer rows for correlated subqueries
     cdef public dict subquery_cache   # uncorrelated subquery results, per execution
+    cdef dict lookups                 # sub-db handle -> LmdbCursor for exact-key lookups
 
     def __init__(self, tuple params, object txn, object session, object wtxn=None):
         self.params = params
@@ -27,6 +28,22 @@ cdef class ExecContext:
         self.session = session
         self.outer = []
         self.subquery_cache = {}
+
+    cdef LmdbCursor lookup_cursor(self, object db):
+        """This execution's cursor for exact-key lookups in ``db``, opened once and reused.
+
+        An index nested-loop join probes once per outer row: one cursor for
+        all probes saves opening one each time.  Every lookup on ``db`` in the
+        plan shares it, so callers decode the entry found before anything
+        else runs."""
+        cdef LmdbCursor c
+        if self.lookups is None:
+            self.lookups = {}
+        c = self.lookups.get(db)
+        if c is None:
+            c = lmdb_cursor(self.txn, db)
+            self.lookups[db] = c
+        return c
 
 
 cdef class Expr:

@@ -123,11 +123,11 @@ cdef class RowidLookup(Operator):
             return
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        key = encode_rowid(k)
-        value = ctx.txn.get(key, db=db)
-        if value is not None:
-            row = _table_row(key, value, self.ncols, self.defaults)
+        cdef unsigned char key[8]
+        _kc_put_rowid(key, k)
+        cdef LmdbCursor c = ctx.lookup_cursor(self.handle)
+        if c.find(key, 8):
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, ctx)):
                 self.pending = row
 
@@ -285,9 +285,11 @@ cdef class IndexScan(Operator):
     cdef bint lo_incl, hi_incl, eq
     cdef bytes desc
     cdef Expr predicate
-    cdef object cursor, it, table_handle, index_handle
-    cdef bytes hi_key
-    cdef bint done
+    cdef object table_handle, index_handle
+    cdef LmdbCursor cursor         # walks the index
+    cdef LmdbCursor rows           # fetches table rows by rowid (the execution's lookup cursor)
+    cdef bytes lo_key, hi_key
+    cdef bint done, started
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
@@ -332,33 +334,34 @@ cdef class IndexScan(Operator):
         if self.index_handle is None:
             self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
             self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
-        db = self.index_handle
-        self.cursor = ctx.txn.cursor(db=db)
-        if lo_key is not None:
-            ok = self.cursor.set_range(lo_key)
-        else:
-            ok = self.cursor.first()
-        if not ok:
-            self.done = True
-            return
-        self.it = self.cursor.iternext(keys=True, values=False)
+        self.cursor = lmdb_cursor(ctx.txn, self.index_handle)
+        self.rows = ctx.lookup_cursor(self.table_handle)
+        self.lo_key = lo_key
+        self.started = False
 
     cdef tuple next(self):
-        cdef bytes key, rk
+        cdef LmdbCursor c = self.cursor
+        cdef LmdbCursor rows = self.rows
         cdef tuple row
+        cdef int found
+        cdef unsigned char rk[8]
         if self.done:
             return None
-        txn = self.ctx.txn
         while True:
-            key = next(self.it, None)
-            if key is None or (self.hi_key is not None and key >= self.hi_key):
+            if not self.started:
+                self.started = True
+                found = c.first() if self.lo_key is None else c.seek(self.lo_key)
+            else:
+                found = c.next()
+            if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) >= 0):
                 self.done = True
                 return None
-            rk = encode_rowid(key_rowid_suffix(key))
-            value = txn.get(rk, db=self.table_handle)
-            if value is None:
+            if c.kn < 8:
+                raise CorruptDatabaseError(f"index key too short for a rowid suffix ({c.kn} bytes)")
+            memcpy(rk, c.kp + c.kn - 8, 8)      # the rowid suffix is the table key
+            if not rows.find(rk, 8):
                 continue
-            row = _table_row(rk, value, self.ncols, self.defaults)
+            row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -367,7 +370,7 @@ cdef class IndexScan(Operator):
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
-        self.it = None
+        self.rows = None
 
 
 cdef class Filter(Operator):
@@ -787,18 +790,25 @@ cdef class HashAggregate(Operator):
         return st
 
     cdef void open(self, ExecContext ctx) except *:
-        cdef tuple row, key
+        cdef tuple row
+        cdef object key
         cdef dict groups = {}
         cdef list state
         cdef AggSpec s
         cdef Py_ssize_t i, nspecs = len(self.specs)
+        # One GROUP BY expression: the value itself is the dict key (no 1-tuple per
+        # row; a value and its 1-tuple hash and compare alike), wrapped at the end.
+        cdef Expr single = <Expr>self.group_exprs[0] if len(self.group_exprs) == 1 else None
         self.ctx = ctx
         self.child.open(ctx)
         while True:
             row = self.child.next()
             if row is None:
                 break
-            key = eval_list(self.group_exprs, row, ctx)
+            if single is not None:
+                key = single.eval(row, ctx)
+            else:
+                key = eval_list(self.group_exprs, row, ctx)
             entry = groups.get(key)
             if entry is None:
                 state = self._new_state()
@@ -823,6 +833,8 @@ cdef class HashAggregate(Operator):
             self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
         else:
             items = list(groups.items())
+            if single is not None:
+                items = [((k,), e) for k, e in items]
             if len(items) > 1:
                 items.sort(key=lambda kv: encode_key(kv[0]))
             for key, entry in items:
