@@ -98,6 +98,11 @@ cdef class TableScan(Operator):
             self.cursor = None
 
 
+# Rows one execution keeps per probed table (ExecContext.row_memo): bounds the
+# memory an index nested-loop join spends to skip repeated B-tree probes.
+cdef Py_ssize_t _ROW_MEMO_MAX = 1 << 15
+
+
 cdef class RowidLookup(Operator):
     """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get."""
     cdef object dbname, store, handle
@@ -124,12 +129,19 @@ cdef class RowidLookup(Operator):
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
         cdef unsigned char key[8]
-        _kc_put_rowid(key, k)
-        cdef LmdbCursor c = ctx.lookup_cursor(self.handle)
-        if c.find(key, 8):
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
-            if self.predicate is None or sql_truth(self.predicate.eval(row, ctx)):
-                self.pending = row
+        cdef LmdbCursor c
+        cdef tuple row = None
+        cdef dict memo = ctx.row_memo(self.handle)
+        if memo is not None:
+            row = memo.get(k)
+        if row is None:
+            c = ctx.lookup_cursor(self.handle)
+            _kc_put_rowid(key, k)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults) if c.find(key, 8) else ()
+            if memo is not None and len(memo) < _ROW_MEMO_MAX:
+                memo[k] = row
+        if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, ctx))):
+            self.pending = row
 
     cdef tuple next(self):
         cdef tuple r = self.pending
