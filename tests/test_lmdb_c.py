@@ -144,6 +144,11 @@ QUERIES = [
     "SELECT id FROM t WHERE id < -5",
     "SELECT n, count(*), sum(x), avg(x), max(b), min(length(big)) FROM t GROUP BY n",
     "SELECT t.n, count(*), sum(u.w) FROM t JOIN u ON u.k = t.n GROUP BY t.n",
+    # Index nested-loop joins on the INTEGER PRIMARY KEY: repeated probes (memoised in
+    # read transactions), probes of missing rows, and a filter on the probed side.
+    "SELECT t.id, p.label FROM t JOIN p ON p.id = t.n",
+    "SELECT t.id, p.label FROM t LEFT JOIN p ON p.id = t.n * 2 WHERE t.id < 300",
+    "SELECT p.label, count(*) FROM t JOIN p ON p.id = t.n AND p.label > 'label 4' GROUP BY p.label",
 ]
 
 
@@ -154,6 +159,8 @@ def _load(con: Any) -> None:
                     [(i, i % 13, i * 0.25, f"item {i}" if i % 5 else None,
                       bytes([i % 251]) * (5000 if i % 400 == 0 else 3)) for i in range(1, 2001)])
     con.executemany("INSERT INTO u VALUES (?, ?)", [(k, k * 1.5) for k in range(0, 13, 2)])
+    con.execute("CREATE TABLE p (id INTEGER PRIMARY KEY, label TEXT)")
+    con.executemany("INSERT INTO p VALUES (?, ?)", [(k, f"label {k}") for k in range(1, 13)])
     con.commit()
 
 
@@ -193,6 +200,10 @@ def test_uncommitted_rows_are_scanned_in_their_transaction(path_mode: str) -> No
         con.execute("DELETE FROM t WHERE id <= 1000")
         assert con.execute("SELECT count(*), max(id) FROM t").fetchone() == (1001, 5000)
         assert con.execute("SELECT id FROM t WHERE id BETWEEN 999 AND 1002").fetchall() == [(1001,), (1002,)]
+        # Probes inside the write transaction see its own change (no memo there).
+        con.execute("UPDATE p SET label = 'changed' WHERE id = 3")
+        assert con.execute("SELECT count(*) FROM t JOIN p ON p.id = t.n "
+                           "WHERE p.label = 'changed'").fetchone() == (77,)
         con.rollback()
         assert con.execute("SELECT count(*), max(id) FROM t").fetchone() == (2000, 2000)
     finally:
