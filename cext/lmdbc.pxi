@@ -41,10 +41,12 @@ back to py-lmdb's Python API when anything does not match:
    fields and the cursor/get entries we call equal the addresses of the
    exported ``mdb09_*``/``mdb10_*``/``mdb_*`` functions (which also proves the
    table layout up to those entries);
-2. for every cursor (``lmdb_cursor``): the object is exactly py-lmdb's Cursor
-   type, its ``trans`` field is the Transaction object we asked, its engine
-   pointer is one of the verified tables (pointer compares; nothing
-   unverified is dereferenced), it is valid with a non-NULL MDB_cursor.
+2. for every cursor (``lmdb_cursor``) on a transaction of exactly py-lmdb's
+   Transaction type (anything else reads through its Python API): the cursor
+   is exactly py-lmdb's Cursor type, its ``trans`` field is the Transaction
+   object we asked, its engine pointer is one of the verified tables
+   (pointer compares; nothing unverified is dereferenced), and it is valid
+   with a non-NULL MDB_cursor.
 
 A failure of (1) or (2) turns the C path off for the process (a py-lmdb
 upgrade degrades to the old speed, never to a crash); ``lmdb_c_status()``
@@ -143,6 +145,7 @@ cdef const terndb_mdb_api* _lc_engines[3]
 cdef int _lc_nengines = 0
 cdef bint _lc_enabled = False
 cdef object _lc_cursor_type = None     # py-lmdb's Cursor type, exactly
+cdef object _lc_txn_type = None        # py-lmdb's Transaction type, exactly
 cdef str _lc_reason = "not initialised"
 
 
@@ -171,7 +174,7 @@ cdef str _lc_check_engine(void* handle, const terndb_mdb_api* api, bytes prefix,
 
 cdef str _lmdbc_init():
     """Verifies py-lmdb's private layout (see the header); None if the C path is usable."""
-    global _lc_nengines, _lc_cursor_type
+    global _lc_nengines, _lc_cursor_type, _lc_txn_type
     import os
     if os.environ.get("TERNDB_LMDB_C", "1") == "0":
         return "disabled by TERNDB_LMDB_C=0"
@@ -209,6 +212,7 @@ cdef str _lmdbc_init():
     if _lc_nengines == 0:
         return "py-lmdb's extension exports no LMDB engine table"
     _lc_cursor_type = ext.Cursor
+    _lc_txn_type = ext.Transaction
     return None
 
 
@@ -371,10 +375,13 @@ cdef LmdbCursor lmdb_cursor(object txn, object db):
     cdef LmdbCursor c = LmdbCursor.__new__(LmdbCursor)
     cdef terndb_pylmdb_cursor* raw
     c.pyc = txn.cursor(db=db)
-    if _lc_enabled:
+    # Something other than py-lmdb's own Transaction (a wrapper, a test double)
+    # reads through its Python API; only a py-lmdb object that fails the
+    # checks means the layout is not what was verified: then off for good.
+    if _lc_enabled and type(txn) is _lc_txn_type and type(c.pyc) is _lc_cursor_type:
         raw = <terndb_pylmdb_cursor*><PyObject*>c.pyc
-        if (type(c.pyc) is _lc_cursor_type and raw.trans == <PyObject*>txn
-                and _lc_known_engine(raw.libv) and raw.valid != 0 and raw.curs != NULL):
+        if (raw.trans == <PyObject*>txn and _lc_known_engine(raw.libv)
+                and raw.valid != 0 and raw.curs != NULL):
             c.raw = raw
             c.api = raw.libv
         else:

@@ -133,6 +133,27 @@ def test_a_scan_whose_transaction_ended_raises(env: Any, path_mode: str, end: st
         next(scan)
 
 
+class _TxnWrapper:
+    """Not py-lmdb's own Transaction: must be read through its Python API."""
+
+    def __init__(self, txn: Any) -> None:
+        self._txn = txn
+
+    def cursor(self, db: Any = None) -> Any:
+        return self._txn.cursor(db=db)
+
+
+def test_a_transaction_wrapper_reads_through_the_python_api(env: Any) -> None:
+    db = env.open_db(b"t")
+    _fill(env, db, {b"k1": b"v1", b"k2": b"v2"})
+    before = C.lmdb_c_status()
+    with env.begin() as txn:
+        scan = C.LmdbItems(_TxnWrapper(txn), db)
+        assert not scan.uses_c
+        assert list(scan) == [(b"k1", b"v1"), (b"k2", b"v2")]
+    assert C.lmdb_c_status() == before       # a stranger is not a layout failure
+
+
 # -- through SQL: both paths give sqlite3's rows ----------------------------------------------------
 
 
