@@ -517,9 +517,9 @@ cdef class _ArrowScan:
         self.source.ctx = None
         return 0
 
-    cdef int append_record(self, list columns, bytes key, bytes value) except -1:
-        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    cdef int append_record(self, list columns, const unsigned char* kp, Py_ssize_t kn,
+                           const unsigned char* p, Py_ssize_t n) except -1:
+        """Appends the stored row at ``p[:n]`` (key ``kp[:kn]``), read where LmdbCursor found it."""
         cdef Py_ssize_t pos = 0, stored, upto, i, k, col, at
         cdef long long rowid
         cdef _ArrowColumn c
@@ -533,9 +533,9 @@ cdef class _ArrowScan:
             c = <_ArrowColumn>PyList_GET_ITEM(columns, k)
             col = self.want[k]
             if col == self.ncols:
-                if PyBytes_GET_SIZE(key) != 8:
-                    raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {PyBytes_GET_SIZE(key)}")
-                rowid = _kc_get_rowid(<const unsigned char*>PyBytes_AS_STRING(key))
+                if kn != 8:
+                    raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
+                rowid = _kc_get_rowid(kp)
                 if c.kind == _AK_INT:
                     c._put8(&rowid)
                     c._mark(True)
@@ -665,20 +665,18 @@ cdef class ArrowColumnsBuilder:
 
     cdef Py_ssize_t _fill_scan(self, Py_ssize_t max_rows) except -1:
         cdef _ArrowScan scan = self.scan
-        cdef object it = scan.scan.it
-        cdef object kv
+        cdef LmdbCursor c = scan.scan.cursor
         cdef Py_ssize_t before = self.length
         if scan.nwant != self.ncols:
             raise InternalError(f"scan of {scan.nwant} columns into a builder of {self.ncols}")
         while not self.exhausted and self.length < max_rows:
             if (self.length & 1023) == 0 and self._near_limit():
                 break
-            kv = next(it, None)
-            if kv is None:
+            if c is None or not c.next():
                 self.exhausted = True
                 scan.finish()
                 break
-            scan.append_record(self.columns, <bytes>(<tuple>kv)[0], <bytes>(<tuple>kv)[1])
+            scan.append_record(self.columns, c.kp, c.kn, c.vp, c.vn)
             self.length += 1
         return self.length - before
 

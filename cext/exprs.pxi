@@ -19,6 +19,8 @@ cdef class ExecContext:
     cdef public object session        # engine Session (functions like changes())
     cdef public list outer            # stack of outer rows for correlated subqueries
     cdef public dict subquery_cache   # uncorrelated subquery results, per execution
+    cdef dict lookups                 # sub-db handle -> LmdbCursor for exact-key lookups
+    cdef dict memos                   # sub-db handle -> {rowid: row or ()} (read-only runs)
 
     def __init__(self, tuple params, object txn, object session, object wtxn=None):
         self.params = params
@@ -27,6 +29,44 @@ cdef class ExecContext:
         self.session = session
         self.outer = []
         self.subquery_cache = {}
+
+    cdef LmdbCursor lookup_cursor(self, object db):
+        """This execution's cursor for exact-key lookups in ``db``, opened once and reused.
+
+        An index nested-loop join probes once per outer row: one cursor for
+        all probes saves opening one each time.  Every lookup on ``db`` in the
+        plan shares it, so callers decode the entry found before anything
+        else runs."""
+        cdef LmdbCursor c
+        if self.lookups is None:
+            self.lookups = {}
+        c = self.lookups.get(db)
+        if c is None:
+            c = lmdb_cursor(self.txn, db)
+            self.lookups[db] = c
+        return c
+
+    cdef dict row_memo(self, object db):
+        """Rows already fetched by rowid from ``db`` in this execution, or None.
+
+        Only for executions in a read transaction: its snapshot cannot change,
+        so a row fetched once is the row every later probe would fetch (an
+        index nested-loop join probes the same inner rows over and over)."""
+        cdef dict m
+        if self.wtxn is not None:
+            return None
+        # None for the first probe of ``db``: a lone point select needs no memo.
+        if self.memos is None:
+            self.memos = {db: None}
+            return None
+        m = self.memos.get(db)
+        if m is None:
+            if db not in self.memos:
+                self.memos[db] = None
+                return None
+            m = {}
+            self.memos[db] = m
+        return m
 
 
 cdef class Expr:

@@ -20,19 +20,29 @@ cdef class Operator:
 
 
 cdef tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
+    """``_table_row_ptr`` over bytes objects (point lookups through py-lmdb)."""
+    return _table_row_ptr(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                          <const unsigned char*>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                          ncols, defaults)
+
+
+cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned char* p, Py_ssize_t n,
+                          Py_ssize_t ncols, tuple defaults):
     """Decodes a stored row straight into a tuple with the rowid in the last slot.
 
-    One allocation per row (not a decoded tuple plus a concatenation): this is
-    the innermost step of every scan.
+    Reads the key and record where they lie (LMDB's map, through LmdbCursor)
+    and makes one allocation per row (not a decoded tuple plus a
+    concatenation): this is the innermost step of every scan.
     """
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t stored = _rc_header(p, n, &pos)
     cdef Py_ssize_t i
     cdef Py_ssize_t upto = ncols if ncols < stored else stored
-    cdef tuple row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
+    cdef tuple row
     cdef object v
+    if kn != 8:
+        raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
+    row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
     for i in range(upto):
         v = _rc_read_cell(p, n, &pos)
         Py_INCREF(v)
@@ -43,7 +53,7 @@ cdef tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
         v = _rc_default(defaults, i)
         Py_INCREF(v)
         PyTuple_SET_ITEM(row, i, v)
-    v = decode_rowid(key)
+    v = PyLong_FromLongLong(_kc_get_rowid(kp))
     Py_INCREF(v)
     PyTuple_SET_ITEM(row, ncols, v)
     return row
@@ -55,7 +65,7 @@ cdef class TableScan(Operator):
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr predicate
-    cdef object it, cursor
+    cdef LmdbCursor cursor
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None):
@@ -69,18 +79,15 @@ cdef class TableScan(Operator):
         self.ctx = ctx
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        self.cursor = ctx.txn.cursor(db=db)
-        self.it = self.cursor.iternext(keys=True, values=True)
+        self.cursor = lmdb_cursor(ctx.txn, self.handle)
 
     cdef tuple next(self):
         cdef tuple row
-        cdef object kv
+        cdef LmdbCursor c = self.cursor
         while True:
-            kv = next(self.it, None)
-            if kv is None:
+            if c is None or not c.next():
                 return None
-            row = _table_row(<bytes>kv[0], <bytes>kv[1], self.ncols, self.defaults)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -89,7 +96,11 @@ cdef class TableScan(Operator):
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
-        self.it = None
+
+
+# Rows one execution keeps per probed table (ExecContext.row_memo): bounds the
+# memory an index nested-loop join spends to skip repeated B-tree probes.
+cdef Py_ssize_t _ROW_MEMO_MAX = 1 << 15
 
 
 cdef class RowidLookup(Operator):
@@ -117,13 +128,20 @@ cdef class RowidLookup(Operator):
             return
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        key = encode_rowid(k)
-        value = ctx.txn.get(key, db=db)
-        if value is not None:
-            row = _table_row(key, value, self.ncols, self.defaults)
-            if self.predicate is None or sql_truth(self.predicate.eval(row, ctx)):
-                self.pending = row
+        cdef unsigned char key[8]
+        cdef LmdbCursor c
+        cdef tuple row = None
+        cdef dict memo = ctx.row_memo(self.handle)
+        if memo is not None:
+            row = memo.get(k)
+        if row is None:
+            c = ctx.lookup_cursor(self.handle)
+            _kc_put_rowid(key, k)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults) if c.find(key, 8) else ()
+            if memo is not None and len(memo) < _ROW_MEMO_MAX:
+                memo[k] = row
+        if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, ctx))):
+            self.pending = row
 
     cdef tuple next(self):
         cdef tuple r = self.pending
@@ -161,9 +179,9 @@ cdef class RowidRange(Operator):
     cdef tuple defaults
     cdef Expr lo, hi, predicate
     cdef bint lo_incl, hi_incl
-    cdef object it, cursor
-    cdef object hi_key
-    cdef bint done
+    cdef LmdbCursor cursor
+    cdef bytes lo_key, hi_key
+    cdef bint done, started
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr lo, bint lo_incl,
@@ -181,14 +199,15 @@ cdef class RowidRange(Operator):
     cdef void open(self, ExecContext ctx) except *:
         self.ctx = ctx
         self.done = False
+        self.started = False
+        self.lo_key = None
         self.hi_key = None
-        lo_key = None
         if self.lo is not None:
             b = _numeric_bound(self.lo.eval((), ctx), True, self.lo_incl)
             if b is None:
                 self.done = True
                 return
-            lo_key = encode_rowid(b) if b is not _UNBOUNDED else None
+            self.lo_key = encode_rowid(b) if b is not _UNBOUNDED else None
         if self.hi is not None:
             b = _numeric_bound(self.hi.eval((), ctx), False, self.hi_incl)
             if b is None:
@@ -197,28 +216,24 @@ cdef class RowidRange(Operator):
             self.hi_key = encode_rowid(b) if b is not _UNBOUNDED else None
         if self.handle is None:      # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        self.cursor = ctx.txn.cursor(db=db)
-        if lo_key is not None:
-            if not self.cursor.set_range(lo_key):
-                self.done = True
-                return
-        else:
-            if not self.cursor.first():
-                self.done = True
-                return
-        self.it = self.cursor.iternext(keys=True, values=True)
+        self.cursor = lmdb_cursor(ctx.txn, self.handle)
 
     cdef tuple next(self):
         cdef tuple row
+        cdef LmdbCursor c = self.cursor
+        cdef int found
         if self.done:
             return None
         while True:
-            kv = next(self.it, None)
-            if kv is None or (self.hi_key is not None and <bytes>kv[0] > self.hi_key):
+            if not self.started:
+                self.started = True
+                found = c.first() if self.lo_key is None else c.seek(self.lo_key)
+            else:
+                found = c.next()
+            if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) > 0):
                 self.done = True
                 return None
-            row = _table_row(<bytes>kv[0], <bytes>kv[1], self.ncols, self.defaults)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -227,7 +242,6 @@ cdef class RowidRange(Operator):
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
-        self.it = None
 
 
 _UNBOUNDED = object()
@@ -283,9 +297,11 @@ cdef class IndexScan(Operator):
     cdef bint lo_incl, hi_incl, eq
     cdef bytes desc
     cdef Expr predicate
-    cdef object cursor, it, table_handle, index_handle
-    cdef bytes hi_key
-    cdef bint done
+    cdef object table_handle, index_handle
+    cdef LmdbCursor cursor         # walks the index
+    cdef LmdbCursor rows           # fetches table rows by rowid (the execution's lookup cursor)
+    cdef bytes lo_key, hi_key
+    cdef bint done, started
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
@@ -330,33 +346,34 @@ cdef class IndexScan(Operator):
         if self.index_handle is None:
             self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
             self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
-        db = self.index_handle
-        self.cursor = ctx.txn.cursor(db=db)
-        if lo_key is not None:
-            ok = self.cursor.set_range(lo_key)
-        else:
-            ok = self.cursor.first()
-        if not ok:
-            self.done = True
-            return
-        self.it = self.cursor.iternext(keys=True, values=False)
+        self.cursor = lmdb_cursor(ctx.txn, self.index_handle)
+        self.rows = ctx.lookup_cursor(self.table_handle)
+        self.lo_key = lo_key
+        self.started = False
 
     cdef tuple next(self):
-        cdef bytes key, rk
+        cdef LmdbCursor c = self.cursor
+        cdef LmdbCursor rows = self.rows
         cdef tuple row
+        cdef int found
+        cdef unsigned char rk[8]
         if self.done:
             return None
-        txn = self.ctx.txn
         while True:
-            key = next(self.it, None)
-            if key is None or (self.hi_key is not None and key >= self.hi_key):
+            if not self.started:
+                self.started = True
+                found = c.first() if self.lo_key is None else c.seek(self.lo_key)
+            else:
+                found = c.next()
+            if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) >= 0):
                 self.done = True
                 return None
-            rk = encode_rowid(key_rowid_suffix(key))
-            value = txn.get(rk, db=self.table_handle)
-            if value is None:
+            if c.kn < 8:
+                raise CorruptDatabaseError(f"index key too short for a rowid suffix ({c.kn} bytes)")
+            memcpy(rk, c.kp + c.kn - 8, 8)      # the rowid suffix is the table key
+            if not rows.find(rk, 8):
                 continue
-            row = _table_row(rk, value, self.ncols, self.defaults)
+            row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -365,7 +382,7 @@ cdef class IndexScan(Operator):
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
-        self.it = None
+        self.rows = None
 
 
 cdef class Filter(Operator):
@@ -785,18 +802,25 @@ cdef class HashAggregate(Operator):
         return st
 
     cdef void open(self, ExecContext ctx) except *:
-        cdef tuple row, key
+        cdef tuple row
+        cdef object key
         cdef dict groups = {}
         cdef list state
         cdef AggSpec s
         cdef Py_ssize_t i, nspecs = len(self.specs)
+        # One GROUP BY expression: the value itself is the dict key (no 1-tuple per
+        # row; a value and its 1-tuple hash and compare alike), wrapped at the end.
+        cdef Expr single = <Expr>self.group_exprs[0] if len(self.group_exprs) == 1 else None
         self.ctx = ctx
         self.child.open(ctx)
         while True:
             row = self.child.next()
             if row is None:
                 break
-            key = eval_list(self.group_exprs, row, ctx)
+            if single is not None:
+                key = single.eval(row, ctx)
+            else:
+                key = eval_list(self.group_exprs, row, ctx)
             entry = groups.get(key)
             if entry is None:
                 state = self._new_state()
@@ -821,6 +845,8 @@ cdef class HashAggregate(Operator):
             self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
         else:
             items = list(groups.items())
+            if single is not None:
+                items = [((k,), e) for k, e in items]
             if len(items) > 1:
                 items.sort(key=lambda kv: encode_key(kv[0]))
             for key, entry in items:

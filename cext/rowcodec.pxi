@@ -42,7 +42,7 @@ C-level entry points for the executor (no Python call overhead):
 * ``_encode_row_c(values) -> bytes``
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8, PyUnicode_New
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.float cimport PyFloat_FromDouble, PyFloat_AS_DOUBLE
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -301,8 +301,20 @@ cdef inline Py_ssize_t _rc_payload(const unsigned char* p, Py_ssize_t n, Py_ssiz
     return size
 
 
+cdef Py_ssize_t _RC_ASCII_FAST_MAX = 64
+
+
+cdef inline bint _rc_is_ascii(const unsigned char* q, Py_ssize_t size) noexcept:
+    cdef unsigned char acc = 0
+    cdef Py_ssize_t k
+    for k in range(size):
+        acc |= q[k]
+    return acc < 0x80
+
+
 cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_t* ppos):
     """Decode the cell at ``ppos[0]`` and advance past it."""
+    cdef object v
     cdef unsigned char code
     cdef Py_ssize_t size = _rc_payload(p, n, ppos, &code)
     cdef Py_ssize_t pos = ppos[0]
@@ -331,6 +343,12 @@ cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_
         memcpy(&d, &u, 8)
         return PyFloat_FromDouble(d)
     if code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT:
+        if size <= _RC_ASCII_FAST_MAX and _rc_is_ascii(q, size):
+            # Short ASCII text (most keys and labels): copy into a compact str
+            # directly, skipping the UTF-8 decoder's setup.
+            v = PyUnicode_New(size, 127)
+            memcpy(PyUnicode_DATA(v), q, size)
+            return v
         try:
             return PyUnicode_DecodeUTF8(<char*>q, size, NULL)
         except UnicodeDecodeError:

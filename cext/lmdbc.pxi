@@ -1,0 +1,434 @@
+# lmdbc.pxi - included by _core.pyx; do not compile on its own.
+"""C-level LMDB cursors: scans that read entries without a Python object per entry.
+
+Why
+---
+py-lmdb's ``Cursor.iternext`` builds a bytes object for every key and value
+plus a tuple for the pair: about 0.15 us per entry, a third of a whole
+GROUP BY row.  ``LmdbCursor`` walks the same B-tree with LMDB's own
+``mdb_cursor_get`` and hands the scan loops ``(pointer, length)`` pairs that
+point straight into the memory map, so the row decoders read them in place.
+
+How, and why it is safe
+-----------------------
+There must be ONE copy of LMDB in the process for an environment: LMDB keeps
+per-process lock state (reader slots, the writer mutex, the mapping) inside
+the library, and a second copy opening the same files breaks it.  So
+terndb does not link LMDB.  It borrows what py-lmdb already has:
+
+* The MDB_cursor is created by py-lmdb (``Transaction.cursor(db)``) and stays
+  owned by that py-lmdb ``Cursor`` object, which we keep referenced.
+  py-lmdb closes it when the transaction ends, is dropped or the map is
+  resized, and marks the object invalid (``valid = 0``, ``curs = NULL``)
+  while holding the GIL.  We hold the GIL for every LMDB call and re-check
+  those two fields before each one, so we never touch a closed cursor.
+  Dropping the py-lmdb object closes the MDB_cursor exactly once.
+* The functions called are the ones py-lmdb itself calls for that cursor:
+  the ``MdbApi`` engine table its ``Cursor`` points to (py-lmdb 3.0 bundles
+  LMDB 0.9 and 1.0 side by side, symbol-prefixed ``mdb09_``/``mdb10_``, and
+  picks one per environment by the data file's format; a "system LMDB"
+  build has one table, ``lmdb_api_sys``).
+
+That table and py-lmdb's object layouts are private (lmdb/cpython.c and
+lmdb/mdb_api.h in the py-lmdb 3.0 sources; there is no capsule or C API for
+other extensions), so everything is verified before use and the scan falls
+back to py-lmdb's Python API when anything does not match:
+
+1. at import (``_lmdbc_init``): py-lmdb 3.0.x on its CPython extension (not
+   cffi); ``tp_basicsize`` of its Cursor type equals our mirror's size;
+   the extension, found already loaded (``dlopen(RTLD_NOLOAD)``: never a
+   second load), exports the engine tables, and each table's identity
+   fields and the cursor/get entries we call equal the addresses of the
+   exported ``mdb09_*``/``mdb10_*``/``mdb_*`` functions (which also proves the
+   table layout up to those entries);
+2. for every cursor (``lmdb_cursor``) on a transaction of exactly py-lmdb's
+   Transaction type (anything else reads through its Python API): the cursor
+   is exactly py-lmdb's Cursor type, its ``trans`` field is the Transaction
+   object we asked, its engine pointer is one of the verified tables
+   (pointer compares; nothing unverified is dereferenced), and it is valid
+   with a non-NULL MDB_cursor.
+
+A failure of (1) or (2) turns the C path off for the process (a py-lmdb
+upgrade degrades to the old speed, never to a crash); ``lmdb_c_status()``
+says why.  ``TERNDB_LMDB_C=0`` in the environment turns it off from the start.
+
+Semantics: the cursor belongs to the caller's transaction, so reads see
+exactly that transaction's snapshot (and, in a write transaction, its own
+uncommitted writes).  Pointers returned by LMDB are valid only until the
+next write in that transaction or its end: callers decode them before any
+other LMDB call and never keep them.
+"""
+
+from cpython.object cimport PyObject, PyTypeObject
+from libc.string cimport memcmp
+
+from terndb.engine.errors import OperationalError as _LcOperationalError
+
+
+cdef extern from "<dlfcn.h>":
+    void* dlopen(const char* filename, int flags)
+    void* dlsym(void* handle, const char* symbol)
+    int RTLD_LAZY
+    int RTLD_NOLOAD
+
+
+cdef extern from *:
+    """
+    /* Mirrors of py-lmdb 3.0 private structures (see lmdbc.pxi's header).
+     * MDB_val: identical in LMDB 0.9 and 1.0 on the builds py-lmdb makes. */
+    typedef struct { size_t mv_size; void *mv_data; } terndb_mdb_val;
+
+    /* lmdb/mdb_api.h: struct MdbApi. */
+    typedef struct terndb_mdb_api {
+        int major, minor, patch;
+        unsigned int data_version;
+        void *env_fns[20];      /* env_create .. reader_list */
+        void *txn_fns[6];       /* txn_begin .. txn_id */
+        void *dbi_open, *dbi_flags, *dbi_close, *drop;
+        int (*get)(void *txn, unsigned int dbi, terndb_mdb_val *key, terndb_mdb_val *data);
+        void *put, *del, *stat;
+        int (*cursor_open)(void *txn, unsigned int dbi, void **cursor);
+        void (*cursor_close)(void *cursor);
+        int (*cursor_get)(void *cursor, terndb_mdb_val *key, terndb_mdb_val *data, int op);
+        void *cursor_put, *cursor_del, *cursor_count;
+        char *(*strerror_fn)(int err);
+        void *version_fn;
+    } terndb_mdb_api;
+
+    /* lmdb/cpython.c: struct CursorObject (LmdbObject_HEAD, then its fields). */
+    typedef struct {
+        PyObject_HEAD
+        void *siblings_prev, *siblings_next, *children_prev, *children_next;
+        int valid;
+        PyObject *trans;
+        const terndb_mdb_api *libv;
+        int positioned;
+        void *curs;
+        terndb_mdb_val key, val;
+        int last_mutation;
+        unsigned int dbi_flags;
+        unsigned int dbi;
+    } terndb_pylmdb_cursor;
+
+    /* lmdb.h (0.9 and 1.0 agree): MDB_cursor_op values and error codes we use. */
+    enum { TERNDB_MDB_FIRST = 0, TERNDB_MDB_NEXT = 8, TERNDB_MDB_SET_KEY = 16,
+           TERNDB_MDB_SET_RANGE = 17 };
+    enum { TERNDB_MDB_NOTFOUND = -30798, TERNDB_MDB_PAGE_NOTFOUND = -30797,
+           TERNDB_MDB_CORRUPTED = -30796 };
+    """
+    ctypedef struct terndb_mdb_val:
+        size_t mv_size
+        void* mv_data
+
+    ctypedef struct terndb_mdb_api:
+        int major, minor, patch
+        unsigned int data_version
+        int (*get)(void*, unsigned int, terndb_mdb_val*, terndb_mdb_val*)
+        int (*cursor_open)(void*, unsigned int, void**)
+        void (*cursor_close)(void*)
+        int (*cursor_get)(void*, terndb_mdb_val*, terndb_mdb_val*, int)
+        char* (*strerror_fn)(int)
+
+    ctypedef struct terndb_pylmdb_cursor:
+        int valid
+        PyObject* trans
+        const terndb_mdb_api* libv
+        void* curs
+
+    enum:
+        TERNDB_MDB_FIRST, TERNDB_MDB_NEXT, TERNDB_MDB_SET_KEY, TERNDB_MDB_SET_RANGE
+        TERNDB_MDB_NOTFOUND, TERNDB_MDB_PAGE_NOTFOUND, TERNDB_MDB_CORRUPTED
+
+
+# The verified engine tables (at most three: v09, v10, sys).
+cdef const terndb_mdb_api* _lc_engines[3]
+cdef int _lc_nengines = 0
+cdef bint _lc_enabled = False
+cdef object _lc_cursor_type = None     # py-lmdb's Cursor type, exactly
+cdef object _lc_txn_type = None        # py-lmdb's Transaction type, exactly
+cdef str _lc_reason = "not initialised"
+
+
+cdef bint _lc_exported(void* handle, bytes prefix, bytes name, void* addr):
+    """The extension exports ``prefix + name`` at ``addr``."""
+    cdef bytes symbol = prefix + name
+    return addr != NULL and dlsym(handle, symbol) == addr
+
+
+cdef str _lc_check_engine(void* handle, const terndb_mdb_api* api, bytes prefix,
+                          int major, unsigned int data_version):
+    """None if ``api`` is the engine table its exported functions say it is, else why not."""
+    if major >= 0 and (api.major != major or api.data_version != data_version):
+        return (f"engine table {prefix!r} claims LMDB {api.major}.{api.minor} "
+                f"data format {api.data_version}")
+    if major < 0 and api.data_version != (3 if api.major >= 1 else 1):
+        return f"system engine table has an unexpected data format {api.data_version}"
+    if not (_lc_exported(handle, prefix, b"cursor_get", <void*>api.cursor_get)
+            and _lc_exported(handle, prefix, b"cursor_open", <void*>api.cursor_open)
+            and _lc_exported(handle, prefix, b"cursor_close", <void*>api.cursor_close)
+            and _lc_exported(handle, prefix, b"get", <void*>api.get)
+            and _lc_exported(handle, prefix, b"strerror", <void*>api.strerror_fn)):
+        return f"engine table {prefix!r} does not point at the exported {prefix.decode()}* functions"
+    return None
+
+
+cdef str _lmdbc_init():
+    """Verifies py-lmdb's private layout (see the header); None if the C path is usable."""
+    global _lc_nengines, _lc_cursor_type, _lc_txn_type
+    import os
+    if os.environ.get("TERNDB_LMDB_C", "1") == "0":
+        return "disabled by TERNDB_LMDB_C=0"
+    try:
+        import lmdb
+        import lmdb.cpython as ext
+    except ImportError as err:
+        return f"py-lmdb's CPython extension is not importable ({err})"
+    if not str(getattr(lmdb, "__version__", "")).startswith("3.0."):
+        return f"py-lmdb {getattr(lmdb, '__version__', '?')} is not a 3.0.x release this layout was checked against"
+    if lmdb.Cursor is not ext.Cursor:
+        return "py-lmdb runs on its cffi backend"
+    if (<PyTypeObject*>ext.Cursor).tp_basicsize != sizeof(terndb_pylmdb_cursor):
+        return (f"py-lmdb's Cursor object is {(<PyTypeObject*>ext.Cursor).tp_basicsize} bytes, "
+                f"expected {sizeof(terndb_pylmdb_cursor)}")
+    cdef bytes path = os.fsencode(ext.__file__)
+    # RTLD_NOLOAD: a handle on the copy Python already loaded, never a second one.
+    # The handle stays open for the process (extension modules are never unloaded).
+    cdef void* handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD)
+    if handle == NULL:
+        return "py-lmdb's extension is not loaded where its __file__ says"
+    cdef const terndb_mdb_api* api
+    cdef str why
+    for table, prefix, major, data_version in ((b"lmdb_api_v09", b"mdb09_", 0, 1),
+                                               (b"lmdb_api_v10", b"mdb10_", 1, 3),
+                                               (b"lmdb_api_sys", b"mdb_", -1, 0)):
+        api = <const terndb_mdb_api*>dlsym(handle, <bytes>table)
+        if api == NULL:
+            continue
+        why = _lc_check_engine(handle, api, <bytes>prefix, major, data_version)
+        if why is not None:
+            return why
+        _lc_engines[_lc_nengines] = api
+        _lc_nengines += 1
+    if _lc_nengines == 0:
+        return "py-lmdb's extension exports no LMDB engine table"
+    _lc_cursor_type = ext.Cursor
+    _lc_txn_type = ext.Transaction
+    return None
+
+
+cdef inline bint _lc_known_engine(const terndb_mdb_api* api) noexcept:
+    cdef int i
+    for i in range(_lc_nengines):
+        if _lc_engines[i] == api:
+            return True
+    return False
+
+
+cdef void _lc_disable(str why):
+    global _lc_enabled, _lc_reason
+    _lc_enabled = False
+    _lc_reason = why
+
+
+def lmdb_c_status():
+    """``(enabled, reason)``: whether scans read LMDB through C, and why not when they don't."""
+    return _lc_enabled, (None if _lc_enabled else _lc_reason)
+
+
+def lmdb_c_enable(bint on):
+    """Turns the C path on (if py-lmdb's layout verified at import) or off; returns the old state.
+
+    For tests and diagnosis: both paths give the same results."""
+    global _lc_enabled
+    cdef bint old = _lc_enabled
+    if on and _lc_cursor_type is None:
+        raise _LcOperationalError(f"the C LMDB path is unavailable: {_lc_reason}")
+    _lc_enabled = on
+    return old
+
+
+cdef int _lc_raise(const terndb_mdb_api* api, int rc) except -1:
+    cdef bytes text = api.strerror_fn(rc)
+    cdef str msg = text.decode("utf-8", "replace")
+    if rc == TERNDB_MDB_CORRUPTED or rc == TERNDB_MDB_PAGE_NOTFOUND:
+        raise CorruptDatabaseError(f"LMDB read failed: {msg}")
+    raise _LcOperationalError(f"LMDB read failed: {msg}")
+
+
+cdef class LmdbCursor:
+    """A cursor on one sub-database of one py-lmdb transaction.
+
+    Positioning calls return 1 when an entry is there and 0 at the end; the
+    entry is then at ``kp``/``kn`` (key) and ``vp``/``vn`` (value), valid until
+    the next call on this cursor or the next write in the transaction.
+    Without the C path (see the header) the same calls go through py-lmdb's
+    Python API and the pointers address the bytes objects it returned.
+    """
+    cdef object pyc                      # py-lmdb Cursor: owns the MDB_cursor
+    cdef terndb_pylmdb_cursor* raw       # its C struct, NULL on the fallback path
+    cdef const terndb_mdb_api* api
+    cdef terndb_mdb_val k, v
+    cdef object it                       # fallback: py-lmdb iterator after positioning
+    cdef bytes kb, vb                    # fallback: the current entry
+    cdef bint positioned
+    cdef const unsigned char* kp
+    cdef const unsigned char* vp
+    cdef Py_ssize_t kn, vn
+
+    cdef inline int _ready(self) except -1:
+        if self.raw.valid == 0 or self.raw.curs == NULL:
+            raise _LcOperationalError("the transaction this scan reads has ended")
+        return 0
+
+    cdef inline int _got(self, int rc) except -1:
+        if rc == 0:
+            self.kp = <const unsigned char*>self.k.mv_data
+            self.kn = <Py_ssize_t>self.k.mv_size
+            self.vp = <const unsigned char*>self.v.mv_data
+            self.vn = <Py_ssize_t>self.v.mv_size
+            self.positioned = True
+            return 1
+        if rc == TERNDB_MDB_NOTFOUND:
+            return 0
+        return _lc_raise(self.api, rc)
+
+    cdef int _fb_take(self, object kv) except -1:
+        if kv is None:
+            self.kb = self.vb = None
+            return 0
+        self.kb = <bytes>(<tuple>kv)[0]
+        self.vb = <bytes>(<tuple>kv)[1]
+        self.kp = <const unsigned char*>PyBytes_AS_STRING(self.kb)
+        self.kn = PyBytes_GET_SIZE(self.kb)
+        self.vp = <const unsigned char*>PyBytes_AS_STRING(self.vb)
+        self.vn = PyBytes_GET_SIZE(self.vb)
+        return 1
+
+    cdef int _fb_start(self, bint found) except -1:
+        if not found:
+            self.it = None
+            return 0
+        self.positioned = True
+        self.it = self.pyc.iternext(keys=True, values=True)
+        return self._fb_take(next(self.it, None))
+
+    cdef int first(self) except -1:
+        if self.raw != NULL:
+            self._ready()
+            return self._got(self.api.cursor_get(self.raw.curs, &self.k, &self.v, TERNDB_MDB_FIRST))
+        return self._fb_start(self.pyc.first())
+
+    cdef int next(self) except -1:
+        """The entry after the current one (the first one on a fresh cursor)."""
+        if not self.positioned:
+            return self.first()
+        if self.raw != NULL:
+            self._ready()
+            return self._got(self.api.cursor_get(self.raw.curs, &self.k, &self.v, TERNDB_MDB_NEXT))
+        if self.it is None:
+            return 0
+        return self._fb_take(next(self.it, None))
+
+    cdef int seek(self, bytes key) except -1:
+        """The first entry with a key >= ``key``."""
+        if self.raw != NULL:
+            self._ready()
+            self.k.mv_data = <void*>PyBytes_AS_STRING(key)
+            self.k.mv_size = <size_t>PyBytes_GET_SIZE(key)
+            return self._got(self.api.cursor_get(self.raw.curs, &self.k, &self.v, TERNDB_MDB_SET_RANGE))
+        return self._fb_start(self.pyc.set_range(key))
+
+    cdef int find(self, const unsigned char* key, Py_ssize_t n) except -1:
+        """The entry whose key is exactly ``key[:n]``."""
+        cdef bytes kb
+        if self.raw != NULL:
+            self._ready()
+            self.k.mv_data = <void*>key
+            self.k.mv_size = <size_t>n
+            return self._got(self.api.cursor_get(self.raw.curs, &self.k, &self.v, TERNDB_MDB_SET_KEY))
+        kb = PyBytes_FromStringAndSize(<const char*>key, n)
+        self.it = None     # a lookup ends any iteration on the fallback path
+        if not self.pyc.set_key(kb):
+            return 0
+        self.positioned = True
+        return self._fb_take((kb, self.pyc.value()))
+
+    cdef inline int key_cmp(self, bytes bound):
+        """<0, 0, >0 as the current key sorts before, equal to, after ``bound`` (LMDB's memcmp order)."""
+        cdef Py_ssize_t bn = PyBytes_GET_SIZE(bound)
+        cdef int c = memcmp(self.kp, PyBytes_AS_STRING(bound), self.kn if self.kn < bn else bn)
+        if c != 0:
+            return c
+        return (self.kn > bn) - (self.kn < bn)
+
+    cdef void close(self):
+        self.raw = NULL
+        self.it = None
+        self.kb = self.vb = None
+        if self.pyc is not None:
+            self.pyc.close()
+            self.pyc = None
+
+
+cdef LmdbCursor lmdb_cursor(object txn, object db):
+    """An LmdbCursor on ``db`` in py-lmdb transaction ``txn`` (C path when verified)."""
+    cdef LmdbCursor c = LmdbCursor.__new__(LmdbCursor)
+    cdef terndb_pylmdb_cursor* raw
+    c.pyc = txn.cursor(db=db)
+    # Something other than py-lmdb's own Transaction (a wrapper, a test double)
+    # reads through its Python API; only a py-lmdb object that fails the
+    # checks means the layout is not what was verified: then off for good.
+    if _lc_enabled and type(txn) is _lc_txn_type and type(c.pyc) is _lc_cursor_type:
+        raw = <terndb_pylmdb_cursor*><PyObject*>c.pyc
+        if (raw.trans == <PyObject*>txn and _lc_known_engine(raw.libv)
+                and raw.valid != 0 and raw.curs != NULL):
+            c.raw = raw
+            c.api = raw.libv
+        else:
+            _lc_disable("a py-lmdb cursor did not have the verified layout")
+    return c
+
+
+cdef class LmdbItems:
+    """``(key, value)`` bytes pairs of a sub-database from ``start`` on, through LmdbCursor.
+
+    The Python face of the C cursor, for tests and tools (scans use LmdbCursor directly)."""
+    cdef LmdbCursor cur
+    cdef bytes start
+    cdef bint started, done
+
+    def __init__(self, txn, db, bytes start=None):
+        self.cur = lmdb_cursor(txn, db)
+        self.start = start
+
+    @property
+    def uses_c(self):
+        return self.cur.raw != NULL
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef int found
+        if self.done:
+            raise StopIteration
+        if not self.started:
+            self.started = True
+            found = self.cur.first() if self.start is None else self.cur.seek(self.start)
+        else:
+            found = self.cur.next()
+        if not found:
+            self.done = True
+            self.cur.close()
+            raise StopIteration
+        return (PyBytes_FromStringAndSize(<const char*>self.cur.kp, self.cur.kn),
+                PyBytes_FromStringAndSize(<const char*>self.cur.vp, self.cur.vn))
+
+    def close(self):
+        self.done = True
+        self.cur.close()
+
+
+cdef str _lc_why_not = _lmdbc_init()
+_lc_enabled = _lc_why_not is None
+_lc_reason = _lc_why_not or ""

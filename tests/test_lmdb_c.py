@@ -1,0 +1,262 @@
+"""The C-level LMDB cursor (cext/lmdbc.pxi) and its py-lmdb fallback.
+
+Scans read LMDB through the MDB_cursor of a py-lmdb ``Cursor`` (see the
+header of lmdbc.pxi).  These tests check that the C path and the fallback
+give the same rows (and the same as sqlite3), that reads keep their
+transaction's snapshot and see its own writes, that values on LMDB overflow
+pages come back whole, that a cursor whose transaction ended (or whose
+table was dropped, or whose read slot was reused) raises instead of touching
+freed memory, and that a py-lmdb whose layout does not verify turns the C
+path off instead of crashing.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import lmdb
+import pytest
+
+import terndb
+from terndb._cext import _core as C
+from terndb.engine.errors import OperationalError
+
+C_PATH_AVAILABLE = C.lmdb_c_status()[0]
+
+
+@pytest.fixture(params=["c", "fallback"])
+def path_mode(request) -> Iterator[str]:
+    """Runs a test once on the C path and once on py-lmdb's Python API."""
+    if request.param == "c" and not C_PATH_AVAILABLE:
+        pytest.skip(f"C LMDB path unavailable: {C.lmdb_c_status()[1]}")
+    old = C.lmdb_c_enable(request.param == "c") if C_PATH_AVAILABLE else False
+    yield request.param
+    if C_PATH_AVAILABLE:
+        C.lmdb_c_enable(old)
+
+
+@pytest.fixture
+def env(tmp_path) -> Iterator[Any]:
+    e = lmdb.open(str(tmp_path / "env"), max_dbs=4, map_size=1 << 26)
+    yield e
+    e.close()
+
+
+def _fill(env: Any, db: Any, items: dict[bytes, bytes]) -> None:
+    with env.begin(write=True) as txn:
+        for k, v in items.items():
+            txn.put(k, v, db=db)
+
+
+def test_the_c_path_is_on_for_the_py_lmdb_it_was_checked_against() -> None:
+    if lmdb.__version__ != "3.0.0":
+        pytest.skip(f"layout verified against py-lmdb 3.0.0, running {lmdb.__version__}")
+    assert C.lmdb_c_status() == (True, None)
+
+
+# -- LmdbItems: the cursor itself ---------------------------------------------------------------
+
+
+def test_items_match_py_lmdb_from_start_and_from_a_key(env: Any, path_mode: str) -> None:
+    db = env.open_db(b"t")
+    items = {i.to_bytes(4, "big"): b"v%d" % i * (i % 7) for i in range(0, 3000, 3)}
+    _fill(env, db, items)
+    with env.begin() as txn:
+        scan = C.LmdbItems(txn, db)
+        assert scan.uses_c == (path_mode == "c")
+        assert list(scan) == sorted(items.items())
+        start = (1000).to_bytes(4, "big")           # between keys: 999 and 1002
+        assert list(C.LmdbItems(txn, db, start)) == [kv for kv in sorted(items.items()) if kv[0] >= start]
+        assert list(C.LmdbItems(txn, db, b"\xff")) == []
+    empty = env.open_db(b"empty")
+    with env.begin() as txn:
+        assert list(C.LmdbItems(txn, empty)) == []
+
+
+def test_values_on_overflow_pages_come_back_whole(env: Any, path_mode: str) -> None:
+    db = env.open_db(b"big")
+    items = {b"a": os.urandom(3 * 4096 + 17), b"b": b"", b"c": os.urandom(1 << 20), b"d": b"x"}
+    _fill(env, db, items)
+    with env.begin() as txn:
+        assert list(C.LmdbItems(txn, db)) == sorted(items.items())
+
+
+def test_a_read_keeps_its_snapshot_while_a_writer_commits(env: Any, path_mode: str) -> None:
+    db = env.open_db(b"t")
+    _fill(env, db, {b"%03d" % i: b"old" for i in range(100)})
+    reader = env.begin()
+    scan = C.LmdbItems(reader, db)
+    head = [next(scan) for _ in range(10)]
+    with env.begin(write=True) as w:
+        for i in range(100):
+            w.put(b"%03d" % i, b"new", db=db)
+        w.put(b"zzz", b"new", db=db)
+    rest = list(scan)
+    assert [v for _, v in head + rest] == [b"old"] * 100
+    reader.abort()
+
+
+def test_a_write_transaction_sees_its_own_writes(env: Any, path_mode: str) -> None:
+    db = env.open_db(b"t")
+    _fill(env, db, {b"a": b"1", b"c": b"3"})
+    with env.begin(write=True) as txn:
+        txn.put(b"b", b"2", db=db)
+        txn.delete(b"c", db=db)
+        assert list(C.LmdbItems(txn, db)) == [(b"a", b"1"), (b"b", b"2")]
+        txn.abort()
+
+
+@pytest.mark.parametrize("end", ["abort", "commit", "drop", "reuse"])
+def test_a_scan_whose_transaction_ended_raises(env: Any, path_mode: str, end: str) -> None:
+    db = env.open_db(b"t")
+    _fill(env, db, {b"%03d" % i: b"v" for i in range(50)})
+    txn = env.begin(write=(end in ("commit", "drop")))
+    scan = C.LmdbItems(txn, db)
+    next(scan)
+    if end == "abort":
+        txn.abort()
+    elif end == "commit":
+        txn.commit()
+    elif end == "drop":
+        txn.drop(db, delete=True)
+    else:
+        # The ended read transaction's MDB_txn goes back to py-lmdb's spare slot
+        # and is renewed for the next reader; the old scan must not read through it.
+        txn.abort()
+        again = env.begin()
+        assert len(list(C.LmdbItems(again, db))) == 50
+    with pytest.raises((OperationalError, lmdb.Error)):
+        next(scan)
+
+
+class _TxnWrapper:
+    """Not py-lmdb's own Transaction: must be read through its Python API."""
+
+    def __init__(self, txn: Any) -> None:
+        self._txn = txn
+
+    def cursor(self, db: Any = None) -> Any:
+        return self._txn.cursor(db=db)
+
+
+def test_a_transaction_wrapper_reads_through_the_python_api(env: Any) -> None:
+    db = env.open_db(b"t")
+    _fill(env, db, {b"k1": b"v1", b"k2": b"v2"})
+    before = C.lmdb_c_status()
+    with env.begin() as txn:
+        scan = C.LmdbItems(_TxnWrapper(txn), db)
+        assert not scan.uses_c
+        assert list(scan) == [(b"k1", b"v1"), (b"k2", b"v2")]
+    assert C.lmdb_c_status() == before       # a stranger is not a layout failure
+
+
+# -- through SQL: both paths give sqlite3's rows ----------------------------------------------------
+
+
+QUERIES = [
+    "SELECT * FROM t",
+    "SELECT id, b FROM t WHERE n % 3 = 1",
+    "SELECT * FROM t WHERE id BETWEEN 17 AND 170",
+    "SELECT id FROM t WHERE id > 1990",
+    "SELECT id FROM t WHERE id < -5",
+    "SELECT n, count(*), sum(x), avg(x), max(b), min(length(big)) FROM t GROUP BY n",
+    "SELECT t.n, count(*), sum(u.w) FROM t JOIN u ON u.k = t.n GROUP BY t.n",
+    # Index nested-loop joins on the INTEGER PRIMARY KEY: repeated probes (memoised in
+    # read transactions), probes of missing rows, and a filter on the probed side.
+    "SELECT t.id, p.label FROM t JOIN p ON p.id = t.n",
+    "SELECT t.id, p.label FROM t LEFT JOIN p ON p.id = t.n * 2 WHERE t.id < 300",
+    "SELECT p.label, count(*) FROM t JOIN p ON p.id = t.n AND p.label > 'label 4' GROUP BY p.label",
+]
+
+
+def _load(con: Any) -> None:
+    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, x REAL, b TEXT, big BLOB)")
+    con.execute("CREATE TABLE u (k INTEGER, w REAL)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+                    [(i, i % 13, i * 0.25, f"item {i}" if i % 5 else None,
+                      bytes([i % 251]) * (5000 if i % 400 == 0 else 3)) for i in range(1, 2001)])
+    con.executemany("INSERT INTO u VALUES (?, ?)", [(k, k * 1.5) for k in range(0, 13, 2)])
+    con.execute("CREATE TABLE p (id INTEGER PRIMARY KEY, label TEXT)")
+    con.executemany("INSERT INTO p VALUES (?, ?)", [(k, f"label {k}") for k in range(1, 13)])
+    con.commit()
+
+
+def test_scans_give_sqlite3_rows_on_both_paths(path_mode: str) -> None:
+    tern = terndb.connect(":memory:")
+    lite = sqlite3.connect(":memory:")
+    try:
+        _load(tern)
+        _load(lite)
+        for sql in QUERIES:
+            got = tern.execute(sql).fetchall()
+            want = lite.execute(sql).fetchall()
+            assert sorted(got, key=repr) == sorted(want, key=repr), sql
+    finally:
+        tern.close()
+        lite.close()
+
+
+def test_arrow_direct_scan_on_both_paths(path_mode: str) -> None:
+    pytest.importorskip("pyarrow")
+    tern = terndb.connect(":memory:")
+    try:
+        _load(tern)
+        cur = tern.execute("SELECT id, n, x, b FROM t")
+        table = cur.fetch_arrow_table()
+        rows = tern.execute("SELECT id, n, x, b FROM t").fetchall()
+        assert list(zip(*[table.column(i).to_pylist() for i in range(4)])) == rows
+    finally:
+        tern.close()
+
+
+def test_uncommitted_rows_are_scanned_in_their_transaction(path_mode: str) -> None:
+    con = terndb.connect(":memory:")
+    try:
+        _load(con)
+        con.execute("INSERT INTO t (id, n) VALUES (5000, 99)")
+        con.execute("DELETE FROM t WHERE id <= 1000")
+        assert con.execute("SELECT count(*), max(id) FROM t").fetchone() == (1001, 5000)
+        assert con.execute("SELECT id FROM t WHERE id BETWEEN 999 AND 1002").fetchall() == [(1001,), (1002,)]
+        # Probes inside the write transaction see its own change (no memo there).
+        con.execute("UPDATE p SET label = 'changed' WHERE id = 3")
+        assert con.execute("SELECT count(*) FROM t JOIN p ON p.id = t.n "
+                           "WHERE p.label = 'changed'").fetchone() == (77,)
+        con.rollback()
+        assert con.execute("SELECT count(*), max(id) FROM t").fetchone() == (2000, 2000)
+    finally:
+        con.close()
+
+
+# -- a py-lmdb that does not verify ---------------------------------------------------------------
+
+
+def _run_child(code: str, **env: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120).stdout
+
+
+CHILD_QUERY = """
+import terndb
+from terndb._cext import _core as C
+con = terndb.connect(':memory:')
+con.execute('CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)')
+con.executemany('INSERT INTO t VALUES (?, ?)', [(i, str(i)) for i in range(100)])
+print(C.lmdb_c_status())
+print(con.execute('SELECT count(*), sum(a) FROM t WHERE a >= 10').fetchone())
+"""
+
+
+def test_disabled_by_environment_variable_still_answers() -> None:
+    out = _run_child(CHILD_QUERY, TERNDB_LMDB_C="0").splitlines()
+    assert out == ["(False, 'disabled by TERNDB_LMDB_C=0')", "(90, 4905)"]
+
+
+def test_an_unverified_py_lmdb_version_falls_back() -> None:
+    code = "import lmdb; lmdb.__version__ = '3.1.0'\n" + CHILD_QUERY
+    out = _run_child(code).splitlines()
+    assert out[0].startswith("(False, 'py-lmdb 3.1.0 is not a 3.0.x release")
+    assert out[1] == "(90, 4905)"
