@@ -93,46 +93,64 @@ cdef class TableScan(Operator):
 
 
 cdef class RowidLookup(Operator):
-    """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get."""
+    """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get.
+
+    Given a list of key expressions (``rowid IN (...)``), one get per distinct
+    key, in ascending rowid order as SQLite returns them.
+    """
     cdef object dbname, store, handle
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr key_expr, predicate
-    cdef tuple pending
+    cdef list key_exprs
+    cdef list keys
+    cdef Py_ssize_t key_i
     cdef ExecContext ctx
 
-    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr key_expr, Expr predicate=None):
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None):
         self.store = store
         self.dbname = dbname
         self.ncols = ncols
         self.defaults = defaults
-        self.key_expr = key_expr
+        if isinstance(key_expr, list):
+            self.key_exprs = key_expr
+        else:
+            self.key_expr = <Expr?>key_expr
         self.predicate = predicate
 
     cdef void open(self, ExecContext ctx) except *:
         self.ctx = ctx
-        self.pending = None
-        k = rowid_probe_value(self.key_expr.eval((), ctx))
-        if k is None:
-            return
-        if self.handle is None:      # stable for the plan's life (a schema change replans)
+        self.key_i = 0
+        cdef set seen
+        if self.key_exprs is None:
+            k = rowid_probe_value(self.key_expr.eval((), ctx))
+            self.keys = [k] if k is not None else []
+        else:
+            seen = set()
+            for e in self.key_exprs:
+                k = rowid_probe_value((<Expr>e).eval((), ctx))
+                if k is not None:
+                    seen.add(k)
+            self.keys = sorted(seen)
+        if self.keys and self.handle is None:   # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        db = self.handle
-        key = encode_rowid(k)
-        value = ctx.txn.get(key, db=db)
-        if value is not None:
-            row = _table_row(key, value, self.ncols, self.defaults)
-            if self.predicate is None or sql_truth(self.predicate.eval(row, ctx)):
-                self.pending = row
 
     cdef tuple next(self):
-        cdef tuple r = self.pending
-        self.pending = None
-        return r
+        cdef tuple row
+        while self.key_i < len(self.keys):
+            key = encode_rowid(self.keys[self.key_i])
+            self.key_i += 1
+            value = self.ctx.txn.get(key, db=self.handle)
+            if value is None:
+                continue
+            row = _table_row(key, value, self.ncols, self.defaults)
+            if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
+                return row
+        return None
 
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
-        self.pending = None
+        self.keys = None
 
 
 cdef object rowid_probe_value(object v):
@@ -269,27 +287,31 @@ cdef object _numeric_bound(object v, bint is_lower, bint inclusive):
 
 
 cdef class IndexScan(Operator):
-    """Scan of an index range [lo_key, hi_key) fetching the table rows by rowid.
+    """Scan of index key ranges fetching the table rows by rowid.
 
     ``lo``/``hi`` are lists of expressions for a prefix of the index columns;
-    bounds are built per execution with the key codec.  With ``covering``, the
-    row is rebuilt from the index key alone (``cover_map`` gives, for each
-    table column, its index part or -1).
+    bounds are built per execution with the key codec.  With ``in_list`` (the
+    ``x IN (...)`` of the index part after the ``lo`` == ``hi`` equality
+    prefix), every distinct value is one exact-prefix range, visited in key
+    order (so each row comes once, in index order, as SQLite gives it).
     """
     cdef object store, table_db, index_db
     cdef Py_ssize_t ncols
     cdef tuple defaults
-    cdef list lo, hi
-    cdef bint lo_incl, hi_incl, eq
+    cdef list lo, hi, in_list
+    cdef bint lo_incl, hi_incl
     cdef bytes desc
     cdef Expr predicate
     cdef object cursor, it, table_handle, index_handle
     cdef bytes hi_key
+    cdef list ranges                 # pending (lo_key or None, hi_key or None), in key order
+    cdef Py_ssize_t range_i
     cdef bint done
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
-                 bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None):
+                 bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None,
+                 list in_list=None):
         self.store = store
         self.table_db = table_db
         self.index_db = index_db
@@ -301,45 +323,65 @@ cdef class IndexScan(Operator):
         self.lo_incl = lo_incl
         self.hi_incl = hi_incl
         self.predicate = predicate
+        self.in_list = in_list
 
-    cdef void open(self, ExecContext ctx) except *:
-        self.ctx = ctx
-        self.done = False
-        cdef bytes lo_key = None
-        self.hi_key = None
-        cdef Py_ssize_t n
+    cdef list _single_range(self, ExecContext ctx):
+        cdef bytes lo_key = None, hi_key = None
         if self.lo:
             vals = eval_list(self.lo, (), ctx)
             if None in vals:
-                self.done = True
-                return
+                return []
             lo_key = encode_key(vals, self.desc[:len(vals)])
             if not self.lo_incl:
                 lo_key = prefix_successor(lo_key)
                 if lo_key is None:
-                    self.done = True
-                    return
+                    return []
         if self.hi:
             vals = eval_list(self.hi, (), ctx)
             if None in vals:
-                self.done = True
-                return
-            self.hi_key = encode_key(vals, self.desc[:len(vals)])
+                return []
+            hi_key = encode_key(vals, self.desc[:len(vals)])
             if self.hi_incl:
-                self.hi_key = prefix_successor(self.hi_key)
+                hi_key = prefix_successor(hi_key)
+        return [(lo_key, hi_key)]
+
+    cdef list _in_ranges(self, ExecContext ctx):
+        prefix = eval_list(self.lo, (), ctx) if self.lo else ()
+        if None in prefix:
+            return []
+        cdef Py_ssize_t n = len(prefix) + 1
+        cdef set keys = set()
+        for e in self.in_list:
+            v = (<Expr>e).eval((), ctx)
+            if v is not None:       # x IN (NULL) matches nothing
+                keys.add(encode_key(tuple(prefix) + (v,), self.desc[:n]))
+        return [(k, prefix_successor(k)) for k in sorted(keys)]
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.done = False
+        self.ranges = self._in_ranges(ctx) if self.in_list is not None else self._single_range(ctx)
+        self.range_i = 0
         if self.index_handle is None:
             self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
             self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
-        db = self.index_handle
-        self.cursor = ctx.txn.cursor(db=db)
-        if lo_key is not None:
-            ok = self.cursor.set_range(lo_key)
-        else:
-            ok = self.cursor.first()
-        if not ok:
-            self.done = True
-            return
-        self.it = self.cursor.iternext(keys=True, values=False)
+        self.cursor = ctx.txn.cursor(db=self.index_handle)
+        self._seek_next_range()
+
+    cdef void _seek_next_range(self):
+        """Positions the cursor at the next pending range that has keys; done when none."""
+        cdef bytes lo_key
+        cdef tuple bounds
+        while self.range_i < len(self.ranges):
+            bounds = <tuple>self.ranges[self.range_i]
+            lo_key = <bytes>bounds[0]
+            self.hi_key = <bytes>bounds[1]
+            self.range_i += 1
+            ok = self.cursor.set_range(lo_key) if lo_key is not None else self.cursor.first()
+            if ok:
+                self.it = self.cursor.iternext(keys=True, values=False)
+                return
+        self.done = True
 
     cdef tuple next(self):
         cdef bytes key, rk
@@ -350,8 +392,10 @@ cdef class IndexScan(Operator):
         while True:
             key = next(self.it, None)
             if key is None or (self.hi_key is not None and key >= self.hi_key):
-                self.done = True
-                return None
+                self._seek_next_range()
+                if self.done:
+                    return None
+                continue
             rk = encode_rowid(key_rowid_suffix(key))
             value = txn.get(rk, db=self.table_handle)
             if value is None:

@@ -14,6 +14,7 @@ Join ordering by cost and the rest of the SQL surface grow here (issue 3).
 """
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,11 +23,11 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Schema, Table
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
-from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text, type_name
+from .sqlparse import list_item_texts, parse_one, reject_schema_qualifier, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
@@ -819,21 +820,16 @@ class SelectPlanner:
         src = it.source
         ncols = len(table.columns)
         defaults = self._defaults(table)
-        bscope = BoundScope(scope, left_width, src, bias)
-        bcomp = ExprCompiler(bscope, self.params, self.subquery_runner)
-        eqs: dict[int, Any] = {}
-        ranges: dict[int, list] = {}
+        indexes = [ix for ix in self.schema.indexes_of(table) if _binary_ordered(table, ix)]
+        # Index expressions of this table: signature -> the expression's affinity.
+        expr_affs = {key[1]: _index_part_affinity(table, p) for ix in indexes for p in ix.parts
+                     if isinstance(key := _part_key(table, p), tuple)}
+        bcomp = ExprCompiler(BoundScope(scope, left_width, src, bias), self.params, self.subquery_runner)
+        terms = _IndexTerms()
         for c in conj:
-            for pos, op, bound_node in _sargable(c, scope, src):
-                try:
-                    bound = bcomp.compile(bound_node)
-                except _NotABound:
-                    continue
-                col = pos - src.offset
-                if op == "eq":
-                    eqs.setdefault(col, (bound, bound_node))
-                else:
-                    ranges.setdefault(col, []).append((op, bound, bound_node))
+            for key, op, bound in _index_terms(c, scope, src, expr_affs):
+                terms.add(key, op, bound, bcomp, expr_affs)
+        eqs, ranges, ins = terms.eqs, terms.ranges, terms.ins
         rowid_col = ncols  # the rowid's slot in the source
         key_cols = {rowid_col}
         if table.rowid_alias is not None:
@@ -844,60 +840,75 @@ class SelectPlanner:
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
                 op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0])
                 return op, conj
-        # Index with an equality on its first column(s), then an optional range.
+        # The index with the longest equality prefix, then an IN list or a range on the next part.
         best = None
-        for ix in self.schema.indexes_of(table):
-            if any(p.column is None or p.collation for p in ix.parts):
-                continue
-            if any(table.columns[p.column].collation for p in ix.parts):
-                continue
+        for ix in indexes:
+            keys = [_part_key(table, p) for p in ix.parts]
             n_eq = 0
-            for p in ix.parts:
-                if p.column in eqs:
-                    n_eq += 1
-                else:
+            for k in keys:
+                if k not in eqs:
                     break
-            rng = None
-            if n_eq < len(ix.parts) and ix.parts[n_eq].column in ranges and not ix.parts[n_eq].desc:
-                rng = ranges[ix.parts[n_eq].column]
-            score = n_eq * 10 + (1 if rng else 0) + (5 if ix.unique and n_eq == len(ix.parts) else 0)
+                n_eq += 1
+            in_terms = rng = None
+            if n_eq < len(keys):
+                if keys[n_eq] in ins:
+                    in_terms = ins[keys[n_eq]]
+                elif keys[n_eq] in ranges and not ix.parts[n_eq].desc:
+                    rng = ranges[keys[n_eq]]
+            score = (n_eq * 10 + (8 if in_terms else 0) + (1 if rng else 0)
+                     + (5 if ix.unique and n_eq == len(keys) else 0))
             if score > 0 and (best is None or score > best[0]):
-                best = (score, ix, n_eq, rng)
+                best = (score, ix, keys, n_eq, in_terms, rng)
+        for kc in key_cols:
+            if kc in ins and (best is None or best[0] < 10):
+                self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
+                return C.RowidLookup(store, table.db_name, ncols, defaults, [b for b, _n in ins[kc]]), conj
         for kc in key_cols:
             if kc in ranges and (best is None or best[0] < 10):
                 lo, lo_incl, hi, hi_incl = _range_bounds(ranges[kc])
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")
                 return C.RowidRange(store, table.db_name, ncols, defaults, lo, lo_incl, hi, hi_incl), conj
         if best is not None:
-            _score, ix, n_eq, rng = best
-            eq_vals = [self._probe(eqs[p.column][0], eqs[p.column][1], table, p.column, bcomp)
-                       for p in ix.parts[:n_eq]]
-            lo_list, hi_list = list(eq_vals), list(eq_vals)
-            lo_incl = hi_incl = True
-            desc_text = " AND ".join(f"{table.columns[p.column].name}=?" for p in ix.parts[:n_eq])
-            if rng:
-                col = ix.parts[n_eq].column
-                lo, lo_i, hi, hi_i = _range_bounds(rng)
-                lo_node, hi_node = _range_bound_nodes(rng)
-                if lo is not None:
-                    # Bounds take the comparison affinity the filter applies (a TEXT
-                    # column turns a bare 0 into '0'), or the range would miss rows.
-                    lo_list.append(self._probe(lo, lo_node, table, col, bcomp))
-                    lo_incl = lo_i
-                if hi is not None:
-                    hi_list.append(self._probe(hi, hi_node, table, col, bcomp))
-                    hi_incl = hi_i
-                desc_text = (desc_text + " AND " if desc_text else "") + f"{table.columns[col].name}>? AND <?"
-            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({desc_text})")
-            op = C.IndexScan(store, table.db_name, ix.db_name, ncols, defaults, ix.desc_flags,
-                             lo_list, lo_incl, hi_list, hi_incl)
-            return op, conj
+            return self._index_scan(src, table, defaults, best, eqs, bcomp), conj
         self.explain.append(f"SCAN {src.name}")
         return C.TableScan(store, table.db_name, ncols, defaults), conj
 
-    def _probe(self, bound: Any, bound_node: exp.Expression, table: Table, col: int, comp: ExprCompiler) -> Any:
-        """Converts an equality probe value to what the index stores (comparison affinity)."""
-        aff = table.columns[col].affinity
+    def _index_scan(self, src: Source, table: Table, defaults: tuple | None, best: tuple,
+                    eqs: dict, bcomp: ExprCompiler) -> Any:
+        """The IndexScan for the chosen index: equality prefix, then an IN list or a range."""
+        _score, ix, keys, n_eq, in_terms, rng = best
+        labels = [_part_label(table, p) for p in ix.parts]
+        eq_vals = [self._probe(*eqs[k], _index_part_affinity(table, p), bcomp)
+                   for k, p in zip(keys[:n_eq], ix.parts)]
+        lo_list, hi_list = list(eq_vals), list(eq_vals)
+        lo_incl = hi_incl = True
+        desc = [f"{label}=?" for label in labels[:n_eq]]
+        in_list = None
+        if in_terms:
+            aff = _index_part_affinity(table, ix.parts[n_eq])
+            in_list = [self._probe(b, n, aff, bcomp) for b, n in in_terms]
+            desc.append(f"{labels[n_eq]}=?")
+        elif rng:
+            aff = _index_part_affinity(table, ix.parts[n_eq])
+            lo, lo_i, hi, hi_i = _range_bounds(rng)
+            lo_node, hi_node = _range_bound_nodes(rng)
+            # Bounds take the comparison affinity the filter applies (a TEXT
+            # column turns a bare 0 into '0'), or the range would miss rows.
+            if lo is not None:
+                lo_list.append(self._probe(lo, lo_node, aff, bcomp))
+                lo_incl = lo_i
+                desc.append(f"{labels[n_eq]}>?")
+            if hi is not None:
+                hi_list.append(self._probe(hi, hi_node, aff, bcomp))
+                hi_incl = hi_i
+                desc.append(f"{labels[n_eq]}<?")
+        self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({' AND '.join(desc)})")
+        return C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), defaults, ix.desc_flags,
+                           lo_list, lo_incl, hi_list, hi_incl, None, in_list)
+
+    def _probe(self, bound: Any, bound_node: exp.Expression, aff: int | None, comp: ExprCompiler) -> Any:
+        """Converts a probe value to what the index stores (the comparison affinity
+        the filter applies), given the affinity of the index part (None: none)."""
         other = comp.affinity(bound_node)
         if aff in NUMERIC_AFFS and other not in NUMERIC_AFFS:
             return C.Affinity(bound, AFF_NUMERIC)
@@ -1286,24 +1297,178 @@ _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq"}
 _OPS = {exp.EQ: "eq", exp.LT: "lt", exp.LTE: "le", exp.GT: "gt", exp.GTE: "ge"}
 
 
-def _sargable(node: exp.Expression, scope: Scope, src: Source) -> list[tuple[int, str, exp.Expression]]:
-    """(column position, op, bound expression) terms of a conjunct usable by an access path."""
-    out = []
-    lo, hi = src.offset, src.offset + src.width
+# Part keys: an index part is known to the planner's term tables by the table
+# column position of a column part, or ("x", signature) of an expression part.
+
+
+def _index_terms(node: exp.Expression, scope: Scope, src: Source,
+                 expr_affs: dict[str, int | None]) -> list[tuple[Any, str, Any]]:
+    """(part key, op, bound node(s)) terms of a conjunct that an index or rowid access can use.
+
+    ``op`` is eq / lt / le / gt / ge, or "in" with a list of bound nodes.  The
+    keyed side is a column of ``src`` or an expression some index of it is
+    defined on; whether the bound side is computable before the row is read
+    is decided when it is compiled (BoundScope).
+    """
     op = _OPS.get(type(node))
     if op is not None:
-        lp = _column_position(node.this, scope)
-        rp = _column_position(node.expression, scope)
-        if lp is not None and lo <= lp < hi and not (rp is not None and lo <= rp < hi):
-            out.append((lp, op, node.expression))
-        elif rp is not None and lo <= rp < hi and not (lp is not None and lo <= lp < hi):
-            out.append((rp, _FLIP[op], node.this))
-    elif isinstance(node, exp.Between):
-        p = _column_position(node.this, scope)
-        if p is not None and lo <= p < hi:
-            out.append((p, "ge", node.args["low"]))
-            out.append((p, "le", node.args["high"]))
-    return out
+        lk = _term_key(node.this, scope, src, expr_affs)
+        rk = _term_key(node.expression, scope, src, expr_affs)
+        if lk is not None and rk is None:
+            return [(lk, op, node.expression)]
+        if rk is not None and lk is None:
+            return [(rk, _FLIP[op], node.this)]
+        return []
+    if isinstance(node, exp.Between):
+        k = _term_key(node.this, scope, src, expr_affs)
+        return [] if k is None else [(k, "ge", node.args["low"]), (k, "le", node.args["high"])]
+    if isinstance(node, exp.In) and node.expressions and not any(
+            node.args.get(a) for a in ("query", "unnest", "field")):
+        k = _term_key(node.this, scope, src, expr_affs)
+        return [] if k is None else [(k, "in", list(node.expressions))]
+    return []
+
+
+def _term_key(side: exp.Expression, scope: Scope, src: Source, expr_affs: dict[str, int | None]) -> Any:
+    """The part key ``side`` designates in ``src``: a column position (the rowid
+    is the slot after the columns), an index expression's key, or None."""
+    pos = _column_position(side, scope)
+    if pos is not None:
+        return pos - src.offset if src.offset <= pos < src.offset + src.width else None
+    if not expr_affs or isinstance(side, (exp.Literal, exp.Placeholder, exp.Parameter)):
+        return None
+
+    def resolve(col: exp.Column) -> int | None:
+        try:
+            hit = scope.lookup(col.name, col.table or None)
+        except ProgrammingError:
+            return None
+        if hit is None or hit[0] != 0 or not src.offset <= hit[1] < src.offset + len(src.columns):
+            return None
+        return hit[1] - src.offset
+
+    sig = _expression_signature(side, resolve)
+    return ("x", sig) if sig is not None and sig in expr_affs else None
+
+
+def _expression_signature(node: exp.Expression, resolve: Callable[[exp.Column], int | None]) -> str | None:
+    """Canonical text of an expression over one table's columns, or None.
+
+    Column references become the column's position (so ``o.doc`` in a query
+    and ``doc`` in CREATE INDEX agree), redundant parentheses go and function
+    names are lower-cased; nothing else is rewritten.  That is SQLite's rule
+    for using an expression index: the query must spell the indexed
+    expression itself (``doc ->> '$.a'`` does not match an index on
+    ``json_extract(doc, '$.a')``).  None when a column is not the table's or
+    the expression holds a subquery.
+    """
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if _has_subquery(node):
+        return None
+    tree = node.copy()
+    for col in list(tree.find_all(exp.Column)):
+        pos = resolve(col)
+        if pos is None:
+            return None
+        col.replace(exp.Column(this=exp.Identifier(this=f"#{pos}", quoted=True)))
+    for paren in list(tree.find_all(exp.Paren)):
+        paren.replace(paren.this)
+    for fn in tree.find_all(exp.Anonymous):
+        fn.set("this", fn.name.lower())
+    return to_sql(tree)
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_expression_signature(expr_sql: str, table_name: str, column_keys: tuple[str, ...]) -> str | None:
+    """The signature of an index's expression (its stored SQL) over its table."""
+    node = parse_one("SELECT " + expr_sql).expressions[0]
+
+    def resolve(col: exp.Column) -> int | None:
+        if col.table and col.table.lower() != table_name:
+            return None
+        low = col.name.lower()
+        return column_keys.index(low) if low in column_keys else None
+
+    return _expression_signature(node, resolve)
+
+
+def _part_key(table: Table, part: IndexPart) -> Any:
+    if part.column is not None:
+        return part.column
+    sig = _stored_expression_signature(part.expr_sql or "", table.key, tuple(c.key for c in table.columns))
+    return ("x", sig) if sig is not None else None
+
+
+def _part_label(table: Table, part: IndexPart) -> str:
+    """How EXPLAIN QUERY PLAN names an index part (SQLite writes <expr> for expressions)."""
+    return table.columns[part.column].name if part.column is not None else "<expr>"
+
+
+def _index_part_affinity(table: Table, part: IndexPart) -> int | None:
+    """The affinity index entries of this part were compared with (None: none)."""
+    if part.column is not None:
+        return table.columns[part.column].affinity
+    return _stored_expression_affinity(part.expr_sql or "NULL")
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_expression_affinity(expr_sql: str) -> int | None:
+    # Only a CAST gives an expression an affinity; column references do not matter.
+    return ExprCompiler(Scope([]), ParamSpec.EMPTY).affinity(parse_one("SELECT " + expr_sql).expressions[0])
+
+
+def _binary_ordered(table: Table, ix: Index) -> bool:
+    """Whether the index orders every part by BINARY comparison, as the probes assume."""
+    for p in ix.parts:
+        if p.collation or (p.column is not None and table.columns[p.column].collation):
+            return False
+        if p.column is None and _part_key(table, p) is None:
+            return False
+    return True
+
+
+def _index_affinity_ok(index_aff: int | None, bound_aff: int | None) -> bool:
+    """SQLite's sqlite3IndexAffinityOk(): an index on a part of affinity
+    ``index_aff`` can serve ``part = bound`` only if the comparison affinity
+    would not convert the stored values (they are in the index unconverted)."""
+    if index_aff is not None and bound_aff is not None:
+        cmp = AFF_NUMERIC if index_aff in NUMERIC_AFFS or bound_aff in NUMERIC_AFFS else None
+    else:
+        cmp = index_aff if index_aff is not None else bound_aff
+    if cmp is None or cmp == AFF_BLOB:
+        return True
+    if cmp == AFF_TEXT:
+        return index_aff == AFF_TEXT
+    return index_aff in NUMERIC_AFFS
+
+
+class _IndexTerms:
+    """The usable terms of one access path, by part key: equalities, IN lists and range terms."""
+
+    def __init__(self) -> None:
+        self.eqs: dict[Any, tuple[Any, exp.Expression]] = {}
+        self.ins: dict[Any, list[tuple[Any, exp.Expression]]] = {}
+        self.ranges: dict[Any, list[tuple[str, Any, exp.Expression]]] = {}
+
+    def add(self, key: Any, op: str, bound: Any, bcomp: ExprCompiler, expr_affs: dict[str, int | None]) -> None:
+        nodes = bound if op == "in" else [bound]
+        try:
+            compiled = [bcomp.compile(n) for n in nodes]
+        except _NotABound:
+            return
+        # A probe collated other than BINARY compares differently from the index order.
+        if any(bcomp.collation(n) for n in nodes):
+            return
+        if isinstance(key, tuple) and not all(_index_affinity_ok(expr_affs[key[1]], bcomp.affinity(n))
+                                              for n in nodes):
+            return
+        if op == "eq":
+            self.eqs.setdefault(key, (compiled[0], nodes[0]))
+        elif op == "in":
+            self.ins.setdefault(key, list(zip(compiled, nodes)))
+        else:
+            self.ranges.setdefault(key, []).append((op, compiled[0], nodes[0]))
 
 
 def _range_bound_nodes(terms: list) -> tuple[Any, Any]:
