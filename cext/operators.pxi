@@ -294,6 +294,7 @@ cdef class IndexScan(Operator):
     ``x IN (...)`` of the index part after the ``lo`` == ``hi`` equality
     prefix), every distinct value is one exact-prefix range, visited in key
     order (so each row comes once, in index order, as SQLite gives it).
+    With ``reverse``, ranges and keys are visited last to first.
     """
     cdef object store, table_db, index_db
     cdef Py_ssize_t ncols
@@ -303,15 +304,15 @@ cdef class IndexScan(Operator):
     cdef bytes desc
     cdef Expr predicate
     cdef object cursor, it, table_handle, index_handle
-    cdef bytes hi_key
+    cdef bytes hi_key, lo_key        # the current range
     cdef list ranges                 # pending (lo_key or None, hi_key or None), in key order
     cdef Py_ssize_t range_i
-    cdef bint done
+    cdef bint done, reverse
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
                  bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None,
-                 list in_list=None):
+                 list in_list=None, bint reverse=False):
         self.store = store
         self.table_db = table_db
         self.index_db = index_db
@@ -324,6 +325,7 @@ cdef class IndexScan(Operator):
         self.hi_incl = hi_incl
         self.predicate = predicate
         self.in_list = in_list
+        self.reverse = reverse
 
     cdef list _single_range(self, ExecContext ctx):
         cdef bytes lo_key = None, hi_key = None
@@ -361,6 +363,8 @@ cdef class IndexScan(Operator):
         self.ctx = ctx
         self.done = False
         self.ranges = self._in_ranges(ctx) if self.in_list is not None else self._single_range(ctx)
+        if self.reverse:
+            self.ranges.reverse()
         self.range_i = 0
         if self.index_handle is None:
             self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
@@ -370,14 +374,23 @@ cdef class IndexScan(Operator):
 
     cdef void _seek_next_range(self):
         """Positions the cursor at the next pending range that has keys; done when none."""
-        cdef bytes lo_key
         cdef tuple bounds
         while self.range_i < len(self.ranges):
             bounds = <tuple>self.ranges[self.range_i]
-            lo_key = <bytes>bounds[0]
+            self.lo_key = <bytes>bounds[0]
             self.hi_key = <bytes>bounds[1]
             self.range_i += 1
-            ok = self.cursor.set_range(lo_key) if lo_key is not None else self.cursor.first()
+            if self.reverse:
+                # The last key below hi_key: step back from the first key at or above it.
+                if self.hi_key is not None and self.cursor.set_range(self.hi_key):
+                    ok = self.cursor.prev()
+                else:
+                    ok = self.cursor.last()
+                if ok:
+                    self.it = self.cursor.iterprev(keys=True, values=False)
+                    return
+                continue
+            ok = self.cursor.set_range(self.lo_key) if self.lo_key is not None else self.cursor.first()
             if ok:
                 self.it = self.cursor.iternext(keys=True, values=False)
                 return
@@ -391,7 +404,9 @@ cdef class IndexScan(Operator):
         txn = self.ctx.txn
         while True:
             key = next(self.it, None)
-            if key is None or (self.hi_key is not None and key >= self.hi_key):
+            if key is None or (
+                    (self.lo_key is not None and key < self.lo_key) if self.reverse
+                    else (self.hi_key is not None and key >= self.hi_key)):
                 self._seek_next_range()
                 if self.done:
                     return None
@@ -535,7 +550,7 @@ cdef class NestedLoopJoin(Operator):
 cdef class HashJoin(Operator):
     """Equi-join: builds a hash table on the right input, probes with left rows.
 
-    Keys are tuples of values; Python's hash/eq agree with SQLite equality
+    Keys are values (tuples of them for several keys); Python's hash/eq agree with SQLite equality
     for same-class values (1 == 1.0), and the planner inserts affinity
     conversions so that values compared across classes are normalised first.
     Rows with a NULL key never match.
@@ -562,8 +577,16 @@ cdef class HashJoin(Operator):
         self.left_outer = left_outer
         self.right_width = right_width
 
+    cdef object _key(self, list exprs, tuple row):
+        """The hash key of a row: the value itself for one key (no tuple to
+        build), else the tuple of values; None when a key is NULL."""
+        if len(exprs) == 1:
+            return (<Expr>exprs[0]).eval(row, self.ctx)
+        k = eval_list(exprs, row, self.ctx)
+        return None if None in k else k
+
     cdef void open(self, ExecContext ctx) except *:
-        cdef tuple r, k
+        cdef tuple r
         self.ctx = ctx
         self.table = {}
         self.right.open(ctx)
@@ -571,8 +594,8 @@ cdef class HashJoin(Operator):
             r = self.right.next()
             if r is None:
                 break
-            k = eval_list(self.right_keys, r, ctx)
-            if None in k:
+            k = self._key(self.right_keys, r)
+            if k is None:
                 continue
             b = self.table.get(k)
             if b is None:
@@ -585,7 +608,7 @@ cdef class HashJoin(Operator):
         self.bucket = None
 
     cdef tuple next(self):
-        cdef tuple row, k
+        cdef tuple row
         while True:
             if self.bucket is not None and self.bucket_pos < len(self.bucket):
                 row = self.cur_left + <tuple>self.bucket[self.bucket_pos]
@@ -602,14 +625,92 @@ cdef class HashJoin(Operator):
             if self.cur_left is None:
                 return None
             self.matched = False
-            k = eval_list(self.left_keys, self.cur_left, self.ctx)
-            self.bucket = None if None in k else self.table.get(k)
+            k = self._key(self.left_keys, self.cur_left)
+            self.bucket = None if k is None else self.table.get(k)
             self.bucket_pos = 0
 
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.left.close()
         self.table = None
+
+
+cdef class IndexUnion(Operator):
+    """``a OR b OR ...`` over one table: the rows of each term's own access
+    path (index or rowid lookups), each table row once (by rowid, the last
+    slot).  The whole WHERE clause is still applied above."""
+    cdef list parts
+    cdef Py_ssize_t part_i
+    cdef set seen
+
+    def __init__(self, list parts):
+        self.parts = parts
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.seen = set()
+        self.part_i = 0
+        for op in self.parts:            # each part opens now: its probes see this execution's values
+            (<Operator>op).open(ctx)
+
+    cdef tuple next(self):
+        cdef tuple row
+        while self.part_i < len(self.parts):
+            row = (<Operator>self.parts[self.part_i]).next()
+            if row is None:
+                (<Operator>self.parts[self.part_i]).close()
+                self.part_i += 1
+                continue
+            rowid = row[len(row) - 1]
+            if rowid in self.seen:
+                continue
+            self.seen.add(rowid)
+            return row
+        return None
+
+    cdef void close(self):
+        while self.part_i < len(self.parts):
+            (<Operator>self.parts[self.part_i]).close()
+            self.part_i += 1
+        self.seen = None
+
+
+cdef class AdaptiveJoin(Operator):
+    """A join planned both ways, chosen per execution from the tables' sizes.
+
+    ``lookup`` is a nested loop doing one keyed lookup in the right table per
+    left row, ``hashed`` a hash join building on a scan of the right table.
+    When the left input (a scan of ``left_db``) has at least half as many
+    rows as ``right_db`` (entry counts are O(1) in LMDB), one scan of the
+    right table costs less than that many B-tree lookups, so the hash join
+    runs; else the lookups.  Sizes are read at execution, so a cached plan
+    follows the data.
+    """
+    cdef Operator lookup, hashed, chosen
+    cdef object store, left_db, right_db, left_handle, right_handle
+
+    def __init__(self, Operator lookup, Operator hashed, store, bytes left_db, bytes right_db):
+        self.lookup = lookup
+        self.hashed = hashed
+        self.store = store
+        self.left_db = left_db
+        self.right_db = right_db
+
+    cdef void open(self, ExecContext ctx) except *:
+        if self.left_handle is None:       # stable for the plan's life (a schema change replans)
+            self.left_handle = self.store.db(self.left_db, txn=ctx.wtxn)
+            self.right_handle = self.store.db(self.right_db, txn=ctx.wtxn)
+        left_rows = ctx.txn.stat(self.left_handle)["entries"]
+        right_rows = ctx.txn.stat(self.right_handle)["entries"]
+        self.chosen = self.hashed if left_rows * 2 >= right_rows else self.lookup
+        self.chosen.open(ctx)
+
+    cdef tuple next(self):
+        return self.chosen.next()
+
+    cdef void close(self):
+        if self.chosen is not None:
+            self.chosen.close()
+        self.chosen = None
 
 
 cdef class Sort(Operator):

@@ -262,7 +262,6 @@ class SelectPlanner:
         conjuncts = _split_and(where.this) if where is not None else []
         physical = self._join_order(items, conjuncts, parent)
         scope = Scope([it.source for it in physical], parent)
-        root = self._plan_joins(physical, scope, conjuncts)
 
         select_nodes = self._expand_stars(node.expressions, items)
         group = node.args.get("group")
@@ -278,6 +277,14 @@ class SelectPlanner:
         names = self._names(node, select_nodes, parent)
         resolved_order = [self._resolve_order(o.this, select_nodes, names) for o in order_nodes]
         windows = collect_windows([_unalias(n) for n in select_nodes] + resolved_order)
+        hint = None
+        if not (aggregating or windows or node.args.get("distinct") is not None):
+            hint = _order_hint(order_nodes, resolved_order, physical, scope, node.args.get("limit") is not None)
+        root = None
+        if aggregating and not (group_nodes or having is not None or conjuncts or windows):
+            root = self._min_max_scan(physical, scope, select_nodes)
+        if root is None:
+            root = self._plan_joins(physical, scope, conjuncts, hint)
         if aggregating:
             # GROUP BY terms may name a result column by position or alias.
             group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY") for g in group_nodes]
@@ -350,7 +357,7 @@ class SelectPlanner:
             if extra:
                 raise NotSupportedError("ORDER BY terms of a SELECT DISTINCT must appear in its result columns")
             root = C.Distinct(root)
-        if sort_keys:
+        if sort_keys and not (hint is not None and hint.satisfied):
             root = C.Sort(root, sort_keys, bytes(desc))
             self.explain.append("USE TEMP B-TREE FOR ORDER BY")
         root = self._limit(node, root, scope)
@@ -711,7 +718,8 @@ class SelectPlanner:
         owners = [it.source.name for it in items if low in it.source.columns]
         return owners[0] if len(owners) == 1 else None
 
-    def _plan_joins(self, items: list[FromItem], scope: Scope, conjuncts: list[exp.Expression]) -> Any:
+    def _plan_joins(self, items: list[FromItem], scope: Scope, conjuncts: list[exp.Expression],
+                    order: "_OrderHint | None" = None) -> Any:
         if not items:
             comp = ExprCompiler(scope, self.params, self.subquery_runner)
             root = C.SingleRow()
@@ -723,6 +731,7 @@ class SelectPlanner:
         outer_right = any(it.join_kind in ("right", "full") for it in items)
         where_pending = list(conjuncts)
         root = None
+        first_access = None
         left_width = 0
         for i, it in enumerate(items):
             if it.join_kind == "coalesce":
@@ -743,8 +752,10 @@ class SelectPlanner:
             if it.join_kind != "left" and not outer_right:
                 where_pending = [c for c in where_pending if not any(c is u for u in usable)]
             # Conjuncts that only involve this item (and outer/left rows) guide its access path.
-            access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0)
+            access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0,
+                                                 order=order if i == 0 else None)
             if root is None:
+                first_access = access
                 root = access
                 if residual:
                     root = C.Filter(root, ExprCompiler(scope, self.params, self.subquery_runner)
@@ -755,20 +766,42 @@ class SelectPlanner:
                     cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(residual))
                 # Keyed lookups, and table functions whose arguments read the left row,
                 # run per left row (nested loop) rather than through a hash table.
-                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange)) or it.tvf is not None
+                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange, C.IndexUnion)) or (
+                    it.tvf is not None)
                 hash_keys = None if indexed else self._hash_keys(residual, scope, items[:i], it)
                 if hash_keys is not None:
                     lk, rk = hash_keys
                     root = C.HashJoin(root, access, lk, rk, cond, it.join_kind == "left", it.source.width)
                     self.explain.append(f"HASH JOIN {it.source.name}")
                 else:
-                    root = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
+                    nl = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
+                    root = self._adaptive_join(nl, root, first_access, items[:i], it, residual, scope, cond)
             left_width += it.source.width
             del visible
         if where_pending:
             comp = ExprCompiler(scope, self.params, self.subquery_runner)
             root = C.Filter(root, comp.compile(_and_all(where_pending)))
         return root
+
+    def _adaptive_join(self, nl: Any, left: Any, first_access: Any, left_items: list[FromItem], it: FromItem,
+                       residual: list[exp.Expression], scope: Scope, cond: Any) -> Any:
+        """A lookup join after one scanned table, planned as a hash join too.
+
+        Without statistics the planner cannot tell whether one B-tree lookup
+        per left row beats one scan of the right table; AdaptiveJoin reads
+        both tables' row counts when it runs and picks.  Other joins keep the
+        nested loop ``nl``.
+        """
+        table = it.table
+        if (table is None or it.tvf is not None or len(left_items) != 1 or left_items[0].table is None
+                or not isinstance(first_access, C.TableScan)):
+            return nl
+        keys = self._hash_keys(residual, scope, left_items, it)
+        if keys is None:
+            return nl
+        right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table))
+        hashed = C.HashJoin(left, right, keys[0], keys[1], cond, it.join_kind == "left", it.source.width)
+        return C.AdaptiveJoin(nl, hashed, self.store, left_items[0].table.db_name, table.db_name)
 
     def _outer_join(self, root: Any, it: FromItem, scope: Scope, left_items: list[FromItem],
                     on_conj: list[exp.Expression], left_width: int) -> Any:
@@ -809,8 +842,13 @@ class SelectPlanner:
         return True
 
     def _access_path(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
-                     bias: int) -> tuple[Any, list[exp.Expression]]:
-        """Chooses how to read one FROM item; returns (operator, conjuncts still to apply)."""
+                     bias: int, order: "_OrderHint | None" = None) -> tuple[Any, list[exp.Expression]]:
+        """Chooses how to read one FROM item; returns (operator, conjuncts still to apply).
+
+        With ``order`` (the query's ORDER BY, for its only table), records in
+        ``order.satisfied`` whether the rows come out in that order already;
+        with a LIMIT, an index in that order is read rather than sorting.
+        """
         if it.tvf is not None:
             return self._table_function_operator(it, scope, left_width, bias), conj
         if it.producer is not None:
@@ -820,10 +858,7 @@ class SelectPlanner:
         src = it.source
         ncols = len(table.columns)
         defaults = self._defaults(table)
-        indexes = [ix for ix in self.schema.indexes_of(table) if _binary_ordered(table, ix)]
-        # Index expressions of this table: signature -> the expression's affinity.
-        expr_affs = {key[1]: _index_part_affinity(table, p) for ix in indexes for p in ix.parts
-                     if isinstance(key := _part_key(table, p), tuple)}
+        indexes, expr_affs = self._searchable_indexes(table)
         bcomp = ExprCompiler(BoundScope(scope, left_width, src, bias), self.params, self.subquery_runner)
         terms = _IndexTerms()
         for c in conj:
@@ -835,10 +870,14 @@ class SelectPlanner:
         if table.rowid_alias is not None:
             key_cols.add(table.rowid_alias)
         store = self.store
+        wanted = order.keys(scope, src, expr_affs) if order is not None else None
+        rowid_order = wanted is not None and _rowid_ordered(wanted, key_cols)
         for kc in key_cols:
             if kc in eqs:
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
                 op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0])
+                if order is not None:
+                    order.satisfied = True        # at most one row
                 return op, conj
         # The index with the longest equality prefix, then an IN list or a range on the next part.
         best = None
@@ -862,19 +901,95 @@ class SelectPlanner:
         for kc in key_cols:
             if kc in ins and (best is None or best[0] < 10):
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
+                if order is not None:
+                    order.satisfied = rowid_order     # the keys are probed in ascending order
                 return C.RowidLookup(store, table.db_name, ncols, defaults, [b for b, _n in ins[kc]]), conj
         for kc in key_cols:
             if kc in ranges and (best is None or best[0] < 10):
                 lo, lo_incl, hi, hi_incl = _range_bounds(ranges[kc])
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")
+                if order is not None:
+                    order.satisfied = rowid_order
                 return C.RowidRange(store, table.db_name, ncols, defaults, lo, lo_incl, hi, hi_incl), conj
+        if wanted is not None and not rowid_order and (best is None or best[0] < 10) and order.limited:
+            # ORDER BY ... LIMIT: read an index in that order and stop early, rather than sort all rows.
+            for ix in indexes:
+                keys = [_part_key(table, p) for p in ix.parts]
+                if _index_ordered(wanted, ix, keys, 0, key_cols):
+                    rng = ranges.get(keys[0]) if not ix.parts[0].desc else None
+                    best = (0, ix, keys, 0, None, rng)
+                    break
         if best is not None:
-            return self._index_scan(src, table, defaults, best, eqs, bcomp), conj
+            direction = _index_ordered(wanted, best[1], best[2], best[3], key_cols)
+            if order is not None:
+                order.satisfied = direction != 0
+            return self._index_scan(src, table, defaults, best, eqs, bcomp, reverse=direction < 0), conj
+        if order is not None:
+            order.satisfied = rowid_order
+        union = self._or_union(it, scope, conj, left_width, bias)
+        if union is not None:
+            if order is not None:
+                order.satisfied = False
+            return union, conj
         self.explain.append(f"SCAN {src.name}")
         return C.TableScan(store, table.db_name, ncols, defaults), conj
 
+    def _or_union(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
+                  bias: int) -> Any:
+        """For ``x OR y ...`` whose every term has an index or rowid access of its
+        own: the union of those accesses (IndexUnion), else None."""
+        for c in conj:
+            terms = _split_or(c)
+            if len(terms) < 2:
+                continue
+            mark = len(self.explain)
+            self.explain.append("MULTI-INDEX OR")
+            parts = []
+            for n, term in enumerate(terms, 1):
+                self.explain.append(f"INDEX {n}")
+                op, _ = self._access_path(it, scope, _split_and(term), left_width, bias)
+                if isinstance(op, C.TableScan):
+                    break
+                parts.append(op)
+            if len(parts) == len(terms):
+                return C.IndexUnion(parts)
+            del self.explain[mark:]
+        return None
+
+    def _searchable_indexes(self, table: Table) -> tuple[list[Index], dict[str, int | None]]:
+        """The table's indexes in BINARY order, and its index expressions (signature -> affinity)."""
+        indexes = [ix for ix in self.schema.indexes_of(table) if _binary_ordered(table, ix)]
+        expr_affs = {key[1]: _index_part_affinity(table, p) for ix in indexes for p in ix.parts
+                     if isinstance(key := _part_key(table, p), tuple)}
+        return indexes, expr_affs
+
+    def _min_max_scan(self, items: list[FromItem], scope: Scope, select_nodes: list[exp.Expression]) -> Any:
+        """``SELECT min(x)`` / ``max(x)`` FROM one table, x the first part of an index:
+        the first non-NULL entry from the matching end of the index, so the
+        aggregate above sees one row instead of the table.  None otherwise."""
+        if len(items) != 1 or len(select_nodes) != 1 or items[0].table is None or items[0].tvf is not None:
+            return None
+        call = _unalias(select_nodes[0])
+        if not (isinstance(call, exp.Anonymous) and call.name.lower() in ("min", "max")
+                and len(call.expressions) == 1):
+            return None
+        table, src = items[0].table, items[0].source
+        indexes, expr_affs = self._searchable_indexes(table)
+        key = _term_key(call.expressions[0], scope, src, expr_affs)
+        comp = ExprCompiler(scope, self.params, self.subquery_runner)
+        for ix in indexes:
+            if key is None or _part_key(table, ix.parts[0]) != key or comp.collation(call.expressions[0]):
+                continue
+            reverse = (call.name.lower() == "max") != ix.parts[0].desc
+            op = C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), self._defaults(table),
+                             ix.desc_flags, [], True, [], True, None, None, reverse)
+            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name}")
+            not_null = C.IsNull(comp.compile(call.expressions[0]), True)
+            return C.Limit(C.Filter(op, not_null), C.Const(1), None)
+        return None
+
     def _index_scan(self, src: Source, table: Table, defaults: tuple | None, best: tuple,
-                    eqs: dict, bcomp: ExprCompiler) -> Any:
+                    eqs: dict, bcomp: ExprCompiler, reverse: bool = False) -> Any:
         """The IndexScan for the chosen index: equality prefix, then an IN list or a range."""
         _score, ix, keys, n_eq, in_terms, rng = best
         labels = [_part_label(table, p) for p in ix.parts]
@@ -902,9 +1017,12 @@ class SelectPlanner:
                 hi_list.append(self._probe(hi, hi_node, aff, bcomp))
                 hi_incl = hi_i
                 desc.append(f"{labels[n_eq]}<?")
-        self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({' AND '.join(desc)})")
+        if desc:
+            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({' AND '.join(desc)})")
+        else:
+            self.explain.append(f"SCAN {src.name} USING INDEX {ix.name}")
         return C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), defaults, ix.desc_flags,
-                           lo_list, lo_incl, hi_list, hi_incl, None, in_list)
+                           lo_list, lo_incl, hi_list, hi_incl, None, in_list, reverse)
 
     def _probe(self, bound: Any, bound_node: exp.Expression, aff: int | None, comp: ExprCompiler) -> Any:
         """Converts a probe value to what the index stores (the comparison affinity
@@ -1237,6 +1355,15 @@ def _split_and(node: exp.Expression | None) -> list[exp.Expression]:
     return out
 
 
+def _split_or(node: exp.Expression) -> list[exp.Expression]:
+    """The terms of an OR chain (a single term if ``node`` is not an OR)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if not isinstance(node, exp.Or):
+        return [node]
+    return _split_or(node.this) + _split_or(node.expression)
+
+
 def _and_all(nodes: list[exp.Expression]) -> exp.Expression:
     result = nodes[0]
     for n in nodes[1:]:
@@ -1441,6 +1568,83 @@ def _index_affinity_ok(index_aff: int | None, bound_aff: int | None) -> bool:
     if cmp == AFF_TEXT:
         return index_aff == AFF_TEXT
     return index_aff in NUMERIC_AFFS
+
+
+@dataclass
+class _OrderHint:
+    """A query's ORDER BY as its only table's access path may deliver it."""
+    terms: list[tuple[exp.Expression, bool]]     # (resolved term, DESC)
+    limited: bool                                # the query has a LIMIT
+    satisfied: bool = False                      # set by the access path: no sort needed
+
+    def keys(self, scope: Scope, src: Source, expr_affs: dict[str, int | None]) -> list[tuple[Any, bool]] | None:
+        """(part key, DESC) per term, or None if a term is not a column or index expression."""
+        out = []
+        for node, desc in self.terms:
+            key = _term_key(node, scope, src, expr_affs)
+            if key is None:
+                return None
+            out.append((key, desc))
+        return out
+
+
+def _order_hint(order_nodes: list[exp.Expression], resolved: list[exp.Expression], items: list[FromItem],
+                scope: Scope, limited: bool) -> _OrderHint | None:
+    """The ORDER BY an access path could satisfy: one table, BINARY collation,
+    NULLs where the direction puts them by default."""
+    if not order_nodes or len(items) != 1 or items[0].table is None or items[0].tvf is not None:
+        return None
+    comp = ExprCompiler(scope, ParamSpec.EMPTY)
+    terms = []
+    for o, node in zip(order_nodes, resolved):
+        desc = bool(o.args.get("desc"))
+        nulls_first = o.args.get("nulls_first")
+        if nulls_first is not None and bool(nulls_first) == desc:
+            return None
+        try:
+            if comp.collation(node):
+                return None
+        except ProgrammingError:
+            return None
+        terms.append((node, desc))
+    return _OrderHint(terms, limited)
+
+
+def _rowid_ordered(wanted: list[tuple[Any, bool]], key_cols: set[int]) -> bool:
+    """Whether rowid order is the wanted order (ORDER BY rowid ASC)."""
+    return len(wanted) == 1 and wanted[0][0] in key_cols and not wanted[0][1]
+
+
+def _index_ordered(wanted: list[tuple[Any, bool]] | None, ix: Index, keys: list, n_eq: int,
+                   key_cols: set[int]) -> int:
+    """Whether reading ``ix`` with its first ``n_eq`` parts fixed yields the
+    wanted order: 1 read forward, -1 read backward, 0 neither.
+
+    Entries are ordered by the parts (each in its own direction), then by
+    rowid; fixed parts do not vary, so the wanted terms must follow the
+    remaining parts and may end with the rowid.  An IN list on the next part
+    keeps the order (its values are visited in key order).
+    """
+    if wanted is None:
+        return 0
+    fixed = set(keys[:n_eq])
+    wanted = [w for w in wanted if w[0] not in fixed]     # ORDER BY a, b with a = ?: only b varies
+    if not wanted:
+        return 1
+    free = [(k, p.desc) for k, p in zip(keys[n_eq:], ix.parts[n_eq:])]
+    flips = set()
+    for i, (key, desc) in enumerate(wanted):
+        if i < len(free):
+            if free[i][0] != key:
+                return 0
+            flips.add(free[i][1] != desc)
+        elif i == len(free) and key in key_cols:
+            flips.add(desc)                                # the rowid suffix is ascending
+        else:
+            return 0
+    if len(flips) != 1:
+        return 0
+    return -1 if flips.pop() else 1
 
 
 class _IndexTerms:

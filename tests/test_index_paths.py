@@ -188,8 +188,9 @@ _targets = st.sampled_from(["doc ->> '$.k'", "json_extract(doc, '$.k')", "lower(
 
 @SETTINGS
 @given(docs=st.lists(st.tuples(_docs, _values, _values), min_size=0, max_size=25),
-       target=_targets, op=_ops, args=st.lists(_values, min_size=1, max_size=4), use_params=st.booleans())
-def test_random_predicates_match_sqlite(docs, target, op, args, use_params):
+       target=_targets, op=_ops, args=st.lists(_values, min_size=1, max_size=4), use_params=st.booleans(),
+       order=st.one_of(st.none(), st.tuples(_targets, st.sampled_from(["", " DESC"]), st.integers(0, 6))))
+def test_random_predicates_match_sqlite(docs, target, op, args, use_params, order):
     tern = terndb.connect(":memory:")
     lite = sqlite3.connect(":memory:")
     try:
@@ -219,6 +220,120 @@ def test_random_predicates_match_sqlite(docs, target, op, args, use_params):
         sql = f"SELECT id FROM d WHERE {cond}"
         p = tuple(params) if use_params else ()
         assert sorted(tern.execute(sql, p).fetchall()) == sorted(lite.execute(sql, p).fetchall()), (sql, p)
+        for agg in ("min", "max"):
+            sql = f"SELECT {agg}({target}) FROM d"
+            assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall(), sql
+        if order is not None:
+            # ORDER BY an indexed term then the rowid: a total order, compared exactly.
+            key, direction, limit = order
+            sql = f"SELECT id, {key} FROM d WHERE {cond} ORDER BY {key}{direction}, id LIMIT {limit}"
+            assert tern.execute(sql, p).fetchall() == lite.execute(sql, p).fetchall(), (sql, p)
     finally:
         tern.close()
         lite.close()
+
+
+# --------------------------------------------------------------------------
+# ORDER BY delivered by the access path (no sort)
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sql, plan", [
+    ("SELECT id, n, doc FROM orders ORDER BY n LIMIT 7", ["SCAN orders USING INDEX orders_n"]),
+    ("SELECT id, n, doc FROM orders ORDER BY n, id LIMIT 30", ["SCAN orders USING INDEX orders_n"]),
+    ("SELECT id, doc FROM orders WHERE n > 1 ORDER BY n LIMIT 9", ["SEARCH orders USING INDEX orders_n (n>?)"]),
+    ("SELECT id, doc FROM orders WHERE t = 'b' ORDER BY n", ["SEARCH orders USING INDEX orders_t_n (t=?)"]),
+    ("SELECT id, doc FROM orders WHERE t = 'b' ORDER BY t, n, id", ["SEARCH orders USING INDEX orders_t_n (t=?)"]),
+    ("SELECT id, doc FROM orders WHERE t IN ('b', '10') ORDER BY t, n",
+     ["SEARCH orders USING INDEX orders_t_n (t=?)"]),
+    ("SELECT id FROM orders ORDER BY doc ->> '$.user.id' LIMIT 12", ["SCAN orders USING INDEX orders_user"]),
+    ("SELECT id, doc FROM orders WHERE id > 10 ORDER BY id LIMIT 5",
+     ["SEARCH orders USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]),
+    ("SELECT id, doc FROM orders ORDER BY rowid", ["SCAN orders"]),
+    ("SELECT id FROM orders WHERE id IN (9, 3, 6) ORDER BY id", ["SEARCH orders USING INTEGER PRIMARY KEY (rowid=?)"]),
+])
+def test_order_by_satisfied_by_the_access_path(pair, sql, plan):
+    tern, lite = pair
+    assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall()
+    assert _plan(tern, sql) == plan
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT id, doc FROM orders ORDER BY n DESC, id LIMIT 5, 3",    # the index is ascending
+    "SELECT id, doc FROM orders ORDER BY n, t LIMIT 5",             # ties on n are by rowid, not t
+    "SELECT id, doc FROM orders ORDER BY n NULLS LAST, id LIMIT 15",
+    "SELECT id, doc FROM orders ORDER BY t COLLATE NOCASE, id LIMIT 5",
+    "SELECT id, doc FROM orders WHERE t = 'b' ORDER BY id",          # index order is n, then rowid
+])
+def test_other_orders_still_sort(pair, sql):
+    tern, lite = pair
+    assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall()
+    assert _plan(tern, sql)[-1] == "USE TEMP B-TREE FOR ORDER BY"
+
+
+# --------------------------------------------------------------------------
+# OR of indexable terms: a union of index accesses
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sql, plan", [
+    ("SELECT id, doc FROM orders WHERE n = 1 OR id = 7",
+     ["MULTI-INDEX OR", "INDEX 1", "SEARCH orders USING INDEX orders_n (n=?)",
+      "INDEX 2", "SEARCH orders USING INTEGER PRIMARY KEY (rowid=?)"]),
+    ("SELECT id, doc FROM orders WHERE doc ->> '$.user.id' = 2 OR (t = 'a' AND n > 0) OR n IN (3, 1)",
+     ["MULTI-INDEX OR", "INDEX 1", "SEARCH orders USING INDEX orders_user (<expr>=?)",
+      "INDEX 2", "SEARCH orders USING INDEX orders_t_n (t=? AND n>?)",
+      "INDEX 3", "SEARCH orders USING INDEX orders_n (n=?)"]),
+])
+def test_or_of_indexable_terms(pair, sql, plan):
+    tern, lite = pair
+    rows = _same(pair, sql)
+    assert len(rows) == len(set(rows))                     # each row once
+    assert _plan(tern, sql) == plan
+
+
+def test_or_with_an_unindexed_term_scans(pair):
+    sql = "SELECT id FROM orders WHERE n = 1 OR doc LIKE '%total\": 2%'"
+    _same(pair, sql)
+    assert _plan(pair[0], sql) == ["SCAN orders"]
+
+
+def test_or_on_the_inner_side_of_a_join(pair):
+    sql = ("SELECT c.id, o.id FROM customers c JOIN orders o ON (o.id = c.id OR o.n = c.id) "
+           "WHERE c.region = 'r2'")
+    _same(pair, sql)
+    assert "MULTI-INDEX OR" in _plan(pair[0], sql)
+
+
+# --------------------------------------------------------------------------
+# MIN / MAX from an end of an index; ORDER BY ... DESC read backwards
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sql, plan", [
+    ("SELECT min(n) FROM orders", ["SEARCH orders USING INDEX orders_n", "AGGREGATE"]),
+    ("SELECT max(n) AS top FROM orders", ["SEARCH orders USING INDEX orders_n", "AGGREGATE"]),
+    ("SELECT max(t) FROM orders", ["SEARCH orders USING INDEX orders_t_n", "AGGREGATE"]),
+    ("SELECT min(doc ->> '$.user.id') FROM orders", ["SEARCH orders USING INDEX orders_user", "AGGREGATE"]),
+    ("SELECT max(doc ->> '$.user.id') FROM orders", ["SEARCH orders USING INDEX orders_user", "AGGREGATE"]),
+    ("SELECT max(lower(name)) FROM customers", ["SEARCH customers USING INDEX customers_lname", "AGGREGATE"]),
+    ("SELECT id, doc FROM orders ORDER BY n DESC, id DESC LIMIT 9", ["SCAN orders USING INDEX orders_n"]),
+    ("SELECT id, doc FROM orders WHERE t = 'b' ORDER BY n DESC LIMIT 3",
+     ["SEARCH orders USING INDEX orders_t_n (t=?)"]),
+    ("SELECT id, doc FROM orders WHERE n IN (1, 3) ORDER BY n DESC, id DESC", ["SEARCH orders USING INDEX orders_n (n=?)"]),
+])
+def test_min_max_and_descending_order_from_the_index(pair, sql, plan):
+    tern, lite = pair
+    assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall()
+    assert _plan(tern, sql) == plan
+
+
+def test_min_max_of_an_empty_or_all_null_index(pair):
+    tern, lite = pair
+    for con in (tern, lite):
+        con.execute("CREATE TABLE e (a INTEGER, b TEXT)")
+        con.execute("CREATE INDEX e_a ON e (a)")
+        con.execute("CREATE INDEX e_b ON e (b DESC)")
+    for sql in ["SELECT min(a) FROM e", "SELECT max(a) FROM e", "SELECT max(b), 1 FROM e"]:
+        _same(pair, sql)
+    for con in (tern, lite):
+        con.executemany("INSERT INTO e VALUES (?, ?)", [(None, None), (None, "x"), (3, None), (-1, "y")])
+    for sql in ["SELECT min(a) FROM e", "SELECT max(a) FROM e", "SELECT min(b) FROM e", "SELECT max(b) FROM e"]:
+        assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall(), sql
