@@ -264,6 +264,18 @@ cdef class _JParser:
         """Validate a string body from ``j`` (just past the opening quote);
         the index of the closing quote.  ``esc`` tells whether it had escapes."""
         cdef Py_UCS4 c
+        cdef const unsigned char* d
+        if self.kind == 1:
+            # One-byte text (the common case): run over plain characters without
+            # the per-character kind switch; anything special takes the loop below.
+            d = <const unsigned char*>self.data
+            while j < self.n:
+                c = d[j]
+                if c == 34:
+                    return j
+                if c == 92 or c < 0x20:
+                    break
+                j += 1
         while True:
             c = self.at(j)
             if c < 0x20:                              # control characters, end of text
