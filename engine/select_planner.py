@@ -10,6 +10,15 @@ The shape of a plan, bottom-up:
 Every WHERE conjunct is kept as a filter even when an access path already
 narrowed on it: the access path only has to return a superset, which keeps
 SQLite's affinity and NULL corner cases in one place (the filter).
+
+Index access: a term ``part = v``, ``part IN (...)``, a range or BETWEEN,
+where ``part`` is an index column or an indexed expression written as in
+CREATE INDEX (SQLite's matching rule, see _expression_signature), feeds an
+equality prefix then an IN list or a range; an OR whose every term has an
+access of its own becomes a union of them.  With one table, ORDER BY (and
+MIN/MAX) may be delivered by reading an index forwards or backwards instead
+of sorting.  A lookup join after a scanned table is planned as a hash join
+too, and the tables' sizes pick one when it runs (AdaptiveJoin).
 Join ordering by cost and the rest of the SQL surface grow here (issue 3).
 """
 from __future__ import annotations
