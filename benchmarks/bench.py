@@ -59,11 +59,13 @@ class Sizes:
     orders: int = 200_000
     customers: int = 10_000
     regions: int = 20
+    documents: int = 100_000         # nested-JSON order documents, joined to the customers
 
 
 QUICK = Sizes(insert_rows=2_000, table_rows=2_000, point_selects=1_000, range_scans=20,
               range_rows=100, updates=1_000, commits=50, big_rows=10_000,
-              small_group_rows=2_000, groups=10, orders=5_000, customers=500, regions=5)
+              small_group_rows=2_000, groups=10, orders=5_000, customers=500, regions=5,
+              documents=5_000)
 
 
 class NotAvailable(Exception):
@@ -122,6 +124,20 @@ def order_rows(count: int, customers: int) -> list[tuple]:
             for i in range(1, count + 1)]
 
 
+@functools.lru_cache(maxsize=None)
+def order_documents(count: int, customers: int) -> list[tuple]:
+    """(id, JSON text): {"user": {"id", "name"}, "items": [{"sku", "qty", "price"}...], "total"}."""
+    rng = random.Random(count + 1)
+    rows = []
+    for i in range(1, count + 1):
+        items = [{"sku": f"sku-{rng.randrange(500)}", "qty": rng.randint(1, 5),
+                  "price": round(rng.random() * 100.0, 2)} for _ in range(rng.randint(1, 4))]
+        doc = {"user": {"id": rng.randint(1, customers), "name": f"user {i % 977}"},
+               "items": items, "total": round(sum(it["qty"] * it["price"] for it in items), 2)}
+        rows.append((i, json.dumps(doc)))
+    return rows
+
+
 MAIN_DDL = "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, x REAL, a TEXT, b TEXT)"
 MAIN_INSERT = "INSERT INTO t (id, n, x, a, b) VALUES (?, ?, ?, ?, ?)"
 
@@ -141,6 +157,8 @@ DATASETS: dict[str, Callable[[Any, Any, Sizes], None]] = {
     "small_group": lambda m, c, s: load_main_table(m, c, main_rows(s.small_group_rows, s.groups)),
     "empty": lambda m, c, s: load_main_table(m, c, []),
     "shop": lambda m, c, s: load_shop(c, s),
+    "documents": lambda m, c, s: load_documents(c, s, indexed=True),
+    "documents_noindex": lambda m, c, s: load_documents(c, s, indexed=False),
 }
 
 
@@ -153,6 +171,22 @@ def load_shop(connection: Any, sizes: Sizes) -> None:
                        customer_rows(sizes.customers, sizes.regions))
     cursor.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)",
                        order_rows(sizes.orders, sizes.customers))
+    connection.commit()
+
+
+# The same expression index on both engines (issue 4's path index).
+DOCUMENT_INDEX = "CREATE INDEX orders_user ON orders (doc ->> '$.user.id')"
+
+
+def load_documents(connection: Any, sizes: Sizes, indexed: bool) -> None:
+    cursor = connection.cursor()
+    cursor.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, region TEXT)")
+    cursor.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, doc TEXT)")
+    cursor.executemany("INSERT INTO customers VALUES (?, ?, ?)",
+                       customer_rows(sizes.customers, sizes.regions))
+    cursor.executemany("INSERT INTO orders VALUES (?, ?)", order_documents(sizes.documents, sizes.customers))
+    if indexed:
+        cursor.execute(DOCUMENT_INDEX)
     connection.commit()
 
 
@@ -254,6 +288,19 @@ def run_join_group_by(module: Any, connection: Any, sizes: Sizes) -> int:
     return sizes.orders
 
 
+JSON_JOIN_SQL = ("SELECT c.region, COUNT(*), SUM(o.doc ->> '$.total') FROM orders o "
+                 "JOIN customers c ON c.id = o.doc ->> '$.user.id' GROUP BY c.region")
+
+
+def run_json_join_group_by(module: Any, connection: Any, sizes: Sizes) -> int:
+    cursor = connection.cursor()
+    cursor.execute(JSON_JOIN_SQL)
+    result = cursor.fetchall()
+    if len(result) != sizes.regions or sum(r[1] for r in result) != sizes.documents:
+        raise AssertionError(f"JSON join returned {len(result)} groups")
+    return sizes.documents
+
+
 def run_fetch_pandas(module: Any, connection: Any, sizes: Sizes) -> int:
     sql = "SELECT id, n, x, a, b FROM t"
     cursor = connection.cursor()
@@ -290,6 +337,9 @@ WORKLOADS = [
     Workload("group_by_100k", "rows", lambda s: s.small_group_rows, "small_group",
              run_group_by_100k),
     Workload("join_group_by", "rows", lambda s: s.orders, "shop", run_join_group_by),
+    Workload("json_join_group_by", "docs", lambda s: s.documents, "documents", run_json_join_group_by),
+    Workload("json_join_noindex", "docs", lambda s: s.documents, "documents_noindex",
+             run_json_join_group_by),
     Workload("fetch_pandas", "rows", lambda s: s.big_rows, "big", run_fetch_pandas),
     Workload("update_by_pk", "updates", lambda s: s.updates, "table", run_update_by_pk),
     Workload("commit_per_insert", "commits", lambda s: s.commits, "empty", run_commit_per_insert),

@@ -121,6 +121,19 @@ cdef inline int _j_hex(Py_UCS4 c):
 # ---------------------------------------------------------------------------
 
 @cython.final
+cdef class _JPathTrie:
+    """Simple paths merged on their common steps: ``children`` maps a key
+    (str) or an index (int) to the subtrie; ``target`` numbers the path that
+    ends here (-1: none)."""
+    cdef dict children
+    cdef Py_ssize_t target
+
+    def __cinit__(self):
+        self.children = {}
+        self.target = -1
+
+
+@cython.final
 cdef class _JParser:
     """One pass of SQLite's jsonParseValue() over a str, building the tree."""
     cdef object text
@@ -131,6 +144,7 @@ cdef class _JParser:
     cdef int depth
     cdef Py_ssize_t target
     cdef Py_ssize_t target_end
+    cdef list t_start, t_end          # skip_many(): each target's value span (-1: not found)
 
 
     cdef inline Py_UCS4 at(self, Py_ssize_t j):
@@ -250,6 +264,18 @@ cdef class _JParser:
         """Validate a string body from ``j`` (just past the opening quote);
         the index of the closing quote.  ``esc`` tells whether it had escapes."""
         cdef Py_UCS4 c
+        cdef const unsigned char* d
+        if self.kind == 1:
+            # One-byte text (the common case): run over plain characters without
+            # the per-character kind switch; anything special takes the loop below.
+            d = <const unsigned char*>self.data
+            while j < self.n:
+                c = d[j]
+                if c == 34:
+                    return j
+                if c == 92 or c < 0x20:
+                    break
+                j += 1
         while True:
             c = self.at(j)
             if c < 0x20:                              # control characters, end of text
@@ -373,6 +399,93 @@ cdef class _JParser:
             self.value()                              # a literal
         if is_target:
             self.target_end = self.i
+        return 0
+
+    cdef int skip_many(self, _JPathTrie node) except -1:
+        """skip() looking for several paths at once: ``node`` is where the
+        value at the cursor sits in the trie of wanted paths (None: nothing
+        wanted below it).  Each path's value span (the first match, as
+        SQLite finds it) is recorded in t_start/t_end."""
+        cdef Py_UCS4 c = self.at(self.i)
+        cdef Py_ssize_t start = self.i, ks, ke, count
+        cdef bint esc = False
+        cdef dict children = node.children if node is not None else None
+        cdef list matched
+        cdef _JPathTrie child
+        if c == 34:
+            self.i = self.str_end(self.i + 1, &esc) + 1
+        elif c == 123:                                # {
+            self.i += 1
+            self.depth += 1
+            if self.depth > _J_MAX_DEPTH:
+                raise _JMalformed()
+            self.ws()
+            matched = None
+            if self.at(self.i) == 125:
+                self.i += 1
+            else:
+                while True:
+                    self.ws()
+                    if self.at(self.i) != 34:
+                        raise _JMalformed()
+                    ks = self.i + 1
+                    ke = self.str_end(ks, &esc)
+                    self.i = ke + 1
+                    self.ws()
+                    if self.at(self.i) != 58:
+                        raise _JMalformed()
+                    self.i += 1
+                    self.ws()
+                    child = None
+                    if children:
+                        for key, sub in children.items():
+                            if (type(key) is str and self.key_is(ks, ke, <str>key)
+                                    and (matched is None or key not in matched)):
+                                child = <_JPathTrie>sub
+                                if matched is None:
+                                    matched = []
+                                matched.append(key)    # later duplicates of a key are not looked in
+                                break
+                    self.skip_many(child)
+                    self.ws()
+                    c = self.at(self.i)
+                    self.i += 1
+                    if c == 44:
+                        continue
+                    if c == 125:
+                        break
+                    raise _JMalformed()
+            self.depth -= 1
+        elif c == 91:                                 # [
+            self.i += 1
+            self.depth += 1
+            if self.depth > _J_MAX_DEPTH:
+                raise _JMalformed()
+            self.ws()
+            count = 0
+            if self.at(self.i) == 93:
+                self.i += 1
+            else:
+                while True:
+                    self.ws()
+                    self.skip_many(children.get(count) if children else None)
+                    count += 1
+                    self.ws()
+                    c = self.at(self.i)
+                    self.i += 1
+                    if c == 44:
+                        continue
+                    if c == 93:
+                        break
+                    raise _JMalformed()
+            self.depth -= 1
+        elif c == 45 or _j_isdigit(c):
+            self.number(False)
+        else:
+            self.value()                              # a literal
+        if node is not None and node.target >= 0 and <Py_ssize_t>self.t_start[node.target] < 0:
+            self.t_start[node.target] = start
+            self.t_end[node.target] = self.i
         return 0
 
     cdef object number(self, bint build=True):
@@ -1067,6 +1180,88 @@ cdef object _j_find(object x, object path):
             if steps is not None:
                 return _j_fast_find(<str>x, <tuple>steps)
     return _j_lookup(_j_parse_ro(x), path, False).node
+
+
+cdef list _j_fast_find_many(str text, _JPathTrie trie, Py_ssize_t ntargets):
+    """_j_fast_find() for every path of ``trie`` in one validating scan: the
+    node of each target (in target order), _J_MISSING where absent."""
+    cdef _JParser ps = _j_parser(text)
+    cdef list out = []
+    cdef Py_ssize_t t, start
+    ps.t_start = [-1] * ntargets
+    ps.t_end = [-1] * ntargets
+    try:
+        ps.ws()
+        ps.skip_many(trie)
+        ps.ws()
+        if ps.at(ps.i) != 0:
+            raise _JMalformed()
+        for t in range(ntargets):
+            start = ps.t_start[t]
+            if start < 0:
+                out.append(_J_MISSING)
+                continue
+            c = ps.at(start)
+            if c == 123 or c == 91:
+                out.append(_JRawC(_j_minify(ps, start, ps.t_end[t])))
+            else:
+                ps.i = start
+                ps.depth = 0
+                out.append(ps.value())
+        return out
+    except _JMalformed:
+        raise _JDataError("malformed JSON") from None
+
+
+@cython.final
+cdef class JsonPathGroup:
+    """The constant simple paths a statement reads from one document column.
+
+    The first read of a row's document scans it once for all of them and
+    keeps the nodes found; the other reads of that same document (the same
+    str object: the group holds it, so identity cannot be reused) take
+    theirs from there.  A statement reading ``$.user.id`` and ``$.total``
+    from each row so parses each document once, as SQLite's parse cache
+    does, instead of once per path.
+    """
+    cdef _JPathTrie trie
+    cdef Py_ssize_t n
+    cdef dict numbers                 # steps tuple -> target number
+    cdef object last_text
+    cdef list last_nodes
+
+    def __cinit__(self):
+        self.trie = _JPathTrie()
+        self.n = 0
+        self.numbers = {}
+
+    cdef Py_ssize_t add(self, tuple steps):
+        cdef _JPathTrie node = self.trie, sub
+        t = self.numbers.get(steps)
+        if t is not None:
+            return t
+        for step in steps:
+            sub = node.children.get(step)
+            if sub is None:
+                sub = _JPathTrie()
+                node.children[step] = sub
+            node = sub
+        node.target = self.n
+        self.numbers[steps] = self.n
+        self.n += 1
+        self.last_text = None         # cached nodes lack the new path
+        return self.n - 1
+
+    cdef object node(self, str text, Py_ssize_t t):
+        if text is not self.last_text:
+            self.last_nodes = _j_fast_find_many(text, self.trie, self.n)
+            self.last_text = text
+        return self.last_nodes[t]
+
+    def release(self):
+        """Forgets the cached document (so a cached plan does not keep it alive)."""
+        self.last_text = None
+        self.last_nodes = None
 
 
 # ---------------------------------------------------------------------------

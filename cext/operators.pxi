@@ -104,53 +104,71 @@ cdef Py_ssize_t _ROW_MEMO_MAX = 1 << 15
 
 
 cdef class RowidLookup(Operator):
-    """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get."""
+    """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get.
+
+    Given a list of key expressions (``rowid IN (...)``), one get per distinct
+    key, in ascending rowid order as SQLite returns them.
+    """
     cdef object dbname, store, handle
     cdef Py_ssize_t ncols
     cdef tuple defaults
     cdef Expr key_expr, predicate
-    cdef tuple pending
+    cdef list key_exprs
+    cdef list keys
+    cdef Py_ssize_t key_i
     cdef ExecContext ctx
 
-    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr key_expr, Expr predicate=None):
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None):
         self.store = store
         self.dbname = dbname
         self.ncols = ncols
         self.defaults = defaults
-        self.key_expr = key_expr
+        if isinstance(key_expr, list):
+            self.key_exprs = key_expr
+        else:
+            self.key_expr = <Expr?>key_expr
         self.predicate = predicate
 
     cdef void open(self, ExecContext ctx) except *:
         self.ctx = ctx
-        self.pending = None
-        k = rowid_probe_value(self.key_expr.eval((), ctx))
-        if k is None:
-            return
-        if self.handle is None:      # stable for the plan's life (a schema change replans)
+        self.key_i = 0
+        cdef set seen
+        if self.key_exprs is None:
+            k = rowid_probe_value(self.key_expr.eval((), ctx))
+            self.keys = [k] if k is not None else []
+        else:
+            seen = set()
+            for e in self.key_exprs:
+                k = rowid_probe_value((<Expr>e).eval((), ctx))
+                if k is not None:
+                    seen.add(k)
+            self.keys = sorted(seen)
+        if self.keys and self.handle is None:   # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
-        cdef unsigned char key[8]
-        cdef LmdbCursor c
-        cdef tuple row = None
-        cdef dict memo = ctx.row_memo(self.handle)
-        if memo is not None:
-            row = memo.get(k)
-        if row is None:
-            c = ctx.lookup_cursor(self.handle)
-            _kc_put_rowid(key, k)
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults) if c.find(key, 8) else ()
-            if memo is not None and len(memo) < _ROW_MEMO_MAX:
-                memo[k] = row
-        if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, ctx))):
-            self.pending = row
 
     cdef tuple next(self):
-        cdef tuple r = self.pending
-        self.pending = None
-        return r
+        cdef tuple row
+        cdef unsigned char key[8]
+        cdef LmdbCursor c
+        cdef dict memo = self.ctx.row_memo(self.handle)
+        while self.key_i < len(self.keys):
+            k = self.keys[self.key_i]
+            self.key_i += 1
+            # Probes repeated within one execution (a nested-loop join) hit the row memo.
+            row = memo.get(k) if memo is not None else None
+            if row is None:
+                c = self.ctx.lookup_cursor(self.handle)
+                _kc_put_rowid(key, k)
+                row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults) if c.find(key, 8) else ()
+                if memo is not None and len(memo) < _ROW_MEMO_MAX:
+                    memo[k] = row
+            if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx))):
+                return row
+        return None
 
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
-        self.pending = None
+        self.keys = None
 
 
 cdef object rowid_probe_value(object v):
@@ -283,29 +301,35 @@ cdef object _numeric_bound(object v, bint is_lower, bint inclusive):
 
 
 cdef class IndexScan(Operator):
-    """Scan of an index range [lo_key, hi_key) fetching the table rows by rowid.
+    """Scan of index key ranges fetching the table rows by rowid.
 
     ``lo``/``hi`` are lists of expressions for a prefix of the index columns;
-    bounds are built per execution with the key codec.  With ``covering``, the
-    row is rebuilt from the index key alone (``cover_map`` gives, for each
-    table column, its index part or -1).
+    bounds are built per execution with the key codec.  With ``in_list`` (the
+    ``x IN (...)`` of the index part after the ``lo`` == ``hi`` equality
+    prefix), every distinct value is one exact-prefix range, visited in key
+    order (so each row comes once, in index order, as SQLite gives it).
+    With ``reverse``, ranges and keys are visited last to first.
     """
     cdef object store, table_db, index_db
     cdef Py_ssize_t ncols
     cdef tuple defaults
-    cdef list lo, hi
-    cdef bint lo_incl, hi_incl, eq
+    cdef list lo, hi, in_list
+    cdef bint lo_incl, hi_incl
     cdef bytes desc
     cdef Expr predicate
     cdef object table_handle, index_handle
-    cdef LmdbCursor cursor         # walks the index
-    cdef LmdbCursor rows           # fetches table rows by rowid (the execution's lookup cursor)
-    cdef bytes lo_key, hi_key
-    cdef bint done, started
+    cdef LmdbCursor cursor           # walks the index forwards (the C path)
+    cdef object back, it             # py-lmdb cursor and iterator walking it backwards (reverse)
+    cdef LmdbCursor rows             # fetches table rows by rowid (the execution's lookup cursor)
+    cdef bytes hi_key, lo_key        # the current range
+    cdef list ranges                 # pending (lo_key or None, hi_key or None), in key order
+    cdef Py_ssize_t range_i
+    cdef bint done, reverse, seek_pending
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
-                 bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None):
+                 bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None,
+                 list in_list=None, bint reverse=False):
         self.store = store
         self.table_db = table_db
         self.index_db = index_db
@@ -317,71 +341,135 @@ cdef class IndexScan(Operator):
         self.lo_incl = lo_incl
         self.hi_incl = hi_incl
         self.predicate = predicate
+        self.in_list = in_list
+        self.reverse = reverse
 
-    cdef void open(self, ExecContext ctx) except *:
-        self.ctx = ctx
-        self.done = False
-        cdef bytes lo_key = None
-        self.hi_key = None
-        cdef Py_ssize_t n
+    cdef list _single_range(self, ExecContext ctx):
+        cdef bytes lo_key = None, hi_key = None
         if self.lo:
             vals = eval_list(self.lo, (), ctx)
             if None in vals:
-                self.done = True
-                return
+                return []
             lo_key = encode_key(vals, self.desc[:len(vals)])
             if not self.lo_incl:
                 lo_key = prefix_successor(lo_key)
                 if lo_key is None:
-                    self.done = True
-                    return
+                    return []
         if self.hi:
             vals = eval_list(self.hi, (), ctx)
             if None in vals:
-                self.done = True
-                return
-            self.hi_key = encode_key(vals, self.desc[:len(vals)])
+                return []
+            hi_key = encode_key(vals, self.desc[:len(vals)])
             if self.hi_incl:
-                self.hi_key = prefix_successor(self.hi_key)
+                hi_key = prefix_successor(hi_key)
+        return [(lo_key, hi_key)]
+
+    cdef list _in_ranges(self, ExecContext ctx):
+        prefix = eval_list(self.lo, (), ctx) if self.lo else ()
+        if None in prefix:
+            return []
+        cdef Py_ssize_t n = len(prefix) + 1
+        cdef set keys = set()
+        for e in self.in_list:
+            v = (<Expr>e).eval((), ctx)
+            if v is not None:       # x IN (NULL) matches nothing
+                keys.add(encode_key(tuple(prefix) + (v,), self.desc[:n]))
+        return [(k, prefix_successor(k)) for k in sorted(keys)]
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.ctx = ctx
+        self.done = False
+        self.ranges = self._in_ranges(ctx) if self.in_list is not None else self._single_range(ctx)
+        if self.reverse:
+            self.ranges.reverse()
+        self.range_i = 0
         if self.index_handle is None:
             self.index_handle = self.store.db(self.index_db, txn=ctx.wtxn)
             self.table_handle = self.store.db(self.table_db, txn=ctx.wtxn)
-        self.cursor = lmdb_cursor(ctx.txn, self.index_handle)
         self.rows = ctx.lookup_cursor(self.table_handle)
-        self.lo_key = lo_key
-        self.started = False
+        if self.reverse:
+            self.back = ctx.txn.cursor(db=self.index_handle)
+        else:
+            self.cursor = lmdb_cursor(ctx.txn, self.index_handle)
+        self._next_range()
 
-    cdef tuple next(self):
-        cdef LmdbCursor c = self.cursor
-        cdef LmdbCursor rows = self.rows
-        cdef tuple row
+    cdef void _next_range(self):
+        """Takes the next pending range; done when none is left.
+
+        Forwards, the C cursor seeks lazily (in ``next``); backwards, the
+        py-lmdb cursor is placed on the range's last key here, and a range
+        with no keys is skipped.
+        """
+        cdef tuple bounds
+        while self.range_i < len(self.ranges):
+            bounds = <tuple>self.ranges[self.range_i]
+            self.lo_key = <bytes>bounds[0]
+            self.hi_key = <bytes>bounds[1]
+            self.range_i += 1
+            if not self.reverse:
+                self.seek_pending = True
+                return
+            # The last key below hi_key: step back from the first key at or above it.
+            if self.hi_key is not None and self.back.set_range(self.hi_key):
+                ok = self.back.prev()
+            else:
+                ok = self.back.last()
+            if ok:
+                self.it = self.back.iterprev(keys=True, values=False)
+                return
+        self.done = True
+
+    cdef bint _next_index_key(self, unsigned char* rk) except -1:
+        """Moves to the next index entry within the current ranges; its rowid suffix into ``rk``."""
+        cdef LmdbCursor c
+        cdef bytes key
         cdef int found
-        cdef unsigned char rk[8]
-        if self.done:
-            return None
-        while True:
-            if not self.started:
-                self.started = True
+        while not self.done:
+            if self.reverse:
+                key = next(self.it, None)
+                if key is None or (self.lo_key is not None and key < self.lo_key):
+                    self._next_range()
+                    continue
+                if len(key) < 8:
+                    raise CorruptDatabaseError(f"index key too short for a rowid suffix ({len(key)} bytes)")
+                memcpy(rk, PyBytes_AS_STRING(key) + len(key) - 8, 8)
+                return True
+            c = self.cursor
+            if self.seek_pending:
+                self.seek_pending = False
                 found = c.first() if self.lo_key is None else c.seek(self.lo_key)
             else:
                 found = c.next()
             if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) >= 0):
-                self.done = True
-                return None
+                self._next_range()
+                continue
             if c.kn < 8:
                 raise CorruptDatabaseError(f"index key too short for a rowid suffix ({c.kn} bytes)")
             memcpy(rk, c.kp + c.kn - 8, 8)      # the rowid suffix is the table key
+            return True
+        return False
+
+    cdef tuple next(self):
+        cdef LmdbCursor rows = self.rows
+        cdef tuple row
+        cdef unsigned char rk[8]
+        while self._next_index_key(rk):
             if not rows.find(rk, 8):
                 continue
             row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
+        return None
 
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
         if self.cursor is not None:
             self.cursor.close()
             self.cursor = None
+        if self.back is not None:
+            self.back.close()
+            self.back = None
+        self.it = None
         self.rows = None
 
 
@@ -508,7 +596,7 @@ cdef class NestedLoopJoin(Operator):
 cdef class HashJoin(Operator):
     """Equi-join: builds a hash table on the right input, probes with left rows.
 
-    Keys are tuples of values; Python's hash/eq agree with SQLite equality
+    Keys are values (tuples of them for several keys); Python's hash/eq agree with SQLite equality
     for same-class values (1 == 1.0), and the planner inserts affinity
     conversions so that values compared across classes are normalised first.
     Rows with a NULL key never match.
@@ -535,8 +623,16 @@ cdef class HashJoin(Operator):
         self.left_outer = left_outer
         self.right_width = right_width
 
+    cdef object _key(self, list exprs, tuple row):
+        """The hash key of a row: the value itself for one key (no tuple to
+        build), else the tuple of values; None when a key is NULL."""
+        if len(exprs) == 1:
+            return (<Expr>exprs[0]).eval(row, self.ctx)
+        k = eval_list(exprs, row, self.ctx)
+        return None if None in k else k
+
     cdef void open(self, ExecContext ctx) except *:
-        cdef tuple r, k
+        cdef tuple r
         self.ctx = ctx
         self.table = {}
         self.right.open(ctx)
@@ -544,8 +640,8 @@ cdef class HashJoin(Operator):
             r = self.right.next()
             if r is None:
                 break
-            k = eval_list(self.right_keys, r, ctx)
-            if None in k:
+            k = self._key(self.right_keys, r)
+            if k is None:
                 continue
             b = self.table.get(k)
             if b is None:
@@ -558,7 +654,7 @@ cdef class HashJoin(Operator):
         self.bucket = None
 
     cdef tuple next(self):
-        cdef tuple row, k
+        cdef tuple row
         while True:
             if self.bucket is not None and self.bucket_pos < len(self.bucket):
                 row = self.cur_left + <tuple>self.bucket[self.bucket_pos]
@@ -575,14 +671,92 @@ cdef class HashJoin(Operator):
             if self.cur_left is None:
                 return None
             self.matched = False
-            k = eval_list(self.left_keys, self.cur_left, self.ctx)
-            self.bucket = None if None in k else self.table.get(k)
+            k = self._key(self.left_keys, self.cur_left)
+            self.bucket = None if k is None else self.table.get(k)
             self.bucket_pos = 0
 
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.left.close()
         self.table = None
+
+
+cdef class IndexUnion(Operator):
+    """``a OR b OR ...`` over one table: the rows of each term's own access
+    path (index or rowid lookups), each table row once (by rowid, the last
+    slot).  The whole WHERE clause is still applied above."""
+    cdef list parts
+    cdef Py_ssize_t part_i
+    cdef set seen
+
+    def __init__(self, list parts):
+        self.parts = parts
+
+    cdef void open(self, ExecContext ctx) except *:
+        self.seen = set()
+        self.part_i = 0
+        for op in self.parts:            # each part opens now: its probes see this execution's values
+            (<Operator>op).open(ctx)
+
+    cdef tuple next(self):
+        cdef tuple row
+        while self.part_i < len(self.parts):
+            row = (<Operator>self.parts[self.part_i]).next()
+            if row is None:
+                (<Operator>self.parts[self.part_i]).close()
+                self.part_i += 1
+                continue
+            rowid = row[len(row) - 1]
+            if rowid in self.seen:
+                continue
+            self.seen.add(rowid)
+            return row
+        return None
+
+    cdef void close(self):
+        while self.part_i < len(self.parts):
+            (<Operator>self.parts[self.part_i]).close()
+            self.part_i += 1
+        self.seen = None
+
+
+cdef class AdaptiveJoin(Operator):
+    """A join planned both ways, chosen per execution from the tables' sizes.
+
+    ``lookup`` is a nested loop doing one keyed lookup in the right table per
+    left row, ``hashed`` a hash join building on a scan of the right table.
+    When the left input (a scan of ``left_db``) has at least half as many
+    rows as ``right_db`` (entry counts are O(1) in LMDB), one scan of the
+    right table costs less than that many B-tree lookups, so the hash join
+    runs; else the lookups.  Sizes are read at execution, so a cached plan
+    follows the data.
+    """
+    cdef Operator lookup, hashed, chosen
+    cdef object store, left_db, right_db, left_handle, right_handle
+
+    def __init__(self, Operator lookup, Operator hashed, store, bytes left_db, bytes right_db):
+        self.lookup = lookup
+        self.hashed = hashed
+        self.store = store
+        self.left_db = left_db
+        self.right_db = right_db
+
+    cdef void open(self, ExecContext ctx) except *:
+        if self.left_handle is None:       # stable for the plan's life (a schema change replans)
+            self.left_handle = self.store.db(self.left_db, txn=ctx.wtxn)
+            self.right_handle = self.store.db(self.right_db, txn=ctx.wtxn)
+        left_rows = ctx.txn.stat(self.left_handle)["entries"]
+        right_rows = ctx.txn.stat(self.right_handle)["entries"]
+        self.chosen = self.hashed if left_rows * 2 >= right_rows else self.lookup
+        self.chosen.open(ctx)
+
+    cdef tuple next(self):
+        return self.chosen.next()
+
+    cdef void close(self):
+        if self.chosen is not None:
+            self.chosen.close()
+        self.chosen = None
 
 
 cdef class Sort(Operator):

@@ -38,6 +38,7 @@ class Source:
     collations: list[int] = field(default_factory=list)
     using_hidden: set = field(default_factory=set)     # columns merged away by USING/NATURAL
     coalesced_by: dict = field(default_factory=dict)   # column -> source holding its RIGHT/FULL USING merge
+    json_groups: dict = field(default_factory=dict)    # column -> JsonPathGroup of the statement's paths on it
 
     @property
     def width(self) -> int:
@@ -547,7 +548,34 @@ class ExprCompiler:
             path: Any = C.Const(text[1:-1].replace("''", "'") if text[:1] == "'" else text)
         else:
             path = self.compile(rhs)
-        return self._call(fname, [self.compile(node.this), path])
+        return self._json_path_call(fname, node.this, [self.compile(node.this), path])
+
+    def _json_path_call(self, name: str, doc_node: exp.Expression, args: list) -> Any:
+        """A JSON read with a constant path (``doc ->> '$.a'``, ``json_extract(doc, '$.a')``).
+
+        Simple paths compile to a JsonPathExtract sharing the column's
+        JsonPathGroup, so a row's document is scanned once for all the
+        statement's paths on it; anything else is a plain function call.
+        """
+        if len(args) == 2 and isinstance(args[1], C.Const) and not isinstance(args[0], C.Const):
+            fast = C.json_path_extract(name, args[0], args[1].value, self._json_group(doc_node))
+            if fast is not None:
+                return fast
+        return self._call(name, args)
+
+    def _json_group(self, node: exp.Expression) -> Any:
+        """The JsonPathGroup of the column ``node`` reads (a private one for other expressions)."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if isinstance(node, exp.Column):
+            low, table = node.name.lower(), node.table.lower() if node.table else None
+            scope: Scope | None = self.scope
+            while scope is not None:
+                for src in scope.sources:
+                    if (table is None or src.name == table) and low in src.columns:
+                        return src.json_groups.setdefault(low, C.JsonPathGroup())
+                scope = scope.parent
+        return C.JsonPathGroup()
 
     def _c_JSONExtract(self, node):
         return self._json_arrow(node, "->")
@@ -621,6 +649,8 @@ class ExprCompiler:
             if args:
                 raise ProgrammingError(f"wrong number of arguments to function {name}()")
             return C.ContextCall(ctxfn)
+        if name == "json_extract" and len(args) == 2:
+            return self._json_path_call(name, args[0], self.compile_list(args))
         return self._call(name, self.compile_list(args))
 
     def _call(self, name: str, args: list) -> Any:

@@ -10,10 +10,20 @@ The shape of a plan, bottom-up:
 Every WHERE conjunct is kept as a filter even when an access path already
 narrowed on it: the access path only has to return a superset, which keeps
 SQLite's affinity and NULL corner cases in one place (the filter).
+
+Index access: a term ``part = v``, ``part IN (...)``, a range or BETWEEN,
+where ``part`` is an index column or an indexed expression written as in
+CREATE INDEX (SQLite's matching rule, see _expression_signature), feeds an
+equality prefix then an IN list or a range; an OR whose every term has an
+access of its own becomes a union of them.  With one table, ORDER BY (and
+MIN/MAX) may be delivered by reading an index forwards or backwards instead
+of sorting.  A lookup join after a scanned table is planned as a hash join
+too, and the tables' sizes pick one when it runs (AdaptiveJoin).
 Join ordering by cost and the rest of the SQL surface grow here (issue 3).
 """
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,11 +32,11 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, Schema, Table
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
-from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, type_name
+from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
@@ -261,7 +271,6 @@ class SelectPlanner:
         conjuncts = _split_and(where.this) if where is not None else []
         physical = self._join_order(items, conjuncts, parent)
         scope = Scope([it.source for it in physical], parent)
-        root = self._plan_joins(physical, scope, conjuncts)
 
         select_nodes = self._expand_stars(node.expressions, items)
         group = node.args.get("group")
@@ -277,6 +286,14 @@ class SelectPlanner:
         names = self._names(node, select_nodes, parent)
         resolved_order = [self._resolve_order(o.this, select_nodes, names) for o in order_nodes]
         windows = collect_windows([_unalias(n) for n in select_nodes] + resolved_order)
+        hint = None
+        if not (aggregating or windows or node.args.get("distinct") is not None):
+            hint = _order_hint(order_nodes, resolved_order, physical, scope, node.args.get("limit") is not None)
+        root = None
+        if aggregating and not (group_nodes or having is not None or conjuncts or windows):
+            root = self._min_max_scan(physical, scope, select_nodes)
+        if root is None:
+            root = self._plan_joins(physical, scope, conjuncts, hint)
         if aggregating:
             # GROUP BY terms may name a result column by position or alias.
             group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY") for g in group_nodes]
@@ -349,7 +366,7 @@ class SelectPlanner:
             if extra:
                 raise NotSupportedError("ORDER BY terms of a SELECT DISTINCT must appear in its result columns")
             root = C.Distinct(root)
-        if sort_keys:
+        if sort_keys and not (hint is not None and hint.satisfied):
             root = C.Sort(root, sort_keys, bytes(desc))
             self.explain.append("USE TEMP B-TREE FOR ORDER BY")
         root = self._limit(node, root, scope)
@@ -730,7 +747,8 @@ class SelectPlanner:
         owners = [it.source.name for it in items if low in it.source.columns]
         return owners[0] if len(owners) == 1 else None
 
-    def _plan_joins(self, items: list[FromItem], scope: Scope, conjuncts: list[exp.Expression]) -> Any:
+    def _plan_joins(self, items: list[FromItem], scope: Scope, conjuncts: list[exp.Expression],
+                    order: "_OrderHint | None" = None) -> Any:
         if not items:
             comp = ExprCompiler(scope, self.params, self.subquery_runner)
             root = C.SingleRow()
@@ -742,6 +760,7 @@ class SelectPlanner:
         outer_right = any(it.join_kind in ("right", "full") for it in items)
         where_pending = list(conjuncts)
         root = None
+        first_access = None
         left_width = 0
         for i, it in enumerate(items):
             if it.join_kind == "coalesce":
@@ -762,8 +781,10 @@ class SelectPlanner:
             if it.join_kind != "left" and not outer_right:
                 where_pending = [c for c in where_pending if not any(c is u for u in usable)]
             # Conjuncts that only involve this item (and outer/left rows) guide its access path.
-            access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0)
+            access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0,
+                                                 order=order if i == 0 else None)
             if root is None:
+                first_access = access
                 root = access
                 if residual:
                     root = C.Filter(root, ExprCompiler(scope, self.params, self.subquery_runner)
@@ -774,20 +795,42 @@ class SelectPlanner:
                     cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(residual))
                 # Keyed lookups, and table functions whose arguments read the left row,
                 # run per left row (nested loop) rather than through a hash table.
-                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange)) or it.tvf is not None
+                indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange, C.IndexUnion)) or (
+                    it.tvf is not None)
                 hash_keys = None if indexed else self._hash_keys(residual, scope, items[:i], it)
                 if hash_keys is not None:
                     lk, rk = hash_keys
                     root = C.HashJoin(root, access, lk, rk, cond, it.join_kind == "left", it.source.width)
                     self.explain.append(f"HASH JOIN {it.source.name}")
                 else:
-                    root = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
+                    nl = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
+                    root = self._adaptive_join(nl, root, first_access, items[:i], it, residual, scope, cond)
             left_width += it.source.width
             del visible
         if where_pending:
             comp = ExprCompiler(scope, self.params, self.subquery_runner)
             root = C.Filter(root, comp.compile(_and_all(where_pending)))
         return root
+
+    def _adaptive_join(self, nl: Any, left: Any, first_access: Any, left_items: list[FromItem], it: FromItem,
+                       residual: list[exp.Expression], scope: Scope, cond: Any) -> Any:
+        """A lookup join after one scanned table, planned as a hash join too.
+
+        Without statistics the planner cannot tell whether one B-tree lookup
+        per left row beats one scan of the right table; AdaptiveJoin reads
+        both tables' row counts when it runs and picks.  Other joins keep the
+        nested loop ``nl``.
+        """
+        table = it.table
+        if (table is None or it.tvf is not None or len(left_items) != 1 or left_items[0].table is None
+                or not isinstance(first_access, C.TableScan)):
+            return nl
+        keys = self._hash_keys(residual, scope, left_items, it)
+        if keys is None:
+            return nl
+        right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table))
+        hashed = C.HashJoin(left, right, keys[0], keys[1], cond, it.join_kind == "left", it.source.width)
+        return C.AdaptiveJoin(nl, hashed, self.store, left_items[0].table.db_name, table.db_name)
 
     def _outer_join(self, root: Any, it: FromItem, scope: Scope, left_items: list[FromItem],
                     on_conj: list[exp.Expression], left_width: int) -> Any:
@@ -828,8 +871,13 @@ class SelectPlanner:
         return True
 
     def _access_path(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
-                     bias: int) -> tuple[Any, list[exp.Expression]]:
-        """Chooses how to read one FROM item; returns (operator, conjuncts still to apply)."""
+                     bias: int, order: "_OrderHint | None" = None) -> tuple[Any, list[exp.Expression]]:
+        """Chooses how to read one FROM item; returns (operator, conjuncts still to apply).
+
+        With ``order`` (the query's ORDER BY, for its only table), records in
+        ``order.satisfied`` whether the rows come out in that order already;
+        with a LIMIT, an index in that order is read rather than sorting.
+        """
         if it.tvf is not None:
             return self._table_function_operator(it, scope, left_width, bias), conj
         if it.producer is not None:
@@ -839,85 +887,175 @@ class SelectPlanner:
         src = it.source
         ncols = len(table.columns)
         defaults = self._defaults(table)
-        bscope = BoundScope(scope, left_width, src, bias)
-        bcomp = ExprCompiler(bscope, self.params, self.subquery_runner)
-        eqs: dict[int, Any] = {}
-        ranges: dict[int, list] = {}
+        indexes, expr_affs = self._searchable_indexes(table)
+        bcomp = ExprCompiler(BoundScope(scope, left_width, src, bias), self.params, self.subquery_runner)
+        terms = _IndexTerms()
         for c in conj:
-            for pos, op, bound_node in _sargable(c, scope, src):
-                try:
-                    bound = bcomp.compile(bound_node)
-                except _NotABound:
-                    continue
-                col = pos - src.offset
-                if op == "eq":
-                    eqs.setdefault(col, (bound, bound_node))
-                else:
-                    ranges.setdefault(col, []).append((op, bound, bound_node))
+            for key, op, bound in _index_terms(c, scope, src, expr_affs):
+                terms.add(key, op, bound, bcomp, expr_affs)
+        eqs, ranges, ins = terms.eqs, terms.ranges, terms.ins
         rowid_col = ncols  # the rowid's slot in the source
         key_cols = {rowid_col}
         if table.rowid_alias is not None:
             key_cols.add(table.rowid_alias)
         store = self.store
+        wanted = order.keys(scope, src, expr_affs) if order is not None else None
+        rowid_order = wanted is not None and _rowid_ordered(wanted, key_cols)
         for kc in key_cols:
             if kc in eqs:
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
                 op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0])
+                if order is not None:
+                    order.satisfied = True        # at most one row
                 return op, conj
-        # Index with an equality on its first column(s), then an optional range.
+        # The index with the longest equality prefix, then an IN list or a range on the next part.
         best = None
-        for ix in self.schema.indexes_of(table):
-            if any(p.column is None or p.collation for p in ix.parts):
-                continue
-            if any(table.columns[p.column].collation for p in ix.parts):
-                continue
+        for ix in indexes:
+            keys = [_part_key(table, p) for p in ix.parts]
             n_eq = 0
-            for p in ix.parts:
-                if p.column in eqs:
-                    n_eq += 1
-                else:
+            for k in keys:
+                if k not in eqs:
                     break
-            rng = None
-            if n_eq < len(ix.parts) and ix.parts[n_eq].column in ranges and not ix.parts[n_eq].desc:
-                rng = ranges[ix.parts[n_eq].column]
-            score = n_eq * 10 + (1 if rng else 0) + (5 if ix.unique and n_eq == len(ix.parts) else 0)
+                n_eq += 1
+            in_terms = rng = None
+            if n_eq < len(keys):
+                if keys[n_eq] in ins:
+                    in_terms = ins[keys[n_eq]]
+                elif keys[n_eq] in ranges and not ix.parts[n_eq].desc:
+                    rng = ranges[keys[n_eq]]
+            score = (n_eq * 10 + (8 if in_terms else 0) + (1 if rng else 0)
+                     + (5 if ix.unique and n_eq == len(keys) else 0))
             if score > 0 and (best is None or score > best[0]):
-                best = (score, ix, n_eq, rng)
+                best = (score, ix, keys, n_eq, in_terms, rng)
+        for kc in key_cols:
+            if kc in ins and (best is None or best[0] < 10):
+                self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
+                if order is not None:
+                    order.satisfied = rowid_order     # the keys are probed in ascending order
+                return C.RowidLookup(store, table.db_name, ncols, defaults, [b for b, _n in ins[kc]]), conj
         for kc in key_cols:
             if kc in ranges and (best is None or best[0] < 10):
                 lo, lo_incl, hi, hi_incl = _range_bounds(ranges[kc])
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")
+                if order is not None:
+                    order.satisfied = rowid_order
                 return C.RowidRange(store, table.db_name, ncols, defaults, lo, lo_incl, hi, hi_incl), conj
+        if wanted is not None and not rowid_order and (best is None or best[0] < 10) and order.limited:
+            # ORDER BY ... LIMIT: read an index in that order and stop early, rather than sort all rows.
+            for ix in indexes:
+                keys = [_part_key(table, p) for p in ix.parts]
+                if _index_ordered(wanted, ix, keys, 0, key_cols):
+                    rng = ranges.get(keys[0]) if not ix.parts[0].desc else None
+                    best = (0, ix, keys, 0, None, rng)
+                    break
         if best is not None:
-            _score, ix, n_eq, rng = best
-            eq_vals = [self._probe(eqs[p.column][0], eqs[p.column][1], table, p.column, bcomp)
-                       for p in ix.parts[:n_eq]]
-            lo_list, hi_list = list(eq_vals), list(eq_vals)
-            lo_incl = hi_incl = True
-            desc_text = " AND ".join(f"{table.columns[p.column].name}=?" for p in ix.parts[:n_eq])
-            if rng:
-                col = ix.parts[n_eq].column
-                lo, lo_i, hi, hi_i = _range_bounds(rng)
-                lo_node, hi_node = _range_bound_nodes(rng)
-                if lo is not None:
-                    # Bounds take the comparison affinity the filter applies (a TEXT
-                    # column turns a bare 0 into '0'), or the range would miss rows.
-                    lo_list.append(self._probe(lo, lo_node, table, col, bcomp))
-                    lo_incl = lo_i
-                if hi is not None:
-                    hi_list.append(self._probe(hi, hi_node, table, col, bcomp))
-                    hi_incl = hi_i
-                desc_text = (desc_text + " AND " if desc_text else "") + f"{table.columns[col].name}>? AND <?"
-            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({desc_text})")
-            op = C.IndexScan(store, table.db_name, ix.db_name, ncols, defaults, ix.desc_flags,
-                             lo_list, lo_incl, hi_list, hi_incl)
-            return op, conj
+            direction = _index_ordered(wanted, best[1], best[2], best[3], key_cols)
+            if order is not None:
+                order.satisfied = direction != 0
+            return self._index_scan(src, table, defaults, best, eqs, bcomp, reverse=direction < 0), conj
+        if order is not None:
+            order.satisfied = rowid_order
+        union = self._or_union(it, scope, conj, left_width, bias)
+        if union is not None:
+            if order is not None:
+                order.satisfied = False
+            return union, conj
         self.explain.append(f"SCAN {src.name}")
         return C.TableScan(store, table.db_name, ncols, defaults), conj
 
-    def _probe(self, bound: Any, bound_node: exp.Expression, table: Table, col: int, comp: ExprCompiler) -> Any:
-        """Converts an equality probe value to what the index stores (comparison affinity)."""
-        aff = table.columns[col].affinity
+    def _or_union(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
+                  bias: int) -> Any:
+        """For ``x OR y ...`` whose every term has an index or rowid access of its
+        own: the union of those accesses (IndexUnion), else None."""
+        for c in conj:
+            terms = _split_or(c)
+            if len(terms) < 2:
+                continue
+            mark = len(self.explain)
+            self.explain.append("MULTI-INDEX OR")
+            parts = []
+            for n, term in enumerate(terms, 1):
+                self.explain.append(f"INDEX {n}")
+                op, _ = self._access_path(it, scope, _split_and(term), left_width, bias)
+                if isinstance(op, C.TableScan):
+                    break
+                parts.append(op)
+            if len(parts) == len(terms):
+                return C.IndexUnion(parts)
+            del self.explain[mark:]
+        return None
+
+    def _searchable_indexes(self, table: Table) -> tuple[list[Index], dict[str, int | None]]:
+        """The table's indexes in BINARY order, and its index expressions (signature -> affinity)."""
+        indexes = [ix for ix in self.schema.indexes_of(table) if _binary_ordered(table, ix)]
+        expr_affs = {key[1]: _index_part_affinity(table, p) for ix in indexes for p in ix.parts
+                     if isinstance(key := _part_key(table, p), tuple)}
+        return indexes, expr_affs
+
+    def _min_max_scan(self, items: list[FromItem], scope: Scope, select_nodes: list[exp.Expression]) -> Any:
+        """``SELECT min(x)`` / ``max(x)`` FROM one table, x the first part of an index:
+        the first non-NULL entry from the matching end of the index, so the
+        aggregate above sees one row instead of the table.  None otherwise."""
+        if len(items) != 1 or len(select_nodes) != 1 or items[0].table is None or items[0].tvf is not None:
+            return None
+        call = _unalias(select_nodes[0])
+        if not (isinstance(call, exp.Anonymous) and call.name.lower() in ("min", "max")
+                and len(call.expressions) == 1):
+            return None
+        table, src = items[0].table, items[0].source
+        indexes, expr_affs = self._searchable_indexes(table)
+        key = _term_key(call.expressions[0], scope, src, expr_affs)
+        comp = ExprCompiler(scope, self.params, self.subquery_runner)
+        for ix in indexes:
+            if key is None or _part_key(table, ix.parts[0]) != key or comp.collation(call.expressions[0]):
+                continue
+            reverse = (call.name.lower() == "max") != ix.parts[0].desc
+            op = C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), self._defaults(table),
+                             ix.desc_flags, [], True, [], True, None, None, reverse)
+            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name}")
+            not_null = C.IsNull(comp.compile(call.expressions[0]), True)
+            return C.Limit(C.Filter(op, not_null), C.Const(1), None)
+        return None
+
+    def _index_scan(self, src: Source, table: Table, defaults: tuple | None, best: tuple,
+                    eqs: dict, bcomp: ExprCompiler, reverse: bool = False) -> Any:
+        """The IndexScan for the chosen index: equality prefix, then an IN list or a range."""
+        _score, ix, keys, n_eq, in_terms, rng = best
+        labels = [_part_label(table, p) for p in ix.parts]
+        eq_vals = [self._probe(*eqs[k], _index_part_affinity(table, p), bcomp)
+                   for k, p in zip(keys[:n_eq], ix.parts)]
+        lo_list, hi_list = list(eq_vals), list(eq_vals)
+        lo_incl = hi_incl = True
+        desc = [f"{label}=?" for label in labels[:n_eq]]
+        in_list = None
+        if in_terms:
+            aff = _index_part_affinity(table, ix.parts[n_eq])
+            in_list = [self._probe(b, n, aff, bcomp) for b, n in in_terms]
+            desc.append(f"{labels[n_eq]}=?")
+        elif rng:
+            aff = _index_part_affinity(table, ix.parts[n_eq])
+            lo, lo_i, hi, hi_i = _range_bounds(rng)
+            lo_node, hi_node = _range_bound_nodes(rng)
+            # Bounds take the comparison affinity the filter applies (a TEXT
+            # column turns a bare 0 into '0'), or the range would miss rows.
+            if lo is not None:
+                lo_list.append(self._probe(lo, lo_node, aff, bcomp))
+                lo_incl = lo_i
+                desc.append(f"{labels[n_eq]}>?")
+            if hi is not None:
+                hi_list.append(self._probe(hi, hi_node, aff, bcomp))
+                hi_incl = hi_i
+                desc.append(f"{labels[n_eq]}<?")
+        if desc:
+            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({' AND '.join(desc)})")
+        else:
+            self.explain.append(f"SCAN {src.name} USING INDEX {ix.name}")
+        return C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), defaults, ix.desc_flags,
+                           lo_list, lo_incl, hi_list, hi_incl, None, in_list, reverse)
+
+    def _probe(self, bound: Any, bound_node: exp.Expression, aff: int | None, comp: ExprCompiler) -> Any:
+        """Converts a probe value to what the index stores (the comparison affinity
+        the filter applies), given the affinity of the index part (None: none)."""
         other = comp.affinity(bound_node)
         if aff in NUMERIC_AFFS and other not in NUMERIC_AFFS:
             return C.Affinity(bound, AFF_NUMERIC)
@@ -1246,6 +1384,15 @@ def _split_and(node: exp.Expression | None) -> list[exp.Expression]:
     return out
 
 
+def _split_or(node: exp.Expression) -> list[exp.Expression]:
+    """The terms of an OR chain (a single term if ``node`` is not an OR)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if not isinstance(node, exp.Or):
+        return [node]
+    return _split_or(node.this) + _split_or(node.expression)
+
+
 def _and_all(nodes: list[exp.Expression]) -> exp.Expression:
     result = nodes[0]
     for n in nodes[1:]:
@@ -1306,24 +1453,255 @@ _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq"}
 _OPS = {exp.EQ: "eq", exp.LT: "lt", exp.LTE: "le", exp.GT: "gt", exp.GTE: "ge"}
 
 
-def _sargable(node: exp.Expression, scope: Scope, src: Source) -> list[tuple[int, str, exp.Expression]]:
-    """(column position, op, bound expression) terms of a conjunct usable by an access path."""
-    out = []
-    lo, hi = src.offset, src.offset + src.width
+# Part keys: an index part is known to the planner's term tables by the table
+# column position of a column part, or ("x", signature) of an expression part.
+
+
+def _index_terms(node: exp.Expression, scope: Scope, src: Source,
+                 expr_affs: dict[str, int | None]) -> list[tuple[Any, str, Any]]:
+    """(part key, op, bound node(s)) terms of a conjunct that an index or rowid access can use.
+
+    ``op`` is eq / lt / le / gt / ge, or "in" with a list of bound nodes.  The
+    keyed side is a column of ``src`` or an expression some index of it is
+    defined on; whether the bound side is computable before the row is read
+    is decided when it is compiled (BoundScope).
+    """
     op = _OPS.get(type(node))
     if op is not None:
-        lp = _column_position(node.this, scope)
-        rp = _column_position(node.expression, scope)
-        if lp is not None and lo <= lp < hi and not (rp is not None and lo <= rp < hi):
-            out.append((lp, op, node.expression))
-        elif rp is not None and lo <= rp < hi and not (lp is not None and lo <= lp < hi):
-            out.append((rp, _FLIP[op], node.this))
-    elif isinstance(node, exp.Between):
-        p = _column_position(node.this, scope)
-        if p is not None and lo <= p < hi:
-            out.append((p, "ge", node.args["low"]))
-            out.append((p, "le", node.args["high"]))
-    return out
+        lk = _term_key(node.this, scope, src, expr_affs)
+        rk = _term_key(node.expression, scope, src, expr_affs)
+        if lk is not None and rk is None:
+            return [(lk, op, node.expression)]
+        if rk is not None and lk is None:
+            return [(rk, _FLIP[op], node.this)]
+        return []
+    if isinstance(node, exp.Between):
+        k = _term_key(node.this, scope, src, expr_affs)
+        return [] if k is None else [(k, "ge", node.args["low"]), (k, "le", node.args["high"])]
+    if isinstance(node, exp.In) and node.expressions and not any(
+            node.args.get(a) for a in ("query", "unnest", "field")):
+        k = _term_key(node.this, scope, src, expr_affs)
+        return [] if k is None else [(k, "in", list(node.expressions))]
+    return []
+
+
+def _term_key(side: exp.Expression, scope: Scope, src: Source, expr_affs: dict[str, int | None]) -> Any:
+    """The part key ``side`` designates in ``src``: a column position (the rowid
+    is the slot after the columns), an index expression's key, or None."""
+    pos = _column_position(side, scope)
+    if pos is not None:
+        return pos - src.offset if src.offset <= pos < src.offset + src.width else None
+    if not expr_affs or isinstance(side, (exp.Literal, exp.Placeholder, exp.Parameter)):
+        return None
+
+    def resolve(col: exp.Column) -> int | None:
+        try:
+            hit = scope.lookup(col.name, col.table or None)
+        except ProgrammingError:
+            return None
+        if hit is None or hit[0] != 0 or not src.offset <= hit[1] < src.offset + len(src.columns):
+            return None
+        return hit[1] - src.offset
+
+    sig = _expression_signature(side, resolve)
+    return ("x", sig) if sig is not None and sig in expr_affs else None
+
+
+def _expression_signature(node: exp.Expression, resolve: Callable[[exp.Column], int | None]) -> str | None:
+    """Canonical text of an expression over one table's columns, or None.
+
+    Column references become the column's position (so ``o.doc`` in a query
+    and ``doc`` in CREATE INDEX agree), redundant parentheses go and function
+    names are lower-cased; nothing else is rewritten.  That is SQLite's rule
+    for using an expression index: the query must spell the indexed
+    expression itself (``doc ->> '$.a'`` does not match an index on
+    ``json_extract(doc, '$.a')``).  None when a column is not the table's or
+    the expression holds a subquery.
+    """
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if _has_subquery(node):
+        return None
+    tree = node.copy()
+    for col in list(tree.find_all(exp.Column)):
+        pos = resolve(col)
+        if pos is None:
+            return None
+        col.replace(exp.Column(this=exp.Identifier(this=f"#{pos}", quoted=True)))
+    for paren in list(tree.find_all(exp.Paren)):
+        paren.replace(paren.this)
+    for fn in tree.find_all(exp.Anonymous):
+        fn.set("this", fn.name.lower())
+    return to_sql(tree)
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_expression_signature(expr_sql: str, table_name: str, column_keys: tuple[str, ...]) -> str | None:
+    """The signature of an index's expression (its stored SQL) over its table."""
+    node = parse_one("SELECT " + expr_sql).expressions[0]
+
+    def resolve(col: exp.Column) -> int | None:
+        if col.table and col.table.lower() != table_name:
+            return None
+        low = col.name.lower()
+        return column_keys.index(low) if low in column_keys else None
+
+    return _expression_signature(node, resolve)
+
+
+def _part_key(table: Table, part: IndexPart) -> Any:
+    if part.column is not None:
+        return part.column
+    sig = _stored_expression_signature(part.expr_sql or "", table.key, tuple(c.key for c in table.columns))
+    return ("x", sig) if sig is not None else None
+
+
+def _part_label(table: Table, part: IndexPart) -> str:
+    """How EXPLAIN QUERY PLAN names an index part (SQLite writes <expr> for expressions)."""
+    return table.columns[part.column].name if part.column is not None else "<expr>"
+
+
+def _index_part_affinity(table: Table, part: IndexPart) -> int | None:
+    """The affinity index entries of this part were compared with (None: none)."""
+    if part.column is not None:
+        return table.columns[part.column].affinity
+    return _stored_expression_affinity(part.expr_sql or "NULL")
+
+
+@functools.lru_cache(maxsize=512)
+def _stored_expression_affinity(expr_sql: str) -> int | None:
+    # Only a CAST gives an expression an affinity; column references do not matter.
+    return ExprCompiler(Scope([]), ParamSpec.EMPTY).affinity(parse_one("SELECT " + expr_sql).expressions[0])
+
+
+def _binary_ordered(table: Table, ix: Index) -> bool:
+    """Whether the index orders every part by BINARY comparison, as the probes assume."""
+    for p in ix.parts:
+        if p.collation or (p.column is not None and table.columns[p.column].collation):
+            return False
+        if p.column is None and _part_key(table, p) is None:
+            return False
+    return True
+
+
+def _index_affinity_ok(index_aff: int | None, bound_aff: int | None) -> bool:
+    """SQLite's sqlite3IndexAffinityOk(): an index on a part of affinity
+    ``index_aff`` can serve ``part = bound`` only if the comparison affinity
+    would not convert the stored values (they are in the index unconverted)."""
+    if index_aff is not None and bound_aff is not None:
+        cmp = AFF_NUMERIC if index_aff in NUMERIC_AFFS or bound_aff in NUMERIC_AFFS else None
+    else:
+        cmp = index_aff if index_aff is not None else bound_aff
+    if cmp is None or cmp == AFF_BLOB:
+        return True
+    if cmp == AFF_TEXT:
+        return index_aff == AFF_TEXT
+    return index_aff in NUMERIC_AFFS
+
+
+@dataclass
+class _OrderHint:
+    """A query's ORDER BY as its only table's access path may deliver it."""
+    terms: list[tuple[exp.Expression, bool]]     # (resolved term, DESC)
+    limited: bool                                # the query has a LIMIT
+    satisfied: bool = False                      # set by the access path: no sort needed
+
+    def keys(self, scope: Scope, src: Source, expr_affs: dict[str, int | None]) -> list[tuple[Any, bool]] | None:
+        """(part key, DESC) per term, or None if a term is not a column or index expression."""
+        out = []
+        for node, desc in self.terms:
+            key = _term_key(node, scope, src, expr_affs)
+            if key is None:
+                return None
+            out.append((key, desc))
+        return out
+
+
+def _order_hint(order_nodes: list[exp.Expression], resolved: list[exp.Expression], items: list[FromItem],
+                scope: Scope, limited: bool) -> _OrderHint | None:
+    """The ORDER BY an access path could satisfy: one table, BINARY collation,
+    NULLs where the direction puts them by default."""
+    if not order_nodes or len(items) != 1 or items[0].table is None or items[0].tvf is not None:
+        return None
+    comp = ExprCompiler(scope, ParamSpec.EMPTY)
+    terms = []
+    for o, node in zip(order_nodes, resolved):
+        desc = bool(o.args.get("desc"))
+        nulls_first = o.args.get("nulls_first")
+        if nulls_first is not None and bool(nulls_first) == desc:
+            return None
+        try:
+            if comp.collation(node):
+                return None
+        except ProgrammingError:
+            return None
+        terms.append((node, desc))
+    return _OrderHint(terms, limited)
+
+
+def _rowid_ordered(wanted: list[tuple[Any, bool]], key_cols: set[int]) -> bool:
+    """Whether rowid order is the wanted order (ORDER BY rowid ASC)."""
+    return len(wanted) == 1 and wanted[0][0] in key_cols and not wanted[0][1]
+
+
+def _index_ordered(wanted: list[tuple[Any, bool]] | None, ix: Index, keys: list, n_eq: int,
+                   key_cols: set[int]) -> int:
+    """Whether reading ``ix`` with its first ``n_eq`` parts fixed yields the
+    wanted order: 1 read forward, -1 read backward, 0 neither.
+
+    Entries are ordered by the parts (each in its own direction), then by
+    rowid; fixed parts do not vary, so the wanted terms must follow the
+    remaining parts and may end with the rowid.  An IN list on the next part
+    keeps the order (its values are visited in key order).
+    """
+    if wanted is None:
+        return 0
+    fixed = set(keys[:n_eq])
+    wanted = [w for w in wanted if w[0] not in fixed]     # ORDER BY a, b with a = ?: only b varies
+    if not wanted:
+        return 1
+    free = [(k, p.desc) for k, p in zip(keys[n_eq:], ix.parts[n_eq:])]
+    flips = set()
+    for i, (key, desc) in enumerate(wanted):
+        if i < len(free):
+            if free[i][0] != key:
+                return 0
+            flips.add(free[i][1] != desc)
+        elif i == len(free) and key in key_cols:
+            flips.add(desc)                                # the rowid suffix is ascending
+        else:
+            return 0
+    if len(flips) != 1:
+        return 0
+    return -1 if flips.pop() else 1
+
+
+class _IndexTerms:
+    """The usable terms of one access path, by part key: equalities, IN lists and range terms."""
+
+    def __init__(self) -> None:
+        self.eqs: dict[Any, tuple[Any, exp.Expression]] = {}
+        self.ins: dict[Any, list[tuple[Any, exp.Expression]]] = {}
+        self.ranges: dict[Any, list[tuple[str, Any, exp.Expression]]] = {}
+
+    def add(self, key: Any, op: str, bound: Any, bcomp: ExprCompiler, expr_affs: dict[str, int | None]) -> None:
+        nodes = bound if op == "in" else [bound]
+        try:
+            compiled = [bcomp.compile(n) for n in nodes]
+        except _NotABound:
+            return
+        # A probe collated other than BINARY compares differently from the index order.
+        if any(bcomp.collation(n) for n in nodes):
+            return
+        if isinstance(key, tuple) and not all(_index_affinity_ok(expr_affs[key[1]], bcomp.affinity(n))
+                                              for n in nodes):
+            return
+        if op == "eq":
+            self.eqs.setdefault(key, (compiled[0], nodes[0]))
+        elif op == "in":
+            self.ins.setdefault(key, list(zip(compiled, nodes)))
+        else:
+            self.ranges.setdefault(key, []).append((op, compiled[0], nodes[0]))
 
 
 def _range_bound_nodes(terms: list) -> tuple[Any, Any]:

@@ -13,6 +13,7 @@ SQLite; their row builders are compared with ``SELECT * FROM json_each(?)``.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import Any, Callable
 
@@ -317,6 +318,60 @@ def test_json_through_tables(twin_factory: Callable, docs: list) -> None:
         pair.commit()
         for q in QUERIES:
             _both(pair, q)
+
+
+SIMPLE_PATH = re.compile(r'\$(\.[A-Za-z_][A-Za-z0-9_]*|\."[^"]*"|\[[0-9]+\])*')
+
+
+@st.composite
+def docs_with_paths(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """Documents and several paths into the first of them: paths that share
+    steps, prefixes of each other, repeats, indexes and missing steps."""
+    pairs = draw(st.lists(doc_texts(), min_size=1, max_size=4))
+    doc = pairs[0][0]
+    found = draw(st.lists(paths(doc), min_size=1, max_size=4))
+    extra = draw(st.lists(st.sampled_from(["$", "$.a", "$.a.b", "$[0]", "$[1].a", '$."a b"', "$.id"]),
+                          max_size=2))
+    return [t for _, t in pairs], found + extra
+
+
+@SETTINGS
+@given(data=docs_with_paths(), forms=st.lists(st.sampled_from(["->>", "->", "json_extract"]), min_size=6,
+                                              max_size=6))
+def test_several_paths_of_one_document_in_one_statement(data: tuple, forms: list[str]) -> None:
+    # One statement reading several constant paths from one column scans each
+    # row's document once for all of them (JsonPathGroup): every value must be
+    # what each path alone gives in SQLite, malformed documents and paths included.
+    texts, found = data
+    cols = []
+    for i, p in enumerate(found):
+        lit = "'" + p.replace("'", "''") + "'"
+        form = forms[i % len(forms)]
+        if not SIMPLE_PATH.fullmatch(p):
+            # sqlglot rewrites the operators' literal paths ('$x' becomes '$.x'): odd
+            # paths go through json_extract(), which takes its text as written.
+            form = "json_extract"
+        cols.append(f"json_extract(doc, {lit})" if form == "json_extract" else f"doc {form} {lit}")
+    sql = f"SELECT id, {', '.join(cols)} FROM d ORDER BY id"
+    tern = terndb.connect(":memory:")
+    lite = sqlite3.connect(":memory:")
+    try:
+        for con in (tern, lite):
+            con.execute("CREATE TABLE d (id INTEGER PRIMARY KEY, doc TEXT)")
+            con.executemany("INSERT INTO d (doc) VALUES (?)", [(t,) for t in texts])
+
+        def run(con: Any) -> Any:
+            return [tuple(("str", str(x)) if isinstance(x, str) else (type(x).__name__, x) for x in r)
+                    for r in con.execute(sql).fetchall()]
+        expected = _outcome(lambda: run(lite), (sqlite3.Error,))
+        ours = _outcome(lambda: run(tern), (terndb.Error,))
+        if expected[0] == "err":
+            assert ours[0] == "err", (sql, ours)
+        else:
+            assert ours == expected, sql
+    finally:
+        tern.close()
+        lite.close()
 
 
 def test_malformed_document_in_a_row_is_a_data_error(tcon: Any) -> None:
