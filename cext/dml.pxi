@@ -184,16 +184,23 @@ cdef class TableWriter:
             if r is not None and not sql_truth(r):
                 raise CheckViolation(f"CHECK constraint failed: {c[1]}", c[1])
 
-    cpdef object insert(self, tuple values, ExecContext ctx, int mode):
-        """Inserts one row (``values`` has every column); returns its rowid, or None if ignored."""
+    cpdef object insert(self, tuple values, ExecContext ctx, int mode, object given_rowid=None):
+        """Inserts one row (``values`` has every column); returns its rowid, or None if ignored.
+
+        ``given_rowid`` is an explicit rowid for a table without an INTEGER
+        PRIMARY KEY (``INSERT INTO t(rowid, ...)``); None allocates one.
+        """
         cdef object txn = ctx.txn
         cdef tuple vals = self._prepare(values, ctx)
         cdef long long rowid
-        cdef object given
+        cdef object given = None
         cdef IndexWriter ix
         self.conflict_rowid = None
         if self.rowid_alias >= 0 and vals[self.rowid_alias] is not None:
             given = vals[self.rowid_alias]
+        elif self.rowid_alias < 0 and given_rowid is not None:
+            given = apply_affinity(given_rowid, AFF_INTEGER)
+        if given is not None:
             if type(given) is not int:
                 raise IntegrityError("datatype mismatch", self.table_name)
             rowid = given

@@ -858,12 +858,36 @@ cdef long long _limit_value(object v, str what) except? -2:
     raise DataError(f"datatype mismatch: {what} must be an integer")
 
 
+cdef dict _ASCII_FOLD = {c: c + 32 for c in range(65, 91)}
+
+
+cdef tuple collation_fold(tuple values, list fold):
+    """``values`` as compared under per-position collations (0 BINARY, 1 NOCASE, 2 RTRIM).
+
+    Equal folded tuples are equal under the collations, so they hash and group
+    together; NOCASE folds ASCII letters only, as SQLite does.
+    """
+    cdef Py_ssize_t i, n = len(values)
+    cdef list out = list(values)
+    cdef int coll
+    for i in range(n):
+        coll = <int>fold[i]
+        v = out[i]
+        if coll == 0 or type(v) is not str:
+            continue
+        out[i] = (<str>v).translate(_ASCII_FOLD) if coll == 1 else (<str>v).rstrip(" ")
+    return tuple(out)
+
+
 cdef class Distinct(Operator):
+    """Drops repeated rows; ``fold`` gives per-column collations when any is not BINARY."""
     cdef Operator child
     cdef set seen
+    cdef list fold
 
-    def __init__(self, Operator child):
+    def __init__(self, Operator child, list fold=None):
         self.child = child
+        self.fold = fold
 
     cdef void open(self, ExecContext ctx) except *:
         self.seen = set()
@@ -875,8 +899,9 @@ cdef class Distinct(Operator):
             r = self.child.next()
             if r is None:
                 return None
-            if r not in self.seen:
-                self.seen.add(r)
+            key = r if self.fold is None else collation_fold(r, self.fold)
+            if key not in self.seen:
+                self.seen.add(key)
                 return r
 
     cdef void close(self):
@@ -949,10 +974,15 @@ cdef class AggSpec:
 cdef class HashAggregate(Operator):
     """GROUP BY with aggregates; also the no-GROUP-BY case (one group, even if empty).
 
-    Output rows: the group's last input row (SQLite lets bare columns appear
-    beside aggregates, and they read it), then the group values, then the
-    aggregate results.  Groups
+    Output rows: the group's first input row (SQLite lets bare columns appear
+    beside aggregates, and they read it) -- or, when the query has exactly one
+    min()/max() (``min_max`` = (spec index, +1 max / -1 min, collation)), the
+    row that aggregate's value came from, as SQLite documents -- then the
+    group values, then the aggregate results.  Groups
     come out ordered by their key, as SQLite's sorter-based GROUP BY does.
+    With ``fold`` (per-term collations, when a term is NOCASE or RTRIM) rows
+    group by their folded values and the group shows the first row's values,
+    as SQLite does.
     """
     cdef Operator child
     cdef list group_exprs
@@ -961,12 +991,21 @@ cdef class HashAggregate(Operator):
     cdef list out
     cdef Py_ssize_t pos
     cdef ExecContext ctx
+    cdef list fold
+    cdef list min_max
+    cdef Py_ssize_t mm_index
+    cdef int mm_sign, mm_coll
 
-    def __init__(self, Operator child, list group_exprs, list specs, Py_ssize_t input_width):
+    def __init__(self, Operator child, list group_exprs, list specs, Py_ssize_t input_width, list fold=None,
+                 list min_max=None):
         self.child = child
         self.group_exprs = group_exprs
         self.specs = specs
         self.input_width = input_width
+        self.fold = fold
+        # The planner keeps adding aggregates (select list, ORDER BY) after building
+        # this operator, so the lone-min/max rule is settled at open, not here.
+        self.min_max = min_max
 
     cdef list _new_state(self):
         cdef AggSpec s
@@ -977,7 +1016,7 @@ cdef class HashAggregate(Operator):
 
     cdef void open(self, ExecContext ctx) except *:
         cdef tuple row
-        cdef object key
+        cdef object key, hkey
         cdef dict groups = {}
         cdef list state
         cdef AggSpec s
@@ -986,6 +1025,9 @@ cdef class HashAggregate(Operator):
         # row; a value and its 1-tuple hash and compare alike), wrapped at the end.
         cdef Expr single = <Expr>self.group_exprs[0] if len(self.group_exprs) == 1 else None
         self.ctx = ctx
+        self.mm_index = -1
+        if self.min_max is not None and len(self.min_max) == 1:
+            self.mm_index, self.mm_sign, self.mm_coll = self.min_max[0]
         self.child.open(ctx)
         while True:
             row = self.child.next()
@@ -993,22 +1035,33 @@ cdef class HashAggregate(Operator):
                 break
             if single is not None:
                 key = single.eval(row, ctx)
+                hkey = key if self.fold is None else collation_fold((key,), self.fold)[0]
             else:
                 key = eval_list(self.group_exprs, row, ctx)
-            entry = groups.get(key)
+                hkey = key if self.fold is None else collation_fold(<tuple>key, self.fold)
+            entry = groups.get(hkey)
             if entry is None:
                 state = self._new_state()
-                entry = [state, row]
-                groups[key] = entry
+                entry = [state, row, key, None]      # state, bare-column row, group values, best min/max
+                groups[hkey] = entry
             else:
                 state = <list>entry[0]
-                entry[1] = row
             for i in range(nspecs):
                 s = <AggSpec>self.specs[i]
                 if s.star:
                     (<Aggregate>state[i]).step(None)
                 elif len(s.args) == 1:
-                    (<Aggregate>state[i]).step((<Expr>s.args[0]).eval(row, ctx))
+                    v = (<Expr>s.args[0]).eval(row, ctx)
+                    (<Aggregate>state[i]).step(v)
+                    if i == self.mm_index:
+                        # SQLite's rule: bare columns follow the row that set the min/max
+                        # (the first of ties); until a non-NULL value is seen, the latest row.
+                        if v is None:
+                            if entry[3] is None:
+                                entry[1] = row
+                        elif entry[3] is None or self.mm_sign * v_compare_coll(v, entry[3], self.mm_coll) > 0:
+                            entry[1] = row
+                            entry[3] = v
                 else:
                     (<Aggregate>state[i]).step(eval_list(s.args, row, ctx))
         self.child.close()
@@ -1023,8 +1076,9 @@ cdef class HashAggregate(Operator):
                 items = [((k,), e) for k, e in items]
             if len(items) > 1:
                 items.sort(key=lambda kv: encode_key(kv[0]))
-            for key, entry in items:
-                self.out.append(<tuple>entry[1] + key + tuple([(<Aggregate>a).final() for a in entry[0]]))
+            for _hkey, entry in items:
+                values = (entry[2],) if single is not None else <tuple>entry[2]
+                self.out.append(<tuple>entry[1] + values + tuple([(<Aggregate>a).final() for a in entry[0]]))
         self.pos = 0
 
     cdef tuple next(self):

@@ -134,6 +134,9 @@ class InsertPlan:
     returning: Returning | None = None
     upsert: Upsert | None = None
     triggers: Any = None                 # TriggerSet for INSERT, or None
+    # INSERT INTO t(rowid, ...) on a table without INTEGER PRIMARY KEY: each
+    # source row carries the rowid after the columns (NULL: allocate one).
+    explicit_rowid: bool = False
 
 
 def plan_returning(table: Table, node: exp.Expression, params: ParamSpec, alias: str | None = None,
@@ -215,6 +218,8 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             if pos is None:
                 if name.lower() in ("rowid", "oid", "_rowid_") and table.rowid_alias is not None:
                     pos = table.rowid_alias
+                elif name.lower() in ("rowid", "oid", "_rowid_") and not isinstance(table, ViewTarget):
+                    pos = ncols                  # the hidden rowid, carried after the columns
                 else:
                     raise NoSuchObjectError(f"table {table.name} has no column named {name}")
             positions.append(pos)
@@ -222,6 +227,9 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
         positions = list(range(ncols))
     empty = ExprCompiler(Scope([], parent), params)
     defaults = [_default_expr(ExprCompiler(Scope([]), params), c) for c in table.columns]
+    explicit_rowid = ncols in positions
+    if explicit_rowid:
+        defaults.append(C.Const(None))           # no rowid given in a row: allocate one
     mode = C.CONFLICT_MODES[(mode_name or node.args.get("alternative") or "ABORT").upper()]
     if upsert is not None:
         if isinstance(table, ViewTarget):
@@ -229,7 +237,8 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
         mode = C.CONFLICT_MODES["UPSERT"]
     source = node.expression
     if node.args.get("default") or source is None:
-        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table, returning, upsert, triggers)
+        return InsertPlan(writer, [list(defaults)], None, None, defaults, mode, table, returning, upsert, triggers,
+                          explicit_rowid)
     if isinstance(source, exp.Values):
         rows = []
         for tup in source.expressions:
@@ -242,7 +251,8 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             for pos, v in zip(positions, vals):
                 exprs[pos] = empty.compile(v)
             rows.append(exprs)
-        return InsertPlan(writer, rows, None, None, defaults, mode, table, returning, upsert, triggers)
+        return InsertPlan(writer, rows, None, None, defaults, mode, table, returning, upsert, triggers,
+                          explicit_rowid)
     with_ = node.args.get("with_")
     if with_ is not None:
         # WITH ... INSERT INTO t SELECT ...: the CTEs belong to the SELECT.
@@ -258,10 +268,11 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
     planned = planner.plan(source, parent)
     if len(planned.names) != len(positions):
         raise ProgrammingError(f"table {table.name} has {len(positions)} columns but {len(planned.names)} values were supplied")
-    column_map = [-1] * ncols
+    column_map = [-1] * len(defaults)
     for out_pos, pos in enumerate(positions):
         column_map[pos] = out_pos
-    return InsertPlan(writer, None, planned, column_map, defaults, mode, table, returning, upsert, triggers)
+    return InsertPlan(writer, None, planned, column_map, defaults, mode, table, returning, upsert, triggers,
+                      explicit_rowid)
 
 
 def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
@@ -277,10 +288,14 @@ def run_insert(plan: InsertPlan, ctx: Any, out: list | None = None) -> int:
                    for r in selected)
     count = 0
     triggers = plan.triggers
+    given_rowid = None
     for vals in sources:
-        if triggers is not None and triggers.before and not triggers.fire(triggers.before, vals + (None,), None, ctx):
+        if plan.explicit_rowid:
+            vals, given_rowid = vals[:-1], vals[-1]
+        if triggers is not None and triggers.before and \
+                not triggers.fire(triggers.before, vals + (given_rowid,), None, ctx):
             continue
-        if writer.insert(vals, ctx, plan.mode) is not None:
+        if writer.insert(vals, ctx, plan.mode, given_rowid) is not None:
             count += 1
             if triggers is not None and triggers.after:
                 triggers.fire(triggers.after, writer.last_row, None, ctx)

@@ -104,6 +104,9 @@ class AggregateContext:
         self.specs: list[Any] = []
         self.spec_keys: list[str] = []
         self.input_width = input_scope.width
+        # (spec index, +1 for max / -1 for min, collation) of each one-argument min()/max():
+        # when there is exactly one, bare columns read the row it came from (SQLite's rule).
+        self.min_max: list[tuple[int, int, int]] = []
 
     def group_position(self, node: exp.Expression) -> int | None:
         key = _node_key(node)
@@ -667,13 +670,19 @@ class ExprCompiler:
                 pass   # let the error surface at execution, as SQLite does
         return C.Call(fn.func, args)
 
-    def _aggregate(self, node: exp.Expression) -> Any:
+    def _aggregate(self, node: exp.Expression, coll: int | None = None) -> Any:
+        """``coll`` overrides the argument's collation (a FILTER's CASE keeps its column's)."""
         assert self.agg is not None
         key = _node_key(node)
         if key in self.agg.spec_keys:
             return C.AggRef(self.agg.aggregate_position(self.agg.spec_keys.index(key)))
         if isinstance(node, exp.Filter):
-            raise NotSupportedError("aggregate FILTER clauses are not supported yet")
+            first = node.this.expressions[0] if node.this.expressions else None
+            if isinstance(first, exp.Distinct):
+                first = first.expressions[0]
+            inner_coll = ExprCompiler(self.agg.input_scope, self.params).collation(first) \
+                if first is not None and not isinstance(first, exp.Star) else 0
+            return self._aggregate(filter_as_case(node), inner_coll)
         name = node.name.lower()
         args = list(node.expressions)
         distinct = False
@@ -696,12 +705,47 @@ class ExprCompiler:
         inner = ExprCompiler(self.agg.input_scope, self.params, self.subquery_planner, None)
         compiled = [] if star else inner.compile_list(args)
         self.uses_outer = self.uses_outer or inner.uses_outer
-        coll = inner.collation(args[0]) if args and not star else 0
+        if coll is None:
+            coll = inner.collation(args[0]) if args and not star else 0
         factory = fn.factory(nargs, star, coll, distinct)
         spec = C.AggSpec(factory, compiled, False, star)
+        if name in ("min", "max") and nargs == 1:
+            self.agg.min_max.append((len(self.agg.specs), 1 if name == "max" else -1, coll))
         self.agg.specs.append(spec)
         self.agg.spec_keys.append(key)
         return C.AggRef(self.agg.aggregate_position(len(self.agg.specs) - 1))
+
+
+# Aggregates that skip NULL arguments: for them ``agg(x) FILTER (WHERE c)`` is
+# exactly ``agg(CASE WHEN c THEN x END)``, since a filtered-out row feeds NULL.
+NULL_SKIPPING_AGGREGATES = frozenset({"count", "sum", "total", "avg", "min", "max", "group_concat", "string_agg"})
+
+
+def filter_as_case(node: exp.Filter) -> exp.Expression:
+    """Rewrites ``agg(x, ...) FILTER (WHERE c)`` to ``agg(CASE WHEN c THEN x END, ...)``.
+
+    ``count(*)`` becomes ``count(CASE WHEN c THEN 1 END)``.  Aggregates that
+    see NULL arguments (json_group_array, user-defined ones) would change
+    meaning, so they are refused rather than answered wrongly.
+    """
+    call = node.this
+    name = call.name.lower() if isinstance(call, exp.Anonymous) else ""
+    if name not in NULL_SKIPPING_AGGREGATES:
+        raise NotSupportedError(f"FILTER on aggregate {name or call.sql()}() is not supported")
+    cond = node.expression.this if isinstance(node.expression, exp.Where) else node.expression
+    call = call.copy()
+    args = list(call.expressions)
+    if not args:
+        raise ProgrammingError(f"wrong number of arguments to function {name}()")
+    first = args[0]
+    distinct = isinstance(first, exp.Distinct)
+    inner = first.expressions[0] if distinct else first
+    if isinstance(inner, exp.Star):
+        inner = exp.Literal.number(1)
+    case = exp.Case(ifs=[exp.If(this=cond.copy(), true=inner.copy())])
+    args[0] = exp.Distinct(expressions=[case]) if distinct else case
+    call.set("expressions", args)
+    return call
 
 
 def _changes(session: Any) -> int:

@@ -304,6 +304,8 @@ class SelectPlanner:
                     raise ProgrammingError("aggregate functions are not allowed in the GROUP BY clause")
             agg = AggregateContext(scope, group_nodes)
             post = ExprCompiler(scope, self.params, self.subquery_runner, agg)
+            if having is not None:
+                having = exp.Having(this=self._having_aliases(having.this, select_nodes, names, scope))
             if windows:
                 # Register every aggregate first: the grouped row's width (where
                 # window columns start) must be final before anything refers past it.
@@ -313,7 +315,9 @@ class SelectPlanner:
                     post.compile(a)
             n_specs = len(agg.specs)
             having_expr = post.compile(having.this) if having is not None else None
-            root = C.HashAggregate(root, group_exprs, agg.specs, scope.width)
+            folds = [pre.collation(g) for g in group_nodes]
+            root = C.HashAggregate(root, group_exprs, agg.specs, scope.width, folds if any(folds) else None,
+                                   agg.min_max)
             self.explain.append("USE TEMP B-TREE FOR GROUP BY" if group_nodes else "AGGREGATE")
             if having_expr is not None:
                 root = C.Filter(root, having_expr)
@@ -365,7 +369,8 @@ class SelectPlanner:
         if distinct:
             if extra:
                 raise NotSupportedError("ORDER BY terms of a SELECT DISTINCT must appear in its result columns")
-            root = C.Distinct(root)
+            folds = [key_comp.collation(_unalias(n)) for n in select_nodes]
+            root = C.Distinct(root, folds if any(folds) else None)
         if sort_keys and not (hint is not None and hint.satisfied):
             root = C.Sort(root, sort_keys, bytes(desc))
             self.explain.append("USE TEMP B-TREE FOR ORDER BY")
@@ -1149,6 +1154,24 @@ class SelectPlanner:
             col = exp.column(display, table=table, quoted=True)
             cols.append(exp.alias_(col, display, quoted=True))
         return cols
+
+    def _having_aliases(self, node: exp.Expression, select_nodes: list, names: list[str],
+                        scope: Scope) -> exp.Expression:
+        """HAVING may name a result column by its alias when no FROM column has that name (as in SQLite)."""
+        aliases = {name.lower(): sn.this for sn, name in zip(select_nodes, names) if isinstance(sn, exp.Alias)}
+        if not aliases:
+            return node
+
+        def substitute(n: exp.Expression) -> exp.Expression:
+            if isinstance(n, exp.Column) and not n.table and n.name.lower() in aliases:
+                try:
+                    if scope.lookup(n.name, None) is not None:
+                        return n
+                except ProgrammingError:
+                    return n              # ambiguous among the FROM columns: let compilation say so
+                return aliases[n.name.lower()].copy()
+            return n
+        return node.transform(substitute)
 
     def _resolve_order(self, node: exp.Expression, select_nodes: list, names: list[str]) -> exp.Expression:
         return self._resolve_alias_or_position(node, select_nodes, names, "ORDER BY")

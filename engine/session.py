@@ -504,7 +504,7 @@ class Session:
         returning = (ins.returning if ins is not None else plan.modify.returning)
         out: list | None = [] if returning is not None and not many else None
         if (ins is not None and ins.value_rows is not None and len(ins.value_rows) == 1
-                and ins.upsert is None and out is None and ins.triggers is None):
+                and ins.upsert is None and out is None and ins.triggers is None and not ins.explicit_rowid):
             # The common executemany shape: one compiled loop over all parameter sets.
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.insert_many(ins.writer, ins.value_rows[0], param_sets, ctx, ins.mode,

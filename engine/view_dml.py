@@ -73,7 +73,7 @@ class ViewWriter:
     def begin(self, ctx: Any) -> None:
         """Nothing to prepare: the triggers' own statements open their writers."""
 
-    def insert(self, vals: tuple, ctx: Any, mode: int) -> tuple | None:
+    def insert(self, vals: tuple, ctx: Any, mode: int, given_rowid: Any = None) -> tuple | None:
         new = tuple(vals) + (None,)
         if not self.triggers.fire(self.triggers.instead, new, None, ctx):
             return None                      # RAISE(IGNORE): the row is skipped

@@ -21,7 +21,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
-from .exprcompile import ExprCompiler, Scope, contains_aggregate
+from .exprcompile import ExprCompiler, Scope, contains_aggregate, filter_as_case
 
 # Built-in window functions: name -> (kind constant name in the compiled core, min args, max args).
 # Constants are looked up when planning, so importing this module never needs a newer core.
@@ -180,7 +180,7 @@ def compile_window_function(win: exp.Window, wdef: WindowDef, comp: ExprCompiler
     """A C.WindowFunc for one call; its arguments compiled against the window's input."""
     fn = win.this
     if isinstance(fn, exp.Filter):
-        raise NotSupportedError("FILTER clauses on window functions are not supported")
+        fn = filter_as_case(fn)
     if not isinstance(fn, exp.Anonymous):
         raise NotSupportedError(f"unsupported window function: {fn.sql(dialect='sqlite')[:60]}")
     name = fn.name.lower()

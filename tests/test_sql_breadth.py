@@ -277,7 +277,7 @@ def test_window_errors(pair: tuple, sql: str) -> None:
 @pytest.mark.parametrize("sql, what", [
     ("SELECT sum(b) OVER (ORDER BY b ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING EXCLUDE CURRENT ROW) FROM t",
      "EXCLUDE"),
-    ("SELECT count(*) FILTER (WHERE b > 1) OVER () FROM t", "FILTER"),
+    ("SELECT json_group_array(b) FILTER (WHERE b > 1) OVER () FROM t", "FILTER"),
 ])
 def test_window_unsupported_named(pair: tuple, sql: str, what: str) -> None:
     tern, _ = pair
@@ -448,3 +448,48 @@ def test_update_from_returning_and_errors() -> None:
         con.execute("UPDATE inv SET qty = 1 FROM names WHERE sku = 'a'")
     with pytest.raises(terndb.Error, match="no such table"):
         con.execute("UPDATE inv SET qty = 1 FROM nope WHERE nope.x = inv.id")
+
+
+GROUPING_SETUP = [
+    "CREATE TABLE g(k INT, name TEXT, score INT, tag TEXT COLLATE NOCASE)",
+    "INSERT INTO g VALUES (1, 'ann', 7, 'Red'), (2, 'bob', 9, 'red'), (1, 'cy', 9, 'BLUE'), "
+    "(2, 'dee', 3, 'blue '), (1, 'eve', 9, 'Blue'), (3, 'fay', NULL, 'RED'), (3, 'gus', NULL, 'green')",
+]
+
+
+@pytest.mark.parametrize("sql", [
+    # Bare columns: the first row of the group, or the row of a lone min()/max().
+    "SELECT k, name, count(*) FROM g GROUP BY k ORDER BY k",
+    "SELECT k, name, max(score) FROM g GROUP BY k ORDER BY k",
+    "SELECT k, name, min(score) FROM g GROUP BY k ORDER BY k",
+    "SELECT name, max(score) FROM g",
+    "SELECT name, min(score), k FROM g WHERE k < 3",
+    "SELECT k, name, max(score) AS m FROM g GROUP BY k HAVING m > 8 ORDER BY name",
+    # NOCASE / RTRIM grouping and DISTINCT.
+    "SELECT tag, count(*) FROM g GROUP BY tag ORDER BY 1",
+    "SELECT DISTINCT tag FROM g ORDER BY 1",
+    "SELECT name COLLATE NOCASE, count(*) FROM g GROUP BY upper(name) COLLATE NOCASE ORDER BY 1",
+    "SELECT tag COLLATE RTRIM, count(*) FROM g GROUP BY 1 ORDER BY 1",
+    "SELECT count(DISTINCT tag) FROM g",
+    # FILTER on aggregates and on aggregate window functions.
+    "SELECT k, count(*) FILTER (WHERE score > 5), sum(score) FILTER (WHERE name > 'b'), "
+    "avg(score) FILTER (WHERE 0), group_concat(name, '+') FILTER (WHERE score IS NULL) FROM g GROUP BY k ORDER BY k",
+    "SELECT count(DISTINCT tag) FILTER (WHERE k <> 2), total(score) FILTER (WHERE tag = 'red') FROM g",
+    "SELECT name, sum(score) FILTER (WHERE k = 1) OVER (ORDER BY name), "
+    "count(*) FILTER (WHERE score > 5) OVER (PARTITION BY k) FROM g ORDER BY name",
+])
+def test_grouping_bare_columns_collations_and_filter_match_sqlite(sql: str) -> None:
+    results = []
+    for mod in (sqlite3, terndb):
+        con = mod.connect(":memory:")
+        for s in GROUPING_SETUP:
+            con.execute(s)
+        results.append(con.execute(sql).fetchall())
+    assert results[1] == results[0]
+
+
+def test_filter_on_aggregates_that_see_nulls_is_refused() -> None:
+    con = terndb.connect(":memory:")
+    con.execute(GROUPING_SETUP[0])
+    with pytest.raises(terndb.NotSupportedError, match="FILTER on aggregate json_group_array"):
+        con.execute("SELECT json_group_array(score) FILTER (WHERE k = 1) FROM g")

@@ -721,6 +721,24 @@ SCRIPTS: dict[str, list[str]] = {
         "SELECT 'abc' LIKE 'ABC', 'abc' GLOB 'ABC', 'a_c' LIKE 'a\\_c' ESCAPE '\\', "
         "'ü' LIKE 'Ü', 'x' BETWEEN 'a' AND 'z', 2 IN (1, 2.0), '2' IN (1, 2)",
     ],
+    "column_collation_in_order_group_distinct": [
+        "CREATE TABLE o(b TEXT COLLATE NOCASE)",
+        "INSERT INTO o VALUES ('b'), ('A'), ('a'), ('B'), (NULL), ('c')",
+        "SELECT b FROM o ORDER BY b, rowid",
+        "SELECT DISTINCT b FROM o ORDER BY b",
+        "SELECT b, count(*) FROM o GROUP BY b ORDER BY b",
+    ],
+    "insert_into_rowid_column": [
+        "CREATE TABLE n(a TEXT)",
+        "INSERT INTO n(rowid, a) VALUES (50, 'z')",
+        "INSERT INTO n(a) VALUES ('w')",
+        "INSERT INTO n(oid, a) VALUES ('7', 'q'), (NULL, 'r')",
+        "INSERT INTO n(a, _rowid_) SELECT a || '2', rowid + 100 FROM n WHERE rowid < 52",
+        "INSERT INTO n(rowid, a) VALUES (50, 'dup')",
+        "INSERT OR REPLACE INTO n(rowid, a) VALUES (50, 'replaced')",
+        "INSERT INTO n(rowid, a) VALUES ('x', 'bad')",
+        "SELECT rowid, a FROM n ORDER BY rowid",
+    ],
     "mixed_queries": [
         "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT UNIQUE)",
         "INSERT INTO t(a, b) VALUES (1, 'x'), (2, 'y'), (NULL, 'z'), (2, NULL), (5, 'w')",
@@ -833,20 +851,6 @@ def test_script(twin, name: str) -> None:
 # the signal to drop the marker (and the KNOWN_BUGS entry, if any).
 
 KNOWN_BUG_SCRIPTS = {
-    "column_collation_in_order_group_distinct": (
-        "engine: a column's COLLATE NOCASE is ignored by ORDER BY, GROUP BY and DISTINCT", [
-            "CREATE TABLE o(b TEXT COLLATE NOCASE)",
-            "INSERT INTO o VALUES ('b'), ('A'), ('a'), ('B'), (NULL), ('c')",
-            "SELECT b FROM o ORDER BY b, rowid",
-            "SELECT DISTINCT b FROM o ORDER BY b",
-            "SELECT b, count(*) FROM o GROUP BY b ORDER BY b",
-        ]),
-    "insert_into_rowid_column": ("engine: INSERT INTO t(rowid, ...) says no column named rowid", [
-        "CREATE TABLE n(a TEXT)",
-        "INSERT INTO n(rowid, a) VALUES (50, 'z')",
-        "INSERT INTO n(a) VALUES ('w')",
-        "SELECT rowid, a FROM n ORDER BY rowid",
-    ]),
 }
 
 
