@@ -321,6 +321,26 @@ def _create_target(sql: str, kind: str) -> tuple[Any, str]:
     return node, target.name
 
 
+def _add_column_target(sql: str) -> str:
+    """The table name of a single ``ALTER TABLE t ADD COLUMN ...``; ProgrammingError otherwise.
+
+    Only ADD COLUMN travels between nodes (document tables grow this way);
+    the applier skips other ALTERs, and this check keeps a peer from sending
+    anything else under that name.
+    """
+    from sqlglot import exp
+
+    from .sqlparse import parse_one
+    node = parse_one(sql)
+    if not isinstance(node, exp.Alter):
+        raise ProgrammingError("expected ALTER TABLE ... ADD COLUMN")
+    actions = node.args.get("actions") or []
+    if str(node.args.get("kind", "")).upper() != "TABLE" or len(actions) != 1 \
+            or not isinstance(actions[0], exp.ColumnDef):
+        raise ProgrammingError("expected ALTER TABLE ... ADD COLUMN")
+    return node.this.name
+
+
 def _create_columns(node: Any) -> list[str]:
     from sqlglot import exp
     schema = node.this
@@ -431,7 +451,8 @@ class Guard:
             return "DDL entry is not JSON"
         if not isinstance(info, dict):
             return "DDL entry is not a JSON object"
-        kinds = {"create_table": "TABLE", "create_index": "INDEX", "create_view": "VIEW"}
+        kinds = {"create_table": "TABLE", "create_index": "INDEX", "create_view": "VIEW",
+                 "alter_table": "ADD COLUMN"}
         op = info.get("op")
         if op == "drop":
             if info.get("kind") not in ("table", "index", "view") or not isinstance(info.get("name"), str):
@@ -446,15 +467,15 @@ class Guard:
         return None if reason is None else f"DDL {op}: {reason}"
 
     def _create_verdict(self, kind: str, name: str, sql: str) -> str | None:
-        """None if ``sql`` is one plain CREATE ``kind`` of ``name``, else why not (cached)."""
+        """None if ``sql`` is one plain CREATE ``kind`` (or ADD COLUMN) of ``name``, else why not (cached)."""
         key = (kind, name, sql)
         if key in self._sql_verdicts:
             return self._sql_verdicts[key]
         try:
-            _, target = _create_target(sql, kind)
-            reason = None if target.lower() == name.lower() else f"names {name!r} but its SQL creates {target!r}"
+            target = _add_column_target(sql) if kind == "ADD COLUMN" else _create_target(sql, kind)[1]
+            reason = None if target.lower() == name.lower() else f"names {name!r} but its SQL changes {target!r}"
         except Error as exc:
-            reason = f"{name!r}: SQL is not a plain CREATE {kind}: {exc}"
+            reason = f"{name!r}: SQL is not a plain {'ALTER TABLE ... ' if kind == 'ADD COLUMN' else 'CREATE '}{kind}: {exc}"
         if len(self._sql_verdicts) >= 4096:      # bounded: hostile senders can vary the text
             self._sql_verdicts.clear()
         self._sql_verdicts[key] = reason

@@ -124,6 +124,10 @@ def test_hostile_messages_are_dead_lettered_never_applied(pair):
         "CTAS table map": _forge(sample, tables={kv_tid: ("evil", "CREATE TABLE evil AS SELECT * FROM kv")}),
         "mismatched table map": _forge(sample, tables={kv_tid: ("kv", "CREATE TABLE other2(id INTEGER PRIMARY KEY)")}),
         "DDL smuggling DML": _ddl_message(ra.db.node_id, {"op": "create_index", "name": "ix", "sql": "DELETE FROM kv"}),
+        "ALTER that is not ADD COLUMN": _ddl_message(
+            ra.db.node_id, {"op": "alter_table", "name": "kv", "sql": "ALTER TABLE kv DROP COLUMN b"}, seq=10_002),
+        "ADD COLUMN naming another table": _ddl_message(
+            ra.db.node_id, {"op": "alter_table", "name": "kv", "sql": "ALTER TABLE other ADD COLUMN x"}, seq=10_003),
         "DDL drop of a reserved table": None,     # filled below: refused by subscription, not applied
         "undecodable row": bad_row_msg,
     }
