@@ -210,7 +210,10 @@ class Session:
         try:
             if self.changes is not None and self.changes.count:
                 schema_version = self.db.catalog.version(write.txn)
-                seq = self.db.binlog.append(write.txn, self.changes, self.db.hlc, self.db.node_id, schema_version)
+                node_id = self.store.committed_node_id(write)
+                if node_id != self.db.node_id:
+                    self.db.node_id = node_id        # set by another process since this one opened
+                seq = self.db.binlog.append(write.txn, self.changes, self.db.hlc, node_id, schema_version)
                 # Hooks (replication's version bookkeeping) run inside the committing
                 # transaction, so their state can never disagree with the data.
                 for hook in self.db.commit_hooks:

@@ -859,6 +859,23 @@ class Store:
         except lmdb.Error as exc:
             raise translate_lmdb_error(exc, "writing metadata") from exc
 
+    def committed_node_id(self, txn: "WriteTxn") -> bytes:
+        """The node id as committed in the database, read in the write ``txn``.
+
+        Another process (``terndb replicate --node-id``) may have set it after
+        this one opened the database; a change set stamped with the stale id
+        would never be published as this node's own, so commits read it here
+        (one B-tree get) and adopt a new one.
+        """
+        shared = self._check()
+        try:
+            current = txn.txn.get(K_NODE_ID, db=shared.meta_db)
+        except lmdb.Error as exc:
+            raise translate_lmdb_error(exc, "reading metadata") from exc
+        if current is not None and len(current) == 16 and current != shared.node_id:
+            self.adopt_node_id(bytes(current))
+        return shared.node_id
+
     def adopt_node_id(self, node_id: bytes) -> None:
         """Use ``node_id`` (committed by ``put_node_id``) in every handle of this process."""
         self._check().node_id = node_id

@@ -764,3 +764,21 @@ def test_sql_update_and_delete_replicate(nodes):
     a.con.commit()
     LocalPeer(b.applier, a.db).pull_all()
     assert b.rows("kv") == [(1, "z")]
+
+
+def test_node_id_set_by_another_process_is_used_by_open_connections(tmp_path):
+    """A connection opened before ``terndb replicate --node-id`` set the id stamps its commits with the new id."""
+    import subprocess
+    import sys
+
+    from terndb.engine.database import parse_node_id
+    path = str(tmp_path / "db")
+    con = terndb.connect(path)            # open, nothing written yet: the id may still change
+    subprocess.run([sys.executable, "-c", f"import terndb; terndb.connect({path!r}, node_id='edge-7').close()"],
+                   check=True, timeout=60)
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    origins = {o.origin for o in read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)}
+    assert origins == {parse_node_id("edge-7")}
+    con.close()
