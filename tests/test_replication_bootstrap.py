@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("nats")
 
 import terndb  # noqa: E402
-from natsutil import NatsServer, wait_for  # noqa: E402
+from natsserver import NatsServer, wait_for  # noqa: E402
 from terndb.replication import Replicator  # noqa: E402
 
 OPTS = {"max_msgs": 20, "fetch_timeout": 0.05, "connect_timeout": 2.0, "database": "boot"}
@@ -23,7 +23,7 @@ OPTS = {"max_msgs": 20, "fetch_timeout": 0.05, "connect_timeout": 2.0, "database
 
 @pytest.fixture
 def nats_url(tmp_path):
-    server = NatsServer.jetstream(tmp_path / "js").start()
+    server = NatsServer(tmp_path / "js")
     try:
         yield server.url
     finally:

