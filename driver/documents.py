@@ -127,8 +127,7 @@ def create_document_table(connection: "Connection", name: str, primary_key: str 
 
 
 def _table_exists(connection: "Connection", name: str) -> bool:
-    from terndb.engine.documents import current_schema
-    return name.lower() in current_schema(connection._session).tables
+    return name.lower() in connection._session.current_schema().tables
 
 
 def _jsonl_documents(stream: Iterable[str | bytes], source: str,

@@ -71,18 +71,6 @@ def document_table_sql(name: str, primary_key: str | Sequence[str] = "id", key_t
     return f"CREATE TABLE {exists}{quote_name(name)} ({body}) WITH (dynamic = true, index_attributes = {flag})"
 
 
-def current_schema(session: Any) -> Schema:
-    """The schema ``session`` sees now, its own uncommitted DDL included."""
-    # engine-internal: the session owns the schema cache and its validity rules.
-    if session.write is not None:
-        return session._schema_for(session.write.txn)
-    read = session._begin_read()
-    try:
-        return session._schema_for(read.txn)
-    finally:
-        read.end()
-
-
 def _is_nested(value: Any) -> bool:
     return isinstance(value, (dict, list))
 
@@ -169,7 +157,7 @@ class DocumentTable:
 
     def shape(self) -> _Shape:
         """The table as the session sees it now."""
-        schema = current_schema(self.session)
+        schema = self.session.current_schema()
         if self._cached is None or self._cached.schema is not schema:
             self._cached = _Shape(schema, self.name)
         return self._cached
@@ -288,7 +276,7 @@ class DocumentTable:
             run(f"ALTER TABLE {quote_name(table.name)} ADD COLUMN {quote_name(spelling)}")
         if not table.index_attributes:
             return
-        schema = current_schema(self.session)
+        schema = self.session.current_schema()
         for spelling, first in new.values():
             if _is_nested(first):
                 continue

@@ -256,6 +256,16 @@ class Session:
 
     # -- planning ----------------------------------------------------------------------
 
+    def current_schema(self) -> Schema:
+        """The schema this session sees now, its own uncommitted DDL included."""
+        if self.write is not None:
+            return self._schema_for(self.write.txn)
+        read = self._begin_read()
+        try:
+            return self._schema_for(read.txn)
+        finally:
+            read.end()
+
     def _schema_for(self, txn: Any) -> Schema:
         if self.write is not None and txn is self.write.txn and self._write_schema is not None \
                 and self.schema is self._write_schema:

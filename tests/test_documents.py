@@ -18,7 +18,6 @@ import pytest
 import terndb
 from terndb import cli
 from terndb.engine.catalog import _decode
-from terndb.engine.documents import current_schema
 from terndb.importer import import_file
 from terndb.replication import Replicator
 
@@ -46,7 +45,7 @@ def test_create_table_with_options_sets_the_catalog_flags(con) -> None:
     con.execute("CREATE TABLE a (id INTEGER PRIMARY KEY) WITH (dynamic = true, index_attributes = false)")
     con.execute("CREATE TABLE b (id INTEGER PRIMARY KEY) WITH (dynamic = on)")
     con.execute("CREATE TABLE c (id INTEGER PRIMARY KEY)")
-    tables = current_schema(con._session).tables
+    tables = con._session.current_schema().tables
     assert (tables["a"].dynamic, tables["a"].index_attributes) == (True, False)
     assert (tables["b"].dynamic, tables["b"].index_attributes) == (True, True)
     assert (tables["c"].dynamic, tables["c"].index_attributes) == (False, False)

@@ -30,14 +30,7 @@ AUTO_INDEX_PREFIX = "sqlite_autoindex_"
 
 def catalog_schema(dbapi_connection: Any) -> Schema:
     """The schema the connection sees now (its own uncommitted DDL included)."""
-    session = dbapi_connection._session
-    if session.write is not None:
-        return session._schema_for(session.write.txn)
-    read = session._begin_read()
-    try:
-        return session._schema_for(read.txn)
-    finally:
-        read.end()
+    return dbapi_connection._session.current_schema()
 
 
 def resolve_type(decl_type: str) -> sqltypes.TypeEngine:
