@@ -115,7 +115,7 @@ class Cluster:
 
     # -- convergence ---------------------------------------------------------------------------
 
-    def wait_converged(self, timeout: float = 45.0) -> list:
+    def wait_converged(self, timeout: float = 120.0) -> list:
         deadline = time.monotonic() + timeout
         stable = 0
         last = None
