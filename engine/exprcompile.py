@@ -400,8 +400,64 @@ class ExprCompiler:
         return a, b, coll
 
     def _compare(self, op: int, node: exp.Expression) -> Any:
+        left, right = _unparen(node.this), _unparen(node.expression)
+        if isinstance(left, exp.Tuple) or isinstance(right, exp.Tuple):
+            return self._row_compare(op, left, right)
         a, b, coll = self.compare_operands(node.this, node.expression)
         return C.Compare(op, a, b, coll)
+
+    # -- row values ------------------------------------------------------------------
+
+    def _c_Tuple(self, node: exp.Tuple) -> Any:
+        raise ProgrammingError("row value misused")
+
+    @staticmethod
+    def _row_items(left: exp.Expression, right: exp.Expression) -> tuple[list, list]:
+        if not (isinstance(left, exp.Tuple) and isinstance(right, exp.Tuple)):
+            raise NotSupportedError("row values compare only with row values written as (x, y, ...)")
+        if len(left.expressions) != len(right.expressions):
+            raise ProgrammingError("row value misused")
+        return list(left.expressions), list(right.expressions)
+
+    def _row_equal(self, left: list, right: list) -> Any:
+        """(a, b) = (x, y) as a = x AND b = y: SQLite's three-valued result exactly."""
+        return C.And([self._compare(C.OP_EQ, exp.EQ(this=a, expression=b)) for a, b in zip(left, right)])
+
+    def _row_compare(self, op: int, left_node: exp.Expression, right_node: exp.Expression) -> Any:
+        """Row-value comparison: element by element, the first unequal pair decides.
+
+        (a, b) < (x, y) is a < x OR (a = x AND b < y); the three-valued
+        AND/OR give SQLite's NULL wherever a NULL is met before the decision.
+        """
+        left, right = self._row_items(left_node, right_node)
+        if op == C.OP_EQ:
+            return self._row_equal(left, right)
+        if op == C.OP_NE:
+            return C.Unary(3, self._row_equal(left, right))
+        strict = {C.OP_LE: C.OP_LT, C.OP_GE: C.OP_GT}.get(op, op)
+        last = len(left) - 1
+        result = self._compare(op, exp.EQ(this=left[last], expression=right[last]))
+        for i in range(last - 1, -1, -1):
+            pair = exp.EQ(this=left[i], expression=right[i])
+            result = C.Or([self._compare(strict, pair), C.And([self._compare(C.OP_EQ, pair), result])])
+        return result
+
+    def _row_in(self, node: exp.In, negate: bool) -> Any:
+        """(a, b) IN ((x, y), ...) as OR of row equalities; IN (SELECT x, y ...) through its rows."""
+        target = _unparen(node.this)
+        query = node.args.get("query")
+        if query is None:
+            result = C.Or([self._row_equal(*self._row_items(target, _unparen(it))) for it in node.expressions]) \
+                if node.expressions else C.Const(0)
+            return C.Unary(3, result) if negate else result
+        select = query.this if isinstance(query, exp.Subquery) else query
+        runner, correlated = self._plan_subquery(select)
+        width = getattr(runner, "width", 1)
+        if width != len(target.expressions):
+            raise ProgrammingError(f"sub-select returns {width} columns - expected {len(target.expressions)}")
+        rows = C.SubqueryExpr(_packed_rows(runner), 0, correlated)
+        return C.Call(_row_in_rows_negated if negate else _row_in_rows,
+                      [rows] + self.compile_list(target.expressions))
 
     def _c_EQ(self, n): return self._compare(C.OP_EQ, n)
     def _c_NEQ(self, n): return self._compare(C.OP_NE, n)
@@ -442,6 +498,8 @@ class ExprCompiler:
         return self._between(node, False)
 
     def _in(self, node: exp.In, negate: bool) -> Any:
+        if isinstance(_unparen(node.this), exp.Tuple):
+            return self._row_in(node, negate)
         query = node.args.get("query")
         if query is not None:
             select = query.this if isinstance(query, exp.Subquery) else query
@@ -494,6 +552,10 @@ class ExprCompiler:
     def _c_Like(self, n): return self._like(n, False)
     def _c_Glob(self, n): return self._like(n, False)
     def _c_Escape(self, n): return self._like(n, False)
+
+    def _c_RegexpLike(self, node: exp.RegexpLike) -> Any:
+        # SQLite's rule: X REGEXP Y calls regexp(Y, X).
+        return self._call("regexp", [self.compile(node.expression), self.compile(node.this)])
 
     def _c_ILike(self, node):
         return self._like(exp.Like(this=node.this, expression=node.expression), False)
@@ -761,6 +823,41 @@ def _last_insert_rowid(session: Any) -> int:
 
 
 # Functions that exist only with OVER (...); called without it they are a misuse.
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _packed_rows(runner: Callable) -> Callable:
+    """A sub-select runner whose single row holds all the rows: lets SubqueryExpr cache them."""
+    def run(ctx: Any, limit: int) -> list[tuple]:
+        return [(tuple(tuple(r) for r in runner(ctx, -1)),)]
+    return run
+
+
+def _row_in_rows(rows: tuple, *values: Any) -> int | None:
+    """(a, b) IN (SELECT ...): 1 on an equal row, NULL if some row compared NULL, else 0."""
+    unknown = False
+    for row in rows:
+        verdict = 1
+        for v, w in zip(values, row):
+            if v is None or w is None:
+                verdict = None
+            elif v != w:
+                verdict = 0
+                break
+        if verdict == 1:
+            return 1
+        unknown = unknown or verdict is None
+    return None if unknown else 0
+
+
+def _row_in_rows_negated(rows: tuple, *values: Any) -> int | None:
+    r = _row_in_rows(rows, *values)
+    return None if r is None else 1 - r
+
+
 WINDOW_ONLY_FUNCTIONS = frozenset({
     "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
     "first_value", "last_value", "nth_value",
