@@ -135,6 +135,9 @@ class AlterExecutor:
         table.sql = _rename_identifiers(table.sql, rename, statement=True)
         for ck in table.checks:
             ck.sql = _rename_identifiers(ck.sql, rename, statement=False)
+        for col in table.columns:
+            if col.generated:
+                col.generated_sql = _rename_identifiers(col.generated_sql, rename, statement=False)
         for fk in table.foreign_keys:
             fk.columns = [new if c.lower() == old_low else c for c in fk.columns]
         self.catalog.put(wtxn, "table", table)
@@ -256,6 +259,9 @@ class AlterExecutor:
                 raise ProgrammingError(f"cannot drop {kind} column: \"{name}\"")
         if any(_mentions(ck.sql, low) for ck in table.checks):
             raise ProgrammingError(f"cannot drop column \"{name}\": used in a CHECK constraint")
+        for col in table.columns:
+            if col.generated and col.key != low and _mentions(col.generated_sql, low):
+                raise ProgrammingError(f"cannot drop column \"{name}\": used in generated column \"{col.name}\"")
         if any(low in (c.lower() for c in fk.columns) for fk in table.foreign_keys):
             raise ProgrammingError(f"cannot drop column \"{name}\": used in a foreign key")
         for view in schema.views.values():

@@ -387,9 +387,20 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
     return op, scope
 
 
-def _assignment_pairs(node: exp.Update) -> list[tuple[exp.Expression, exp.Expression]]:
-    """(column, value) per assigned column; ``SET (a, b) = (x, y)`` gives one pair per column."""
-    pairs: list[tuple[exp.Expression, exp.Expression]] = []
+@dataclass(frozen=True)
+class RowItem:
+    """Element ``index`` of a row-valued sub-select assigned by ``SET (a, b) = (SELECT x, y ...)``."""
+    query: exp.Expression
+    index: int
+    width: int
+
+
+def _assignment_pairs(node: exp.Update) -> list[tuple[exp.Expression, Any]]:
+    """(column, value) per assigned column; ``SET (a, b) = (x, y)`` gives one pair per column.
+
+    The value is an expression, or a RowItem for a row-valued sub-select.
+    """
+    pairs: list[tuple[exp.Expression, Any]] = []
     for eq in node.expressions:
         if not isinstance(eq.this, exp.Tuple):
             pairs.append((eq.this, eq.expression))
@@ -398,8 +409,11 @@ def _assignment_pairs(node: exp.Update) -> list[tuple[exp.Expression, exp.Expres
         value = eq.expression
         while isinstance(value, exp.Paren):
             value = value.this
+        if isinstance(value, (exp.Subquery, exp.Select)):
+            pairs.extend((t, RowItem(value, i, len(targets))) for i, t in enumerate(targets))
+            continue
         if not isinstance(value, exp.Tuple):
-            raise NotSupportedError("assigning a row value from a sub-select is not supported yet")
+            raise ProgrammingError("row value misused")
         if len(value.expressions) != len(targets):
             raise ProgrammingError(f"{len(targets)} columns assigned {len(value.expressions)} values")
         pairs.extend(zip(targets, value.expressions))
@@ -442,8 +456,15 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
     table, alias, op, scope = _modify_target(store, schema, node, params, parent)
     comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
     assigns = [C.ColRef(i) for i in range(len(table.columns))]
+    rows: dict[int, Any] = {}       # one compiled row sub-select per (a, b) = (SELECT ...)
     for pos, value in _assigned_positions(table, node):
-        assigns[pos] = comp.compile(value)
+        if isinstance(value, RowItem):
+            row = rows.get(id(value.query))
+            if row is None:
+                row = rows[id(value.query)] = comp.row_subquery(value.query, value.width)
+            assigns[pos] = comp.row_subquery_item(row, value.index)
+        else:
+            assigns[pos] = comp.compile(value)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
     returning = plan_returning(table, node, params, alias, sql)
     writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE", _assigned_names(node))
@@ -470,6 +491,8 @@ def _plan_update_from(store: Any, schema: Schema, node: exp.Update, params: Para
                                                     table=qualifier.copy()) for c in table.columns]
     target_cols.append(exp.Column(this=exp.to_identifier("rowid"), table=qualifier.copy()))
     assigned = _assigned_positions(table, node)
+    if any(isinstance(value, RowItem) for _pos, value in assigned):
+        raise NotSupportedError("UPDATE ... FROM cannot assign a row-valued sub-select yet")
     query = exp.Select(expressions=target_cols + [value.copy() for _pos, value in assigned])
     query.set("from_", exp.From(this=tnode.copy()))
     first = node.args["from_"].this.copy()

@@ -429,6 +429,8 @@ class ExprCompiler:
         (a, b) < (x, y) is a < x OR (a = x AND b < y); the three-valued
         AND/OR give SQLite's NULL wherever a NULL is met before the decision.
         """
+        if isinstance(left_node, (exp.Subquery, exp.Select)) or isinstance(right_node, (exp.Subquery, exp.Select)):
+            return self._row_compare_subquery(op, left_node, right_node)
         left, right = self._row_items(left_node, right_node)
         if op == C.OP_EQ:
             return self._row_equal(left, right)
@@ -441,6 +443,31 @@ class ExprCompiler:
             pair = exp.EQ(this=left[i], expression=right[i])
             result = C.Or([self._compare(strict, pair), C.And([self._compare(C.OP_EQ, pair), result])])
         return result
+
+    def row_subquery(self, node: exp.Expression, width: int) -> Any:
+        """A sub-select yielding one row value: an Expr giving its first row (None when empty)."""
+        select = node.this if isinstance(node, exp.Subquery) else node
+        runner, correlated = self._plan_subquery(select)
+        got = getattr(runner, "width", 1)
+        if got != width:
+            raise ProgrammingError(f"sub-select returns {got} columns - expected {width}")
+        return C.SubqueryExpr(_first_row(runner), 0, correlated)
+
+    def row_subquery_item(self, row: Any, index: int) -> Any:
+        """Element ``index`` of a ``row_subquery`` (NULL when the sub-select had no row)."""
+        return C.Call(_row_item, [row, C.Const(index)])
+
+    def _row_compare_subquery(self, op: int, left_node: exp.Expression, right_node: exp.Expression) -> Any:
+        """(a, b) <op> (SELECT x, y ...): compared with the sub-select's first row."""
+        flipped = not isinstance(left_node, exp.Tuple)
+        values = right_node if flipped else left_node
+        query = left_node if flipped else right_node
+        if not isinstance(values, exp.Tuple):
+            raise NotSupportedError("comparing two row-valued sub-selects is not supported")
+        row = self.row_subquery(query, len(values.expressions))
+        if flipped:
+            op = _MIRRORED_OPS.get(op, op)
+        return C.Call(_compare_row_values, [C.Const(op), row] + self.compile_list(values.expressions))
 
     def _row_in(self, node: exp.In, negate: bool) -> Any:
         """(a, b) IN ((x, y), ...) as OR of row equalities; IN (SELECT x, y ...) through its rows."""
@@ -836,6 +863,47 @@ def _packed_rows(runner: Callable) -> Callable:
     return run
 
 
+def _first_row(runner: Callable) -> Callable:
+    """A sub-select runner whose single value is the whole first row (None when there is none)."""
+    def run(ctx: Any, limit: int) -> list[tuple]:
+        rows = runner(ctx, 1)
+        return [(tuple(rows[0]) if rows else None,)]
+    return run
+
+
+def _row_item(row: tuple | None, index: int) -> Any:
+    return None if row is None else row[index]
+
+
+# (a, b) < (SELECT ...) seen from the sub-select's side.
+_MIRRORED_OPS = {C.OP_LT: C.OP_GT, C.OP_LE: C.OP_GE, C.OP_GT: C.OP_LT, C.OP_GE: C.OP_LE}
+
+
+def _compare_row_values(op: int, row: tuple | None, *values: Any) -> int | None:
+    """``values <op> row`` with SQLite's row-value rules (an empty sub-select is all NULLs).
+
+    Equality: a definitely unequal pair gives 0, else a NULL gives NULL.
+    Ordering: pairs are read left to right; a NULL gives NULL, the first
+    unequal pair decides, and all-equal rows satisfy only <=, >= and =.
+    """
+    other = row if row is not None else (None,) * len(values)
+    if op in (C.OP_EQ, C.OP_NE):
+        unknown = False
+        for a, b in zip(values, other):
+            if a is None or b is None:
+                unknown = True
+            elif C.sql_compare(a, b) != 0:
+                return 1 if op == C.OP_NE else 0
+        return None if unknown else (1 if op == C.OP_EQ else 0)
+    for a, b in zip(values, other):
+        if a is None or b is None:
+            return None
+        c = C.sql_compare(a, b)
+        if c != 0:
+            return int(c < 0) if op in (C.OP_LT, C.OP_LE) else int(c > 0)
+    return int(op in (C.OP_LE, C.OP_GE))
+
+
 def _row_in_rows(rows: tuple, *values: Any) -> int | None:
     """(a, b) IN (SELECT ...): 1 on an equal row, NULL if some row compared NULL, else 0."""
     unknown = False
@@ -844,7 +912,7 @@ def _row_in_rows(rows: tuple, *values: Any) -> int | None:
         for v, w in zip(values, row):
             if v is None or w is None:
                 verdict = None
-            elif v != w:
+            elif C.sql_compare(v, w) != 0:
                 verdict = 0
                 break
         if verdict == 1:

@@ -223,3 +223,36 @@ def test_regexp_replace_and_errors(tmp_path):
     with pytest.raises(OperationalError, match=r"invalid regular expression '\[z'"):
         con.execute("SELECT v FROM s WHERE v REGEXP '[z'").fetchall()
     con.close()
+
+
+def test_row_value_against_sub_select(pair):
+    run_both(pair, ROWS + [
+        "SELECT z, (x, y) = (SELECT 1, 2), (x, y) < (SELECT 2, 1), (SELECT 1, 3) <= (x, y), "
+        "(x, y) <> (SELECT 9, 9 WHERE 0) FROM r ORDER BY z",
+        "SELECT z FROM r AS o WHERE (x, y) = (SELECT y, x FROM r AS i WHERE i.z = char(unicode(o.z) + 2)) ORDER BY z",
+    ])
+
+
+def test_update_from_row_sub_select(pair):
+    run_both(pair, ROWS + [
+        "CREATE TABLE src (k, p, q)",
+        "INSERT INTO src VALUES ('a', 100, 200), ('c', 300, 400)",
+        "UPDATE r SET (x, y) = (SELECT p, q FROM src WHERE src.k = r.z) WHERE z IN ('a', 'c', 'e')",
+        "SELECT * FROM r ORDER BY z",
+    ])
+
+
+def test_alter_keeps_generated_columns_consistent(pair):
+    tern, lite = pair
+    run_both(pair, [
+        "CREATE TABLE a (p INT, q INT, g INT AS (p * 2))",
+        "INSERT INTO a (p, q) VALUES (1, 1), (2, 2)",
+        "ALTER TABLE a RENAME COLUMN p TO pp",
+        "INSERT INTO a (pp, q) VALUES (3, 3)",
+        "ALTER TABLE a DROP COLUMN q",
+        "SELECT * FROM a ORDER BY pp",
+    ])
+    with pytest.raises(ProgrammingError, match='used in generated column "g"'):
+        tern.execute("ALTER TABLE a DROP COLUMN pp")
+    with pytest.raises(sqlite3.OperationalError):
+        lite.execute("ALTER TABLE a DROP COLUMN pp")
