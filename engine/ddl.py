@@ -338,6 +338,24 @@ def _unparen(node: exp.Expression) -> exp.Expression:
     return node
 
 
+# Date and time functions are non-deterministic only when they read the clock
+# ('now', no argument); SQLite accepts them in generated columns.
+_CLOCK_FUNCTIONS = frozenset({"date", "time", "datetime", "julianday", "unixepoch", "strftime"})
+
+
+def _refuse_volatile(node: exp.Expression) -> None:
+    """SQLite's rules: no sub-selects and no non-deterministic functions in a generated column."""
+    from .exprcompile import CONTEXT_FUNCTIONS
+    if node.find(exp.Select) is not None:
+        raise ProgrammingError("subqueries prohibited in generated columns")
+    for call in node.find_all(exp.Anonymous, exp.Rand):
+        name = "random" if isinstance(call, exp.Rand) else call.name.lower()
+        fn = C.SCALAR_FUNCTIONS.get(name)
+        volatile = name in CONTEXT_FUNCTIONS or (fn is not None and not fn.deterministic)
+        if volatile and name not in _CLOCK_FUNCTIONS:
+            raise ProgrammingError("non-deterministic functions prohibited in generated columns")
+
+
 def generation_order(table: Table) -> list[int]:
     """Positions of the generated columns, each after the generated columns it reads.
 
@@ -349,8 +367,9 @@ def generation_order(table: Table) -> list[int]:
     for pos, col in enumerate(table.columns):
         if not col.generated:
             continue
-        _validate_check(col.generated_sql, table)
         node = parse_one("SELECT " + col.generated_sql).expressions[0]
+        _refuse_volatile(node)
+        _validate_check(col.generated_sql, table)
         names = {c.name.lower() for c in node.find_all(exp.Column)}
         reads[pos] = {p for p, c in enumerate(table.columns) if c.key in names and c.generated}
     order: list[int] = []

@@ -67,7 +67,8 @@ def test_generated_columns_computed_on_insert_and_update(pair):
 
 def test_generated_column_index_and_upsert(pair):
     run_both(pair, [
-        "CREATE TABLE u (k TEXT PRIMARY KEY, v INT, twice INT AS (v * 2) STORED, lower_k AS (lower(k)))",
+        "CREATE TABLE u (k TEXT PRIMARY KEY, v INT, twice INT AS (v * 2) STORED, lower_k AS (lower(k)), "
+        "day TEXT AS (date(v * 86400, 'unixepoch')))",
         "CREATE INDEX u_twice ON u (twice)",
         "CREATE UNIQUE INDEX u_lower ON u (lower_k)",
         "INSERT INTO u (k, v) VALUES ('A', 1), ('b', 2), ('C', 3)",
@@ -103,6 +104,9 @@ def test_writing_a_generated_column_is_refused(pair):
     ("CREATE TABLE x (a INT AS (1))", "must have at least one non-generated column"),
     ("CREATE TABLE x (a INT AS (1), b INT, PRIMARY KEY (a))", "generated columns cannot be part of the PRIMARY KEY"),
     ("CREATE TABLE x (a INT AS (1) DEFAULT 1, b INT)", "cannot use DEFAULT on a generated column"),
+    ("CREATE TABLE x (a INT, b AS (random()))", "non-deterministic functions prohibited in generated columns"),
+    ("CREATE TABLE x (a INT, b AS (a + changes()))", "non-deterministic functions prohibited in generated columns"),
+    ("CREATE TABLE x (a INT, b AS ((SELECT 1)))", "subqueries prohibited in generated columns"),
 ])
 def test_bad_generated_definitions(pair, ddl, message):
     tern, lite = pair
