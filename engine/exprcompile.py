@@ -849,7 +849,6 @@ def _last_insert_rowid(session: Any) -> int:
     return session.last_insert_rowid
 
 
-# Functions that exist only with OVER (...); called without it they are a misuse.
 def _unparen(node: exp.Expression) -> exp.Expression:
     while isinstance(node, exp.Paren):
         node = node.this
@@ -926,6 +925,7 @@ def _row_in_rows_negated(rows: tuple, *values: Any) -> int | None:
     return None if r is None else 1 - r
 
 
+# Functions that exist only with OVER (...); called without it they are a misuse.
 WINDOW_ONLY_FUNCTIONS = frozenset({
     "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
     "first_value", "last_value", "nth_value",
