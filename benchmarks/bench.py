@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import sqlite3
 import statistics
@@ -236,6 +237,25 @@ def run_range_scan(module: Any, connection: Any, sizes: Sizes) -> int:
     return fetched
 
 
+def _sqlite_regexp(pattern: str, value: Any) -> int | None:
+    """The REGEXP function an application gives sqlite3 (SQLAlchemy's definition)."""
+    if pattern is None or value is None:
+        return None
+    return 1 if re.search(pattern, str(value)) else 0
+
+
+def run_regexp_scan(module: Any, connection: Any, sizes: Sizes) -> int:
+    """A full scan filtered by REGEXP: terndb's built-in against sqlite3 with a Python function."""
+    if module is sqlite3:
+        connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+    cursor = connection.cursor()
+    cursor.execute("SELECT COUNT(*) FROM t WHERE b REGEXP ?", (r"-\d*7$",))
+    matched = cursor.fetchone()[0]
+    if not 0 < matched < sizes.table_rows:
+        raise AssertionError(f"REGEXP matched {matched} rows")
+    return sizes.table_rows
+
+
 GROUP_BY_SQL = "SELECT n, COUNT(*), SUM(x), AVG(x), MAX(b) FROM t GROUP BY n"
 
 
@@ -333,6 +353,7 @@ WORKLOADS = [
              setup=create_main_table),
     Workload("point_select", "queries", lambda s: s.point_selects, "table", run_point_select),
     Workload("range_scan", "rows", lambda s: s.range_scans * s.range_rows, "table", run_range_scan),
+    Workload("regexp_scan", "rows", lambda s: s.table_rows, "table", run_regexp_scan),
     Workload("group_by_1m", "rows", lambda s: s.big_rows, "big", run_group_by_1m),
     Workload("group_by_100k", "rows", lambda s: s.small_group_rows, "small_group",
              run_group_by_100k),

@@ -91,6 +91,10 @@ cdef class TableWriter:
     cdef public tuple defaults    # column defaults for rows written before ADD COLUMN
     cdef public object conflict_rowid   # set by an UPSERT-mode insert that hit a uniqueness conflict
     cdef public tuple last_row          # the row last stored by insert/update (rowid last), for RETURNING
+    # Generated columns, (position, Expr over the row + rowid, affinity, NOT NULL)
+    # in an order where each expression reads only columns already computed.
+    # Both VIRTUAL and STORED columns are computed here and stored.
+    cdef public list generated
 
     def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,
                  list affinities, list notnull, list checks, list indexes, Py_ssize_t rowid_alias,
@@ -108,6 +112,7 @@ cdef class TableWriter:
         self.rowid_alias = rowid_alias
         self.pk_positions = pk_positions
         self.autoincrement = autoincrement
+        self.generated = []
 
     def index_writers(self):
         return list(self.indexes)
@@ -177,6 +182,25 @@ cdef class TableWriter:
                     f"{self.table_name}.{self.column_names[i]}")
         return tuple(out)
 
+    cdef tuple _generate(self, tuple vals, long long rowid, ExecContext ctx):
+        """Computes the generated columns of a row whose other values and rowid are final."""
+        cdef list out = list(vals)
+        cdef tuple g
+        cdef Py_ssize_t pos
+        out.append(rowid)
+        for g in self.generated:
+            pos = g[0]
+            v = (<Expr>g[1]).eval(tuple(out), ctx)
+            if v is not None:
+                v = apply_affinity(v, <int>g[2])
+            elif g[3]:
+                raise NotNullViolation(
+                    f"NOT NULL constraint failed: {self.table_name}.{self.column_names[pos]}",
+                    f"{self.table_name}.{self.column_names[pos]}")
+            out[pos] = v
+        out.pop()
+        return tuple(out)
+
     cdef void _check(self, tuple row, ExecContext ctx) except *:
         cdef tuple c
         for c in self.checks:
@@ -210,6 +234,8 @@ cdef class TableWriter:
             rowid = self._allocate_rowid(txn)
             if self.rowid_alias >= 0:
                 vals = vals[:self.rowid_alias] + (rowid,) + vals[self.rowid_alias + 1:]
+        if self.generated:
+            vals = self._generate(vals, rowid, ctx)
         cdef tuple row = vals + (rowid,)
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)
@@ -302,6 +328,8 @@ cdef class TableWriter:
             if type(given) is not int:
                 raise IntegrityError("datatype mismatch", self.table_name)
             rowid = given
+        if self.generated:
+            vals = self._generate(vals, rowid, ctx)
         cdef tuple row = vals + (rowid,)
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)

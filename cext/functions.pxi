@@ -40,6 +40,8 @@ import random as _random
 
 from terndb.engine.errors import DataError as _FnDataError
 from terndb.engine.errors import ProgrammingError as _FnProgrammingError
+from terndb.engine.errors import OperationalError as _FnOperationalError
+import re as _re
 
 # SQLite's default SQLITE_LIMIT_LENGTH: the largest string or blob.
 cdef int64_t _MAX_LENGTH = 1000000000
@@ -287,6 +289,49 @@ def fn_upper(v):
     if (<str>s).isascii():
         return (<str>s).upper()
     return (<str>s).translate(_ASCII_UPPER)
+
+
+# ---------------------------------------------------------------------------
+# Regular expressions: X REGEXP P is regexp(P, X) (SQLite's rule); SQLite
+# leaves the function to the application, terndb provides it with Python's re.
+# ---------------------------------------------------------------------------
+
+# Compiled patterns by text: a statement usually applies one pattern to many
+# rows, and re's own cache is small and shared with the whole process.
+_REGEXP_CACHE = {}
+cdef Py_ssize_t _REGEXP_CACHE_MAX = 256
+
+
+cdef object _compiled_regexp(object pattern):
+    cdef str text = _value_text(pattern)
+    rx = _REGEXP_CACHE.get(text)
+    if rx is None:
+        try:
+            rx = _re.compile(text)
+        except _re.error as err:
+            raise _FnOperationalError(f"invalid regular expression {text!r}: {err}") from err
+        if len(_REGEXP_CACHE) >= _REGEXP_CACHE_MAX:
+            _REGEXP_CACHE.clear()
+        _REGEXP_CACHE[text] = rx
+    return rx
+
+
+def fn_regexp(pattern, value):
+    """regexp(P, X): 1 if P matches somewhere in X (re.search), else 0; NULL if either is NULL."""
+    if pattern is None or value is None:
+        return None
+    return 1 if _compiled_regexp(pattern).search(_value_text(value)) is not None else 0
+
+
+def fn_regexp_replace(value, pattern, replacement):
+    """regexp_replace(X, P, R): X with every match of P replaced by R (re.sub; \\1 names a group)."""
+    if value is None or pattern is None or replacement is None:
+        return None
+    rx = _compiled_regexp(pattern)
+    try:
+        return rx.sub(_value_text(replacement), _value_text(value))
+    except _re.error as err:
+        raise _FnOperationalError(f"invalid regexp_replace replacement {_value_text(replacement)!r}: {err}") from err
 
 
 # Marks an omitted optional argument (substr's two-argument form, log(X)).
@@ -2314,3 +2359,5 @@ _scalar('datetime', fn_datetime, 0, -1, False)
 _scalar('julianday', fn_julianday, 0, -1, False)
 _scalar('unixepoch', fn_unixepoch, 0, -1, False)
 _scalar('strftime', fn_strftime, 1, -1, False)
+_scalar('regexp', fn_regexp, 2, 2)
+_scalar('regexp_replace', fn_regexp_replace, 3, 3)

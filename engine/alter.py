@@ -21,8 +21,10 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import MAIN, Catalog, Schema, Table, View, affinity_of_type, canonical_schema
-from .ddl import _column_def, table_defaults
-from .errors import NoSuchObjectError, NotSupportedError, ObjectExistsError, ProgrammingError
+from .ddl import _column_def, generation_order, table_defaults
+from .errors import NoSuchObjectError, NotNullViolation, NotSupportedError, ObjectExistsError, ProgrammingError
+from .exprcompile import ExprCompiler, Scope
+from .params import ParamSpec
 from .sqlparse import parse_one, qualifier_of, to_sql
 
 
@@ -133,6 +135,9 @@ class AlterExecutor:
         table.sql = _rename_identifiers(table.sql, rename, statement=True)
         for ck in table.checks:
             ck.sql = _rename_identifiers(ck.sql, rename, statement=False)
+        for col in table.columns:
+            if col.generated:
+                col.generated_sql = _rename_identifiers(col.generated_sql, rename, statement=False)
         for fk in table.foreign_keys:
             fk.columns = [new if c.lower() == old_low else c for c in fk.columns]
         self.catalog.put(wtxn, "table", table)
@@ -178,7 +183,9 @@ class AlterExecutor:
             raise ProgrammingError("Cannot add a PRIMARY KEY column")
         if unique:
             raise ProgrammingError("Cannot add a UNIQUE column")
-        if col.notnull and col.default_sql is None:
+        if col.generated and col.generated_stored:
+            raise ProgrammingError("cannot add a STORED column")
+        if col.notnull and col.default_sql is None and not col.generated:
             raise ProgrammingError("Cannot add a NOT NULL column with default value NULL")
         if col.default_sql is not None:
             default = parse_one("SELECT " + col.default_sql).expressions[0]
@@ -188,6 +195,13 @@ class AlterExecutor:
                 raise ProgrammingError("Cannot add a column with non-constant default")
         col.affinity = affinity_of_type(col.decl_type)
         table.columns.append(col)
+        if col.generated:
+            try:
+                generation_order(table)
+                self._fill_generated(wtxn, table, len(table.columns) - 1)
+            except Exception:
+                table.columns.pop()
+                raise
         table.checks.extend(checks)
         if fk is not None:
             table.foreign_keys.append(fk)
@@ -197,6 +211,34 @@ class AlterExecutor:
             tree.this.append("expressions", coldef)
             table.sql = to_sql(tree)
         self.catalog.put(wtxn, "table", table)
+
+    def _fill_generated(self, wtxn: Any, table: Table, pos: int) -> None:
+        """Stores a just-added VIRTUAL column's value in every existing row.
+
+        terndb stores generated columns of both kinds, so rows written before
+        the ADD COLUMN get the value they would have had.
+        """
+        from .dml_planner import table_source      # dml_planner imports the planners, which import this
+        col = table.columns[pos]
+        expr = ExprCompiler(Scope([table_source(table)]), ParamSpec.EMPTY).compile(
+            parse_one("SELECT " + col.generated_sql).expressions[0])
+        ctx = C.ExecContext((), wtxn.txn, None, wtxn)
+        older = table_defaults(Table(table.name, table.object_id, table.columns[:pos]))
+        txn = wtxn.txn
+        handle = self.store.db(table.db_name, txn=wtxn)
+        rewritten = []
+        with txn.cursor(db=handle) as cur:
+            for key, value in cur.iternext(keys=True, values=True):
+                row = C.decode_row(value, pos, older) + (C.decode_rowid(key),)
+                v = expr.evaluate(row, ctx)
+                if v is not None:
+                    v = C.apply_affinity(v, col.affinity)
+                elif col.notnull:
+                    raise NotNullViolation(f"NOT NULL constraint failed: {table.name}.{col.name}",
+                                           f"{table.name}.{col.name}")
+                rewritten.append((key, C.encode_row(row[:pos] + (v,))))
+        for key, value in rewritten:
+            txn.put(key, value, db=handle)
 
     # -- DROP COLUMN ------------------------------------------------------------------
 
@@ -217,6 +259,9 @@ class AlterExecutor:
                 raise ProgrammingError(f"cannot drop {kind} column: \"{name}\"")
         if any(_mentions(ck.sql, low) for ck in table.checks):
             raise ProgrammingError(f"cannot drop column \"{name}\": used in a CHECK constraint")
+        for col in table.columns:
+            if col.generated and col.key != low and _mentions(col.generated_sql, low):
+                raise ProgrammingError(f"cannot drop column \"{name}\": used in generated column \"{col.name}\"")
         if any(low in (c.lower() for c in fk.columns) for fk in table.foreign_keys):
             raise ProgrammingError(f"cannot drop column \"{name}\": used in a foreign key")
         for view in schema.views.values():

@@ -67,10 +67,19 @@ class Column:
     default_sql: str | None = None  # SQL text of the DEFAULT expression
     collation: str | None = None
     hidden: bool = False
+    # GENERATED ALWAYS AS (expr): the expression's SQL text, and whether it was
+    # declared STORED (else VIRTUAL).  terndb computes and stores both kinds on
+    # write; the flag is kept for reflection and SQLite's ADD COLUMN rule.
+    generated_sql: str | None = None
+    generated_stored: bool = False
 
     @property
     def key(self) -> str:
         return self.name.lower()
+
+    @property
+    def generated(self) -> bool:
+        return self.generated_sql is not None
 
 
 @dataclass

@@ -136,12 +136,16 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
         raise ProgrammingError(f'table "{tname}" has more than one primary key')
     if not columns:
         raise ProgrammingError("a table needs at least one column")
+    if all(c.generated for c in columns):
+        raise ProgrammingError("must have at least one non-generated column")
     table = Table(tname, object_id, columns, sql=without_created_qualifier(sql), checks=checks, foreign_keys=fks,
                   temporary=bool(node.args.get("temporary")) or _is_temp(node, qualifier),
                   schema_name=space)
     table.dynamic, table.index_attributes = _table_options(node)
     for name in pk_cols:
         table.pk.append(table.column_index(name))
+    if any(table.columns[i].generated for i in table.pk):
+        raise ProgrammingError("generated columns cannot be part of the PRIMARY KEY")
     if len(table.pk) == 1:
         c = table.columns[table.pk[0]]
         # SQLite: only a column declared exactly "INTEGER" (any case) aliases the rowid.
@@ -154,6 +158,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     table._pending_uniques = uniques  # type: ignore[attr-defined]
     for ck in checks:
         _validate_check(ck.sql, table)
+    generation_order(table)
     return table
 
 
@@ -295,13 +300,95 @@ def _column_def(item: exp.ColumnDef, space: str = MAIN):
             ref_table, ref_cols, ref_schema = _reference_target(kind, space)
             on_delete, on_update = _reference_actions(kind)
             fk = ForeignKey(cname, [name], ref_table, ref_cols, on_delete, on_update, ref_schema)
+        elif isinstance(kind, exp.ComputedColumnConstraint):
+            col.generated_sql = to_sql(_generated_expression(kind.this, col))
+            col.generated_stored = bool(kind.args.get("persisted"))
         elif isinstance(kind, exp.NotForReplicationColumnConstraint):
             pass
         elif kind is None:
             continue
         else:
             raise NotSupportedError(f"unsupported column constraint: {cc.sql(dialect='sqlite')[:60]}")
+    if col.generated:
+        if col.default_sql is not None:
+            raise ProgrammingError("cannot use DEFAULT on a generated column")
+        if is_pk:
+            raise ProgrammingError("generated columns cannot be part of the PRIMARY KEY")
     return col, is_pk, autoinc, checks, unique, fk, desc
+
+
+def _generated_expression(node: exp.Expression, col: Column) -> exp.Expression:
+    """The expression of ``AS ( expr )``, undoing sqlglot's reading of a trailing NOT NULL.
+
+    sqlglot 30 keeps the parentheses of the short form ``AS ( expr )`` in
+    the tree and then reads ``AS (a) NOT NULL`` as the expression
+    ``NOT (a) IS NULL``.  (``GENERATED ALWAYS AS ((a) NOT NULL)``, the one
+    spelling this also catches, would be a constant-true column.)
+    """
+    if isinstance(node, exp.Not) and isinstance(node.this, exp.Is) and isinstance(node.this.expression, exp.Null) \
+            and isinstance(node.this.this, exp.Paren):
+        col.notnull = True
+        node = node.this.this
+    return _unparen(node)
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+# Date and time functions are non-deterministic only when they read the clock
+# ('now', no argument); SQLite accepts them in generated columns.
+_CLOCK_FUNCTIONS = frozenset({"date", "time", "datetime", "julianday", "unixepoch", "strftime"})
+
+
+def _refuse_volatile(node: exp.Expression) -> None:
+    """SQLite's rules: no sub-selects and no non-deterministic functions in a generated column."""
+    from .exprcompile import CONTEXT_FUNCTIONS
+    if node.find(exp.Select) is not None:
+        raise ProgrammingError("subqueries prohibited in generated columns")
+    for call in node.find_all(exp.Anonymous, exp.Rand):
+        name = "random" if isinstance(call, exp.Rand) else call.name.lower()
+        fn = C.SCALAR_FUNCTIONS.get(name)
+        volatile = name in CONTEXT_FUNCTIONS or (fn is not None and not fn.deterministic)
+        if volatile and name not in _CLOCK_FUNCTIONS:
+            raise ProgrammingError("non-deterministic functions prohibited in generated columns")
+
+
+def generation_order(table: Table) -> list[int]:
+    """Positions of the generated columns, each after the generated columns it reads.
+
+    Validates the expressions against the table (unknown columns, functions)
+    and rejects a loop of generated columns reading each other.
+    """
+    from .sqlparse import parse_one
+    reads: dict[int, set[int]] = {}
+    for pos, col in enumerate(table.columns):
+        if not col.generated:
+            continue
+        node = parse_one("SELECT " + col.generated_sql).expressions[0]
+        _refuse_volatile(node)
+        _validate_check(col.generated_sql, table)
+        names = {c.name.lower() for c in node.find_all(exp.Column)}
+        reads[pos] = {p for p, c in enumerate(table.columns) if c.key in names and c.generated}
+    order: list[int] = []
+    state: dict[int, int] = {}        # 1: being visited, 2: placed
+
+    def visit(pos: int) -> None:
+        if state.get(pos) == 2:
+            return
+        if state.get(pos) == 1:
+            raise ProgrammingError(f'generated column loop on "{table.columns[pos].name}"')
+        state[pos] = 1
+        for dep in sorted(reads[pos]):
+            visit(dep)
+        state[pos] = 2
+        order.append(pos)
+
+    for pos in sorted(reads):
+        visit(pos)
+    return order
 
 
 def _collation_name(node: Any) -> str:

@@ -23,7 +23,7 @@ from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
 from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text
 from .triggers import TriggerSet
-from .ddl import table_defaults
+from .ddl import generation_order, table_defaults
 from .view_dml import ViewTarget, ViewWriter, has_instead_of, view_rows_query, view_target
 
 
@@ -71,13 +71,17 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
                 parts.append(comp.compile(parse_one("SELECT " + p.expr_sql).expressions[0]))
                 labels.append(f"index '{ix.name}'")
         writers.append(C.IndexWriter(ix.db_name, ix.name, parts, ix.desc_flags, ix.unique, ", ".join(labels)))
-    notnull = [i for i, c in enumerate(table.columns) if c.notnull]
+    # A generated column's NOT NULL is checked when it is computed (TableWriter.generated).
+    notnull = [i for i, c in enumerate(table.columns) if c.notnull and not c.generated]
     rowid_alias = table.rowid_alias if table.rowid_alias is not None else -1
     pk = [] if table.rowid_alias is not None else list(table.pk)
     writer = C.TableWriter(store, table.db_name, table.name, table.object_id, [c.name for c in table.columns],
                            [c.affinity for c in table.columns], notnull, checks, writers, rowid_alias, pk,
                            table.autoincrement)
     writer.defaults = table_defaults(table)
+    writer.generated = [(pos, comp.compile(parse_one("SELECT " + table.columns[pos].generated_sql).expressions[0]),
+                         table.columns[pos].affinity, table.columns[pos].notnull)
+                        for pos in generation_order(table)]
     return writer
 
 
@@ -195,6 +199,7 @@ def _plan_upsert(table: Table, node: exp.OnConflict, params: ParamSpec) -> Upser
         pos = table.find_column(eq.this.name)
         if pos is None:
             raise NoSuchObjectError(f"no such column: {eq.this.name}")
+        _refuse_generated(table, pos, "UPDATE")
         assigns[pos] = comp.compile(eq.expression)
     where = node.args.get("where")
     return Upsert(True, assigns, comp.compile(where.this) if where is not None else None)
@@ -222,9 +227,13 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
                     pos = ncols                  # the hidden rowid, carried after the columns
                 else:
                     raise NoSuchObjectError(f"table {table.name} has no column named {name}")
+            else:
+                _refuse_generated(table, pos, "INSERT into")
             positions.append(pos)
     else:
-        positions = list(range(ncols))
+        # Generated columns take no value: VALUES rows list the others, in order.
+        positions = [i for i, c in enumerate(table.columns) if not c.generated]
+    explicit_columns = isinstance(target, exp.Schema) and bool(target.expressions)
     empty = ExprCompiler(Scope([], parent), params)
     defaults = [_default_expr(ExprCompiler(Scope([]), params), c) for c in table.columns]
     explicit_rowid = ncols in positions
@@ -245,8 +254,8 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             vals = list(tup.expressions) if isinstance(tup, exp.Tuple) else [tup]
             if len(vals) != len(positions):
                 raise ProgrammingError(
-                    f"{len(vals)} values for {len(positions)} columns" if len(positions) != ncols
-                    else f"table {table.name} has {ncols} columns but {len(vals)} values were supplied")
+                    f"{len(vals)} values for {len(positions)} columns" if explicit_columns
+                    else f"table {table.name} has {len(positions)} columns but {len(vals)} values were supplied")
             exprs = list(defaults)
             for pos, v in zip(positions, vals):
                 exprs[pos] = empty.compile(v)
@@ -348,7 +357,7 @@ def _modify_target(store: Any, schema: Schema, node: exp.Expression, params: Par
         raise NotSupportedError(f"WITH before {node.key.upper()} is not supported yet")
     tnode = node.this
     if isinstance(node, exp.Update):
-        table = _target_table(store, schema, tnode, "UPDATE", {eq.this.name.lower() for eq in node.expressions})
+        table = _target_table(store, schema, tnode, "UPDATE", _assigned_names(node))
     else:
         table = _target_table(store, schema, tnode, "DELETE")
     alias = tnode.alias or None
@@ -378,13 +387,55 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
     return op, scope
 
 
+@dataclass(frozen=True)
+class RowItem:
+    """Element ``index`` of a row-valued sub-select assigned by ``SET (a, b) = (SELECT x, y ...)``."""
+    query: exp.Expression
+    index: int
+    width: int
+
+
+def _assignment_pairs(node: exp.Update) -> list[tuple[exp.Expression, Any]]:
+    """(column, value) per assigned column; ``SET (a, b) = (x, y)`` gives one pair per column.
+
+    The value is an expression, or a RowItem for a row-valued sub-select.
+    """
+    pairs: list[tuple[exp.Expression, Any]] = []
+    for eq in node.expressions:
+        if not isinstance(eq.this, exp.Tuple):
+            pairs.append((eq.this, eq.expression))
+            continue
+        targets = eq.this.expressions
+        value = eq.expression
+        while isinstance(value, exp.Paren):
+            value = value.this
+        if isinstance(value, (exp.Subquery, exp.Select)):
+            pairs.extend((t, RowItem(value, i, len(targets))) for i, t in enumerate(targets))
+            continue
+        if not isinstance(value, exp.Tuple):
+            raise ProgrammingError("row value misused")
+        if len(value.expressions) != len(targets):
+            raise ProgrammingError(f"{len(targets)} columns assigned {len(value.expressions)} values")
+        pairs.extend(zip(targets, value.expressions))
+    return pairs
+
+
+def _assigned_names(node: exp.Update) -> set[str]:
+    """Lowercased names of the columns an UPDATE assigns (for UPDATE OF triggers)."""
+    return {target.name.lower() for target, _value in _assignment_pairs(node)}
+
+
+def _refuse_generated(table: Table, pos: int, verb: str) -> None:
+    """SQLite's error for writing a generated column directly."""
+    if pos < len(table.columns) and table.columns[pos].generated:
+        raise ProgrammingError(f'cannot {verb} generated column "{table.columns[pos].name}"')
+
+
 def _assigned_positions(table: Table, node: exp.Update) -> list[tuple[int, exp.Expression]]:
     """(column position, value expression) of each SET assignment, in the written order."""
     out = []
-    for eq in node.expressions:
-        if isinstance(eq.this, exp.Tuple):
-            raise NotSupportedError("row-value assignments in UPDATE are not supported yet")
-        name = eq.this.name
+    for target, value in _assignment_pairs(node):
+        name = target.name
         pos = table.find_column(name)
         if pos is None:
             if name.lower() in ("rowid", "oid", "_rowid_"):
@@ -393,7 +444,8 @@ def _assigned_positions(table: Table, node: exp.Update) -> list[tuple[int, exp.E
                 pos = table.rowid_alias
             else:
                 raise NoSuchObjectError(f"no such column: {name}")
-        out.append((pos, eq.expression))
+        _refuse_generated(table, pos, "UPDATE")
+        out.append((pos, value))
     return out
 
 
@@ -404,12 +456,18 @@ def plan_update(store: Any, schema: Schema, node: exp.Update, params: ParamSpec,
     table, alias, op, scope = _modify_target(store, schema, node, params, parent)
     comp = ExprCompiler(scope, params, SelectPlanner(store, schema, params).subquery_runner)
     assigns = [C.ColRef(i) for i in range(len(table.columns))]
+    rows: dict[int, Any] = {}       # one compiled row sub-select per (a, b) = (SELECT ...)
     for pos, value in _assigned_positions(table, node):
-        assigns[pos] = comp.compile(value)
+        if isinstance(value, RowItem):
+            row = rows.get(id(value.query))
+            if row is None:
+                row = rows[id(value.query)] = comp.row_subquery(value.query, value.width)
+            assigns[pos] = comp.row_subquery_item(row, value.index)
+        else:
+            assigns[pos] = comp.compile(value)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
     returning = plan_returning(table, node, params, alias, sql)
-    assigned = {eq.this.name.lower() for eq in node.expressions if isinstance(eq, exp.EQ)}
-    writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE", assigned)
+    writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE", _assigned_names(node))
     return ModifyPlan(writer, op, assigns, mode, table, returning, triggers)
 
 
@@ -433,6 +491,8 @@ def _plan_update_from(store: Any, schema: Schema, node: exp.Update, params: Para
                                                     table=qualifier.copy()) for c in table.columns]
     target_cols.append(exp.Column(this=exp.to_identifier("rowid"), table=qualifier.copy()))
     assigned = _assigned_positions(table, node)
+    if any(isinstance(value, RowItem) for _pos, value in assigned):
+        raise NotSupportedError("UPDATE ... FROM cannot assign a row-valued sub-select yet")
     query = exp.Select(expressions=target_cols + [value.copy() for _pos, value in assigned])
     query.set("from_", exp.From(this=tnode.copy()))
     first = node.args["from_"].this.copy()
@@ -449,8 +509,7 @@ def _plan_update_from(store: Any, schema: Schema, node: exp.Update, params: Para
         assigns[pos] = C.ColRef(width + k)
     mode = C.CONFLICT_MODES[(mode_name or "ABORT").upper()]
     returning = plan_returning(table, node, params, tnode.alias or None, sql)
-    writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE",
-                                            {eq.this.name.lower() for eq in node.expressions})
+    writer, triggers = _writer_and_triggers(store, schema, table, params, "UPDATE", _assigned_names(node))
     return ModifyPlan(writer, planned.root, assigns, mode, table, returning, triggers, joined_width=width)
 
 

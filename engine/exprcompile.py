@@ -400,8 +400,91 @@ class ExprCompiler:
         return a, b, coll
 
     def _compare(self, op: int, node: exp.Expression) -> Any:
+        left, right = _unparen(node.this), _unparen(node.expression)
+        if isinstance(left, exp.Tuple) or isinstance(right, exp.Tuple):
+            return self._row_compare(op, left, right)
         a, b, coll = self.compare_operands(node.this, node.expression)
         return C.Compare(op, a, b, coll)
+
+    # -- row values ------------------------------------------------------------------
+
+    def _c_Tuple(self, node: exp.Tuple) -> Any:
+        raise ProgrammingError("row value misused")
+
+    @staticmethod
+    def _row_items(left: exp.Expression, right: exp.Expression) -> tuple[list, list]:
+        if not (isinstance(left, exp.Tuple) and isinstance(right, exp.Tuple)):
+            raise NotSupportedError("row values compare only with row values written as (x, y, ...)")
+        if len(left.expressions) != len(right.expressions):
+            raise ProgrammingError("row value misused")
+        return list(left.expressions), list(right.expressions)
+
+    def _row_equal(self, left: list, right: list) -> Any:
+        """(a, b) = (x, y) as a = x AND b = y: SQLite's three-valued result exactly."""
+        return C.And([self._compare(C.OP_EQ, exp.EQ(this=a, expression=b)) for a, b in zip(left, right)])
+
+    def _row_compare(self, op: int, left_node: exp.Expression, right_node: exp.Expression) -> Any:
+        """Row-value comparison: element by element, the first unequal pair decides.
+
+        (a, b) < (x, y) is a < x OR (a = x AND b < y); the three-valued
+        AND/OR give SQLite's NULL wherever a NULL is met before the decision.
+        """
+        if isinstance(left_node, (exp.Subquery, exp.Select)) or isinstance(right_node, (exp.Subquery, exp.Select)):
+            return self._row_compare_subquery(op, left_node, right_node)
+        left, right = self._row_items(left_node, right_node)
+        if op == C.OP_EQ:
+            return self._row_equal(left, right)
+        if op == C.OP_NE:
+            return C.Unary(3, self._row_equal(left, right))
+        strict = {C.OP_LE: C.OP_LT, C.OP_GE: C.OP_GT}.get(op, op)
+        last = len(left) - 1
+        result = self._compare(op, exp.EQ(this=left[last], expression=right[last]))
+        for i in range(last - 1, -1, -1):
+            pair = exp.EQ(this=left[i], expression=right[i])
+            result = C.Or([self._compare(strict, pair), C.And([self._compare(C.OP_EQ, pair), result])])
+        return result
+
+    def row_subquery(self, node: exp.Expression, width: int) -> Any:
+        """A sub-select yielding one row value: an Expr giving its first row (None when empty)."""
+        select = node.this if isinstance(node, exp.Subquery) else node
+        runner, correlated = self._plan_subquery(select)
+        got = getattr(runner, "width", 1)
+        if got != width:
+            raise ProgrammingError(f"sub-select returns {got} columns - expected {width}")
+        return C.SubqueryExpr(_first_row(runner), 0, correlated)
+
+    def row_subquery_item(self, row: Any, index: int) -> Any:
+        """Element ``index`` of a ``row_subquery`` (NULL when the sub-select had no row)."""
+        return C.Call(_row_item, [row, C.Const(index)])
+
+    def _row_compare_subquery(self, op: int, left_node: exp.Expression, right_node: exp.Expression) -> Any:
+        """(a, b) <op> (SELECT x, y ...): compared with the sub-select's first row."""
+        flipped = not isinstance(left_node, exp.Tuple)
+        values = right_node if flipped else left_node
+        query = left_node if flipped else right_node
+        if not isinstance(values, exp.Tuple):
+            raise NotSupportedError("comparing two row-valued sub-selects is not supported")
+        row = self.row_subquery(query, len(values.expressions))
+        if flipped:
+            op = _MIRRORED_OPS.get(op, op)
+        return C.Call(_compare_row_values, [C.Const(op), row] + self.compile_list(values.expressions))
+
+    def _row_in(self, node: exp.In, negate: bool) -> Any:
+        """(a, b) IN ((x, y), ...) as OR of row equalities; IN (SELECT x, y ...) through its rows."""
+        target = _unparen(node.this)
+        query = node.args.get("query")
+        if query is None:
+            result = C.Or([self._row_equal(*self._row_items(target, _unparen(it))) for it in node.expressions]) \
+                if node.expressions else C.Const(0)
+            return C.Unary(3, result) if negate else result
+        select = query.this if isinstance(query, exp.Subquery) else query
+        runner, correlated = self._plan_subquery(select)
+        width = getattr(runner, "width", 1)
+        if width != len(target.expressions):
+            raise ProgrammingError(f"sub-select returns {width} columns - expected {len(target.expressions)}")
+        rows = C.SubqueryExpr(_packed_rows(runner), 0, correlated)
+        return C.Call(_row_in_rows_negated if negate else _row_in_rows,
+                      [rows] + self.compile_list(target.expressions))
 
     def _c_EQ(self, n): return self._compare(C.OP_EQ, n)
     def _c_NEQ(self, n): return self._compare(C.OP_NE, n)
@@ -442,6 +525,8 @@ class ExprCompiler:
         return self._between(node, False)
 
     def _in(self, node: exp.In, negate: bool) -> Any:
+        if isinstance(_unparen(node.this), exp.Tuple):
+            return self._row_in(node, negate)
         query = node.args.get("query")
         if query is not None:
             select = query.this if isinstance(query, exp.Subquery) else query
@@ -494,6 +579,10 @@ class ExprCompiler:
     def _c_Like(self, n): return self._like(n, False)
     def _c_Glob(self, n): return self._like(n, False)
     def _c_Escape(self, n): return self._like(n, False)
+
+    def _c_RegexpLike(self, node: exp.RegexpLike) -> Any:
+        # SQLite's rule: X REGEXP Y calls regexp(Y, X).
+        return self._call("regexp", [self.compile(node.expression), self.compile(node.this)])
 
     def _c_ILike(self, node):
         return self._like(exp.Like(this=node.this, expression=node.expression), False)
@@ -758,6 +847,82 @@ def _total_changes(session: Any) -> int:
 
 def _last_insert_rowid(session: Any) -> int:
     return session.last_insert_rowid
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _packed_rows(runner: Callable) -> Callable:
+    """A sub-select runner whose single row holds all the rows: lets SubqueryExpr cache them."""
+    def run(ctx: Any, limit: int) -> list[tuple]:
+        return [(tuple(tuple(r) for r in runner(ctx, -1)),)]
+    return run
+
+
+def _first_row(runner: Callable) -> Callable:
+    """A sub-select runner whose single value is the whole first row (None when there is none)."""
+    def run(ctx: Any, limit: int) -> list[tuple]:
+        rows = runner(ctx, 1)
+        return [(tuple(rows[0]) if rows else None,)]
+    return run
+
+
+def _row_item(row: tuple | None, index: int) -> Any:
+    return None if row is None else row[index]
+
+
+# (a, b) < (SELECT ...) seen from the sub-select's side.
+_MIRRORED_OPS = {C.OP_LT: C.OP_GT, C.OP_LE: C.OP_GE, C.OP_GT: C.OP_LT, C.OP_GE: C.OP_LE}
+
+
+def _compare_row_values(op: int, row: tuple | None, *values: Any) -> int | None:
+    """``values <op> row`` with SQLite's row-value rules (an empty sub-select is all NULLs).
+
+    Equality: a definitely unequal pair gives 0, else a NULL gives NULL.
+    Ordering: pairs are read left to right; a NULL gives NULL, the first
+    unequal pair decides, and all-equal rows satisfy only <=, >= and =.
+    """
+    other = row if row is not None else (None,) * len(values)
+    if op in (C.OP_EQ, C.OP_NE):
+        unknown = False
+        for a, b in zip(values, other):
+            if a is None or b is None:
+                unknown = True
+            elif C.sql_compare(a, b) != 0:
+                return 1 if op == C.OP_NE else 0
+        return None if unknown else (1 if op == C.OP_EQ else 0)
+    for a, b in zip(values, other):
+        if a is None or b is None:
+            return None
+        c = C.sql_compare(a, b)
+        if c != 0:
+            return int(c < 0) if op in (C.OP_LT, C.OP_LE) else int(c > 0)
+    return int(op in (C.OP_LE, C.OP_GE))
+
+
+def _row_in_rows(rows: tuple, *values: Any) -> int | None:
+    """(a, b) IN (SELECT ...): 1 on an equal row, NULL if some row compared NULL, else 0."""
+    unknown = False
+    for row in rows:
+        verdict = 1
+        for v, w in zip(values, row):
+            if v is None or w is None:
+                verdict = None
+            elif C.sql_compare(v, w) != 0:
+                verdict = 0
+                break
+        if verdict == 1:
+            return 1
+        unknown = unknown or verdict is None
+    return None if unknown else 0
+
+
+def _row_in_rows_negated(rows: tuple, *values: Any) -> int | None:
+    r = _row_in_rows(rows, *values)
+    return None if r is None else 1 - r
 
 
 # Functions that exist only with OVER (...); called without it they are a misuse.

@@ -4,8 +4,10 @@ terndb reads SQLite's SQL, so the statement compiler and identifier preparer
 reuse SQLAlchemy's SQLite pieces (``LIMIT -1 OFFSET n``, ``x / (y + 0.0)``,
 ``IS [NOT]`` for distinct-from, ``group_concat``).  JSON index and path
 operators compile to terndb's JSON1 SQL (``->`` and ``json_extract``; see
-``TerndbCompiler._json_element``).  Constructs the engine cannot run yet
-(REGEXP) are refused at compile time with a ``CompileError`` that says so.  RETURNING and SQLite's upsert
+``TerndbCompiler._json_element``).  ``regexp_match`` renders SQLite's
+``x REGEXP p`` (terndb has a built-in ``regexp()``, Python's ``re.search``)
+and ``regexp_replace`` terndb's ``regexp_replace(x, p, r)`` (``re.sub``:
+every match, ``\\1`` group references).  RETURNING and SQLite's upsert
 (``sqlalchemy.dialects.sqlite.insert(...).on_conflict_do_update``) render as
 on SQLite: terndb runs both.
 
@@ -31,10 +33,7 @@ _STARTS_LITERAL = re.compile(r"""^\s*[\'\"\(]""")
 
 
 class TerndbCompiler(SQLiteCompiler):
-    """SQLite's statement compiler, with terndb's JSON operators and without REGEXP."""
-
-    def _not_yet(self, what: str) -> exc.CompileError:
-        return exc.CompileError(f"terndb does not support {what} yet")
+    """SQLite's statement compiler, with terndb's JSON operators and regexp_replace."""
 
     def _json_element(self, binary: Any, _cast_applied: bool = False, **kw: Any) -> str:
         """``doc[key]`` / ``doc[path]``: the path is already a JSON path text (see types.py).
@@ -62,14 +61,22 @@ class TerndbCompiler(SQLiteCompiler):
     def visit_json_path_getitem_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
         return self._json_element(binary, **kw)
 
+    def _regexp_flags_refused(self, binary: Any) -> None:
+        # SQLite's REGEXP takes no flags; Python's inline (?i) etc. work in the pattern.
+        if binary.modifiers.get("flags") is not None:
+            raise exc.CompileError("terndb's REGEXP takes no flags: write them inline, e.g. '(?i)abc'")
+
     def visit_regexp_match_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
-        raise self._not_yet("REGEXP")
+        self._regexp_flags_refused(binary)
+        return super().visit_regexp_match_op_binary(binary, operator, **kw)
 
     def visit_not_regexp_match_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
-        raise self._not_yet("REGEXP")
+        self._regexp_flags_refused(binary)
+        return super().visit_not_regexp_match_op_binary(binary, operator, **kw)
 
     def visit_regexp_replace_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
-        raise self._not_yet("regexp_replace")
+        self._regexp_flags_refused(binary)
+        return "regexp_replace(%s, %s)" % (self.process(binary.left, **kw), self.process(binary.right, **kw))
 
 
 
@@ -90,7 +97,8 @@ class TerndbDDLCompiler(compiler.DDLCompiler):
         if column.primary_key and self._inline_autoincrement(column):
             colspec += " PRIMARY KEY AUTOINCREMENT"
         if column.computed is not None:
-            raise exc.CompileError("terndb does not support computed (generated) columns yet")
+            # GENERATED ALWAYS AS (expr) [STORED|VIRTUAL]; omitted persistence is VIRTUAL, as in SQLite.
+            colspec += " " + self.process(column.computed)
         return colspec
 
     @staticmethod

@@ -97,6 +97,8 @@ def describe_columns(table: Table) -> list[dict[str, Any]]:
             info["autoincrement"] = True
         if col.collation is not None:
             info["collation"] = col.collation
+        if col.generated:
+            info["computed"] = {"sqltext": col.generated_sql, "persisted": col.generated_stored}
         out.append(info)
     return out
 

@@ -53,7 +53,23 @@ class Requirements(SuiteRequirements):
 
     @property
     def computed_columns(self):
-        return closed()        # engine gap: no GENERATED ALWAYS AS columns (SQLite has them)
+        return open_()         # GENERATED ALWAYS AS (expr) [STORED|VIRTUAL]
+
+    @property
+    def computed_columns_stored(self):
+        return open_()
+
+    @property
+    def computed_columns_virtual(self):
+        return open_()
+
+    @property
+    def computed_columns_default_persisted(self):
+        return closed()        # omitted persistence means VIRTUAL, as in SQLite (this flag asks for STORED)
+
+    @property
+    def computed_columns_reflect_persisted(self):
+        return open_()         # reflection reports STORED/VIRTUAL
 
     @property
     def schemas(self):
@@ -147,7 +163,11 @@ class Requirements(SuiteRequirements):
 
     @property
     def tuple_in(self):
-        return closed()        # engine gap: no row values, (a, b) IN (...) (SQLite has them)
+        return open_()         # row values: (a, b) IN ((1, 2), ...) and IN (SELECT x, y ...)
+
+    @property
+    def tuple_in_w_empty(self):
+        return open_()
 
     @property
     def nullsordering(self):
@@ -191,7 +211,11 @@ class Requirements(SuiteRequirements):
 
     @property
     def regexp_match(self):
-        return closed()        # engine gap: no REGEXP operator (SQLite's dialect registers one)
+        return open_()         # x REGEXP p -> built-in regexp(p, x), Python's re.search
+
+    @property
+    def regexp_replace(self):
+        return open_()         # built-in regexp_replace(x, p, r), Python's re.sub
 
     @property
     def supports_bitwise_and(self):
