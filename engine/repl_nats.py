@@ -36,6 +36,7 @@ redelivered message at or below the stored sequence is skipped and acked.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import ssl
@@ -65,6 +66,7 @@ def nats_server_executable() -> str | None:
     return candidate if os.path.exists(candidate) else None
 
 
+log = logging.getLogger("terndb.replication")
 _U64 = struct.Struct(">Q")
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -338,6 +340,11 @@ class NatsReplicator:
             except Exception as exc:         # noqa: BLE001 - keep the replicator alive; status shows it
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.error_count += 1
+                # Transient NATS errors are expected (server restarts); anything else is a bug
+                # worth its traceback, so both go to the log, the unexpected ones louder.
+                log.log(logging.INFO if isinstance(exc, (OperationalError, asyncio.TimeoutError, OSError))
+                        or type(exc).__module__.startswith("nats") else logging.WARNING,
+                        "NATS replication pass failed; retrying", exc_info=True)
                 if nc is not None:
                     try:
                         await nc.close()
