@@ -272,6 +272,7 @@ class Schema:
         # The session whose temp objects schema ``temp`` means (None: nobody's).
         self.owner: str | None = None
         self.has_own_temp = False
+        self._temp_owners: set[str] | None = None
         self._owner_views: weakref.WeakValueDictionary[str, Schema] = weakref.WeakValueDictionary()
 
     def add(self, kind: str, obj: Any) -> None:
@@ -306,8 +307,10 @@ class Schema:
         return view
 
     def temp_owners(self) -> set[str]:
-        """Tokens of every session that has temp objects in this catalog."""
-        return {obj.owner for _kind, obj in self.objects() if obj.schema_name == TEMP and obj.owner}
+        """Tokens of every session that has temp objects in this catalog (computed once per snapshot)."""
+        if self._temp_owners is None:
+            self._temp_owners = {obj.owner for _kind, obj in self.objects() if obj.schema_name == TEMP and obj.owner}
+        return self._temp_owners
 
     def temp_objects_of(self, owner: str) -> list[tuple[str, Any]]:
         """Every (kind, object) session ``owner`` created in schema temp."""

@@ -366,6 +366,7 @@ class DDLExecutor:
         self.catalog.put(txn, "table", table)
         if space == TEMP:
             session.temp_table_ids.add(table.object_id)   # its rows stay out of the binlog
+            session.made_temp_objects = True
         auto_n = 0
         if table.pk and table.rowid_alias is None:
             auto_n += 1
@@ -440,6 +441,8 @@ class DDLExecutor:
         select = node.expression
         view = View(name, stored_create_text(sql), to_sql(select), columns, temporary=space == TEMP,
                     schema_name=space, owner=_owner_in(schema, space))
+        if space == TEMP:
+            session.made_temp_objects = True
         self.catalog.put(txn, "view", view)
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_view", "name": name, "sql": sql, **_schema_field(space)})

@@ -185,6 +185,7 @@ class Session:
         self.ddl = DDLExecutor(self.store, db.catalog)
         self.temp_owner = temp_objects.new_owner_token(self)
         self.temp_table_ids: set[int] = set()     # object ids of temp tables this session created
+        self.made_temp_objects = False            # close() must look for temp objects to drop
         self._drop_temp_objects(dead_owners_only=True)
 
     # -- transaction state -------------------------------------------------------------
@@ -263,7 +264,8 @@ class Session:
             return
         try:
             self.rollback()
-            self._drop_temp_objects(dead_owners_only=False)
+            if self.made_temp_objects:
+                self._drop_temp_objects(dead_owners_only=False)
         finally:
             temp_objects.forget_owner(self.temp_owner)
             self.plans.clear()
