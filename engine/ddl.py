@@ -449,7 +449,7 @@ class DDLExecutor:
 
     def create_trigger(self, session: Any, txn: Any, schema: Schema, defn: Any) -> None:
         from .triggers import check_trigger_target
-        space = schema.resolve_schema(defn.qualifier)
+        schema.resolve_schema(defn.qualifier)            # "unknown database" before anything else
         if schema.lookup("triggers", defn.name, defn.qualifier) is not None:
             if defn.if_not_exists:
                 return

@@ -33,7 +33,7 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import Schema
+from .catalog import TEMP, Schema
 from .database import Database
 from .alter import AlterExecutor
 from .ddl import DDLExecutor, created_space
@@ -291,7 +291,7 @@ class Session:
 
         def work(wtxn: Any) -> None:
             schema = self.db.catalog.load(wtxn.txn, wtxn)     # as committed now, not as read above
-            temp_objects.drop_owned(self.ddl, self.db.catalog, self.store, wtxn, schema, owners)
+            temp_objects.drop_owned(self.ddl, self.db.catalog, wtxn, schema, owners)
         try:
             self.store.write(work, timeout=self.busy_timeout)
         except (Error, lmdb.Error):
@@ -636,7 +636,7 @@ class Session:
             decl = CTAS_TYPES.get(aff, "")
             columns.append(f"  {quote_identifier(unique)}{(' ' + decl) if decl else ''}")
         prefix = f"{quote_identifier(qualifier)}." if qualifier else ""
-        temp = "TEMP " if space == "temp" and not qualifier else ""
+        temp = "TEMP " if space == TEMP and not qualifier else ""
         create_sql = f"CREATE {temp}TABLE {prefix}{quote_identifier(name)}(\n" + ",\n".join(columns) + "\n)"
         self.ddl.create_table(self, txn, schema, parse_one(create_sql), create_sql)
         new_schema = self.db.catalog.load(txn.txn, txn).for_owner(self.temp_owner)

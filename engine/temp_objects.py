@@ -105,7 +105,7 @@ def dead_owners(schema: Schema) -> list[str]:
     return sorted(token for token in schema.temp_owners() if not owner_alive(token))
 
 
-def drop_owned(ddl: Any, catalog: Any, store: Any, wtxn: Any, schema: Schema, owners: Iterable[str]) -> bool:
+def drop_owned(ddl: Any, catalog: Any, wtxn: Any, schema: Schema, owners: Iterable[str]) -> bool:
     """Drops every temp object of ``owners`` in write txn ``wtxn``; True when something went."""
     dropped = False
     for owner in owners:
