@@ -13,16 +13,26 @@ while the original spelling is kept for display and reflection.
 Schemas (``CREATE SCHEMA s``) are namespaces, like SQLite's attached
 databases: each table, view, index and trigger records the schema it lives in
 (``schema_name``, ``"main"`` when absent, so catalogs written before schemas
-existed load unchanged).  ``main`` and ``temp`` share one namespace (temporary
-objects carry a flag), which keeps their keys the bare lowercased name; objects
-of another schema are keyed ``"<schema>\x1f<name>"``.  The unit separator
-cannot appear in an identifier SQLite accepts, so no main-schema name (even a
-quoted ``"s.t"``) collides with a qualified one.  ``Schema.lookup`` is the one
-place qualified and unqualified names are resolved.
+existed load unchanged).  Main-schema objects are keyed by their bare
+lowercased name; objects of another schema are keyed ``"<schema>\x1f<name>"``.
+The unit separator cannot appear in an identifier SQLite accepts, so no
+main-schema name (even a quoted ``"s.t"``) collides with a qualified one.
+``Schema.lookup`` is the one place qualified and unqualified names are resolved.
+
+Temporary objects (``CREATE TEMP ...``, schema ``temp``) belong to the
+connection that made them; see ``engine/temp_objects.py`` for the design.  They
+are stored like any other object but keyed ``"temp\x1f<owner>\x1f<name>"``,
+``owner`` being the creating session's token, so every connection's temp
+objects coexist in the catalog without clashing.  A shared ``Schema`` holds
+them all; ``Schema.for_owner`` gives one session its view, in which schema
+``temp`` means that session's objects only and unqualified names search temp
+first, then main, as in SQLite (a temp table may shadow a main one).
 """
 from __future__ import annotations
 
+import copy
 import json
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -39,17 +49,23 @@ TEMP = "temp"
 _KEY_SEP = "\x1f"
 
 
-def object_key(schema_name: str | None, name: str) -> str:
-    """The catalog key of object ``name`` in a schema: its lowercased name, qualified unless main/temp."""
+def object_key(schema_name: str | None, name: str, owner: str | None = None) -> str:
+    """The catalog key of object ``name`` in a schema: its lowercased name, qualified unless main.
+
+    Temp objects are qualified by their owning session's token too.
+    """
     low = name.lower()
     space = (schema_name or MAIN).lower()
-    return low if space in (MAIN, TEMP) else f"{space}{_KEY_SEP}{low}"
+    if space == MAIN:
+        return low
+    if space == TEMP:
+        return f"{TEMP}{_KEY_SEP}{owner or ''}{_KEY_SEP}{low}"
+    return f"{space}{_KEY_SEP}{low}"
 
 
 def canonical_schema(schema_name: str | None) -> str:
-    """The stored schema of an object: ``main`` for main and temp (they share a namespace)."""
-    space = (schema_name or MAIN).lower()
-    return MAIN if space == TEMP else space
+    """The stored schema name of an object: lowercased, ``main`` when absent."""
+    return (schema_name or MAIN).lower()
 
 # SQLite type affinities and the declared-type rules live in the compiled
 # core (values.pxi), the single source of truth for value semantics.
@@ -119,14 +135,15 @@ class Index:
     sql: str | None = None         # CREATE INDEX text (None for automatic indexes)
     where_sql: str | None = None   # partial index predicate
     schema_name: str = MAIN        # always its table's schema
+    owner: str | None = None       # temp objects: the owning session's token
 
     @property
     def key(self) -> str:
-        return object_key(self.schema_name, self.name)
+        return object_key(self.schema_name, self.name, self.owner)
 
     @property
     def table_key(self) -> str:
-        return object_key(self.schema_name, self.table)
+        return object_key(self.schema_name, self.table, self.owner)
 
     @property
     def db_name(self) -> bytes:
@@ -155,10 +172,11 @@ class Table:
     # scalar attribute its own index.  Set by CREATE TABLE ... WITH (dynamic = true).
     dynamic: bool = False
     index_attributes: bool = False
+    owner: str | None = None       # temp objects: the owning session's token
 
     @property
     def key(self) -> str:
-        return object_key(self.schema_name, self.name)
+        return object_key(self.schema_name, self.name, self.owner)
 
     @property
     def qualified_name(self) -> str:
@@ -192,10 +210,11 @@ class View:
     columns: list[str] | None = None
     temporary: bool = False
     schema_name: str = MAIN
+    owner: str | None = None       # temp objects: the owning session's token
 
     @property
     def key(self) -> str:
-        return object_key(self.schema_name, self.name)
+        return object_key(self.schema_name, self.name, self.owner)
 
 
 @dataclass
@@ -204,14 +223,15 @@ class Trigger:
     table: str
     sql: str
     schema_name: str = MAIN        # always its table's schema
+    owner: str | None = None       # temp objects: the owning session's token
 
     @property
     def key(self) -> str:
-        return object_key(self.schema_name, self.name)
+        return object_key(self.schema_name, self.name, self.owner)
 
     @property
     def table_key(self) -> str:
-        return object_key(self.schema_name, self.table)
+        return object_key(self.schema_name, self.table, self.owner)
 
 
 @dataclass
@@ -228,7 +248,10 @@ _KINDS = {"table": Table, "index": Index, "view": View, "trigger": Trigger, "sch
 
 
 def _encode(kind: str, obj: Any) -> bytes:
-    return json.dumps({"kind": kind, "obj": asdict(obj)}, separators=(",", ":")).encode()
+    raw = asdict(obj)
+    if raw.get("owner", "") is None:
+        del raw["owner"]          # persistent objects keep the record format they always had
+    return json.dumps({"kind": kind, "obj": raw}, separators=(",", ":")).encode()
 
 
 def _decode(data: bytes) -> tuple[str, Any]:
@@ -255,6 +278,11 @@ class Schema:
         self.schemas: dict[str, Namespace] = {}
         self.table_indexes: dict[str, list[Index]] = {}
         self.by_object_id: dict[int, Table] = {}
+        # The session whose temp objects schema ``temp`` means (None: nobody's).
+        self.owner: str | None = None
+        self.has_own_temp = False
+        self._temp_owners: set[str] | None = None
+        self._owner_views: weakref.WeakValueDictionary[str, Schema] = weakref.WeakValueDictionary()
 
     def add(self, kind: str, obj: Any) -> None:
         if kind == "table":
@@ -270,6 +298,35 @@ class Schema:
             self.triggers[obj.key] = obj
         elif kind == "schema":
             self.schemas[obj.key] = obj
+
+    # -- temporary objects -------------------------------------------------------------
+
+    def for_owner(self, owner: str | None) -> "Schema":
+        """This schema as session ``owner`` sees it (one view per owner, so cached plans keep matching)."""
+        if owner is None or owner == self.owner:
+            return self
+        view = self._owner_views.get(owner)
+        if view is None:
+            view = copy.copy(self)          # shares the (immutable by convention) object maps
+            view.owner = owner
+            view.has_own_temp = any(t.owner == owner for t in self.tables.values()) or \
+                any(v.owner == owner for v in self.views.values())
+            view._owner_views = weakref.WeakValueDictionary()
+            self._owner_views[owner] = view
+        return view
+
+    def temp_owners(self) -> set[str]:
+        """Tokens of every session that has temp objects in this catalog (computed once per snapshot)."""
+        if self._temp_owners is None:
+            self._temp_owners = {obj.owner for _kind, obj in self.objects() if obj.schema_name == TEMP and obj.owner}
+        return self._temp_owners
+
+    def temp_objects_of(self, owner: str) -> list[tuple[str, Any]]:
+        """Every (kind, object) session ``owner`` created in schema temp."""
+        return [(kind, obj) for kind, obj in self.objects() if obj.schema_name == TEMP and obj.owner == owner]
+
+    def _key(self, space: str, name: str) -> str:
+        return object_key(space, name, self.owner if space == TEMP else None)
 
     # -- name resolution: every planner goes through these ----------------------------
 
@@ -291,15 +348,19 @@ class Schema:
     def lookup(self, space: str, name: str, qualifier: str | None = None) -> Any:
         """The ``space`` object ("tables", "views", "indexes", "triggers") named ``[qualifier.]name``.
 
-        Unqualified names search temp then main, as in SQLite (they share one
-        namespace here); None when there is no such object, also when the
-        schema does not exist (SQLite then reports "no such table: x.t"; only
-        statements creating an object in it say "unknown database x").
+        Unqualified names search the session's temp objects, then main, as in
+        SQLite; None when there is no such object, also when the schema does
+        not exist (SQLite then reports "no such table: x.t"; only statements
+        creating an object in it say "unknown database x").
         """
         if qualifier is not None and not self.has_schema(qualifier):
             return None
         objects: dict[str, Any] = getattr(self, space)
-        return objects.get(object_key(canonical_schema(qualifier), name))
+        if qualifier is None and self.has_own_temp:
+            found = objects.get(self._key(TEMP, name))
+            if found is not None:
+                return found
+        return objects.get(self._key(canonical_schema(qualifier), name))
 
     def table(self, name: str, qualifier: str | None = None) -> Table:
         t = self.lookup("tables", name, qualifier)
@@ -316,11 +377,13 @@ class Schema:
     def objects_in(self, schema_name: str) -> list[tuple[str, Any]]:
         """Every (kind, object) stored in one schema."""
         low = schema_name.lower()
+        if low == TEMP:
+            return self.temp_objects_of(self.owner) if self.owner else []
         return [(kind, obj) for kind, obj in self.objects() if obj.schema_name.lower() == low]
 
     def name_taken(self, name: str, schema_name: str = MAIN) -> str | None:
         """The kind of object already using ``name`` in a schema (tables, views, indexes and triggers share it)."""
-        key = object_key(schema_name, name)
+        key = self._key(canonical_schema(schema_name), name)
         for kind, space in (("table", self.tables), ("view", self.views),
                             ("index", self.indexes), ("trigger", self.triggers)):
             if key in space:

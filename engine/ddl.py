@@ -8,11 +8,15 @@ same transaction.
 
 Names may be schema-qualified (``s.t``); ``Schema.lookup`` resolves them and
 every new object records the schema it was created in.  An index or trigger
-lives in its table's schema, as in SQLite.
+lives in its table's schema, as in SQLite.  Temporary objects (``CREATE TEMP``
+or a ``temp.`` name) go to schema ``temp`` and record the creating session as
+their owner (see engine/temp_objects.py); their DDL is never recorded for
+replication.
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sqlglot import exp
@@ -78,7 +82,7 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
     if not isinstance(schema_node, exp.Schema):
         raise NotSupportedError("CREATE TABLE ... AS SELECT is not supported yet")
     qualifier = qualifier_of(schema_node.this)
-    space = schema.resolve_schema(qualifier)
+    space = created_space(schema, node, qualifier)
     tname = schema_node.this.name
     columns: list[Column] = []
     pk_cols: list[str] = []
@@ -138,9 +142,8 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
         raise ProgrammingError("a table needs at least one column")
     if all(c.generated for c in columns):
         raise ProgrammingError("must have at least one non-generated column")
-    table = Table(tname, object_id, columns, sql=without_created_qualifier(sql), checks=checks, foreign_keys=fks,
-                  temporary=bool(node.args.get("temporary")) or _is_temp(node, qualifier),
-                  schema_name=space)
+    table = Table(tname, object_id, columns, sql=stored_create_text(sql), checks=checks, foreign_keys=fks,
+                  temporary=space == TEMP, schema_name=space, owner=_owner_in(schema, space))
     table.dynamic, table.index_attributes = _table_options(node)
     for name in pk_cols:
         table.pk.append(table.column_index(name))
@@ -160,6 +163,32 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
         _validate_check(ck.sql, table)
     generation_order(table)
     return table
+
+
+def created_space(schema: Schema, node: exp.Create, qualifier: str | None) -> str:
+    """The schema a CREATE puts its object in: temp for CREATE TEMP, else the qualifier's (main if none)."""
+    if _is_temp(node, qualifier):
+        if qualifier is not None and qualifier.lower() != TEMP:
+            raise ProgrammingError("temporary table name must be unqualified")
+        return TEMP
+    return schema.resolve_schema(qualifier)
+
+
+_TEMP_WORD = re.compile(r"^(\s*CREATE\s+)(?:TEMP|TEMPORARY)\s+", re.I)
+
+
+def stored_create_text(sql: str) -> str:
+    """CREATE text as SQLite keeps it in sqlite_master: no schema qualifier, no TEMP keyword."""
+    return without_created_qualifier(_TEMP_WORD.sub(r"\1", sql, count=1))
+
+
+def _owner_in(schema: Schema, space: str) -> str | None:
+    """The owner a new object in ``space`` records: the creating session for temp objects."""
+    if space != TEMP:
+        return None
+    if schema.owner is None:
+        raise ProgrammingError("temporary objects need a connection to own them")
+    return schema.owner
 
 
 def _is_temp(node: exp.Create, qualifier: str | None = None) -> bool:
@@ -406,13 +435,14 @@ class DDLExecutor:
         self.catalog = catalog
 
     def _record(self, session: Any, payload: dict) -> None:
-        if session.changes is not None:
+        # Temp objects are private to their connection: never replicated.
+        if session.changes is not None and payload.get("schema") != TEMP:
             session.changes.ddl(json.dumps(payload, separators=(",", ":")).encode())
 
     def create_table(self, session: Any, txn: Any, schema: Schema, node: exp.Create, sql: str) -> None:
         schema_node = node.this
         tnode = schema_node.this if isinstance(schema_node, exp.Schema) else schema_node
-        space = schema.resolve_schema(qualifier_of(tnode))
+        space = created_space(schema, node, qualifier_of(tnode))
         if schema.name_taken(tnode.name, space) and node.args.get("exists"):
             return
         _check_name_free(schema, tnode.name, space)
@@ -421,6 +451,9 @@ class DDLExecutor:
         del table._pending_uniques  # type: ignore[attr-defined]
         self.store.db(table.db_name, txn=txn, create=True)
         self.catalog.put(txn, "table", table)
+        if space == TEMP:
+            session.temp_table_ids.add(table.object_id)   # its rows stay out of the binlog
+            session.made_temp_objects = True
         auto_n = 0
         if table.pk and table.rowid_alias is None:
             auto_n += 1
@@ -439,7 +472,7 @@ class DDLExecutor:
     def _auto_index(self, txn: Any, table: Table, name: str, cols: list[str], origin: str) -> None:
         parts = [IndexPart(table.column_index(c)) for c in cols]
         ix = Index(name, table.name, self.catalog.next_object_id(txn), parts, unique=True, origin=origin,
-                   schema_name=table.schema_name)
+                   schema_name=table.schema_name, owner=table.owner)
         self.store.db(ix.db_name, txn=txn, create=True)
         self.catalog.put(txn, "index", ix)
 
@@ -472,7 +505,7 @@ class DDLExecutor:
         ix = Index(name, table.name, self.catalog.next_object_id(txn), parts,
                    unique=bool(node.args.get("unique")), origin="c", sql=without_created_qualifier(sql),
                    where_sql=to_sql(where.this) if where is not None else None,
-                   schema_name=table.schema_name)
+                   schema_name=table.schema_name, owner=table.owner)
         if ix.where_sql is not None:
             raise NotSupportedError("partial indexes are not supported yet")
         self.store.db(ix.db_name, txn=txn, create=True)
@@ -487,20 +520,23 @@ class DDLExecutor:
         tnode = target.this if isinstance(target, exp.Schema) else target
         name = tnode.name
         qualifier = qualifier_of(tnode)
-        space = schema.resolve_schema(qualifier)
+        space = created_space(schema, node, qualifier)
         columns = [e.name for e in target.expressions] if isinstance(target, exp.Schema) else None
         if schema.name_taken(name, space) and node.args.get("exists"):
             return
         _check_name_free(schema, name, space)
         select = node.expression
-        view = View(name, without_created_qualifier(sql), to_sql(select), columns, temporary=_is_temp(node, qualifier), schema_name=space)
+        view = View(name, stored_create_text(sql), to_sql(select), columns, temporary=space == TEMP,
+                    schema_name=space, owner=_owner_in(schema, space))
+        if space == TEMP:
+            session.made_temp_objects = True
         self.catalog.put(txn, "view", view)
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_view", "name": name, "sql": sql, **_schema_field(space)})
 
     def create_trigger(self, session: Any, txn: Any, schema: Schema, defn: Any) -> None:
         from .triggers import check_trigger_target
-        space = schema.resolve_schema(defn.qualifier)
+        schema.resolve_schema(defn.qualifier)            # "unknown database" before anything else
         if schema.lookup("triggers", defn.name, defn.qualifier) is not None:
             if defn.if_not_exists:
                 return
@@ -508,8 +544,11 @@ class DDLExecutor:
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
         target = check_trigger_target(schema, defn)      # a table, or a view for INSTEAD OF
-        self.catalog.put(txn, "trigger", Trigger(defn.name, target.name, without_created_qualifier(defn.sql),
-                                                 schema_name=space))
+        if defn.temporary and target.schema_name != TEMP:
+            raise NotSupportedError("TEMP triggers are supported on temporary tables and views only")
+        space = target.schema_name                       # a trigger lives in its table's schema
+        self.catalog.put(txn, "trigger", Trigger(defn.name, target.name, stored_create_text(defn.sql),
+                                                 schema_name=space, owner=target.owner))
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql,
                                **_schema_field(space)})
@@ -540,6 +579,7 @@ class DDLExecutor:
                 continue
             name = tnode.name
             qualifier = qualifier_of(tnode)
+            found: Any = None
             if kind == "TABLE":
                 table = schema.lookup("tables", name, qualifier)
                 if table is None:
@@ -548,7 +588,8 @@ class DDLExecutor:
                     if schema.lookup("views", name, qualifier) is not None:
                         raise ProgrammingError(f"use DROP VIEW to delete view {name}")
                     raise NoSuchObjectError(f"no such table: {_qualified(qualifier, name)}")
-                self._drop_table(txn, schema, table)
+                self.drop_table_objects(txn, schema, table)
+                found = table
             elif kind == "INDEX":
                 ix = schema.lookup("indexes", name, qualifier)
                 if ix is None:
@@ -559,6 +600,7 @@ class DDLExecutor:
                     raise ProgrammingError("index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
                 self.store.drop_db(txn, ix.db_name)
                 self.catalog.delete(txn, "index", ix.key)
+                found = ix
             elif kind == "TRIGGER":
                 trig = schema.lookup("triggers", name, qualifier)
                 if trig is None:
@@ -566,6 +608,7 @@ class DDLExecutor:
                         continue
                     raise NoSuchObjectError(f"no such trigger: {_qualified(qualifier, name)}")
                 self.catalog.delete(txn, "trigger", trig.key)
+                found = trig
             elif kind == "VIEW":
                 view = schema.lookup("views", name, qualifier)
                 if view is None:
@@ -577,13 +620,14 @@ class DDLExecutor:
                 for trig in schema.triggers_of(view):
                     self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
                 self.catalog.delete(txn, "view", view.key)
+                found = view
             else:
                 raise NotSupportedError(f"DROP {kind} is not supported")
             self.catalog.bump_version(txn)
             self._record(session, {"op": "drop", "kind": kind.lower(), "name": name,
-                                   **_schema_field(schema.resolve_schema(qualifier))})
+                                   **_schema_field(found.schema_name)})
 
-    def _drop_table(self, txn: Any, schema: Schema, table: Table) -> None:
+    def drop_table_objects(self, txn: Any, schema: Schema, table: Table) -> None:
         """Drops a table's rows, indexes and triggers and its catalog record."""
         for ix in schema.indexes_of(table):
             self.store.drop_db(txn, ix.db_name)
@@ -609,7 +653,7 @@ class DDLExecutor:
                                  "use DROP SCHEMA ... CASCADE")
         for kind, obj in contents:
             if kind == "table":
-                self._drop_table(txn, schema, obj)
+                self.drop_table_objects(txn, schema, obj)
             elif kind == "view":
                 self.catalog.delete(txn, "view", obj.key)
         self.catalog.delete(txn, "schema", low)

@@ -80,7 +80,7 @@ from typing import Any, Iterable
 
 from terndb._cext import _core as C
 
-from .catalog import Schema, Table
+from .catalog import TEMP, Schema, Table
 from .errors import OperationalError, ProgrammingError
 
 VERSIONS_DB = b"_repl_versions"
@@ -276,8 +276,8 @@ def merge(stored: Record, incoming: Record, touch_columns: bool) -> MergeResult:
 
 
 def replicable(table: Table) -> bool:
-    """Tables need a declared PRIMARY KEY: rowids are allocated per node."""
-    return bool(table.pk) and table.name.lower() not in LOCAL_TABLES
+    """Tables need a declared PRIMARY KEY: rowids are allocated per node; temp tables are private."""
+    return bool(table.pk) and table.name.lower() not in LOCAL_TABLES and table.schema_name != TEMP
 
 
 class TableSet:

@@ -32,7 +32,7 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, Index, IndexPart, Schema, Table
+from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, TEMP, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
 from .params import ParamSpec
@@ -616,7 +616,8 @@ class SelectPlanner:
         sub._view_depth = self._view_depth + 1
         # Views see only the database, never the query that uses them.
         tree = parse_one(view.select_sql)
-        if view.schema_name != MAIN:
+        if view.schema_name not in (MAIN, TEMP):
+            # Temp views resolve names like any statement (temp first, then main), as in SQLite.
             qualify_tables(tree, view.schema_name)
         planned = sub.plan(tree, None)
         if view.columns:
@@ -627,10 +628,11 @@ class SelectPlanner:
         schema = self.schema
         names = ["type", "name", "tbl_name", "rootpage", "sql"]
 
+        if temp:
+            space = TEMP            # sqlite_temp_master is temp.sqlite_master
+
         def rows(ctx: Any) -> list:
             out = []
-            if temp:
-                return out
             for kind, obj in schema.objects_in(space):
                 if kind == "table":
                     out.append(("table", obj.name, obj.name, obj.object_id, obj.sql))

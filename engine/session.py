@@ -15,6 +15,11 @@ appended to the binlog in the same LMDB transaction.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
 as the schema it was planned against is the session's current schema.
+
+Each session owns its temporary objects (engine/temp_objects.py): it sees the
+catalog through ``Schema.for_owner(temp_owner)``, drops its temp objects on
+close, removes those of dead owners when it opens, and cuts temp-table changes
+from the change set it commits.
 """
 from __future__ import annotations
 
@@ -28,15 +33,16 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import Schema
+from .catalog import TEMP, Schema
 from .database import Database
 from .alter import AlterExecutor
-from .ddl import DDLExecutor
+from .ddl import DDLExecutor, created_space
 from .dml_planner import InsertPlan, ModifyPlan, build_writer, plan_delete, plan_insert, plan_update, run_insert, run_modify
 from .errors import Error, NotSupportedError, OperationalError, ProgrammingError
 from .params import ParamSpec, bind_plain, rewrite_placeholders
 from .select_planner import PlannedQuery, SelectPlanner
 from .storage import is_map_full
+from . import temp_objects
 from .sqlparse import TxnControl, parse_one, parse_txn_control, qualifier_of, syntax_error_at_start
 from .triggers import TriggerDef, is_create_trigger, parse_create_trigger
 
@@ -177,6 +183,10 @@ class Session:
         self._write_schema: Schema | None = None  # schema checked in the open write txn
         self.closed = False
         self.ddl = DDLExecutor(self.store, db.catalog)
+        self.temp_owner = temp_objects.new_owner_token(self)
+        self.temp_table_ids: set[int] = set()     # object ids of temp tables this session created
+        self.made_temp_objects = False            # close() must look for temp objects to drop
+        self._drop_temp_objects(dead_owners_only=True)
 
     # -- transaction state -------------------------------------------------------------
 
@@ -208,6 +218,8 @@ class Session:
             return
         write = self.write
         try:
+            if self.temp_table_ids and self.changes is not None:
+                self.changes = temp_objects.without_temp_changes(self.changes, self.temp_table_ids)
             if self.changes is not None and self.changes.count:
                 schema_version = self.db.catalog.version(write.txn)
                 node_id = self.store.committed_node_id(write)
@@ -250,9 +262,42 @@ class Session:
     def close(self) -> None:
         if self.closed:
             return
-        self.rollback()
-        self.plans.clear()
-        self.closed = True
+        try:
+            self.rollback()
+            if self.made_temp_objects:
+                self._drop_temp_objects(dead_owners_only=False)
+        finally:
+            temp_objects.forget_owner(self.temp_owner)
+            self.plans.clear()
+            self.closed = True
+
+    def _drop_temp_objects(self, dead_owners_only: bool) -> None:
+        """Drops this session's temp objects, or (on open) those whose owners are gone.
+
+        Best effort: a read-only database cannot hold temp objects of ours, and
+        leftovers that cannot be dropped now (lock busy) go at a later open.
+        """
+        if self.store.readonly:
+            return
+        read = self._begin_read()
+        try:
+            committed = self.db.committed_schema(read.txn)
+        finally:
+            read.end()
+        owners = temp_objects.dead_owners(committed) if dead_owners_only else \
+            ([self.temp_owner] if self.temp_owner in committed.temp_owners() else [])
+        if not owners:
+            return
+
+        def work(wtxn: Any) -> None:
+            schema = self.db.catalog.load(wtxn.txn, wtxn)     # as committed now, not as read above
+            temp_objects.drop_owned(self.ddl, self.db.catalog, wtxn, schema, owners)
+        try:
+            self.store.write(work, timeout=self.busy_timeout)
+        except (Error, lmdb.Error):
+            if not dead_owners_only:
+                raise
+        self.schema = None
 
     # -- planning ----------------------------------------------------------------------
 
@@ -281,9 +326,9 @@ class Session:
         if self.own_ddl:
             version = self.db.catalog.version(txn)
             if self.schema is None or self.schema.version != version:
-                self.schema = self.db.catalog.load(txn, self.write)
+                self.schema = self.db.catalog.load(txn, self.write).for_owner(self.temp_owner)
             return self.schema
-        schema = self.db.committed_schema(txn)
+        schema = self.db.committed_schema(txn).for_owner(self.temp_owner)
         if schema is not self.schema:
             self.schema = schema
         return schema
@@ -585,7 +630,8 @@ class Session:
         target = node.this
         name = target.name
         qualifier = qualifier_of(target)
-        if schema.name_taken(name, schema.resolve_schema(qualifier)) and node.args.get("exists"):
+        space = created_space(schema, node, qualifier)
+        if schema.name_taken(name, space) and node.args.get("exists"):
             return
         planned = SelectPlanner(self.store, schema, ParamSpec.EMPTY, sql).plan(node.expression)
         columns = []
@@ -600,10 +646,11 @@ class Session:
             decl = CTAS_TYPES.get(aff, "")
             columns.append(f"  {quote_identifier(unique)}{(' ' + decl) if decl else ''}")
         prefix = f"{quote_identifier(qualifier)}." if qualifier else ""
-        create_sql = f"CREATE TABLE {prefix}{quote_identifier(name)}(\n" + ",\n".join(columns) + "\n)"
+        temp = "TEMP " if space == TEMP and not qualifier else ""
+        create_sql = f"CREATE {temp}TABLE {prefix}{quote_identifier(name)}(\n" + ",\n".join(columns) + "\n)"
         self.ddl.create_table(self, txn, schema, parse_one(create_sql), create_sql)
-        new_schema = self.db.catalog.load(txn.txn, txn)
-        table = new_schema.table(name, qualifier)
+        new_schema = self.db.catalog.load(txn.txn, txn).for_owner(self.temp_owner)
+        table = new_schema.lookup("tables", name, space)
         writer = build_writer(self.store, new_schema, table, ParamSpec.EMPTY)
         ctx = C.ExecContext((), txn.txn, self, txn)
         writer.begin(ctx)

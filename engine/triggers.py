@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from terndb._cext import _core as C
 
-from .catalog import MAIN, Schema, Table
+from .catalog import MAIN, TEMP, Schema, Table
 from .errors import IntegrityError, NoSuchObjectError, NotSupportedError, ProgrammingError, SQLSyntaxError
 from .exprcompile import ExprCompiler, Scope
 from .params import ParamSpec
@@ -175,7 +175,9 @@ class TriggerSet:
     def _parse(self, text: str) -> exp.Expression:
         """A statement of a trigger body; unqualified names are in the trigger's schema (SQLite's rule)."""
         node = parse_one(text)
-        return node if self.table.schema_name == MAIN else qualify_tables(node, self.table.schema_name)
+        if self.table.schema_name in (MAIN, TEMP):     # temp triggers see temp, then main
+            return node
+        return qualify_tables(node, self.table.schema_name)
 
     def fire(self, defs: list[TriggerDef], new_row: tuple | None, old_row: tuple | None, ctx: Any) -> bool:
         """Runs ``defs`` for one row; False if a RAISE(IGNORE) asked to skip the row."""

@@ -39,6 +39,8 @@ from sqlalchemy import exc
 from sqlalchemy.engine import default, reflection
 from sqlalchemy.engine.url import URL
 
+from terndb.engine.catalog import TEMP
+
 from . import reflection as terndb_reflection
 from .compiler import TerndbCompiler, TerndbDDLCompiler, TerndbIdentifierPreparer, TerndbTypeCompiler
 from .types import colspecs, ischema_names
@@ -248,10 +250,19 @@ class TerndbDialect(default.DefaultDialect):
         space = schema or "main"
         return cat, (space.lower() if cat.has_schema(space) else None)
 
+    def _lookup_space(self, connection: Any, schema: str | None) -> tuple[Any, str | None, bool]:
+        """(catalog, qualifier to look names up with, whether the schema exists).
+
+        Without a schema a name is looked up as SQL would: the connection's
+        temp objects first, then main (SQLite's dialect reads both masters).
+        """
+        cat, space = self._schema(connection, schema)
+        return cat, (space if schema is not None else None), space is not None
+
     def _table(self, connection: Any, table_name: str, schema: str | None) -> tuple[Any, Any]:
         """(table, catalog) for a table; (None, catalog) for a view, which has no constraints."""
-        cat, space = self._schema(connection, schema)
-        if space is not None:
+        cat, space, exists = self._lookup_space(connection, schema)
+        if exists:
             table = terndb_reflection.find_table(cat, table_name, space)
             if table is not None:
                 return table, cat
@@ -271,8 +282,8 @@ class TerndbDialect(default.DefaultDialect):
 
     @reflection.cache
     def get_temp_table_names(self, connection: Any, **kw: Any) -> list[str]:
-        cat, space = self._schema(connection, None)
-        return terndb_reflection.table_names(cat, space, temporary=True)
+        cat, _ = self._schema(connection, None)
+        return terndb_reflection.table_names(cat, TEMP)
 
     @reflection.cache
     def get_view_names(self, connection: Any, schema: str | None = None, **kw: Any) -> list[str]:
@@ -281,14 +292,14 @@ class TerndbDialect(default.DefaultDialect):
 
     @reflection.cache
     def get_temp_view_names(self, connection: Any, **kw: Any) -> list[str]:
-        cat, space = self._schema(connection, None)
-        return terndb_reflection.view_names(cat, space, temporary=True)
+        cat, _ = self._schema(connection, None)
+        return terndb_reflection.view_names(cat, TEMP)
 
     @reflection.cache
     def get_view_definition(self, connection: Any, view_name: str, schema: str | None = None,
                             **kw: Any) -> str:
-        cat, space = self._schema(connection, schema)
-        view = terndb_reflection.find_view(cat, view_name, space) if space is not None else None
+        cat, space, exists = self._lookup_space(connection, schema)
+        view = terndb_reflection.find_view(cat, view_name, space) if exists else None
         if view is None:
             raise exc.NoSuchTableError(f"{schema}.{view_name}" if schema else view_name)
         return view.sql
@@ -296,8 +307,8 @@ class TerndbDialect(default.DefaultDialect):
     @reflection.cache
     def has_table(self, connection: Any, table_name: str, schema: str | None = None, **kw: Any) -> bool:
         self._ensure_has_table_connection(connection)
-        cat, space = self._schema(connection, schema)
-        if space is None:
+        cat, space, exists = self._lookup_space(connection, schema)
+        if not exists:
             return False
         return (terndb_reflection.find_table(cat, table_name, space) is not None
                 or terndb_reflection.find_view(cat, table_name, space) is not None)
@@ -305,8 +316,8 @@ class TerndbDialect(default.DefaultDialect):
     @reflection.cache
     def has_index(self, connection: Any, table_name: str, index_name: str, schema: str | None = None,
                   **kw: Any) -> bool:
-        cat, space = self._schema(connection, schema)
-        table = terndb_reflection.find_table(cat, table_name, space) if space is not None else None
+        cat, space, exists = self._lookup_space(connection, schema)
+        table = terndb_reflection.find_table(cat, table_name, space) if exists else None
         return table is not None and any(ix.name.lower() == index_name.lower() for ix in cat.indexes_of(table))
 
     @reflection.cache

@@ -61,15 +61,15 @@ def resolve_type(decl_type: str) -> sqltypes.TypeEngine:
         return cls()
 
 
-def table_names(schema: Schema, space: str = MAIN, temporary: bool = False) -> list[str]:
-    """Tables of one schema (``space``, a stored schema name)."""
-    return sorted(t.name for t in schema.tables.values()
-                  if t.schema_name == space and t.temporary == temporary
-                  and not t.name.lower().startswith("sqlite_"))
+def table_names(schema: Schema, space: str = MAIN) -> list[str]:
+    """Tables of one schema (``space``, a stored schema name; ``temp``: the connection's own)."""
+    return sorted(t.name for kind, t in schema.objects_in(space)
+                  if kind == "table" and not t.name.lower().startswith("sqlite_"))
 
 
-def view_names(schema: Schema, space: str = MAIN, temporary: bool = False) -> list[str]:
-    return sorted(v.name for v in schema.views.values() if v.schema_name == space and v.temporary == temporary)
+def view_names(schema: Schema, space: str = MAIN) -> list[str]:
+    """Views of one schema (``temp``: the connection's own)."""
+    return sorted(v.name for kind, v in schema.objects_in(space) if kind == "view")
 
 
 def find_table(schema: Schema, name: str, space: str | None = None) -> Table | None:

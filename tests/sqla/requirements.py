@@ -52,6 +52,10 @@ class Requirements(SuiteRequirements):
         return open_()
 
     @property
+    def temp_table_reflect_indexes(self):
+        return open_()
+
+    @property
     def computed_columns(self):
         return open_()         # GENERATED ALWAYS AS (expr) [STORED|VIRTUAL]
 
