@@ -449,7 +449,7 @@ class SelectPlanner:
                 i = src.columns.index(low)
                 decl = getattr(src, "decl_types", None)
                 return (decl[i] if decl else None), src.affinities[i]
-            if low in ROWID_NAMES and src.rowid_pos is not None:
+            if low in ROWID_NAMES and src.rowid_pos is not None and not src.rowid_hidden:
                 return "INTEGER", AFF_INTEGER
         return None
 
@@ -549,6 +549,7 @@ class SelectPlanner:
                              offset, offset + len(table.columns), [c.name for c in table.columns],
                              [_coll_code(c.collation) for c in table.columns])
                 src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+                src.rowid_hidden = table.without_rowid
                 return FromItem(src, table=table)
             view = self.schema.lookup("views", name, qualifier)
             if view is not None:
@@ -966,8 +967,20 @@ class SelectPlanner:
             if order is not None:
                 order.satisfied = False
             return union, conj
+        if table.without_rowid:
+            # SQLite stores such a table in its key's order: read the key's index.
+            pk_index = self._primary_key_index(table)
+            keys = [_part_key(table, p) for p in pk_index.parts]
+            return self._index_scan(src, table, defaults, (0, pk_index, keys, 0, None, None), eqs, bcomp), conj
         self.explain.append(f"SCAN {src.name}")
         return C.TableScan(store, table.db_name, ncols, defaults), conj
+
+    def _primary_key_index(self, table: Table) -> Index:
+        """The unique index CREATE TABLE made for ``table``'s PRIMARY KEY."""
+        for ix in self.schema.table_indexes.get(table.key, []):
+            if ix.origin == "pk":
+                return ix
+        raise NotSupportedError(f"table {table.name} has lost its PRIMARY KEY index")
 
     def _or_union(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
                   bias: int) -> Any:

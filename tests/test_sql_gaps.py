@@ -5,6 +5,9 @@
   term (SQLite's sqlite3ExprIsInteger and its parser's AND folding);
 * of rows equal but for type (``0`` and ``0.0``), UNION / INTERSECT / EXCEPT
   return the last one read, DISTINCT and GROUP BY the first;
+* ``WITHOUT ROWID`` tables: SQLite's rules (a PRIMARY KEY, NOT NULL key columns,
+  no AUTOINCREMENT, no ``rowid``), rows in key order, and SQLAlchemy's
+  ``sqlite_with_rowid=False`` / ``terndb_with_rowid=False``.
 
 Rows are compared in order, value and type exactly; where sqlite3 raises,
 terndb must raise a terndb error with the same message.
@@ -53,7 +56,8 @@ def check(pair: tuple, sql: str, *, ordered: bool = True) -> None:
             tern.execute(sql).fetchall()
         assert str(info.value) == str(e), sql
         return
-    got = tern.execute(sql).fetchall()
+    cur = tern.execute(sql)
+    got = cur.fetchall() if cur.description is not None else []
     if not ordered:
         got, expected = sorted(got, key=repr), sorted(expected, key=repr)
     assert _typed(got) == _typed(expected), f"\n  SQL: {sql}\n  tern: {got}\n  lite: {expected}"
@@ -128,3 +132,99 @@ EQUAL_ROW_QUERIES = [
 @pytest.mark.parametrize("sql", EQUAL_ROW_QUERIES)
 def test_set_operations_keep_sqlites_row_of_equals(pair: tuple, sql: str) -> None:
     check(pair, sql)
+
+
+# -- WITHOUT ROWID tables --------------------------------------------------------------
+
+WITHOUT_ROWID_SCRIPT = [
+    "CREATE TABLE nopk(x, y) WITHOUT ROWID",
+    "CREATE TABLE auto(x INTEGER PRIMARY KEY AUTOINCREMENT) WITHOUT ROWID",
+    "CREATE TABLE c(k TEXT PRIMARY KEY, v) WITHOUT ROWID",
+    "INSERT INTO c VALUES (NULL, 1)",
+    "INSERT INTO c VALUES ('b', 1), ('a', 2), ('c', 3)",
+    "SELECT * FROM c",                      # key order, not insertion order
+    "SELECT v FROM c",
+    "SELECT rowid FROM c",
+    "SELECT _rowid_, * FROM c",
+    "SELECT c.oid FROM c",
+    "UPDATE c SET v = v + 1 WHERE rowid = 1",
+    "DELETE FROM c WHERE oid = 1",
+    "INSERT INTO c(rowid, k) VALUES (1, 'z')",
+    "INSERT INTO c VALUES ('a', 9)",
+    "INSERT OR REPLACE INTO c VALUES ('a', 9)",
+    "INSERT INTO c VALUES ('b', 0) ON CONFLICT(k) DO UPDATE SET v = v + 100",
+    "SELECT * FROM c",
+    "UPDATE c SET v = v * 10 WHERE k > 'a'",
+    "DELETE FROM c WHERE k = 'c'",
+    "SELECT * FROM c c1 JOIN c c2 ON c1.k = c2.k",
+    "SELECT sql FROM sqlite_master WHERE name = 'c'",
+    # An INTEGER PRIMARY KEY is no rowid alias here: it is NOT NULL, not generated.
+    "CREATE TABLE d(x INTEGER PRIMARY KEY, y) WITHOUT ROWID",
+    "INSERT INTO d(y) VALUES (1)",
+    "INSERT INTO d VALUES (5, 1), (2, 3), (-1, 0)",
+    "SELECT * FROM d",
+    "SELECT x, typeof(x) FROM d WHERE x > 0",
+    # A composite key orders by its columns in key order.
+    "CREATE TABLE e(a, b, c, PRIMARY KEY(b, a)) WITHOUT ROWID",
+    "INSERT INTO e VALUES (1, 2, 3), (0, 2, 4), (5, 1, 1)",
+    "SELECT * FROM e",
+    "INSERT INTO e VALUES (1, NULL, 0)",
+    "SELECT count(*), sum(c) FROM e WHERE b = 2",
+    # Mixed storage classes sort as SQLite's keys do.
+    "CREATE TABLE j(k PRIMARY KEY, v) WITHOUT ROWID",
+    "INSERT INTO j VALUES ('x', 1), (1, 2), (2.5, 3), (x'00', 4)",
+    "SELECT * FROM j",
+    "SELECT * FROM j WHERE k > 1",
+    # ALTER keeps the table WITHOUT ROWID.
+    "ALTER TABLE j ADD COLUMN w DEFAULT 7",
+    "ALTER TABLE j RENAME TO j2",
+    "SELECT * FROM j2",
+    "SELECT rowid FROM j2",
+]
+
+
+def test_without_rowid_tables_behave_as_sqlites() -> None:
+    tern = terndb.connect(":memory:")
+    lite = sqlite3.connect(":memory:")
+    try:
+        for sql in WITHOUT_ROWID_SCRIPT:
+            check((tern, lite), sql)
+    finally:
+        tern.close()
+        lite.close()
+
+
+def test_without_rowid_survives_reopen(tmp_path) -> None:
+    con = terndb.connect(str(tmp_path / "db"))
+    con.execute("CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID")
+    con.execute("INSERT INTO kv VALUES ('b', 1), ('a', 2)")
+    con.commit()
+    con.close()
+    con = terndb.connect(str(tmp_path / "db"))
+    try:
+        assert con.execute("SELECT * FROM kv").fetchall() == [("a", 2), ("b", 1)]
+        with pytest.raises(terndb.ProgrammingError, match="no such column: rowid"):
+            con.execute("SELECT rowid FROM kv")
+        with pytest.raises(terndb.IntegrityError, match="NOT NULL constraint failed: kv.k"):
+            con.execute("INSERT INTO kv VALUES (NULL, 3)")
+    finally:
+        con.close()
+
+
+def test_sqlalchemy_with_rowid_false_creates_without_rowid(tmp_path) -> None:
+    sa = pytest.importorskip("sqlalchemy")
+    engine = sa.create_engine(f"terndb:///{tmp_path / 'db'}")
+    meta = sa.MetaData()
+    kv = sa.Table("kv", meta, sa.Column("k", sa.String, primary_key=True), sa.Column("v", sa.Integer),
+                  sqlite_with_rowid=False)
+    sa.Table("kv2", meta, sa.Column("k", sa.String, primary_key=True), terndb_with_rowid=False)
+    sa.Table("plain", meta, sa.Column("k", sa.String, primary_key=True))
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(kv.insert(), [{"k": "b", "v": 1}, {"k": "a", "v": 2}])
+        assert conn.execute(sa.select(kv)).fetchall() == [("a", 2), ("b", 1)]
+        ddl = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    engine.dispose()
+    assert ddl["kv"].endswith("WITHOUT ROWID") and ddl["kv2"].endswith("WITHOUT ROWID")
+    assert "WITHOUT ROWID" not in ddl["plain"]
+
