@@ -163,29 +163,47 @@ class SelectPlanner:
         entry = _CTE(name, body, columns, recursive=refs > 0, visible=dict(self.ctes))
         self.ctes[name] = entry
 
-    def _cte_item(self, entry: "_CTE", alias: str, offset: int) -> FromItem:
-        if entry.planned is None:
-            if entry.planning:
-                raise ProgrammingError(f"circular reference: {entry.name}")
-            entry.planning = True
-            try:
-                entry.planned = self._plan_recursive_cte(entry) if entry.recursive else self._plan_cte(entry)
-            finally:
-                entry.planning = False
-        planned = entry.planned
+    def _cte_item(self, entry: "_CTE", alias: str, offset: int, parent: Scope | None) -> FromItem:
+        """A FROM reference to a WITH entry.
+
+        An entry whose body reads no enclosing query is planned once and its
+        rows shared by every reference.  One that does (``WITH q AS (SELECT
+        t2.a) ...`` inside a correlated subquery) is, as in SQLite, a subquery
+        expanded where it is referenced: planned per reference against that
+        reference's enclosing scopes, and run afresh for each outer row.
+        """
+        if entry.planned is not None:
+            return self._cte_source(entry.planned, alias, offset, C.Materialized(entry.rows))
+        if entry.planning:
+            raise ProgrammingError(f"circular reference: {entry.name}")
+        probe = _CorrelationProbe(parent) if parent is not None else None
+        entry.planning = True
+        try:
+            planned = self._plan_recursive_cte(entry, probe) if entry.recursive else self._plan_cte(entry, probe)
+        finally:
+            entry.planning = False
+        if probe is not None and probe.used:
+            producer = entry.producer
+            entry.producer = None
+            return self._cte_source(planned, alias, offset, C.Materialized(producer))
+        entry.planned = planned
+        return self._cte_source(planned, alias, offset, C.Materialized(entry.rows))
+
+    @staticmethod
+    def _cte_source(planned: PlannedQuery, alias: str, offset: int, producer: Any) -> FromItem:
         cols = [n.lower() for n in planned.names]
         src = Source(alias.lower(), cols, planned.affinities, offset, None, planned.names)
         src.decl_types = planned.decl_types  # type: ignore[attr-defined]
-        return FromItem(src, producer=C.Materialized(entry.rows))
+        return FromItem(src, producer=producer)
 
-    def _plan_cte(self, entry: "_CTE") -> PlannedQuery:
-        planned = self._sub_planner(entry.visible).plan(entry.body, None)
+    def _plan_cte(self, entry: "_CTE", outer: Scope | None) -> PlannedQuery:
+        planned = self._sub_planner(entry.visible).plan(entry.body, outer)
         _rename_cte_columns(entry, planned)
         root = planned.root
         entry.producer = lambda ctx: C.run_operator(root, ctx, -1)
         return planned
 
-    def _plan_recursive_cte(self, entry: "_CTE") -> PlannedQuery:
+    def _plan_recursive_cte(self, entry: "_CTE", outer: Scope | None) -> PlannedQuery:
         """``initial UNION [ALL] recursive``: SQLite's queue algorithm, one row at a time."""
         body = entry.body
         name = entry.name
@@ -198,7 +216,7 @@ class SelectPlanner:
             raise ProgrammingError(f"multiple references to recursive table: {name}")
         if body.args.get("order") is not None:
             raise NotSupportedError("ORDER BY in a recursive common table expression is not supported")
-        first = self._sub_planner(entry.visible).plan(initial, None)
+        first = self._sub_planner(entry.visible).plan(initial, outer)
         _rename_cte_columns(entry, first)
         # The recursive SELECT reads the "queue" row through a working-table entry.
         work = _CTE(name, body, list(first.names), recursive=False, visible={})
@@ -208,7 +226,7 @@ class SelectPlanner:
         work.producer = lambda ctx: current
         step_ctes = dict(entry.visible)
         step_ctes[name] = work
-        rec = self._sub_planner(step_ctes).plan(step, None)
+        rec = self._sub_planner(step_ctes).plan(step, outer)
         if len(rec.names) != len(first.names):
             raise ProgrammingError("SELECTs to the left and right of UNION do not have the same number of "
                                    "result columns")
@@ -542,7 +560,7 @@ class SelectPlanner:
             alias = tnode.alias or name
             cte = self.ctes.get(name.lower()) if qualifier is None else None
             if cte is not None:
-                return self._cte_item(cte, alias, offset)
+                return self._cte_item(cte, alias, offset, parent)
             table = self.schema.lookup("tables", name, qualifier)
             if table is not None:
                 src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],

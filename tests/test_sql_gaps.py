@@ -7,7 +7,8 @@
   return the last one read, DISTINCT and GROUP BY the first;
 * ``WITHOUT ROWID`` tables: SQLite's rules (a PRIMARY KEY, NOT NULL key columns,
   no AUTOINCREMENT, no ``rowid``), rows in key order, and SQLAlchemy's
-  ``sqlite_with_rowid=False`` / ``terndb_with_rowid=False``.
+  ``sqlite_with_rowid=False`` / ``terndb_with_rowid=False``;
+* CTE bodies inside correlated subqueries that read the enclosing row.
 
 Rows are compared in order, value and type exactly; where sqlite3 raises,
 terndb must raise a terndb error with the same message.
@@ -228,3 +229,26 @@ def test_sqlalchemy_with_rowid_false_creates_without_rowid(tmp_path) -> None:
     assert ddl["kv"].endswith("WITHOUT ROWID") and ddl["kv2"].endswith("WITHOUT ROWID")
     assert "WITHOUT ROWID" not in ddl["plain"]
 
+
+# -- CTE bodies that read the enclosing query's row ------------------------------------------
+
+CORRELATED_CTE_QUERIES = [
+    "SELECT (WITH q AS (SELECT t2.id AS z) SELECT z FROM q) FROM t t2 ORDER BY 1",
+    "SELECT id, (WITH q AS (SELECT x FROM t WHERE id <= t2.id) SELECT group_concat(x, '') FROM q) "
+    "FROM t t2 ORDER BY id",
+    "SELECT id FROM t t2 WHERE EXISTS (WITH q AS (SELECT t2.id * 2 AS d) SELECT 1 FROM q WHERE d > 3) ORDER BY id",
+    # Referenced from a subquery nested deeper than its WITH, and twice in one FROM.
+    "SELECT id, (WITH q AS (SELECT t2.id AS z) SELECT (SELECT z + 1 FROM q)) FROM t t2 ORDER BY id",
+    "SELECT id, (WITH q AS (SELECT t2.id AS z) SELECT a.z + b.z FROM q a, q b) FROM t t2 ORDER BY id",
+    "SELECT id, (WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < t2.id) "
+    "SELECT group_concat(n) FROM c) FROM t t2 ORDER BY id",
+    # Uncorrelated bodies stay shared; unknown names are still errors.
+    "SELECT id, (WITH q AS (SELECT 5 AS z) SELECT z FROM q) FROM t t2 ORDER BY id",
+    "WITH q AS (SELECT id FROM t) SELECT id, (SELECT count(*) FROM q WHERE q.id < t.id) FROM t ORDER BY id",
+    "SELECT (WITH q AS (SELECT nope AS z) SELECT z FROM q) FROM t t2",
+]
+
+
+@pytest.mark.parametrize("sql", CORRELATED_CTE_QUERIES)
+def test_cte_bodies_see_the_enclosing_row(pair: tuple, sql: str) -> None:
+    check(pair, sql)
