@@ -159,6 +159,11 @@ WITHOUT_ROWID_SCRIPT = [
     "DELETE FROM c WHERE k = 'c'",
     "SELECT * FROM c c1 JOIN c c2 ON c1.k = c2.k",
     "SELECT sql FROM sqlite_master WHERE name = 'c'",
+    # Inserting into it leaves last_insert_rowid() alone.
+    "CREATE TABLE r(a INTEGER PRIMARY KEY)",
+    "INSERT INTO r VALUES (42)",
+    "INSERT INTO c VALUES ('q', 1)",
+    "SELECT last_insert_rowid(), changes()",
     # An INTEGER PRIMARY KEY is no rowid alias here: it is NOT NULL, not generated.
     "CREATE TABLE d(x INTEGER PRIMARY KEY, y) WITHOUT ROWID",
     "INSERT INTO d(y) VALUES (1)",
