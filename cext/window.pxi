@@ -15,6 +15,9 @@
 # Frames whose start moves are re-aggregated from their start, which costs
 # the frame's width per row (the Aggregate protocol has no inverse step).
 # Rows with the same frame as the previous row reuse its value (peers).
+# A frame with EXCLUDE CURRENT ROW / GROUP / TIES is computed afresh for each
+# row over its frame's rows minus the excluded ones, as SQLite does (its
+# full-scan path): no running or inverse state survives a hole in the frame.
 #
 # Output rows: the input row followed by one value per WindowFunc.
 
@@ -41,6 +44,12 @@ BOUND_CURRENT_ROW = 2
 BOUND_FOLLOWING = 3
 BOUND_UNBOUNDED_FOLLOWING = 4
 
+# EXCLUDE clauses: rows taken out of each row's frame.
+EXCLUDE_NO_OTHERS = 0
+EXCLUDE_CURRENT_ROW = 1
+EXCLUDE_GROUP = 2          # the current row and its peers
+EXCLUDE_TIES = 3           # the current row's peers, not itself
+
 
 cdef class WindowFunc:
     """One window function call: what it computes, its arguments and its frame."""
@@ -52,12 +61,14 @@ cdef class WindowFunc:
     cdef public int start_kind, end_kind
     cdef public Expr start_offset, end_offset
     cdef public int inverse_kind      # INV_* for aggregates SQLite computes with an inverse step
+    cdef public int exclude           # EXCLUDE_*
 
     def __init__(self, int kind, list args, object factory=None, bint star=False,
                  int frame_type=FRAME_RANGE, int start_kind=BOUND_UNBOUNDED_PRECEDING,
                  Expr start_offset=None, int end_kind=BOUND_CURRENT_ROW, Expr end_offset=None,
-                 int inverse_kind=0):
+                 int inverse_kind=0, int exclude=EXCLUDE_NO_OTHERS):
         self.kind = kind
+        self.exclude = exclude
         self.inverse_kind = inverse_kind
         self.args = args
         self.factory = factory
@@ -452,13 +463,16 @@ cdef class WindowOp(Operator):
             vals = self._args(f, p, 0)
             if kind == WIN_NTH_VALUE:
                 nth = self._args(f, p, 1)
-        if kind == WIN_AGGREGATE and f.inverse_kind != INV_NONE:
+        if kind == WIN_AGGREGATE and f.inverse_kind != INV_NONE and f.exclude == EXCLUDE_NO_OTHERS:
             acc = _SlidingSum(f.inverse_kind)
         for i in range(n):
             s = self._bound(f, f.start_kind, soff, i, p, False)
             e = self._bound(f, f.end_kind, eoff, i, p, True)
             if e < s:
                 e = s
+            if f.exclude != EXCLUDE_NO_OTHERS:
+                res.append(self._excluded_value(f, vals, nth, self._frame_rows(f, i, s, e, p), i))
+                continue
             if acc is not None:
                 # Every row is added once when the frame end passes it and removed
                 # once when the frame start does (SQLite's AGGSTEP / AGGINVERSE).
@@ -500,6 +514,40 @@ cdef class WindowOp(Operator):
             last_e = e
             res.append(last_val)
         return res
+
+    cdef list _frame_rows(self, WindowFunc f, Py_ssize_t i, Py_ssize_t s, Py_ssize_t e, _Partition p):
+        """Row i's frame [s, e) without the rows its EXCLUDE clause takes out."""
+        cdef Py_ssize_t g = p.gid[i]
+        cdef Py_ssize_t xs = i, xe = i + 1       # EXCLUDE CURRENT ROW
+        if f.exclude != EXCLUDE_CURRENT_ROW:
+            xs = p.gstart[g]
+            xe = p.gend[g]
+        rows = [j for j in range(s, e) if not xs <= j < xe]
+        if f.exclude == EXCLUDE_TIES and s <= i < e:
+            rows.append(i)
+            rows.sort()
+        return rows
+
+    cdef object _excluded_value(self, WindowFunc f, list vals, list nth, list rows, Py_ssize_t i):
+        """A framed function over an explicit list of frame rows (the EXCLUDE case)."""
+        cdef Aggregate state
+        cdef int kind = f.kind
+        if kind == WIN_FIRST_VALUE:
+            return vals[rows[0]] if rows else None
+        if kind == WIN_LAST_VALUE:
+            # No negative indexing: the extension is built with wraparound off.
+            return vals[rows[len(rows) - 1]] if rows else None
+        if kind == WIN_NTH_VALUE:
+            k = nth[i]
+            if type(k) is float and k == <double><long long>k:
+                k = int(k)
+            if type(k) is not int or k <= 0:
+                raise DataError("second argument to nth_value must be a positive integer")
+            return vals[rows[k - 1]] if k <= len(rows) else None
+        state = <Aggregate>f.factory()
+        for j in rows:
+            state.step(vals[j])
+        return state.final()
 
     cdef tuple next(self):
         if self.pos >= len(self.out):

@@ -173,6 +173,10 @@ class Table:
     dynamic: bool = False
     index_attributes: bool = False
     owner: str | None = None       # temp objects: the owning session's token
+    # CREATE TABLE ... WITHOUT ROWID: rows still carry a hidden rowid (the storage
+    # key), but it is never a column, and full scans read the PRIMARY KEY's index
+    # so rows come out in key order as SQLite's clustered table gives them.
+    without_rowid: bool = False
 
     @property
     def key(self) -> str:

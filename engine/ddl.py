@@ -29,7 +29,7 @@ from .catalog import (
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
 from .exprcompile import literal_value
-from .sqlparse import qualifier_of, to_sql, type_name, without_created_qualifier
+from .sqlparse import WithoutRowidProperty, qualifier_of, to_sql, type_name, without_created_qualifier
 
 RESERVED_PREFIX = "sqlite_"
 
@@ -154,6 +154,8 @@ def build_table(node: exp.Create, sql: str, object_id: int, schema: Schema) -> T
         # SQLite: only a column declared exactly "INTEGER" (any case) aliases the rowid.
         if c.decl_type.upper() == "INTEGER" and not pk_desc:
             table.rowid_alias = table.pk[0]
+    if _without_rowid(node):
+        _make_without_rowid(table, autoinc)
     if autoinc:
         if table.rowid_alias is None:
             raise ProgrammingError("AUTOINCREMENT is only allowed on an INTEGER PRIMARY KEY")
@@ -189,6 +191,24 @@ def _owner_in(schema: Schema, space: str) -> str | None:
     if schema.owner is None:
         raise ProgrammingError("temporary objects need a connection to own them")
     return schema.owner
+
+
+def _without_rowid(node: exp.Create) -> bool:
+    props = node.args.get("properties")
+    return props is not None and any(isinstance(p, WithoutRowidProperty) for p in props.expressions)
+
+
+def _make_without_rowid(table: Table, autoinc: bool) -> None:
+    """SQLite's rules for WITHOUT ROWID: a PRIMARY KEY is required, AUTOINCREMENT
+    is refused, the key columns are NOT NULL and an INTEGER key is no rowid alias."""
+    if autoinc:
+        raise ProgrammingError("AUTOINCREMENT not allowed on WITHOUT ROWID tables")
+    if not table.pk:
+        raise ProgrammingError(f"PRIMARY KEY missing on table {table.name}")
+    table.without_rowid = True
+    table.rowid_alias = None
+    for i in table.pk:
+        table.columns[i].notnull = True
 
 
 def _is_temp(node: exp.Create, qualifier: str | None = None) -> bool:
@@ -244,7 +264,7 @@ def _validate_check(sql: str, table: Table) -> None:
     from .sqlparse import parse_one
     node = parse_one("SELECT " + sql).expressions[0]
     src = Source(table.key, [c.key for c in table.columns], [c.affinity for c in table.columns], 0,
-                 len(table.columns))
+                 len(table.columns), rowid_hidden=table.without_rowid)
     ExprCompiler(Scope([src]), ParamSpec.EMPTY).compile(node)
 
 

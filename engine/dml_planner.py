@@ -34,6 +34,7 @@ def table_source(table: Table, name: str | None = None, offset: int = 0) -> Sour
                  [c.name for c in table.columns],
                  [{"nocase": 1, "rtrim": 2}.get((c.collation or "").lower(), 0) for c in table.columns])
     src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+    src.rowid_hidden = getattr(table, "without_rowid", False)    # views and document targets have none
     return src
 
 
@@ -223,7 +224,8 @@ def plan_insert(store: Any, schema: Schema, node: exp.Insert, params: ParamSpec,
             if pos is None:
                 if name.lower() in ("rowid", "oid", "_rowid_") and table.rowid_alias is not None:
                     pos = table.rowid_alias
-                elif name.lower() in ("rowid", "oid", "_rowid_") and not isinstance(table, ViewTarget):
+                elif name.lower() in ("rowid", "oid", "_rowid_") and not isinstance(table, ViewTarget) \
+                        and not getattr(table, "without_rowid", False):
                     pos = ncols                  # the hidden rowid, carried after the columns
                 else:
                     raise NoSuchObjectError(f"table {table.name} has no column named {name}")

@@ -39,6 +39,7 @@ class Source:
     using_hidden: set = field(default_factory=set)     # columns merged away by USING/NATURAL
     coalesced_by: dict = field(default_factory=dict)   # column -> source holding its RIGHT/FULL USING merge
     json_groups: dict = field(default_factory=dict)    # column -> JsonPathGroup of the statement's paths on it
+    rowid_hidden: bool = False     # a WITHOUT ROWID table: the rowid slot exists but has no name
 
     @property
     def width(self) -> int:
@@ -84,7 +85,7 @@ class Scope:
                     continue
                 coll = src.collations[i] if src.collations else 0
                 found.append((src.offset + i, src.affinities[i], coll))
-            elif low in ROWID_NAMES and src.rowid_pos is not None:
+            elif low in ROWID_NAMES and src.rowid_pos is not None and not src.rowid_hidden:
                 found.append((src.rowid_pos, AFF_INTEGER, 0))
         if len(found) > 1 and tlow is None:
             raise ProgrammingError(f"ambiguous column name: {name}")

@@ -163,29 +163,47 @@ class SelectPlanner:
         entry = _CTE(name, body, columns, recursive=refs > 0, visible=dict(self.ctes))
         self.ctes[name] = entry
 
-    def _cte_item(self, entry: "_CTE", alias: str, offset: int) -> FromItem:
-        if entry.planned is None:
-            if entry.planning:
-                raise ProgrammingError(f"circular reference: {entry.name}")
-            entry.planning = True
-            try:
-                entry.planned = self._plan_recursive_cte(entry) if entry.recursive else self._plan_cte(entry)
-            finally:
-                entry.planning = False
-        planned = entry.planned
+    def _cte_item(self, entry: "_CTE", alias: str, offset: int, parent: Scope | None) -> FromItem:
+        """A FROM reference to a WITH entry.
+
+        An entry whose body reads no enclosing query is planned once and its
+        rows shared by every reference.  One that does (``WITH q AS (SELECT
+        t2.a) ...`` inside a correlated subquery) is, as in SQLite, a subquery
+        expanded where it is referenced: planned per reference against that
+        reference's enclosing scopes, and run afresh for each outer row.
+        """
+        if entry.planned is not None:
+            return self._cte_source(entry.planned, alias, offset, C.Materialized(entry.rows))
+        if entry.planning:
+            raise ProgrammingError(f"circular reference: {entry.name}")
+        probe = _CorrelationProbe(parent) if parent is not None else None
+        entry.planning = True
+        try:
+            planned = self._plan_recursive_cte(entry, probe) if entry.recursive else self._plan_cte(entry, probe)
+        finally:
+            entry.planning = False
+        if probe is not None and probe.used:
+            producer = entry.producer
+            entry.producer = None
+            return self._cte_source(planned, alias, offset, C.Materialized(producer))
+        entry.planned = planned
+        return self._cte_source(planned, alias, offset, C.Materialized(entry.rows))
+
+    @staticmethod
+    def _cte_source(planned: PlannedQuery, alias: str, offset: int, producer: Any) -> FromItem:
         cols = [n.lower() for n in planned.names]
         src = Source(alias.lower(), cols, planned.affinities, offset, None, planned.names)
         src.decl_types = planned.decl_types  # type: ignore[attr-defined]
-        return FromItem(src, producer=C.Materialized(entry.rows))
+        return FromItem(src, producer=producer)
 
-    def _plan_cte(self, entry: "_CTE") -> PlannedQuery:
-        planned = self._sub_planner(entry.visible).plan(entry.body, None)
+    def _plan_cte(self, entry: "_CTE", outer: Scope | None) -> PlannedQuery:
+        planned = self._sub_planner(entry.visible).plan(entry.body, outer)
         _rename_cte_columns(entry, planned)
         root = planned.root
         entry.producer = lambda ctx: C.run_operator(root, ctx, -1)
         return planned
 
-    def _plan_recursive_cte(self, entry: "_CTE") -> PlannedQuery:
+    def _plan_recursive_cte(self, entry: "_CTE", outer: Scope | None) -> PlannedQuery:
         """``initial UNION [ALL] recursive``: SQLite's queue algorithm, one row at a time."""
         body = entry.body
         name = entry.name
@@ -198,7 +216,7 @@ class SelectPlanner:
             raise ProgrammingError(f"multiple references to recursive table: {name}")
         if body.args.get("order") is not None:
             raise NotSupportedError("ORDER BY in a recursive common table expression is not supported")
-        first = self._sub_planner(entry.visible).plan(initial, None)
+        first = self._sub_planner(entry.visible).plan(initial, outer)
         _rename_cte_columns(entry, first)
         # The recursive SELECT reads the "queue" row through a working-table entry.
         work = _CTE(name, body, list(first.names), recursive=False, visible={})
@@ -208,7 +226,7 @@ class SelectPlanner:
         work.producer = lambda ctx: current
         step_ctes = dict(entry.visible)
         step_ctes[name] = work
-        rec = self._sub_planner(step_ctes).plan(step, None)
+        rec = self._sub_planner(step_ctes).plan(step, outer)
         if len(rec.names) != len(first.names):
             raise ProgrammingError("SELECTs to the left and right of UNION do not have the same number of "
                                    "result columns")
@@ -284,7 +302,7 @@ class SelectPlanner:
             aggregating = True
 
         names = self._names(node, select_nodes, parent)
-        resolved_order = [self._resolve_order(o.this, select_nodes, names) for o in order_nodes]
+        resolved_order = [self._resolve_order(o.this, select_nodes, names, i) for i, o in enumerate(order_nodes)]
         windows = collect_windows([_unalias(n) for n in select_nodes] + resolved_order)
         hint = None
         if not (aggregating or windows or node.args.get("distinct") is not None):
@@ -296,7 +314,8 @@ class SelectPlanner:
             root = self._plan_joins(physical, scope, conjuncts, hint)
         if aggregating:
             # GROUP BY terms may name a result column by position or alias.
-            group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY") for g in group_nodes]
+            group_nodes = [self._resolve_alias_or_position(g, select_nodes, names, "GROUP BY", i)
+                           for i, g in enumerate(group_nodes)]
             pre = ExprCompiler(scope, self.params, self.subquery_runner)
             group_exprs = pre.compile_list(group_nodes)
             for g in group_nodes:
@@ -448,7 +467,7 @@ class SelectPlanner:
                 i = src.columns.index(low)
                 decl = getattr(src, "decl_types", None)
                 return (decl[i] if decl else None), src.affinities[i]
-            if low in ROWID_NAMES and src.rowid_pos is not None:
+            if low in ROWID_NAMES and src.rowid_pos is not None and not src.rowid_hidden:
                 return "INTEGER", AFF_INTEGER
         return None
 
@@ -541,13 +560,14 @@ class SelectPlanner:
             alias = tnode.alias or name
             cte = self.ctes.get(name.lower()) if qualifier is None else None
             if cte is not None:
-                return self._cte_item(cte, alias, offset)
+                return self._cte_item(cte, alias, offset, parent)
             table = self.schema.lookup("tables", name, qualifier)
             if table is not None:
                 src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
                              offset, offset + len(table.columns), [c.name for c in table.columns],
                              [_coll_code(c.collation) for c in table.columns])
                 src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+                src.rowid_hidden = table.without_rowid
                 return FromItem(src, table=table)
             view = self.schema.lookup("views", name, qualifier)
             if view is not None:
@@ -967,8 +987,20 @@ class SelectPlanner:
             if order is not None:
                 order.satisfied = False
             return union, conj
+        if table.without_rowid:
+            # SQLite stores such a table in its key's order: read the key's index.
+            pk_index = self._primary_key_index(table)
+            keys = [_part_key(table, p) for p in pk_index.parts]
+            return self._index_scan(src, table, defaults, (0, pk_index, keys, 0, None, None), eqs, bcomp), conj
         self.explain.append(f"SCAN {src.name}")
         return C.TableScan(store, table.db_name, ncols, defaults), conj
+
+    def _primary_key_index(self, table: Table) -> Index:
+        """The unique index CREATE TABLE made for ``table``'s PRIMARY KEY."""
+        for ix in self.schema.table_indexes.get(table.key, []):
+            if ix.origin == "pk":
+                return ix
+        raise NotSupportedError(f"table {table.name} has lost its PRIMARY KEY index")
 
     def _or_union(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
                   bias: int) -> Any:
@@ -1175,38 +1207,37 @@ class SelectPlanner:
             return n
         return node.transform(substitute)
 
-    def _resolve_order(self, node: exp.Expression, select_nodes: list, names: list[str]) -> exp.Expression:
-        return self._resolve_alias_or_position(node, select_nodes, names, "ORDER BY")
+    def _resolve_order(self, node: exp.Expression, select_nodes: list, names: list[str],
+                       index: int = 0) -> exp.Expression:
+        return self._resolve_alias_or_position(node, select_nodes, names, "ORDER BY", index)
 
     def _resolve_alias_or_position(self, node: exp.Expression, select_nodes: list, names: list[str],
-                                   clause: str) -> exp.Expression:
-        if isinstance(node, exp.Literal) and not node.is_string:
-            try:
-                k = int(node.this)
-            except ValueError:
-                return node
-            if not 1 <= k <= len(select_nodes):
-                raise ProgrammingError(f"{k}th {clause} term out of range - should be between 1 and {len(select_nodes)}")
-            return _unalias(select_nodes[k - 1])
+                                   clause: str, index: int = 0) -> exp.Expression:
+        """The expression an ORDER BY / GROUP BY term (the ``index``-th, from 0)
+        stands for: a result column named by alias or by integer position, else
+        the term itself.  ``ORDER BY 2 COLLATE NOCASE`` keeps its collation."""
         if isinstance(node, exp.Column) and not node.table:
             low = node.name.lower()
             for sn, name in zip(select_nodes, names):
                 if isinstance(sn, exp.Alias) and name.lower() == low:
                     return sn.this
-        return node
+        pos = _term_position(node, len(select_nodes), clause, index)
+        if pos is None:
+            return node
+        target = _unalias(select_nodes[pos]).copy()
+        if isinstance(node, exp.Collate):
+            return exp.Collate(this=target, expression=node.expression.copy())
+        return target
 
     def _select_position(self, node: exp.Expression, select_nodes: list, names: list[str]) -> int | None:
-        if isinstance(node, exp.Literal) and not node.is_string:
-            try:
-                k = int(node.this)
-            except ValueError:
-                return None
-            return k - 1 if 1 <= k <= len(select_nodes) else None
         if isinstance(node, exp.Column) and not node.table:
             low = node.name.lower()
             for i, (sn, name) in enumerate(zip(select_nodes, names)):
                 if isinstance(sn, exp.Alias) and name.lower() == low:
                     return i
+        if _integer_term(node) is not None:
+            # Validated by _resolve_alias_or_position; a collated position sorts by its own key.
+            return None if isinstance(node, exp.Collate) else _integer_term(node) - 1
         key = node.sql(dialect="sqlite").lower()
         for i, sn in enumerate(select_nodes):
             if _unalias(sn).sql(dialect="sqlite").lower() == key:
@@ -1228,37 +1259,37 @@ class SelectPlanner:
         def rows(ctx: Any) -> list:
             a = C.run_operator(lroot, ctx, -1)
             b = C.run_operator(rroot, ctx, -1)
+            if kind == "union" and not distinct:
+                return a + b
+            # SQLite builds each set in an index whose inserts replace an equal
+            # row, so of rows equal but for type (1 and 1.0) the LAST one read
+            # is returned: from both sides for UNION, from the left for
+            # INTERSECT and EXCEPT.
             if kind == "union":
-                if not distinct:
-                    return a + b
-                seen: dict = {}
-                for r in a + b:
-                    seen.setdefault(r, None)
-                return sorted(seen, key=C.encode_key)
-            if kind == "except":
+                kept = _last_of_equals(a + b)
+            else:
                 bs = set(b)
-                return sorted({r for r in a if r not in bs}, key=C.encode_key)
-            bs = set(b)
-            return sorted({r for r in a if r in bs}, key=C.encode_key)
+                keep_if = kind == "intersect"
+                kept = {k: r for k, r in _last_of_equals(a).items() if (k in bs) == keep_if}
+            return sorted(kept.values(), key=C.encode_key)
         root = C.Materialized(rows)
         order = node.args.get("order")
         names = left.names
         if order is not None:
             keys, desc = [], bytearray()
             for o in order.expressions:
-                pos = self._compound_position(o.this, names, node)
+                pos = self._compound_position(o.this, names, node, len(keys))
                 keys.append(C.ColRef(pos))
                 desc.append(1 if o.args.get("desc") else 0)
             root = C.Sort(root, keys, bytes(desc))
         root = self._limit(node, root, Scope([], parent))
         return PlannedQuery(root, names, left.decl_types, left.affinities, self.explain)
 
-    def _compound_position(self, node: exp.Expression, names: list[str], compound: exp.Expression) -> int:
-        if isinstance(node, exp.Literal) and not node.is_string:
-            k = int(node.this)
-            if not 1 <= k <= len(names):
-                raise ProgrammingError(f"{k}th ORDER BY term out of range - should be between 1 and {len(names)}")
-            return k - 1
+    def _compound_position(self, node: exp.Expression, names: list[str], compound: exp.Expression,
+                           index: int) -> int:
+        pos = _term_position(node, len(names), "ORDER BY", index)
+        if pos is not None:
+            return pos
         if isinstance(node, exp.Column):
             low = node.name.lower()
             for i, n in enumerate(names):
@@ -1273,7 +1304,7 @@ class SelectPlanner:
             for i, sn in enumerate(first.expressions):
                 if _unalias(sn).sql(dialect="sqlite").lower() == key:
                     return i
-        raise ProgrammingError("1st ORDER BY term does not match any column in the result set")
+        raise ProgrammingError(f"{_ordinal(index + 1)} ORDER BY term does not match any column in the result set")
 
     def _plan_values(self, node: exp.Values, parent: Scope | None) -> PlannedQuery:
         comp = ExprCompiler(Scope([], parent), self.params, self.subquery_runner)
@@ -1423,6 +1454,74 @@ def _and_all(nodes: list[exp.Expression]) -> exp.Expression:
     for n in nodes[1:]:
         result = exp.And(this=result, expression=n)
     return result
+
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def _integer_term(node: exp.Expression) -> int | None:
+    """The integer an ORDER BY / GROUP BY term folds to, by SQLite's rule, else None.
+
+    SQLite (sqlite3ExprIsInteger) takes a term as a column position when it is
+    an integer literal that fits 32 bits, possibly parenthesised, negated or
+    collated; its parser also folds ``x AND 0`` / ``0 AND x`` to the literal 0
+    (a literal zero only: ``x AND -0`` or ``x AND false`` stay expressions).
+    """
+    node = _strip_parens(node.this if isinstance(node, exp.Collate) else node)
+    if isinstance(node, exp.Neg):
+        inner = _integer_term(node.this)
+        return -inner if inner is not None else None
+    if isinstance(node, exp.And):
+        return 0 if _folds_to_zero(node) else None
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            value = int(node.this, 0) if node.this.lower().startswith("0x") else int(node.this)
+        except ValueError:
+            return None
+        return value if value <= _INT32_MAX else None
+    return None
+
+
+def _folds_to_zero(node: exp.Expression) -> bool:
+    """True for a literal integer 0 or an AND that SQLite's parser folds to one."""
+    node = _strip_parens(node)
+    if isinstance(node, exp.And):
+        return _folds_to_zero(node.this) or _folds_to_zero(node.expression)
+    return isinstance(node, exp.Literal) and not node.is_string and _integer_term(node) == 0
+
+
+def _strip_parens(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _term_position(node: exp.Expression, width: int, clause: str, index: int) -> int | None:
+    """The 0-based result column an integer ORDER BY / GROUP BY term names, None
+    for other terms; an integer outside 1..width is SQLite's out-of-range error."""
+    k = _integer_term(node)
+    if k is None:
+        return None
+    if not 1 <= k <= width:
+        raise ProgrammingError(
+            f"{_ordinal(index + 1)} {clause} term out of range - should be between 1 and {width}")
+    return k - 1
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st: SQLite's %r format."""
+    if n % 100 in (11, 12, 13):
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
+
+
+def _last_of_equals(rows: list) -> dict:
+    """Each distinct row (Python equality: 1 == 1.0) mapped to its last occurrence."""
+    last: dict = {}
+    for r in rows:
+        last[r] = r
+    return last
 
 
 def _unalias(node: exp.Expression) -> exp.Expression:

@@ -567,7 +567,7 @@ class Session:
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.insert_many(ins.writer, ins.value_rows[0], param_sets, ctx, ins.mode,
                                   self.binder, plan.params)
-            if total:
+            if total and _sets_last_rowid(ins):
                 lastrowid = self.last_insert_rowid = ins.writer.last_rowid
             param_sets = ()
         mod = plan.modify
@@ -581,7 +581,7 @@ class Session:
             ctx = C.ExecContext(bound, self.write.txn, self, self.write)
             if plan.kind == "insert":
                 n = run_insert(plan.insert, ctx, out)
-                if n:
+                if n and _sets_last_rowid(plan.insert):
                     lastrowid = plan.insert.writer.last_rowid
                     self.last_insert_rowid = lastrowid
             else:
@@ -736,3 +736,9 @@ def _unsupported_command(node: exp.Command, sql: str) -> Error:
         return NotSupportedError(f"{word} is not supported yet")
     from .errors import SQLSyntaxError
     return SQLSyntaxError(f'near "{word}": syntax error')
+
+
+def _sets_last_rowid(ins: Any) -> bool:
+    """Whether an INSERT moves last_insert_rowid(): not into a WITHOUT ROWID table
+    (its hidden storage key is no rowid), as in SQLite."""
+    return not getattr(ins.table, "without_rowid", False)

@@ -48,6 +48,17 @@ _TYPE_STOP_WORDS = frozenset({
 })
 
 
+class WithoutRowidProperty(exp.Property):
+    """``CREATE TABLE ... WITHOUT ROWID``: the table has no rowid (engine/ddl.py)."""
+    arg_types: dict = {}
+
+
+def _parse_without_rowid(parser: Any) -> WithoutRowidProperty:
+    if not parser._match_text_seq("ROWID"):
+        parser.raise_error("Expecting ROWID after WITHOUT")
+    return parser.expression(WithoutRowidProperty())
+
+
 class TernDialect(SQLite):
     """SQLite's grammar with function calls and type names left uninterpreted."""
 
@@ -60,7 +71,8 @@ class TernDialect(SQLite):
         FUNCTION_PARSERS = {k: v for k, v in SQLite.Parser.FUNCTION_PARSERS.items() if k in ("CAST",)}
         # terndb's table options, ``CREATE TABLE t (...) WITH (dynamic = true, ...)``, are
         # key = value pairs; sqlglot would read DYNAMIC as Snowflake's table kind instead.
-        PROPERTY_PARSERS = {k: v for k, v in SQLite.Parser.PROPERTY_PARSERS.items() if k != "DYNAMIC"}
+        PROPERTY_PARSERS = {**{k: v for k, v in SQLite.Parser.PROPERTY_PARSERS.items() if k != "DYNAMIC"},
+                            "WITHOUT": _parse_without_rowid}
 
         def _parse_index(self, index: Any = None, anonymous: bool = False):  # type: ignore[override]
             # CREATE INDEX s.ix ON t(...): sqlglot reads only "s" as the index
@@ -135,7 +147,9 @@ class TernDialect(SQLite):
     class Generator(SQLite.Generator):
         # Render the table options back (stored CREATE TABLE text, ALTER rewrites).
         PROPERTIES_LOCATION = {**SQLite.Generator.PROPERTIES_LOCATION,
-                               exp.Property: exp.Properties.Location.POST_WITH}
+                               exp.Property: exp.Properties.Location.POST_WITH,
+                               WithoutRowidProperty: exp.Properties.Location.POST_SCHEMA}
+        TRANSFORMS = {**SQLite.Generator.TRANSFORMS, WithoutRowidProperty: lambda self, e: "WITHOUT ROWID"}
 
 
 @dataclass(frozen=True)

@@ -153,10 +153,7 @@ def _frame(spec: exp.WindowSpec | None, wdef: WindowDef, const: ExprCompiler) ->
     """The WindowFunc frame arguments for one definition; SQLite's validity rules."""
     if spec is None:
         return {}
-    exclude = spec.args.get("exclude")
-    if exclude is not None and str(exclude.name if hasattr(exclude, "name") else exclude).upper() not in (
-            "NO OTHERS",):
-        raise NotSupportedError("EXCLUDE in window frames is not supported")
+    exclude = _exclude_kind(spec.args.get("exclude"))
     ftype = getattr(C, _FRAME_TYPES[str(spec.args.get("kind")).lower()])
     start_kind, start_off = _bound(spec.args.get("start"), spec.args.get("start_side"), const)
     if spec.args.get("end") is None:
@@ -172,7 +169,22 @@ def _frame(spec: exp.WindowSpec | None, wdef: WindowDef, const: ExprCompiler) ->
     if ftype == C.FRAME_GROUPS and not wdef.order:
         raise NotSupportedError("GROUPS frames without ORDER BY are not supported")
     return {"frame_type": ftype, "start_kind": start_kind, "start_offset": start_off,
-            "end_kind": end_kind, "end_offset": end_off}
+            "end_kind": end_kind, "end_offset": end_off, "exclude": exclude}
+
+
+_EXCLUDE_KINDS = {"NO OTHERS": "EXCLUDE_NO_OTHERS", "CURRENT ROW": "EXCLUDE_CURRENT_ROW",
+                  "GROUP": "EXCLUDE_GROUP", "TIES": "EXCLUDE_TIES"}
+
+
+def _exclude_kind(node: Any) -> int:
+    """The C.EXCLUDE_* code of a frame's EXCLUDE clause (NO OTHERS when absent)."""
+    if node is None:
+        return C.EXCLUDE_NO_OTHERS
+    text = " ".join(str(node.name if hasattr(node, "name") else node).upper().split())
+    kind = _EXCLUDE_KINDS.get(text)
+    if kind is None:
+        raise ProgrammingError(f"unsupported frame specification: EXCLUDE {text}")
+    return getattr(C, kind)
 
 
 def compile_window_function(win: exp.Window, wdef: WindowDef, comp: ExprCompiler,

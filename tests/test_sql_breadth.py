@@ -275,8 +275,6 @@ def test_window_errors(pair: tuple, sql: str) -> None:
 
 
 @pytest.mark.parametrize("sql, what", [
-    ("SELECT sum(b) OVER (ORDER BY b ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING EXCLUDE CURRENT ROW) FROM t",
-     "EXCLUDE"),
     ("SELECT json_group_array(b) FILTER (WHERE b > 1) OVER () FROM t", "FILTER"),
 ])
 def test_window_unsupported_named(pair: tuple, sql: str, what: str) -> None:

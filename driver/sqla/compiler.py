@@ -111,6 +111,14 @@ class TerndbDDLCompiler(compiler.DDLCompiler):
             raise exc.CompileError("terndb_autoincrement needs a single-column INTEGER primary key")
         return issubclass(column.type._type_affinity, sqltypes.Integer) and not column.foreign_keys
 
+    def post_create_table(self, table: Any) -> str:
+        # terndb_with_rowid=False, or the SQLite dialect's sqlite_with_rowid=False
+        # on a model written for SQLite, makes a WITHOUT ROWID table.
+        with_rowid = table.dialect_options["terndb"]["with_rowid"]
+        if table.dialect_kwargs.get("sqlite_with_rowid", True) is False:
+            with_rowid = False
+        return "" if with_rowid else "\n WITHOUT ROWID"
+
     def visit_primary_key_constraint(self, constraint: Any, **kw: Any) -> Any:
         if len(constraint.columns) == 1:
             col = list(constraint)[0]

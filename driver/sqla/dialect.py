@@ -157,7 +157,7 @@ class TerndbDialect(default.DefaultDialect):
     max_identifier_length = 9999
 
     construct_arguments = [
-        (sa_schema.Table, {"autoincrement": False}),
+        (sa_schema.Table, {"autoincrement": False, "with_rowid": True}),
         (sa_schema.Index, {"where": None}),
     ]
 
