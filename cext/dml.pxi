@@ -389,6 +389,13 @@ def build_index(TableWriter writer, IndexWriter ix, ExecContext ctx):
             txn.put(ix.entry_key(vals, rowid), b"", db=ix.handle)
 
 
+cdef void _switch_txn(ExecContext ctx, object txn):
+    """Points ``ctx`` at a new (nested) transaction; cursors opened on the old one are dropped."""
+    ctx.txn = txn
+    ctx.lookups = None
+    ctx.memos = None
+
+
 cdef inline bint _native_params(object params, Py_ssize_t nslots):
     """True when ``params`` is a tuple of already-SQL values (no adaptation needed)."""
     cdef Py_ssize_t i
@@ -435,17 +442,27 @@ def insert_many(TableWriter writer, list value_exprs, object param_rows, ExecCon
 
 
 def modify_many(TableWriter writer, Operator source, list assignments, object param_rows, ExecContext ctx,
-                int mode, object bind, object spec):
+                int mode, object bind, object spec, object open_savepoint=None):
     """executemany for UPDATE/DELETE without triggers or RETURNING: one compiled loop.
 
     For each parameter set the target rows are collected first (so a statement
     never sees its own writes), then updated (``assignments`` gives every
     column's new value) or deleted (``assignments`` is None).
+
+    ``open_savepoint`` (for a statement run once, with no savepoint open yet)
+    is called, before the first write, only when the statement could fail
+    after writing part of its effect; it opens the statement's nested
+    transaction and returns it.  An UPDATE of at most one row in a mode other
+    than REPLACE needs none: ``TableWriter.update`` checks every constraint
+    before its first write.  Skipping the nested transaction saves its begin
+    and commit and the copy of every page the write touches.
     """
     cdef long long count = 0
     cdef Py_ssize_t nslots = spec.count
     cdef list rows
     cdef tuple r
+    if open_savepoint is not None and len(param_rows) != 1:
+        raise ValueError("open_savepoint is for a statement run with one parameter set")
     writer.begin(ctx)
     for params in param_rows:
         if _native_params(params, nslots) and not spec._has_names:
@@ -453,6 +470,10 @@ def modify_many(TableWriter writer, Operator source, list assignments, object pa
         else:
             ctx.params = bind(spec, params)
         rows = run_operator(source, ctx, -1)
+        if open_savepoint is not None and (len(rows) > 1 or assignments is None
+                                           or mode == CONFLICT_REPLACE):
+            _switch_txn(ctx, open_savepoint())
+            open_savepoint = None
         for r in rows:
             if assignments is None:
                 writer.delete(r, ctx)

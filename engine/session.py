@@ -362,13 +362,20 @@ class Session:
     # -- execution ---------------------------------------------------------------------
 
     def execute(self, sql: str, params: Any = None) -> Result:
-        self._check_usable()
+        if self.closed:
+            self._check_usable()
         cached = self.plans.get(sql)
         if cached is not None and cached.kind == "txn":
             return self._txn_control(cached.txn)
-        if self.write is not None:
-            schema = self._schema_for(self.write.txn)
-            plan = self._get_plan(sql, schema)
+        write = self.write
+        if write is not None:
+            schema = self._schema_for(write.txn)
+            plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
+            if plan.kind == "query":
+                return self._run_query(plan, params, None)
+            if plan.kind == "modify" or plan.kind == "insert":
+                # What _run does for a DML statement inside the open transaction.
+                return self._run_write(plan, [params], False, statement_savepoint=True)
             return self._run(plan, [params], many=False)
         if cached is None:
             tc = parse_txn_control(sql)
@@ -377,7 +384,7 @@ class Session:
         read = self._begin_read()
         try:
             schema = self._schema_for(read.txn)
-            plan = self._get_plan(sql, schema)
+            plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
             read.end()
             raise
@@ -385,6 +392,13 @@ class Session:
             return self._run_query(plan, params, read)
         read.end()
         return self._run(plan, [params], many=False)
+
+    def _reuse(self, cached: Plan | None, schema: Schema) -> Plan | None:
+        """``cached`` if it can run now (planned for ``schema``, not being read), else None."""
+        if cached is None or cached.schema is not schema or cached.in_use:
+            return None
+        self.plans.move_to_end(cached.sql)
+        return cached
 
     def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> Result:
         self._check_usable()
@@ -473,28 +487,47 @@ class Session:
 
     def _run_write(self, plan: Plan, param_sets: Iterable[Any], many: bool, statement_savepoint: bool) -> Result:
         write = self.write
-        depth = write.savepoint() if statement_savepoint else None
+        guard = _StatementSavepoint(write)
+        # A compiled UPDATE run once opens its savepoint only if it turns out to
+        # need one (see C.modify_many); anything else opens it up front.
+        lazy = statement_savepoint and not many and self._compiled_modify(plan, many)
+        if statement_savepoint and not lazy:
+            guard.open()
         mark = self.changes.savepoint()
         params_kept = param_sets if not many else list(param_sets)
         try:
-            result = self._dispatch_write(plan, params_kept, many)
+            result = self._dispatch_write(plan, params_kept, many, guard.open if lazy else None)
         except BaseException as err:
             if is_map_full(err) and self.write is write:
                 self._grow_and_replay()
                 return self._run_write(plan, params_kept, many, statement_savepoint)
             if self.write is write:
-                if depth is not None:
-                    write.rollback_to(depth, keep=False)
+                if guard.depth is not None:
+                    write.rollback_to(guard.depth, keep=False)
+                elif lazy and not isinstance(err, Error):
+                    # Constraint and evaluation errors come before the first write; anything
+                    # else (a storage failure) may have left part of the row written, and
+                    # with no nested transaction only the whole transaction can be undone.
+                    self._abort_quietly()
+                    raise OperationalError(
+                        f"storage error: {err}; the transaction was rolled back") from err
                 self.changes.rollback_to(mark)
             if isinstance(err, lmdb.Error):
                 raise OperationalError(f"storage error: {err}") from err
             raise
-        if depth is not None:
-            write.release(depth)
+        if guard.depth is not None:
+            write.release(guard.depth)
         self.journal.append((plan, params_kept, many))
         return result
 
-    def _dispatch_write(self, plan: Plan, param_sets: Any, many: bool) -> Result:
+    @staticmethod
+    def _compiled_modify(plan: Plan, many: bool) -> bool:
+        """UPDATE/DELETE that runs as one compiled loop (C.modify_many)."""
+        mod = plan.modify
+        return (mod is not None and mod.triggers is None and mod.joined_width is None
+                and (mod.returning is None or many))
+
+    def _dispatch_write(self, plan: Plan, param_sets: Any, many: bool, open_savepoint: Any = None) -> Result:
         if plan.kind == "ddl":
             params = next(iter(param_sets))
             if params:
@@ -515,11 +548,11 @@ class Session:
             if total:
                 lastrowid = self.last_insert_rowid = ins.writer.last_rowid
             param_sets = ()
-        mod = plan.modify
-        if mod is not None and mod.triggers is None and out is None and mod.joined_width is None:
+        if self._compiled_modify(plan, many):
+            mod = plan.modify
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.modify_many(mod.writer, mod.source, mod.assignments, param_sets, ctx, mod.mode,
-                                  self.binder, plan.params)
+                                  self.binder, plan.params, open_savepoint)
             param_sets = ()
         for params in param_sets:
             bound = self.binder(plan.params, params)
@@ -671,6 +704,21 @@ class Session:
                 self._write_schema = None
                 self.plans.clear()
         return Result(rowcount=-1)
+
+
+class _StatementSavepoint:
+    """The nested transaction that makes one statement atomic, opened on demand."""
+
+    __slots__ = ("write", "depth")
+
+    def __init__(self, write: Any) -> None:
+        self.write = write
+        self.depth: int | None = None
+
+    def open(self) -> Any:
+        """Begins the nested transaction; returns the LMDB transaction writes now go to."""
+        self.depth = self.write.savepoint()
+        return self.write.txn
 
 
 def _unsupported_command(node: exp.Command, sql: str) -> Error:
