@@ -170,7 +170,10 @@ class Session:
         self.last_insert_rowid = 0
         self.changes_count = 0
         self.total_changes = 0
-        self.journal: list[tuple[Plan, Any, bool]] = []   # statements of the open txn, for map-growth replay
+        # Statements of the open txn, for map-growth replay: flat (plan, params, many)
+        # triples, so a long transaction of single statements keeps no container per
+        # statement for the cyclic GC to traverse.
+        self.journal: list[Any] = []
         self.thread = threading.get_ident()
         self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
         self._savepoint_began_txn = False        # the txn was opened by a SAVEPOINT statement
@@ -383,12 +386,14 @@ class Session:
                 return self._txn_control(tc)
         read = self._begin_read()
         try:
-            schema = self._schema_for(read.txn)
+            # _schema_for() without a write transaction, written out (once per query).
+            schema = self.db.committed_schema(read.txn)
+            self.schema = schema
             plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
             read.end()
             raise
-        if plan.kind in ("query", "explain"):
+        if plan.kind == "query" or plan.kind == "explain":
             return self._run_query(plan, params, read)
         read.end()
         return self._run(plan, [params], many=False)
@@ -517,7 +522,7 @@ class Session:
             raise
         if guard.depth is not None:
             write.release(guard.depth)
-        self.journal.append((plan, params_kept, many))
+        self.journal += (plan, params_kept if many else next(iter(params_kept)), many)
         return result
 
     @staticmethod
@@ -654,7 +659,9 @@ class Session:
         self.store.grow()
         self._begin_write()
         self.explicit = explicit
-        for plan, params, many in journal:
+        for i in range(0, len(journal), 3):
+            plan, params, many = journal[i:i + 3]
+            params = params if many else [params]
             self._run_write(plan, params, many, statement_savepoint=False)
 
     # -- transaction control -----------------------------------------------------------

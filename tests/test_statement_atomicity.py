@@ -108,3 +108,22 @@ def test_repeated_single_row_updates_publish_one_change_set_each_commit(tmp_path
     finally:
         a.close()
         b.close()
+
+
+def test_map_growth_replays_single_row_updates(tmp_path) -> None:
+    """A full map mid-transaction redoes the journal, single-row UPDATEs included."""
+    path = str(tmp_path / "db")
+    con = terndb.connect(path, map_size=1 << 20)
+    try:
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, "") for i in range(1, 401)])
+        con.commit()
+        for i in range(1, 401):                     # ~3 MiB of new values: the map must grow
+            con.execute("UPDATE t SET v = ? WHERE id = ?", ("z" * 8000 + str(i), i))
+        con.execute("UPDATE t SET v = 'gone' WHERE id = ?", (999,))
+        con.commit()
+        assert con._db.store.map_size > 1 << 20
+        assert con.execute("SELECT count(*), sum(length(v)) FROM t").fetchone() == (
+            400, sum(8000 + len(str(i)) for i in range(1, 401)))
+    finally:
+        con.close()
