@@ -10,7 +10,11 @@ work in both modes.
 Every statement inside a transaction runs in a nested LMDB transaction, so a
 failing statement leaves no partial writes while earlier statements of the
 transaction stay (SQLite's statement atomicity); SAVEPOINTs are nested
-transactions too.  At commit the change set collected by the writers is
+transactions too.  The exception is an UPDATE that turns out to touch at
+most one row (not in REPLACE mode): its writer checks every constraint
+before writing, so it runs without one (see ``C.modify_many``), which
+saves the nested transaction's page copies on the commonest statement of
+write loops.  At commit the change set collected by the writers is
 appended to the binlog in the same LMDB transaction.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
