@@ -99,11 +99,20 @@ class Cursor:
 
     @guarded
     def execute(self, operation: str, parameters: Any = ()) -> "Cursor":
-        self._check()
-        if not isinstance(operation, str):
+        # The per-statement path of every query loop: checks and reset written
+        # out here rather than through _check()/_reset() (a call each).
+        if self._closed:
+            raise E.ProgrammingError("Cannot operate on a closed cursor.")
+        connection = self.connection
+        connection._check()
+        if type(operation) is not str and not isinstance(operation, str):
             raise E.ProgrammingError(f"execute() argument 1 must be str, not {type(operation).__name__}")
-        self._reset()
-        self._take(self.connection._session.execute(operation, parameters))
+        if self._result is not None:
+            self._result.close()
+            self._result = None
+        self.description = None
+        self._converter = None
+        self._take(connection._session.execute(operation, parameters))
         return self
 
     @guarded
@@ -136,7 +145,14 @@ class Cursor:
 
     @guarded
     def fetchone(self) -> tuple | None:
-        rows = self._fetch(1)
+        if self._converter is not None or self._closed or self._result is None:
+            rows = self._fetch(1)
+        else:
+            # _fetch() without the converter, inlined: fetchone() loops call it per row.
+            self.connection._check()
+            if self.description is None:
+                raise E.ProgrammingError("no results to fetch: execute a query first")
+            rows = self._result.fetch(1)
         return rows[0] if rows else None
 
     @guarded

@@ -10,7 +10,11 @@ work in both modes.
 Every statement inside a transaction runs in a nested LMDB transaction, so a
 failing statement leaves no partial writes while earlier statements of the
 transaction stay (SQLite's statement atomicity); SAVEPOINTs are nested
-transactions too.  At commit the change set collected by the writers is
+transactions too.  The exception is an UPDATE that turns out to touch at
+most one row (not in REPLACE mode): its writer checks every constraint
+before writing, so it runs without one (see ``C.modify_many``), which
+saves the nested transaction's page copies on the commonest statement of
+write loops.  At commit the change set collected by the writers is
 appended to the binlog in the same LMDB transaction.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
@@ -176,7 +180,10 @@ class Session:
         self.last_insert_rowid = 0
         self.changes_count = 0
         self.total_changes = 0
-        self.journal: list[tuple[Plan, Any, bool]] = []   # statements of the open txn, for map-growth replay
+        # Statements of the open txn, for map-growth replay: flat (plan, params, many)
+        # triples, so a long transaction of single statements keeps no container per
+        # statement for the cyclic GC to traverse.
+        self.journal: list[Any] = []
         self.thread = threading.get_ident()
         self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
         self._savepoint_began_txn = False        # the txn was opened by a SAVEPOINT statement
@@ -417,13 +424,20 @@ class Session:
     # -- execution ---------------------------------------------------------------------
 
     def execute(self, sql: str, params: Any = None) -> Result:
-        self._check_usable()
+        if self.closed:
+            self._check_usable()
         cached = self.plans.get(sql)
         if cached is not None and cached.kind == "txn":
             return self._txn_control(cached.txn)
-        if self.write is not None:
-            schema = self._schema_for(self.write.txn)
-            plan = self._get_plan(sql, schema)
+        write = self.write
+        if write is not None:
+            schema = self._schema_for(write.txn)
+            plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
+            if plan.kind == "query":
+                return self._run_query(plan, params, None)
+            if plan.kind == "modify" or plan.kind == "insert":
+                # What _run does for a DML statement inside the open transaction.
+                return self._run_write(plan, [params], False, statement_savepoint=True)
             return self._run(plan, [params], many=False)
         if cached is None:
             tc = parse_txn_control(sql)
@@ -431,15 +445,24 @@ class Session:
                 return self._txn_control(tc)
         read = self._begin_read()
         try:
-            schema = self._schema_for(read.txn)
-            plan = self._get_plan(sql, schema)
+            # _schema_for() without a write transaction, written out (once per query).
+            schema = self.db.committed_schema(read.txn)
+            self.schema = schema
+            plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
             read.end()
             raise
-        if plan.kind in ("query", "explain"):
+        if plan.kind == "query" or plan.kind == "explain":
             return self._run_query(plan, params, read)
         read.end()
         return self._run(plan, [params], many=False)
+
+    def _reuse(self, cached: Plan | None, schema: Schema) -> Plan | None:
+        """``cached`` if it can run now (planned for ``schema``, not being read), else None."""
+        if cached is None or cached.schema is not schema or cached.in_use:
+            return None
+        self.plans.move_to_end(cached.sql)
+        return cached
 
     def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> Result:
         self._check_usable()
@@ -528,28 +551,47 @@ class Session:
 
     def _run_write(self, plan: Plan, param_sets: Iterable[Any], many: bool, statement_savepoint: bool) -> Result:
         write = self.write
-        depth = write.savepoint() if statement_savepoint else None
+        guard = _StatementSavepoint(write)
+        # A compiled UPDATE run once opens its savepoint only if it turns out to
+        # need one (see C.modify_many); anything else opens it up front.
+        lazy = statement_savepoint and not many and self._compiled_modify(plan, many)
+        if statement_savepoint and not lazy:
+            guard.open()
         mark = self.changes.savepoint()
         params_kept = param_sets if not many else list(param_sets)
         try:
-            result = self._dispatch_write(plan, params_kept, many)
+            result = self._dispatch_write(plan, params_kept, many, guard.open if lazy else None)
         except BaseException as err:
             if is_map_full(err) and self.write is write:
                 self._grow_and_replay()
                 return self._run_write(plan, params_kept, many, statement_savepoint)
             if self.write is write:
-                if depth is not None:
-                    write.rollback_to(depth, keep=False)
+                if guard.depth is not None:
+                    write.rollback_to(guard.depth, keep=False)
+                elif lazy and not isinstance(err, Error):
+                    # Constraint and evaluation errors come before the first write; anything
+                    # else (a storage failure) may have left part of the row written, and
+                    # with no nested transaction only the whole transaction can be undone.
+                    self._abort_quietly()
+                    raise OperationalError(
+                        f"storage error: {err}; the transaction was rolled back") from err
                 self.changes.rollback_to(mark)
             if isinstance(err, lmdb.Error):
                 raise OperationalError(f"storage error: {err}") from err
             raise
-        if depth is not None:
-            write.release(depth)
-        self.journal.append((plan, params_kept, many))
+        if guard.depth is not None:
+            write.release(guard.depth)
+        self.journal += (plan, params_kept if many else next(iter(params_kept)), many)
         return result
 
-    def _dispatch_write(self, plan: Plan, param_sets: Any, many: bool) -> Result:
+    @staticmethod
+    def _compiled_modify(plan: Plan, many: bool) -> bool:
+        """UPDATE/DELETE that runs as one compiled loop (C.modify_many)."""
+        mod = plan.modify
+        return (mod is not None and mod.triggers is None and mod.joined_width is None
+                and (mod.returning is None or many))
+
+    def _dispatch_write(self, plan: Plan, param_sets: Any, many: bool, open_savepoint: Any = None) -> Result:
         if plan.kind == "ddl":
             params = next(iter(param_sets))
             if params:
@@ -570,11 +612,11 @@ class Session:
             if total and _sets_last_rowid(ins):
                 lastrowid = self.last_insert_rowid = ins.writer.last_rowid
             param_sets = ()
-        mod = plan.modify
-        if mod is not None and mod.triggers is None and out is None and mod.joined_width is None:
+        if self._compiled_modify(plan, many):
+            mod = plan.modify
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.modify_many(mod.writer, mod.source, mod.assignments, param_sets, ctx, mod.mode,
-                                  self.binder, plan.params)
+                                  self.binder, plan.params, open_savepoint)
             param_sets = ()
         for params in param_sets:
             bound = self.binder(plan.params, params)
@@ -678,7 +720,9 @@ class Session:
         self.store.grow()
         self._begin_write()
         self.explicit = explicit
-        for plan, params, many in journal:
+        for i in range(0, len(journal), 3):
+            plan, params, many = journal[i:i + 3]
+            params = params if many else [params]
             self._run_write(plan, params, many, statement_savepoint=False)
 
     # -- transaction control -----------------------------------------------------------
@@ -728,6 +772,21 @@ class Session:
                 self._write_schema = None
                 self.plans.clear()
         return Result(rowcount=-1)
+
+
+class _StatementSavepoint:
+    """The nested transaction that makes one statement atomic, opened on demand."""
+
+    __slots__ = ("write", "depth")
+
+    def __init__(self, write: Any) -> None:
+        self.write = write
+        self.depth: int | None = None
+
+    def open(self) -> Any:
+        """Begins the nested transaction; returns the LMDB transaction writes now go to."""
+        self.depth = self.write.savepoint()
+        return self.write.txn
 
 
 def _unsupported_command(node: exp.Command, sql: str) -> Error:
