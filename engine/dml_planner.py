@@ -23,7 +23,7 @@ from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
 from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text
 from .triggers import TriggerSet
-from .ddl import table_defaults
+from .ddl import json_column_positions, table_defaults
 from .view_dml import ViewTarget, ViewWriter, has_instead_of, view_rows_query, view_target
 
 
@@ -78,6 +78,7 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
                            [c.affinity for c in table.columns], notnull, checks, writers, rowid_alias, pk,
                            table.autoincrement)
     writer.defaults = table_defaults(table)
+    writer.json_columns = json_column_positions(table)
     return writer
 
 
