@@ -31,6 +31,7 @@ from libc.string cimport memcmp, memcpy, memmove
 from libc.stdlib cimport free, realloc
 from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8, PyUnicode_New
+from cpython.long cimport PyLong_FromLongLong
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object s)
@@ -322,23 +323,28 @@ cdef inline bint _jb_is_ascii(const unsigned char* q, Py_ssize_t size) noexcept:
     return acc < 0x80
 
 
+cdef _JbBuf _jb_scratch              # _jb_text_of()'s buffer, kept between calls (one per process:
+                                     # rendering runs under the GIL and calls no Python code)
+
+
+cdef object _jb_utf8_text(const unsigned char* q, Py_ssize_t size):
+    """UTF-8 bytes as a str (ASCII, the common case, copied straight into a compact str)."""
+    if _jb_is_ascii(q, size):
+        v = PyUnicode_New(size, 127)
+        memcpy(PyUnicode_DATA(v), q, size)
+        return v
+    try:
+        return PyUnicode_DecodeUTF8(<const char*>q, size, NULL)
+    except UnicodeDecodeError:
+        raise _JbCorrupt("corrupt JSON document (invalid UTF-8)") from None
+
+
 cdef object _jb_text_of(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
     """The minified JSON text of the element at ``pos`` (as SQLite's json())."""
-    cdef _JbBuf out
-    out.p = NULL
-    out.n = out.cap = 0
-    try:
-        _jb_render(p, n, pos, &out, 0)
-        if _jb_is_ascii(out.p, out.n):
-            v = PyUnicode_New(out.n, 127)
-            memcpy(PyUnicode_DATA(v), out.p, out.n)
-            return v
-        try:
-            return PyUnicode_DecodeUTF8(<char*>out.p, out.n, NULL)
-        except UnicodeDecodeError:
-            raise _JbCorrupt("corrupt JSON document (invalid UTF-8)") from None
-    finally:
-        free(out.p)
+    _jb_scratch.n = 0
+    _jb_reserve(&_jb_scratch, 2 * (n - pos) + 16)   # the text is rarely longer: one allocation
+    _jb_render(p, n, pos, &_jb_scratch, 0)
+    return _jb_utf8_text(_jb_scratch.p, _jb_scratch.n)
 
 
 def jsonb_text(bytes blob):
@@ -396,10 +402,11 @@ cdef object _jb_node(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
         return False
     if etype == _JB_ARRAY or etype == _JB_OBJECT:
         return _JRawC(_jb_text_of(p, n, pos))
-    try:
-        text = PyUnicode_DecodeUTF8(<char*>(p + at), size, NULL)
-    except UnicodeDecodeError:
-        raise _JbCorrupt("corrupt JSON document (invalid UTF-8)") from None
+    if etype == _JB_INT:
+        iv = _jb_small_int(p + at, size)
+        if iv is not None:
+            return iv
+    text = _jb_utf8_text(p + at, size)
     if etype == _JB_TEXT:
         return text
     if etype == _JB_TEXTJ:
@@ -409,6 +416,24 @@ cdef object _jb_node(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
         ps = _j_parser(text)
         return ps.number()
     raise _JbCorrupt(f"corrupt JSON document (element type {etype} not written by terndb)")
+
+
+cdef object _jb_small_int(const unsigned char* q, Py_ssize_t size):
+    """An INT payload of at most 18 digits as an int (None otherwise, and for
+    '-0', which stays text as json.pxi's parser keeps it)."""
+    cdef long long acc = 0
+    cdef Py_ssize_t k = 1 if size and q[0] == 45 else 0
+    cdef bint neg = k == 1
+    if size - k < 1 or size - k > 18:
+        return None
+    while k < size:
+        acc = acc * 10 + (q[k] - 48)
+        k += 1
+    if neg:
+        if acc == 0:
+            return None
+        return PyLong_FromLongLong(-acc)
+    return PyLong_FromLongLong(acc)
 
 
 cdef object _jb_find(bytes blob, tuple steps):
