@@ -7,6 +7,7 @@ layout), each with one job:
 * ``values.pxi``    - SQLite value semantics: affinity, comparison, arithmetic, CAST, LIKE
 * ``functions.pxi`` - SQLite's scalar and aggregate functions
 * ``json.pxi``      - SQLite's JSON1 functions, -> and ->>, json_each/json_tree rows
+* ``jsonb.pxi``     - SQLite's JSONB binary documents: JSON columns' storage and path lookup
 * ``keycodec.pxi``  - order-preserving (memcmp-sortable) key encoding
 * ``rowcodec.pxi``  - compact row records
 * ``changes.pxi``   - change capture for the binlog
@@ -30,6 +31,7 @@ COMPILED = True
 include "values.pxi"
 include "functions.pxi"
 include "json.pxi"
+include "jsonb.pxi"
 include "keycodec.pxi"
 include "rowcodec.pxi"
 include "changes.pxi"

@@ -100,6 +100,7 @@ cdef class TableWriter:
     # in an order where each expression reads only columns already computed.
     # Both VIRTUAL and STORED columns are computed here and stored.
     cdef public list generated
+    cdef public tuple json_columns      # positions of columns declared JSON (stored as JSONB)
 
     def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,
                  list affinities, list notnull, list checks, list indexes, Py_ssize_t rowid_alias,
@@ -206,6 +207,19 @@ cdef class TableWriter:
         out.pop()
         return tuple(out)
 
+    cdef tuple _json_store(self, tuple vals):
+        """(vals, stored): ``stored`` has each JSON column's text as a JsonbValue
+        (validated once here; DataError names the column), ``vals`` its canonical
+        text, which constraints, indexes and RETURNING see, as reads will."""
+        cdef list shown = list(vals), stored = list(vals)
+        cdef Py_ssize_t i
+        for i in self.json_columns:
+            jv = _jb_column_value(stored[i], self.table_name, self.column_names[i])
+            if type(jv) is JsonbValue:
+                stored[i] = jv
+                shown[i] = (<JsonbValue>jv).text
+        return tuple(shown), tuple(stored)
+
     cdef void _check(self, tuple row, ExecContext ctx) except *:
         cdef tuple c
         for c in self.checks:
@@ -221,6 +235,7 @@ cdef class TableWriter:
         """
         cdef object txn = ctx.txn
         cdef tuple vals = self._prepare(values, ctx)
+        cdef tuple stored = None
         cdef long long rowid
         cdef object given = None
         cdef IndexWriter ix
@@ -241,10 +256,12 @@ cdef class TableWriter:
                 vals = vals[:self.rowid_alias] + (rowid,) + vals[self.rowid_alias + 1:]
         if self.generated:
             vals = self._generate(vals, rowid, ctx)
+        if self.json_columns:
+            vals, stored = self._json_store(vals)
         cdef tuple row = vals + (rowid,)
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)
-        cdef bytes data = encode_row(vals)
+        cdef bytes data = encode_row(stored if stored is not None else vals)
         # Primary key (rowid) conflict.
         if not txn.put(key, data, True, False, False, self.handle):
             if mode == CONFLICT_IGNORE:
@@ -322,6 +339,7 @@ cdef class TableWriter:
         """Replaces ``old_row`` (rowid last) with ``new_values`` (every column). False if ignored."""
         cdef object txn = ctx.txn
         cdef tuple vals = self._prepare(new_values, ctx)
+        cdef tuple stored = None
         cdef long long old_rowid = old_row[self.ncols]
         cdef long long rowid = old_rowid
         cdef IndexWriter ix
@@ -335,6 +353,8 @@ cdef class TableWriter:
             rowid = given
         if self.generated:
             vals = self._generate(vals, rowid, ctx)
+        if self.json_columns:
+            vals, stored = self._json_store(vals)
         cdef tuple row = vals + (rowid,)
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)
@@ -362,7 +382,7 @@ cdef class TableWriter:
                         self._delete_by_rowid(other, ctx)
                     else:
                         raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
-        cdef bytes data = encode_row(vals)
+        cdef bytes data = encode_row(stored if stored is not None else vals)
         if rowid != old_rowid:
             txn.delete(encode_rowid(old_rowid), b"", self.handle)
         txn.put(key, data, True, True, False, self.handle)

@@ -1227,6 +1227,7 @@ cdef class JsonPathGroup:
     cdef _JPathTrie trie
     cdef Py_ssize_t n
     cdef dict numbers                 # steps tuple -> target number
+    cdef list targets                 # steps tuple of each target number
     cdef object last_text
     cdef list last_nodes
 
@@ -1234,6 +1235,7 @@ cdef class JsonPathGroup:
         self.trie = _JPathTrie()
         self.n = 0
         self.numbers = {}
+        self.targets = []
 
     cdef Py_ssize_t add(self, tuple steps):
         cdef _JPathTrie node = self.trie, sub
@@ -1248,13 +1250,21 @@ cdef class JsonPathGroup:
             node = sub
         node.target = self.n
         self.numbers[steps] = self.n
+        self.targets.append(steps)
         self.n += 1
         self.last_text = None         # cached nodes lack the new path
         return self.n - 1
 
     cdef object node(self, str text, Py_ssize_t t):
+        cdef object blob
         if text is not self.last_text:
-            self.last_nodes = _j_fast_find_many(text, self.trie, self.n)
+            blob = _jb_blob_of(text)
+            if blob is not None:
+                # A JSON column's document just read from its row: look the
+                # paths up in its JSONB (validated when written), no text parse.
+                self.last_nodes = [_jb_find(<bytes>blob, <tuple>steps) for steps in self.targets]
+            else:
+                self.last_nodes = _j_fast_find_many(text, self.trie, self.n)
             self.last_text = text
         return self.last_nodes[t]
 

@@ -17,7 +17,7 @@ cells before it (no objects made for them).  Type codes (one byte):
     0x0B        REAL                               8 bytes IEEE-754 little-endian
     0x0C        TEXT, varint length follows        UTF-8 payload
     0x0D        BLOB, varint length follows        payload
-    0x0E        reserved: binary JSON document (varint length follows)
+    0x0E        JSON document, varint length follows  SQLite JSONB payload (jsonb.pxi)
     0x0F-0x3F   reserved
     0x40-0x7F   TEXT of length code-0x40 (0..63)   UTF-8 payload
     0x80-0xBF   BLOB of length code-0x80 (0..63)   payload
@@ -26,6 +26,12 @@ cells before it (no objects made for them).  Type codes (one byte):
 Integers use the fewest bytes that hold them (-1..-128 and 2..127 take two
 bytes with the code).  A float NaN is stored as NULL, as SQLite does; bool is
 stored as integer 0/1; bytearray and memoryview are stored as BLOBs.
+
+A 0x0E cell is written for a ``JsonbValue`` (a JSON-declared column's text,
+encoded by the table writer) and read back as the document's minified text,
+so every reader sees text; the bytes stay reachable to the compiled path
+extractor (jsonb.pxi).  Text cells in JSON columns (rows written before
+JSONB storage) read as they always did.
 
 Rows written before ``ALTER TABLE ADD COLUMN`` hold fewer cells; readers pad
 missing columns from a *defaults* tuple indexed by column number (None when
@@ -64,7 +70,7 @@ cdef enum:
     _RC_REAL = 0x0B
     _RC_TEXT = 0x0C
     _RC_BLOB = 0x0D
-    _RC_JSON = 0x0E           # reserved for binary JSON documents
+    _RC_JSON = 0x0E           # JSONB document of a JSON-declared column
     _RC_SHORT_TEXT = 0x40
     _RC_SHORT_BLOB = 0x80
     _RC_SHORT_MAX = 63
@@ -198,6 +204,12 @@ cdef int _rc_classify(object v, _RcCell* cell) except -1:
             return 1 + n
         cell.code = _RC_BLOB
         return 1 + _rc_varint_len(n) + n
+    if type(v) is JsonbValue:
+        n = PyBytes_GET_SIZE((<JsonbValue>v).blob)
+        cell.ptr = PyBytes_AS_STRING((<JsonbValue>v).blob)
+        cell.size = n
+        cell.code = _RC_JSON
+        return 1 + _rc_varint_len(n) + n
     if isinstance(v, (bytearray, memoryview)):
         return -2
     raise DataError(f"cannot store a value of type {type(v).__name__} in a row")
@@ -221,7 +233,7 @@ cdef inline unsigned char* _rc_put_cell(unsigned char* out, _RcCell* cell) noexc
         for k in range(8):
             out[k] = <unsigned char>((u >> (8 * k)) & 0xFF)
         return out + 8
-    if code == _RC_TEXT or code == _RC_BLOB:
+    if code == _RC_TEXT or code == _RC_BLOB or code == _RC_JSON:
         out = _rc_put_varint(out, <uint64_t>cell.size)
     memcpy(out, cell.ptr, cell.size)
     return out + cell.size
@@ -286,12 +298,10 @@ cdef inline Py_ssize_t _rc_payload(const unsigned char* p, Py_ssize_t n, Py_ssiz
         size = code - _RC_INT1 + 1
     elif code == _RC_REAL:
         size = 8
-    elif code == _RC_TEXT or code == _RC_BLOB:
+    elif code == _RC_TEXT or code == _RC_BLOB or code == _RC_JSON:
         size = _rc_get_varint(p, n, &pos)
     elif _RC_SHORT_TEXT <= code < _RC_SHORT_BLOB + _RC_SHORT_MAX + 1:
         size = code & 0x3F
-    elif code == _RC_JSON:
-        _rc_corrupt("JSON document cells are not supported by this build", pos - 1)
     else:
         _rc_corrupt(f"unknown type code 0x{code:02x}", pos - 1)
     if size > n - pos:
@@ -354,6 +364,8 @@ cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_
         except UnicodeDecodeError:
             raise CorruptDatabaseError(
                 f"corrupt row record: invalid UTF-8 text at byte {pos}") from None
+    if code == _RC_JSON:
+        return _jb_cell_text(q, size)
     return PyBytes_FromStringAndSize(<char*>q, size)
 
 

@@ -52,6 +52,14 @@ def table_defaults(table: Table) -> tuple | None:
     return vals if any(v is not None for v in vals) else None
 
 
+def json_column_positions(table: Table) -> tuple[int, ...]:
+    """Positions of the columns declared ``JSON`` (any case; SQLAlchemy's JSON type
+    emits that name).  Their text values are stored as SQLite JSONB documents,
+    recognised per value by their row cell code, so the catalog records nothing
+    new and JSON columns of older databases, holding text cells, read unchanged."""
+    return tuple(i for i, c in enumerate(table.columns) if c.decl_type.strip().upper() == "JSON")
+
+
 def _constant_value(node: exp.Expression) -> Any:
     while isinstance(node, exp.Paren):
         node = node.this

@@ -23,7 +23,7 @@ from .params import ParamSpec
 from .select_planner import FromItem, SelectPlanner, _split_and
 from .sqlparse import list_item_texts, parse_one, qualifier_of, source_text
 from .triggers import TriggerSet
-from .ddl import generation_order, table_defaults
+from .ddl import generation_order, json_column_positions, table_defaults
 from .view_dml import ViewTarget, ViewWriter, has_instead_of, view_rows_query, view_target
 
 
@@ -83,6 +83,7 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
     writer.generated = [(pos, comp.compile(parse_one("SELECT " + table.columns[pos].generated_sql).expressions[0]),
                          table.columns[pos].affinity, table.columns[pos].notnull)
                         for pos in generation_order(table)]
+    writer.json_columns = json_column_positions(table)
     return writer
 
 

@@ -144,7 +144,7 @@ def test_walkthrough_from_nothing_to_empty_diff(project):
     command.upgrade(cfg, "head")
     _seed(root)
     expected = (
-        [(1, "ada@example.org", "Ada", 1, '{"theme": "dark"}')],
+        [(1, "ada@example.org", "Ada", 1, '{"theme":"dark"}')],     # JSON column: json() text
         [(1, 1, "Hello", "first")],
         [(1, 1), (1, 2)],
     )

@@ -304,15 +304,22 @@ QUERIES = [
 ]
 
 
+@pytest.mark.parametrize("doc_type", ["TEXT", "JSON"])
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(doc_texts(USERS), min_size=0, max_size=8))
-def test_json_through_tables(twin_factory: Callable, docs: list) -> None:
+def test_json_through_tables(twin_factory: Callable, doc_type: str, docs: list) -> None:
+    # A JSON-declared column stores JSONB and reads back SQLite's json() text of
+    # the document, so sqlite3 is given json(?) for the same stored text.
     with twin_factory() as pair:
-        pair.both("CREATE TABLE o(id INTEGER PRIMARY KEY, doc TEXT)")
+        pair.both(f"CREATE TABLE o(id INTEGER PRIMARY KEY, doc {doc_type})")
         pair.both("CREATE TABLE c(id INTEGER PRIMARY KEY, name TEXT)")
         for i, (_, text) in enumerate(docs):
-            pair.both("INSERT INTO o VALUES (?, ?)", (i, text))
+            if doc_type == "JSON":
+                pair.lite.execute("INSERT INTO o VALUES (?, json(?))", (i, text))
+                pair.tern.execute("INSERT INTO o VALUES (?, ?)", (i, text))
+            else:
+                pair.both("INSERT INTO o VALUES (?, ?)", (i, text))
         for i in range(0, 7, 2):
             pair.both("INSERT INTO c VALUES (?, ?)", (i, f"c{i}"))
         pair.commit()
@@ -335,10 +342,11 @@ def docs_with_paths(draw: st.DrawFn) -> tuple[list[str], list[str]]:
     return [t for _, t in pairs], found + extra
 
 
+@pytest.mark.parametrize("doc_type", ["TEXT", "JSON"])
 @SETTINGS
 @given(data=docs_with_paths(), forms=st.lists(st.sampled_from(["->>", "->", "json_extract"]), min_size=6,
                                               max_size=6))
-def test_several_paths_of_one_document_in_one_statement(data: tuple, forms: list[str]) -> None:
+def test_several_paths_of_one_document_in_one_statement(doc_type: str, data: tuple, forms: list[str]) -> None:
     # One statement reading several constant paths from one column scans each
     # row's document once for all of them (JsonPathGroup): every value must be
     # what each path alone gives in SQLite, malformed documents and paths included.
@@ -357,8 +365,14 @@ def test_several_paths_of_one_document_in_one_statement(data: tuple, forms: list
     lite = sqlite3.connect(":memory:")
     try:
         for con in (tern, lite):
-            con.execute("CREATE TABLE d (id INTEGER PRIMARY KEY, doc TEXT)")
-            con.executemany("INSERT INTO d (doc) VALUES (?)", [(t,) for t in texts])
+            con.execute(f"CREATE TABLE d (id INTEGER PRIMARY KEY, doc {doc_type})")
+        if doc_type == "JSON":
+            # JSONB paths: sqlite3 gets the json() text a JSON column reads back.
+            lite.executemany("INSERT INTO d (doc) VALUES (json(?))", [(t,) for t in texts])
+            tern.executemany("INSERT INTO d (doc) VALUES (?)", [(t,) for t in texts])
+        else:
+            for con in (tern, lite):
+                con.executemany("INSERT INTO d (doc) VALUES (?)", [(t,) for t in texts])
 
         def run(con: Any) -> Any:
             return [tuple(("str", str(x)) if isinstance(x, str) else (type(x).__name__, x) for x in r)
