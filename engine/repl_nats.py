@@ -304,6 +304,9 @@ class NatsReplicator:
         except (nats.errors.TimeoutError, asyncio.TimeoutError):   # nats-py raises instead of returning []
             self._last_fetch_empty = True
             return ApplyStats()
+        if not msgs:        # also possible without the exception (seen after a server restart)
+            self._last_fetch_empty = True
+            return ApplyStats()
         self._last_fetch_empty = False
         items = [(m.metadata.sequence.stream, m.data) for m in msgs]
         try:
