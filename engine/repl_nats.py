@@ -306,6 +306,7 @@ class NatsReplicator:
             return ApplyStats()
         if not msgs:        # also possible without the exception (seen after a server restart)
             self._last_fetch_empty = True
+            await asyncio.sleep(self.fetch_timeout)     # as long as a fetch that timed out would wait
             return ApplyStats()
         self._last_fetch_empty = False
         items = [(m.metadata.sequence.stream, m.data) for m in msgs]
