@@ -257,7 +257,6 @@ class NatsReplicator:
             return 0
         sent = 0
         while True:
-            self.rep.versions.ensure_current()      # local change sets get their causal versions first
             pos = self.pub_position()
             out = read_outgoing(self.db, pos, self.rep.publish, limit=self.batch,
                                 only_origin=self.db.node_id, skip_empty=True)
