@@ -52,7 +52,7 @@ from typing import Any
 import terndb
 from terndb.engine.repl_apply import Applier
 from terndb.engine.repl_local import LocalPeer
-from terndb.engine.repl_versions import TableSet, VersionStore
+from terndb.engine.repl_versions import TableSet, VersionStore, bring_current
 from terndb.replication import Replicator
 
 #: Replicator tuning for latency: short fetch waits and idle sleeps (the defaults favour few wake-ups).
@@ -113,6 +113,7 @@ def bench_apply(rows: int, per_txn: int, batch: int) -> dict:
         for phase, load in (("insert", load_inserts), ("update", load_updates), ("delete", load_deletes),
                             ("mixed", load_mixed)):
             load()
+            bring_current(src._db)            # the source's records (a sender's work, not the follower's)
             t0 = time.perf_counter()
             st = peer.pull_all()
             dt = time.perf_counter() - t0
