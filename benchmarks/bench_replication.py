@@ -214,7 +214,9 @@ def _publisher(path: str, url: str, durability: str) -> None:
     print("ready", flush=True)
     sys.stdin.read()
     rep.wait_idle(30)
-    print(json.dumps({"published": rep.status()["nats"]["published"]}), flush=True)
+    nats_status = rep.status()["nats"]
+    print(json.dumps({"published": nats_status["published"], "errors": nats_status.get("errors"),
+                      "last_error": nats_status.get("last_error")}), flush=True)
     rep.close()
     con.close()
 
@@ -276,11 +278,12 @@ def bench_lag(rate: int, seconds: float, durability: str, warmup: float = 1.0) -
             con.commit()
         achieved = total / (time.perf_counter() - start)
         lags = follower.finish(seconds + 60)
-        publisher.finish(60)
+        pub = publisher.finish(60)
         con.close()
         steady = lags[int(warmup * rate):] or lags        # the first second includes consumer start-up
         return {"durability": durability, "target_writes_per_s": rate, "achieved_writes_per_s": round(achieved),
                 "writer_max_behind_ms": round(behind * 1000, 2), "rows_applied": len(lags), "rows_written": total,
+                "publisher": pub,
                 "lag_ms": {"p50": round(_pct(steady, 50) * 1000, 2), "p99": round(_pct(steady, 99) * 1000, 2),
                            "max": round(max(steady) * 1000, 2)},
                 "note": "single-row commits; publisher and follower replicators each in their own process; "
