@@ -19,8 +19,9 @@
 3. **commit** (``--only commit``): single-row INSERT commits per second with
    no replicator, with a publishing replicator in its own process (as
    ``terndb replicate`` runs it), and with one started inside the writing
-   process (its version hook in every commit, its publisher sharing the
-   GIL); runs interleaved, medians.  Target: publishing on within 10% of off.
+   process (its publisher, which also brings the version records current,
+   sharing the GIL); runs interleaved, medians.  Target: publishing on within
+   10% of off.
 
 Durability: "normal" for the apply section (as benchmarks/bench.py);
 ``--durability`` (default "off") for the lag and commit sections, whose
@@ -338,9 +339,9 @@ def bench_commit(n: int, reps: int, durability: str) -> dict:
                 "process_vs_off": round(med["process"] / med["off"], 3),
                 "thread_vs_off": round(med["thread"] / med["off"], 3),
                 "published": published, "target_vs_off": 0.9,
-                "note": "process: `terndb replicate`-style replicator in its own process (the writer runs no "
-                        "hook); thread: Replicator started in the writer's process (version hook in every "
-                        "commit, publisher sharing the GIL)"}
+                "note": "process: `terndb replicate`-style replicator in its own process; thread: Replicator "
+                        "started in the writer's process (no per-commit work; its publisher, nats-py "
+                        "included, shares the writer's GIL)"}
     finally:
         if publisher is not None:
             publisher.kill()
