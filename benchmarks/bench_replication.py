@@ -202,10 +202,12 @@ def _follower(path: str, url: str, expected: int, timeout: float, durability: st
                 lags.append(time.time() - ch.row["t"])
                 if len(lags) >= expected or time.monotonic() > deadline:
                     break
+        applied = rep.status()["nats"]["applied"]
+        rows = con.execute("SELECT count(*) FROM lag").fetchone()[0]
     finally:
         rep.close()
         con.close()
-    print(json.dumps(lags), flush=True)
+    print(json.dumps({"lags": lags, "applied": applied, "rows": rows}), flush=True)
 
 
 def _publisher(path: str, url: str, durability: str) -> None:
@@ -278,13 +280,14 @@ def bench_lag(rate: int, seconds: float, durability: str, warmup: float = 1.0) -
             con.execute("INSERT INTO lag VALUES (?, ?)", (i, time.time()))
             con.commit()
         achieved = total / (time.perf_counter() - start)
-        lags = follower.finish(seconds + 60)
+        seen = follower.finish(seconds + 60)
+        lags = seen["lags"]
         pub = publisher.finish(60)
         con.close()
         steady = lags[int(warmup * rate):] or lags        # the first second includes consumer start-up
         return {"durability": durability, "target_writes_per_s": rate, "achieved_writes_per_s": round(achieved),
                 "writer_max_behind_ms": round(behind * 1000, 2), "rows_applied": len(lags), "rows_written": total,
-                "publisher": pub,
+                "publisher": pub, "follower": {"rows": seen["rows"], "applied": seen["applied"]},
                 "lag_ms": {"p50": round(_pct(steady, 50) * 1000, 2), "p99": round(_pct(steady, 99) * 1000, 2),
                            "max": round(max(steady) * 1000, 2)},
                 "note": "single-row commits; publisher and follower replicators each in their own process; "

@@ -188,22 +188,28 @@ class Applier:
         return _U64.unpack(raw)[0] if raw else 0
 
     def apply(self, items: list[tuple[int, bytes | None]], channel: str | None, *,
-              track_origin: bool = True) -> ApplyStats:
+              track_origin: bool = True, in_order: bool = True) -> ApplyStats:
         """Apply ``(position, wire message)`` items (positions increasing) in one transaction.
 
         A None message only moves the channel position (the sender filtered it out).
         ``channel`` None keeps no position (every item is considered; per-origin
         tracking and the version merge still make repeats harmless).
+        ``in_order`` False is for a channel that may deliver an item below its
+        position (a JetStream redelivery of a message a timed-out fetch left
+        unacknowledged): the position then only records the highest item, and
+        repeats are recognised by their origin sequence (``track_origin``)
+        instead of being skipped by position, which would lose them.
         """
+        args = (items, channel, track_origin, in_order)
         try:
-            return self._apply(items, channel, track_origin, careful=False)
+            return self._apply(*args, careful=False)
         except (IntegrityError, DataError):
             # Some entry broke a constraint: redo with a savepoint per entry.
-            return self._apply(items, channel, track_origin, careful=True)
+            return self._apply(*args, careful=True)
         except OperationalError:
             raise                   # busy, disk, map: transient, the transport retries the batch
         except Exception:           # noqa: BLE001 - a message failed to apply: redo, dead-lettering it
-            return self._apply(items, channel, track_origin, careful=True)
+            return self._apply(*args, careful=True)
 
     def merge_records(self, items: list[tuple[str, str, bytes, Record]], *, channel: str | None = None,
                       position: int | None = None) -> int:
@@ -256,7 +262,7 @@ class Applier:
     # -- the transaction ----------------------------------------------------------------------
 
     def _apply(self, items: list[tuple[int, bytes | None]], channel: str | None, track_origin: bool,
-               careful: bool) -> ApplyStats:
+               in_order: bool, careful: bool) -> ApplyStats:
         from .session import Session
         stats = ApplyStats()
         session = Session(self.db, busy_timeout=self.busy_timeout)
@@ -273,10 +279,12 @@ class Applier:
             pos = _U64.unpack(raw)[0] if raw else 0
             for item_pos, data in items:
                 stats.messages += 1
-                if pos_key is not None and item_pos <= pos:
-                    stats.duplicates += 1
-                    continue
-                pos = item_pos
+                if item_pos <= pos:
+                    if pos_key is not None and in_order:
+                        stats.duplicates += 1
+                        continue
+                else:
+                    pos = item_pos
                 if data is None:        # filtered out by the sender: only the position moves
                     continue
                 msg = self._admit(st, channel, item_pos, data)      # security hook

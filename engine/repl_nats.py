@@ -30,8 +30,11 @@ each published message is the signed envelope of ``engine/repl_guard.py``.
 
 Consuming: a fetched batch is applied by the ``Applier`` in one LMDB
 transaction that also stores the highest stream sequence applied (channel
-``nats:<stream>``); messages are acknowledged only after that commit, and a
-redelivered message at or below the stored sequence is skipped and acked.
+``nats:<stream>``); messages are acknowledged only after that commit.  A
+message can come back below that sequence (one delivered to a fetch that had
+timed out is redelivered after ``ack_wait``), so repeats are recognised by
+their origin sequence (the applier's per-origin tracking), not skipped by
+position, which would lose such a message.
 """
 from __future__ import annotations
 
@@ -296,7 +299,9 @@ class NatsReplicator:
         try:
             if items[0][0] > self.rep.applier.position(self.channel) + 1:     # a jump: filtered, or purged?
                 await self.snapshots.bootstrap_if_behind(self._nc, self._js)
-            stats = self.rep.applier.apply(items, self.channel, track_origin=False)
+            # A message a timed-out fetch left unacknowledged comes back (after ack_wait) below the
+            # position: it is applied then, repeats being recognised by origin sequence.
+            stats = self.rep.applier.apply(items, self.channel, in_order=False)
         except BaseException:
             for m in msgs:                     # redeliver now rather than after ack_wait
                 try:
