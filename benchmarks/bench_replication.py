@@ -19,8 +19,9 @@
 3. **commit** (``--only commit``): single-row INSERT commits per second with
    no replicator, with a publishing replicator in its own process (as
    ``terndb replicate`` runs it), and with one started inside the writing
-   process (its version hook in every commit, its publisher sharing the
-   GIL); runs interleaved, medians.  Target: publishing on within 10% of off.
+   process (its publisher, which also brings the version records current,
+   sharing the GIL); runs interleaved, medians.  Target: publishing on within
+   10% of off.
 
 Durability: "normal" for the apply section (as benchmarks/bench.py);
 ``--durability`` (default "off") for the lag and commit sections, whose
@@ -52,7 +53,7 @@ from typing import Any
 import terndb
 from terndb.engine.repl_apply import Applier
 from terndb.engine.repl_local import LocalPeer
-from terndb.engine.repl_versions import TableSet, VersionStore
+from terndb.engine.repl_versions import TableSet, VersionStore, bring_current
 from terndb.replication import Replicator
 
 #: Replicator tuning for latency: short fetch waits and idle sleeps (the defaults favour few wake-ups).
@@ -113,6 +114,7 @@ def bench_apply(rows: int, per_txn: int, batch: int) -> dict:
         for phase, load in (("insert", load_inserts), ("update", load_updates), ("delete", load_deletes),
                             ("mixed", load_mixed)):
             load()
+            bring_current(src._db)            # the source's records (a sender's work, not the follower's)
             t0 = time.perf_counter()
             st = peer.pull_all()
             dt = time.perf_counter() - t0
@@ -200,10 +202,12 @@ def _follower(path: str, url: str, expected: int, timeout: float, durability: st
                 lags.append(time.time() - ch.row["t"])
                 if len(lags) >= expected or time.monotonic() > deadline:
                     break
+        applied = rep.status()["nats"]["applied"]
+        rows = con.execute("SELECT count(*) FROM lag").fetchone()[0]
     finally:
         rep.close()
         con.close()
-    print(json.dumps(lags), flush=True)
+    print(json.dumps({"lags": lags, "applied": applied, "rows": rows}), flush=True)
 
 
 def _publisher(path: str, url: str, durability: str) -> None:
@@ -213,7 +217,9 @@ def _publisher(path: str, url: str, durability: str) -> None:
     print("ready", flush=True)
     sys.stdin.read()
     rep.wait_idle(30)
-    print(json.dumps({"published": rep.status()["nats"]["published"]}), flush=True)
+    nats_status = rep.status()["nats"]
+    print(json.dumps({"published": nats_status["published"], "errors": nats_status.get("errors"),
+                      "last_error": nats_status.get("last_error")}), flush=True)
     rep.close()
     con.close()
 
@@ -274,12 +280,14 @@ def bench_lag(rate: int, seconds: float, durability: str, warmup: float = 1.0) -
             con.execute("INSERT INTO lag VALUES (?, ?)", (i, time.time()))
             con.commit()
         achieved = total / (time.perf_counter() - start)
-        lags = follower.finish(seconds + 60)
-        publisher.finish(60)
+        seen = follower.finish(seconds + 60)
+        lags = seen["lags"]
+        pub = publisher.finish(60)
         con.close()
         steady = lags[int(warmup * rate):] or lags        # the first second includes consumer start-up
         return {"durability": durability, "target_writes_per_s": rate, "achieved_writes_per_s": round(achieved),
                 "writer_max_behind_ms": round(behind * 1000, 2), "rows_applied": len(lags), "rows_written": total,
+                "publisher": pub, "follower": {"rows": seen["rows"], "applied": seen["applied"]},
                 "lag_ms": {"p50": round(_pct(steady, 50) * 1000, 2), "p99": round(_pct(steady, 99) * 1000, 2),
                            "max": round(max(steady) * 1000, 2)},
                 "note": "single-row commits; publisher and follower replicators each in their own process; "
@@ -334,9 +342,9 @@ def bench_commit(n: int, reps: int, durability: str) -> dict:
                 "process_vs_off": round(med["process"] / med["off"], 3),
                 "thread_vs_off": round(med["thread"] / med["off"], 3),
                 "published": published, "target_vs_off": 0.9,
-                "note": "process: `terndb replicate`-style replicator in its own process (the writer runs no "
-                        "hook); thread: Replicator started in the writer's process (version hook in every "
-                        "commit, publisher sharing the GIL)"}
+                "note": "process: `terndb replicate`-style replicator in its own process; thread: Replicator "
+                        "started in the writer's process (no per-commit work; its publisher, nats-py "
+                        "included, shares the writer's GIL)"}
     finally:
         if publisher is not None:
             publisher.kill()

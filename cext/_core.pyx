@@ -11,6 +11,7 @@ layout), each with one job:
 * ``keycodec.pxi``  - order-preserving (memcmp-sortable) key encoding
 * ``rowcodec.pxi``  - compact row records
 * ``changes.pxi``   - change capture for the binlog
+* ``repl.pxi``      - the replication version-record merge (engine/repl_versions.py), compiled
 * ``lmdbc.pxi``     - C-level LMDB cursors borrowed from py-lmdb (scans without per-entry objects)
 * ``exprs.pxi``     - compiled expression trees
 * ``operators.pxi`` - query operators (scans, joins, sort, aggregate, limit)
@@ -35,6 +36,7 @@ include "jsonb.pxi"
 include "keycodec.pxi"
 include "rowcodec.pxi"
 include "changes.pxi"
+include "repl.pxi"
 include "lmdbc.pxi"
 include "exprs.pxi"
 include "operators.pxi"

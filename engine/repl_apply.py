@@ -134,9 +134,10 @@ class _Txn:
         self.sdb = sdb
         self.schema = schema
         self.gc_floor = gc_floor
-        self.writers: dict[str, Any] = {}
-        self.pk_index: dict[str, Any] = {}
-        self.table_dbs: dict[str, Any] = {}
+        # keyed by the table's object id (cheaper than ``Table.key`` once per row)
+        self.writers: dict[int, Any] = {}
+        self.pk_index: dict[int, Any] = {}
+        self.table_dbs: dict[int, Any] = {}
         self.conflicts: list[tuple] = []
         self.dead_letters: list[tuple] = []
         self._ctx: Any = None
@@ -187,22 +188,28 @@ class Applier:
         return _U64.unpack(raw)[0] if raw else 0
 
     def apply(self, items: list[tuple[int, bytes | None]], channel: str | None, *,
-              track_origin: bool = True) -> ApplyStats:
+              track_origin: bool = True, in_order: bool = True) -> ApplyStats:
         """Apply ``(position, wire message)`` items (positions increasing) in one transaction.
 
         A None message only moves the channel position (the sender filtered it out).
         ``channel`` None keeps no position (every item is considered; per-origin
         tracking and the version merge still make repeats harmless).
+        ``in_order`` False is for a channel that may deliver an item below its
+        position (a JetStream redelivery of a message a timed-out fetch left
+        unacknowledged): the position then only records the highest item, and
+        repeats are recognised by their origin sequence (``track_origin``)
+        instead of being skipped by position, which would lose them.
         """
+        args = (items, channel, track_origin, in_order)
         try:
-            return self._apply(items, channel, track_origin, careful=False)
+            return self._apply(*args, careful=False)
         except (IntegrityError, DataError):
             # Some entry broke a constraint: redo with a savepoint per entry.
-            return self._apply(items, channel, track_origin, careful=True)
+            return self._apply(*args, careful=True)
         except OperationalError:
             raise                   # busy, disk, map: transient, the transport retries the batch
         except Exception:           # noqa: BLE001 - a message failed to apply: redo, dead-lettering it
-            return self._apply(items, channel, track_origin, careful=True)
+            return self._apply(*args, careful=True)
 
     def merge_records(self, items: list[tuple[str, str, bytes, Record]], *, channel: str | None = None,
                       position: int | None = None) -> int:
@@ -255,7 +262,7 @@ class Applier:
     # -- the transaction ----------------------------------------------------------------------
 
     def _apply(self, items: list[tuple[int, bytes | None]], channel: str | None, track_origin: bool,
-               careful: bool) -> ApplyStats:
+               in_order: bool, careful: bool) -> ApplyStats:
         from .session import Session
         stats = ApplyStats()
         session = Session(self.db, busy_timeout=self.busy_timeout)
@@ -272,10 +279,12 @@ class Applier:
             pos = _U64.unpack(raw)[0] if raw else 0
             for item_pos, data in items:
                 stats.messages += 1
-                if pos_key is not None and item_pos <= pos:
-                    stats.duplicates += 1
-                    continue
-                pos = item_pos
+                if item_pos <= pos:
+                    if pos_key is not None and in_order:
+                        stats.duplicates += 1
+                        continue
+                else:
+                    pos = item_pos
                 if data is None:        # filtered out by the sender: only the position moves
                     continue
                 msg = self._admit(st, channel, item_pos, data)      # security hook
@@ -457,9 +466,45 @@ class Applier:
     def _apply_entry(self, st: _Txn, table: Table, e: Any, msg: Message) -> None:
         n = len(table.columns)
         op = e.op
+        if self._apply_entry_fast(st, table, e, msg, n):
+            return
         values = C.decode_row(e.row, n, None) if op != OP_DELETE else None
         inc = Record.from_entry(op, msg.hlc, msg.origin, values, e.changed, n, e.prev_hlc)
         self._merge_row(st, table, e.pk_key, inc, op != OP_DELETE, msg.origin, msg.hlc, True)
+
+    def _apply_entry_fast(self, st: _Txn, table: Table, e: Any, msg: Message, n: int) -> bool:
+        """``_merge_row`` for the common case, with the record merged in C (``cext/repl.pxi``).
+
+        False when the Python path must decide: the merge met a concurrent
+        write (conflict rows), or there is no record and the row is older than
+        the tombstone floor or exists unversioned.  Nothing is written then.
+        """
+        key = record_key(table.object_id, e.pk_key)
+        txn = st.write.txn
+        raw = txn.get(key, db=st.vdb)
+        if raw is None and msg.hlc <= st.gc_floor:
+            return False
+        merged = C.repl_merge_entry(raw, e.op, msg.hlc, msg.origin, e.row, e.changed, e.prev_hlc, n)
+        if merged is None:
+            return False
+        changed, dead, row, rec, _ = merged
+        if not changed:
+            return True
+        existing = self._find_row(st, table, e.pk_key)
+        if raw is None:
+            if existing is not None:
+                return False            # a row nobody versioned: bottom versions, in Python
+            if not dead:
+                self._writer(st, table).insert(row, st.ctx(), _ABORT)
+        elif dead:
+            if existing is not None:
+                self._writer(st, table).delete(existing, st.ctx())
+        elif existing is None:
+            self._writer(st, table).insert(row, st.ctx(), _ABORT)
+        elif not _same_row(existing, row):
+            self._writer(st, table).update(existing, row, st.ctx(), _ABORT)
+        txn.put(key, rec, db=st.vdb)
+        return True
 
     def _merge_row(self, st: _Txn, table: Table, pk_key: bytes, inc: Record, touch_columns: bool,
                    origin: bytes, hlc: int, record_conflicts: bool) -> bool:
@@ -510,33 +555,33 @@ class Applier:
     # -- rows ----------------------------------------------------------------------------------
 
     def _writer(self, st: _Txn, table: Table) -> Any:
-        w = st.writers.get(table.key)
+        w = st.writers.get(table.object_id)
         if w is None:
             from .dml_planner import build_writer
             w = build_writer(self.store, st.schema, table, ParamSpec.EMPTY)
             w.begin(st.ctx())
-            st.writers[table.key] = w
+            st.writers[table.object_id] = w
         return w
 
     def _find_row(self, st: _Txn, table: Table, pk_key: bytes) -> tuple | None:
         """The table's row with this primary key, as a full row tuple with the rowid last."""
         txn = st.write.txn
         n = len(table.columns)
-        tdb = st.table_dbs.get(table.key)
+        tdb = st.table_dbs.get(table.object_id)
         if tdb is None:
-            tdb = st.table_dbs[table.key] = self.store.db(table.db_name, txn=st.write)
+            tdb = st.table_dbs[table.object_id] = self.store.db(table.db_name, txn=st.write)
         if table.rowid_alias is not None:
             rowid = C.decode_key(pk_key, b"I")[0]
             if type(rowid) is not int:
                 return None
             data = txn.get(C.encode_rowid(rowid), db=tdb)
             return None if data is None else C.decode_row(data, n, None) + (rowid,)
-        ixdb = st.pk_index.get(table.key)
+        ixdb = st.pk_index.get(table.object_id)
         if ixdb is None:
             ix = next((i for i in st.schema.indexes_of(table) if i.origin == "pk"), None)
             if ix is None:
                 raise ProgrammingError(f"table {table.name} has no primary key index")
-            ixdb = st.pk_index[table.key] = self.store.db(ix.db_name, txn=st.write)
+            ixdb = st.pk_index[table.object_id] = self.store.db(ix.db_name, txn=st.write)
         with txn.cursor(db=ixdb) as cur:
             if not cur.set_range(pk_key):
                 return None

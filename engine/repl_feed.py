@@ -42,7 +42,7 @@ from terndb._cext import _core as C
 from .binlog import ChangeSet
 from .catalog import MAIN, Schema
 from .errors import CorruptDatabaseError
-from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet
+from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet, bring_current
 
 MAGIC = b"TRM1"
 _LEN = struct.Struct(">I")
@@ -165,7 +165,12 @@ class Outgoing:
 def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
                   only_origin: bytes | None = None, skip_empty: bool = False,
                   exclude_origin: bytes | None = None) -> list[Outgoing]:
-    """Change sets after binlog position ``since`` as wire messages, filtered to ``publish``."""
+    """Change sets after binlog position ``since`` as wire messages, filtered to ``publish``.
+
+    The database's version records are brought current first, so local change
+    sets carry their causal versions (``repl_versions.bring_current``).
+    """
+    bring_current(db)
     out: list[Outgoing] = []
     with db.store.begin_read() as rt:
         txn = rt.txn

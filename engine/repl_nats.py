@@ -30,8 +30,11 @@ each published message is the signed envelope of ``engine/repl_guard.py``.
 
 Consuming: a fetched batch is applied by the ``Applier`` in one LMDB
 transaction that also stores the highest stream sequence applied (channel
-``nats:<stream>``); messages are acknowledged only after that commit, and a
-redelivered message at or below the stored sequence is skipped and acked.
+``nats:<stream>``); messages are acknowledged only after that commit.  A
+message can come back below that sequence (one delivered to a fetch that had
+timed out is redelivered after ``ack_wait``), so repeats are recognised by
+their origin sequence (the applier's per-origin tracking), not skipped by
+position, which would lose such a message.
 """
 from __future__ import annotations
 
@@ -68,6 +71,8 @@ def nats_server_executable() -> str | None:
 
 log = logging.getLogger("terndb.replication")
 _U64 = struct.Struct(">Q")
+#: Seconds a published batch waits for its JetStream acks (then the round fails and is redone).
+PUB_ACK_TIMEOUT = 10.0
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -274,7 +279,6 @@ class NatsReplicator:
             return 0
         sent = 0
         while True:
-            self.rep.versions.ensure_current()      # local change sets get their causal versions first
             pos = self.pub_position()
             out = read_outgoing(self.db, pos, self.rep.publish, limit=self.batch,
                                 only_origin=self.db.node_id, skip_empty=True)
@@ -283,11 +287,14 @@ class NatsReplicator:
             todo = [o for o in out if o.data is not None]
             # Pipelined: the batch is sent back to back and the acks awaited together (one round
             # trip, not one per change set).  If any fails, the position stays and the whole batch
-            # is sent again later; the server's Nats-Msg-Id window drops the copies.
+            # is sent again later; the server's Nats-Msg-Id window drops the copies.  publish_async
+            # (acks on one shared reply subscription) costs about half of a request per message,
+            # which matters most when the publisher shares the writer's process (and GIL).
             sign = self.signer.wrap if self.signer is not None else (lambda data: data)
-            acks = await asyncio.gather(*(
-                js.publish(self.subject_for(o.tables, o.has_ddl), sign(o.data),
-                           headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"}) for o in todo))
+            pending = [await js.publish_async(self.subject_for(o.tables, o.has_ddl), sign(o.data),
+                                              headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"})
+                       for o in todo]
+            acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=PUB_ACK_TIMEOUT)
             self.pub_duplicates += sum(1 for ack in acks if ack.duplicate)
             sent += len(todo)
             self.published += len(todo)
@@ -313,7 +320,9 @@ class NatsReplicator:
         try:
             if items[0][0] > self.rep.applier.position(self.channel) + 1:     # a jump: filtered, or purged?
                 await self.snapshots.bootstrap_if_behind(self._nc, self._js)
-            stats = self.rep.applier.apply(items, self.channel, track_origin=False)
+            # A message a timed-out fetch left unacknowledged comes back (after ack_wait) below the
+            # position: it is applied then, repeats being recognised by origin sequence.
+            stats = self.rep.applier.apply(items, self.channel, in_order=False)
         except BaseException:
             for m in msgs:                     # redeliver now rather than after ack_wait
                 try:

@@ -55,13 +55,16 @@ Local writes
 Local commits reach the records through the binlog: ``VersionStore.catch_up``
 reads change sets after the ``versions_seq`` mark, takes those whose origin
 is this node and merges their entries (they are the newest versions by
-construction of the HLC).  Installed as a commit hook, it runs inside the
-committing transaction; without the hook (another process wrote, or no
-replicator was running) the next apply catches up first, so records are
-never behind the binlog when they are compared, and senders call
-``ensure_current`` before reading, so a replicator running in its own process
-(no hook in the writer) still sends causal versions.  Change sets from peers
-are merged by the applier, which writes their records itself.
+construction of the HLC).  It runs lazily, not in every commit (a commit
+hook cost half the single-row commit throughput): the applier catches up
+first inside its own transaction, so records are never behind the binlog
+when they are compared, and every sender calls ``bring_current`` before
+reading the binlog (``read_outgoing`` does), so what it sends carries its
+causal versions, whether the writer runs a replicator in its own process or
+none.  Records follow the binlog in order either way, so the previous
+versions found are the ones a per-commit merge would have found.  Change
+sets from peers are merged by the applier, which writes their records
+itself.
 
 Tombstones
 ----------
@@ -76,12 +79,13 @@ from __future__ import annotations
 
 import struct
 import time
+import weakref
 from typing import Any, Iterable
 
 from terndb._cext import _core as C
 
 from .catalog import TEMP, Schema, Table
-from .errors import OperationalError, ProgrammingError
+from .errors import NoSuchObjectError, OperationalError, ProgrammingError
 
 VERSIONS_DB = b"_repl_versions"
 STATE_DB = b"_repl_state"
@@ -348,21 +352,25 @@ class VersionStore:
     # -- local writes ------------------------------------------------------------------------
 
     def install(self) -> None:
-        """Keep records current inside every local commit (a ``Database.commit_hooks`` hook)."""
+        """Make this store the keeper of its database's records for senders in this process.
+
+        Records are brought current lazily, not in every commit (a commit hook
+        halved single-row commit throughput): ``read_outgoing`` and every other
+        sender call ``bring_current`` first, the applier catches up inside its
+        own transaction, so no record is compared or sent behind the binlog.
+        """
         if not self._installed:
-            self.db.commit_hooks.append(self._hook)
+            _KEEPERS.setdefault(self.db, []).append(self)
             self._installed = True
 
     def uninstall(self) -> None:
         if self._installed:
-            try:
-                self.db.commit_hooks.remove(self._hook)
-            except ValueError:
-                pass
+            keepers = _KEEPERS.get(self.db, [])
+            if self in keepers:
+                keepers.remove(self)
+            if not keepers:
+                _KEEPERS.pop(self.db, None)
             self._installed = False
-
-    def _hook(self, session: Any, wtxn: Any, seq: int | None) -> None:
-        self.catch_up(wtxn)
 
     def catch_up(self, wtxn: Any) -> int:
         """Merge local change sets committed since the last call into the records.
@@ -374,8 +382,7 @@ class VersionStore:
         row entry's ``prev_hlc`` is the newest HLC of the row's record just
         before the entry (what the writer saw, since records follow the binlog
         in order), and the stored change set is rewritten with them before
-        anything can send it (inside the committing transaction when the commit
-        hook is installed).
+        anything can send it (senders call ``bring_current`` first).
         """
         txn = wtxn.txn
         vdb, sdb = self.handles(wtxn)
@@ -401,18 +408,8 @@ class VersionStore:
                 table = schema.by_object_id.get(e.table_id)
                 if table is None or not replicable(table) or table.name not in self.tracked:
                     continue
-                n = len(table.columns)
                 key = record_key(table.object_id, e.pk_key)
-                old = txn.get(key, db=vdb)
-                rec = Record.decode(old, n) if old is not None else None
-                prev = rec.seen_hlc() if rec is not None else 0
-                prevs[-1] = prev
-                values = C.decode_row(e.row, n, None) if op != OP_DELETE else None
-                inc = Record.from_entry(op, cs.hlc, self.node_id, values, e.changed, n, prev)
-                if rec is None:
-                    txn.put(key, inc.encode(), db=vdb)
-                elif merge(rec, inc, op != OP_DELETE).changed:
-                    txn.put(key, rec.encode(), db=vdb)
+                prevs[-1] = self._merge_local(txn, vdb, key, e, cs.hlc, len(table.columns))
             if any(p != e.prev_hlc for p, e in zip(prevs, cs.entries)):
                 rewrites.append((seq, _with_prevs(cs, prevs)))
         # Rewritten after the scan: writing under an open cursor of the same database is avoided.
@@ -420,6 +417,34 @@ class VersionStore:
             self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
         return count
+
+    def _merge_local(self, txn: Any, vdb: Any, key: bytes, e: Any, hlc: int, n: int) -> int:
+        """Merge one local entry into its row's record; returns the entry's previous version.
+
+        The compiled merge (``cext/repl.pxi``) handles it unless the record is
+        one it leaves to Python (see there); a local write never conflicts,
+        its previous version being the record's newest HLC.
+        """
+        if e.op != OP_DELETE:
+            # Its row has the columns the table had at commit time: a column added since (the
+            # records are brought current lazily) stays unversioned, as it was when the row was written.
+            n = min(n, C.row_column_count(e.row))
+        old = txn.get(key, db=vdb)
+        merged = C.repl_merge_entry(old, e.op, hlc, self.node_id, e.row, e.changed, 0, n, True)
+        if merged is not None:
+            changed, _, _, rec_bytes, prev = merged
+            if changed:
+                txn.put(key, rec_bytes, db=vdb)
+            return prev
+        rec = Record.decode(old, n) if old is not None else None
+        prev = rec.seen_hlc() if rec is not None else 0
+        values = C.decode_row(e.row, n, None) if e.op != OP_DELETE else None
+        inc = Record.from_entry(e.op, hlc, self.node_id, values, e.changed, n, prev)
+        if rec is None:
+            txn.put(key, inc.encode(), db=vdb)
+        elif merge(rec, inc, e.op != OP_DELETE).changed:
+            txn.put(key, rec.encode(), db=vdb)
+        return prev
 
     def ensure_current(self, timeout: float = 30.0) -> int:
         """Catch up in a write transaction of its own if local change sets are not merged yet.
@@ -505,6 +530,36 @@ class VersionStore:
         return None if raw is None else Record.decode(raw, len(table.columns))
 
 
+#: Installed version stores per database (``VersionStore.install``), which ``bring_current`` uses.
+_KEEPERS: "weakref.WeakKeyDictionary[Any, list[VersionStore]]" = weakref.WeakKeyDictionary()
+
+
+def bring_current(db: Any, timeout: float = 30.0) -> None:
+    """Merge ``db``'s local change sets into its records before its binlog is read for sending.
+
+    The stores installed in this process do it; without one, a database a
+    replicator configured (in another process: ``terndb replicate``) is
+    brought current with the tables of its stored configuration.  A database
+    never configured for replication has no records to keep.
+    """
+    keepers = _KEEPERS.get(db)
+    if keepers:
+        for vs in list(keepers):
+            vs.ensure_current(timeout)
+        return
+    with db.store.begin_read() as rt:
+        try:
+            raw = rt.txn.get(K_CONFIG, db=db.store.db(STATE_DB))
+        except NoSuchObjectError:       # no state database: never configured
+            return
+    if raw:
+        import json
+        config = json.loads(raw)
+        tracked = TableSet(list(config.get("publish", [])) + list(config.get("subscribe", [])))
+        if tracked:
+            VersionStore(db, tracked).ensure_current(timeout)
+
+
 def _with_prevs(cs: Any, prevs: list[int]) -> bytes:
     """The change set ``cs`` re-encoded with these previous versions, same header."""
     from .repl_feed import reencode     # repl_feed imports this module: import late
@@ -527,7 +582,7 @@ def wall_ms_of(hlc: int) -> int:
 
 
 __all__ = [
-    "VersionStore", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
+    "VersionStore", "bring_current", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
     "check_replicable", "CONFLICT_TABLE", "DEAD_LETTER_TABLE", "LOCAL_TABLES", "DEFAULT_HORIZON_MS",
     "VERSIONS_DB", "STATE_DB", "BOTTOM",
     "NO_NODE", "OperationalError",
