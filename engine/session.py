@@ -446,7 +446,7 @@ class Session:
         read = self._begin_read()
         try:
             # _schema_for() without a write transaction, written out (once per query).
-            schema = self.db.committed_schema(read.txn)
+            schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
             self.schema = schema
             plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
