@@ -311,8 +311,8 @@ class Applier:
                 txn.put(pos_key, _U64.pack(pos), db=sdb)
             # Everything appended since the catch-up came from peers: records are current.
             txn.put(K_VERSIONS_SEQ, _U64.pack(self.db.binlog.last_sequence(txn)), db=sdb)
-            self._write_conflicts(st)
-            self._write_dead_letters(st)
+            self._append_local_rows(st, CONFLICT_TABLE, CONFLICT_TABLE_SQL, st.conflicts)
+            self._append_local_rows(st, DEAD_LETTER_TABLE, DEAD_LETTER_SQL, st.dead_letters)
             stats.conflicts = len(st.conflicts)
             stats.position = pos
             session.commit()
@@ -356,16 +356,17 @@ class Applier:
         write.release(depth)
         return True
 
-    def _write_dead_letters(self, st: _Txn) -> None:
-        if not st.dead_letters:
+    def _append_local_rows(self, st: _Txn, name: str, create_sql: str, rows: list) -> None:
+        """Inserts ``rows`` into a node-local bookkeeping table, creating it on first use."""
+        if not rows:
             return
-        table = st.schema.tables.get(DEAD_LETTER_TABLE)
+        table = st.schema.tables.get(name)
         if table is None:
-            self._run_sql(st, DEAD_LETTER_SQL)
-            table = st.schema.table(DEAD_LETTER_TABLE)
+            self._run_sql(st, create_sql)
+            table = st.schema.table(name)
         w = self._writer(st, table)
         ctx = st.ctx()
-        for row in st.dead_letters:
+        for row in rows:
             w.insert(row, ctx, _ABORT)
 
     # -- dedup by origin sequence ---------------------------------------------------------
@@ -651,18 +652,6 @@ class Applier:
             winner_origin.hex() if winner_origin else None, winner_hlc,
             _json(winner_row) if winner_row is not None else None,
             loser_origin.hex(), loser_hlc, _json(loser_row) if loser_row is not None else None, detail))
-
-    def _write_conflicts(self, st: _Txn) -> None:
-        if not st.conflicts:
-            return
-        table = st.schema.tables.get(CONFLICT_TABLE)
-        if table is None:
-            self._run_sql(st, CONFLICT_TABLE_SQL)
-            table = st.schema.table(CONFLICT_TABLE)
-        w = self._writer(st, table)
-        ctx = st.ctx()
-        for row in st.conflicts:
-            w.insert(row, ctx, _ABORT)
 
     # -- DDL -------------------------------------------------------------------------------------
 
