@@ -208,7 +208,13 @@ class AlterExecutor:
         # Keep the stored CREATE TABLE text in step (what sqlite_master shows).
         tree = parse_one(table.sql)
         if isinstance(tree.this, exp.Schema):
-            tree.this.append("expressions", coldef)
+            # After the last column definition, before table constraints, as SQLite writes it.
+            items = list(tree.this.expressions)
+            # (an untyped column parses as a bare Identifier)
+            last_col = max((i for i, e in enumerate(items) if isinstance(e, (exp.ColumnDef, exp.Identifier))),
+                           default=-1)
+            items.insert(last_col + 1, coldef)
+            tree.this.set("expressions", items)
             table.sql = to_sql(tree)
         self.catalog.put(wtxn, "table", table)
 

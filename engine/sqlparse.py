@@ -149,7 +149,10 @@ class TernDialect(SQLite):
         PROPERTIES_LOCATION = {**SQLite.Generator.PROPERTIES_LOCATION,
                                exp.Property: exp.Properties.Location.POST_WITH,
                                WithoutRowidProperty: exp.Properties.Location.POST_SCHEMA}
-        TRANSFORMS = {**SQLite.Generator.TRANSFORMS, WithoutRowidProperty: lambda self, e: "WITHOUT ROWID"}
+        # SQLite's generator rewrites CREATE TABLE (a table-level PRIMARY KEY moved onto its
+        # column, which fails for an untyped column); terndb renders CREATE as written.
+        TRANSFORMS = {**{k: v for k, v in SQLite.Generator.TRANSFORMS.items() if k is not exp.Create},
+                      WithoutRowidProperty: lambda self, e: "WITHOUT ROWID"}
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,18 @@ def test_create_table_as_select_matches_sqlite() -> None:
                         con.execute("SELECT * FROM x ORDER BY a").fetchall(),
                         con.execute("SELECT typeof(a), typeof(e) FROM x").fetchall()))
     assert results[0] == results[1]
+
+
+def test_add_column_to_a_table_with_a_table_level_primary_key() -> None:
+    """The stored CREATE text keeps the new column before the table constraints, as SQLite does."""
+    import sqlite3
+    out = []
+    for mod in (sqlite3, terndb):
+        con = mod.connect(":memory:")
+        con.execute("CREATE TABLE t(k, v, PRIMARY KEY(k))")
+        con.execute("INSERT INTO t VALUES (1, 2)")
+        con.execute("ALTER TABLE t ADD COLUMN w DEFAULT 5")
+        sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 't'").fetchone()[0]
+        out.append((con.execute("SELECT * FROM t").fetchall(), sql.lower().replace(" ", "").replace("(k,v,", "(k,v,")))
+    assert out[1][0] == out[0][0] == [(1, 2, 5)]
+    assert out[1][1] == out[0][1]
