@@ -589,6 +589,15 @@ class ExprCompiler:
         return self._like(exp.Like(this=node.this, expression=node.expression), False)
 
     def _c_Case(self, node: exp.Case) -> Any:
+        if node.this is not None and self._case_needs_operand_affinity(node):
+            # "CASE x WHEN y" compares like x = y, and here a WHEN value's affinity must
+            # convert x itself (x has none, y is numeric or text): write it as CASE WHEN x = y ...,
+            # which _compare handles.  x has no function calls, so evaluating it per WHEN
+            # gives the same result as evaluating it once.
+            searched = exp.Case(ifs=[exp.If(this=exp.EQ(this=node.this.copy(), expression=i.this.copy()),
+                                            true=i.args["true"]) for i in node.args.get("ifs") or []],
+                                default=node.args.get("default"))
+            return self._c_Case(searched)
         operand = self.compile(node.this) if node.this is not None else None
         whens = []
         for i in node.args.get("ifs") or []:
@@ -604,6 +613,13 @@ class ExprCompiler:
             whens.append((cond, self.compile(i.args["true"])))
         default = node.args.get("default")
         return C.Case(operand, whens, self.compile(default) if default is not None else None)
+
+    def _case_needs_operand_affinity(self, node: exp.Case) -> bool:
+        if self.affinity(node.this) is not None or any(isinstance(n, (exp.Anonymous, exp.Func, exp.Subquery))
+                                                       for n in node.this.walk()):
+            return False
+        converting = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC, AFF_TEXT)
+        return any(self.affinity(i.this) in converting for i in node.args.get("ifs") or [])
 
     def _c_If(self, node: exp.If) -> Any:
         false = node.args.get("false")

@@ -310,3 +310,17 @@ CORRELATED_CTE_QUERIES = [
 @pytest.mark.parametrize("sql", CORRELATED_CTE_QUERIES)
 def test_cte_bodies_see_the_enclosing_row(pair: tuple, sql: str) -> None:
     check(pair, sql)
+
+
+def test_case_operand_takes_the_affinity_of_its_when_values() -> None:
+    """``CASE x WHEN y`` compares like ``x = y``: a numeric or TEXT y converts an affinity-less x."""
+    sql = ("SELECT CASE ' 7' WHEN id THEN 1 WHEN b THEN 2 ELSE 3 END, CASE 7 WHEN b THEN 1 ELSE 0 END, "
+           "CASE ' 7' WHEN n THEN 'n' END, id + CASE ' 7' WHEN id THEN id END, CASE id WHEN ' 7' THEN 1 END, "
+           "CASE NULL WHEN id THEN 1 ELSE 2 END FROM t")
+    out = []
+    for mod in (sqlite3, terndb):
+        con = mod.connect(":memory:")
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, n NUMERIC, b TEXT)")
+        con.execute("INSERT INTO t VALUES (7, 7, '7'), (8, 8.5, 'x')")
+        out.append(con.execute(sql).fetchall())
+    assert out[1] == out[0]
