@@ -74,6 +74,25 @@ AFF_NONE, AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL = (
 affinity_of_type = C.affinity_of_type
 
 
+class _Placed:
+    """A catalog object named in a schema (temp objects also by their owning session).
+
+    Mixed into the dataclasses below, which have ``name``, ``schema_name`` and ``owner``.
+    """
+
+    @property
+    def key(self) -> str:
+        return object_key(self.schema_name, self.name, self.owner)  # type: ignore[attr-defined]
+
+
+class _OnTable(_Placed):
+    """A catalog object that belongs to a table (``table``) in its own schema."""
+
+    @property
+    def table_key(self) -> str:
+        return object_key(self.schema_name, self.table, self.owner)  # type: ignore[attr-defined]
+
+
 @dataclass
 class Column:
     name: str
@@ -125,7 +144,7 @@ class IndexPart:
 
 
 @dataclass
-class Index:
+class Index(_OnTable):
     name: str
     table: str
     object_id: int
@@ -137,13 +156,6 @@ class Index:
     schema_name: str = MAIN        # always its table's schema
     owner: str | None = None       # temp objects: the owning session's token
 
-    @property
-    def key(self) -> str:
-        return object_key(self.schema_name, self.name, self.owner)
-
-    @property
-    def table_key(self) -> str:
-        return object_key(self.schema_name, self.table, self.owner)
 
     @property
     def db_name(self) -> bytes:
@@ -155,7 +167,7 @@ class Index:
 
 
 @dataclass
-class Table:
+class Table(_Placed):
     name: str
     object_id: int
     columns: list[Column]
@@ -178,9 +190,6 @@ class Table:
     # so rows come out in key order as SQLite's clustered table gives them.
     without_rowid: bool = False
 
-    @property
-    def key(self) -> str:
-        return object_key(self.schema_name, self.name, self.owner)
 
     @property
     def qualified_name(self) -> str:
@@ -192,11 +201,10 @@ class Table:
         return b"t%d" % self.object_id
 
     def column_index(self, name: str) -> int:
-        low = name.lower()
-        for i, c in enumerate(self.columns):
-            if c.key == low:
-                return i
-        raise NoSuchObjectError(f"table {self.name} has no column named {name}")
+        i = self.find_column(name)
+        if i is None:
+            raise NoSuchObjectError(f"table {self.name} has no column named {name}")
+        return i
 
     def find_column(self, name: str) -> int | None:
         low = name.lower()
@@ -207,7 +215,7 @@ class Table:
 
 
 @dataclass
-class View:
+class View(_Placed):
     name: str
     sql: str                       # the whole CREATE VIEW text
     select_sql: str                # the SELECT it stands for
@@ -216,26 +224,16 @@ class View:
     schema_name: str = MAIN
     owner: str | None = None       # temp objects: the owning session's token
 
-    @property
-    def key(self) -> str:
-        return object_key(self.schema_name, self.name, self.owner)
 
 
 @dataclass
-class Trigger:
+class Trigger(_OnTable):
     name: str
     table: str
     sql: str
     schema_name: str = MAIN        # always its table's schema
     owner: str | None = None       # temp objects: the owning session's token
 
-    @property
-    def key(self) -> str:
-        return object_key(self.schema_name, self.name, self.owner)
-
-    @property
-    def table_key(self) -> str:
-        return object_key(self.schema_name, self.table, self.owner)
 
 
 @dataclass

@@ -455,6 +455,27 @@ def _collation_name(node: Any) -> str:
     return coll
 
 
+# DROP kind -> (catalog space, word in "no such ...", the space holding the other kind
+# of relation and its DROP keyword, for SQLite's "use DROP VIEW to delete view v").
+_DROP_SPACES: dict[str, tuple[str, str, str | None, str | None]] = {
+    "TABLE": ("tables", "table", "views", "VIEW"),
+    "VIEW": ("views", "view", "tables", "TABLE"),
+    "INDEX": ("indexes", "index", None, None),
+    "TRIGGER": ("triggers", "trigger", None, None),
+}
+
+
+def _drop_target(schema: Schema, kind: str, name: str, qualifier: str | None, if_exists: bool) -> Any:
+    """The object a DROP names; None for IF EXISTS with nothing there; else SQLite's error."""
+    space, label, other_space, other_kind = _DROP_SPACES[kind]
+    found = schema.lookup(space, name, qualifier)
+    if found is not None or if_exists:
+        return found
+    if other_space is not None and schema.lookup(other_space, name, qualifier) is not None:
+        raise ProgrammingError(f"use DROP {other_kind} to delete {other_kind.lower()} {name}")
+    raise NoSuchObjectError(f"no such {label}: {_qualified(qualifier, name)}")
+
+
 class DDLExecutor:
     """Runs schema statements; ``session`` supplies the write transaction and change capture."""
 
@@ -605,52 +626,25 @@ class DDLExecutor:
                 self.catalog.bump_version(txn)
                 self._record(session, {"op": "drop", "kind": "schema", "name": name})
                 continue
-            name = tnode.name
-            qualifier = qualifier_of(tnode)
-            found: Any = None
-            if kind == "TABLE":
-                table = schema.lookup("tables", name, qualifier)
-                if table is None:
-                    if node.args.get("exists"):
-                        continue
-                    if schema.lookup("views", name, qualifier) is not None:
-                        raise ProgrammingError(f"use DROP VIEW to delete view {name}")
-                    raise NoSuchObjectError(f"no such table: {_qualified(qualifier, name)}")
-                self.drop_table_objects(txn, schema, table)
-                found = table
-            elif kind == "INDEX":
-                ix = schema.lookup("indexes", name, qualifier)
-                if ix is None:
-                    if node.args.get("exists"):
-                        continue
-                    raise NoSuchObjectError(f"no such index: {_qualified(qualifier, name)}")
-                if ix.origin != "c":
-                    raise ProgrammingError("index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
-                self.store.drop_db(txn, ix.db_name)
-                self.catalog.delete(txn, "index", ix.key)
-                found = ix
-            elif kind == "TRIGGER":
-                trig = schema.lookup("triggers", name, qualifier)
-                if trig is None:
-                    if node.args.get("exists"):
-                        continue
-                    raise NoSuchObjectError(f"no such trigger: {_qualified(qualifier, name)}")
-                self.catalog.delete(txn, "trigger", trig.key)
-                found = trig
-            elif kind == "VIEW":
-                view = schema.lookup("views", name, qualifier)
-                if view is None:
-                    if node.args.get("exists"):
-                        continue
-                    if schema.lookup("tables", name, qualifier) is not None:
-                        raise ProgrammingError(f"use DROP TABLE to delete table {name}")
-                    raise NoSuchObjectError(f"no such view: {_qualified(qualifier, name)}")
-                for trig in schema.triggers_of(view):
-                    self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
-                self.catalog.delete(txn, "view", view.key)
-                found = view
-            else:
+            if kind not in _DROP_SPACES:
                 raise NotSupportedError(f"DROP {kind} is not supported")
+            name = tnode.name
+            found = _drop_target(schema, kind, name, qualifier_of(tnode), bool(node.args.get("exists")))
+            if found is None:
+                continue
+            if kind == "TABLE":
+                self.drop_table_objects(txn, schema, found)
+            elif kind == "INDEX":
+                if found.origin != "c":
+                    raise ProgrammingError("index associated with UNIQUE or PRIMARY KEY constraint cannot be dropped")
+                self.store.drop_db(txn, found.db_name)
+                self.catalog.delete(txn, "index", found.key)
+            elif kind == "TRIGGER":
+                self.catalog.delete(txn, "trigger", found.key)
+            else:
+                for trig in schema.triggers_of(found):
+                    self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
+                self.catalog.delete(txn, "view", found.key)
             self.catalog.bump_version(txn)
             self._record(session, {"op": "drop", "kind": kind.lower(), "name": name,
                                    **_schema_field(found.schema_name)})
