@@ -73,6 +73,12 @@ AFF_NONE, AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL = (
     C.AFF_NONE, C.AFF_BLOB, C.AFF_TEXT, C.AFF_NUMERIC, C.AFF_INTEGER, C.AFF_REAL)
 affinity_of_type = C.affinity_of_type
 
+# Index.key_format: how the index stores key parts that are not BINARY-collated
+# (engine/collation.py).  Records written before the field existed lack it and
+# load as RAW; every index created now is FOLDED.
+INDEX_KEYS_RAW = 0        # the column's value as is
+INDEX_KEYS_FOLDED = 1     # the value folded under the part's collation
+
 
 class _Placed:
     """A catalog object named in a schema (temp objects also by their owning session).
@@ -155,7 +161,7 @@ class Index(_OnTable):
     where_sql: str | None = None   # partial index predicate
     schema_name: str = MAIN        # always its table's schema
     owner: str | None = None       # temp objects: the owning session's token
-
+    key_format: int = INDEX_KEYS_FOLDED
 
     @property
     def db_name(self) -> bytes:
@@ -265,6 +271,7 @@ def _decode(data: bytes) -> tuple[str, Any]:
         raw["foreign_keys"] = [ForeignKey(**f) for f in raw["foreign_keys"]]
     elif kind == "index":
         raw["parts"] = [IndexPart(**p) for p in raw["parts"]]
+        raw.setdefault("key_format", INDEX_KEYS_RAW)      # written before keys were folded
     return kind, _KINDS[kind](**raw)
 
 
