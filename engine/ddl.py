@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlglot import exp
@@ -24,7 +25,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import (
-    MAIN, TEMP, Catalog, Check, Column, ForeignKey, Index, IndexPart, Namespace, Schema, Table, Trigger, View,
+    INDEX_KEYS_FOLDED, MAIN, TEMP, Catalog, Check, Column, ForeignKey, Index, IndexPart, Namespace, Schema, Table, Trigger, View,
     affinity_of_type, canonical_schema,
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
@@ -649,6 +650,27 @@ class DDLExecutor:
             self._record(session, {"op": "drop", "kind": kind.lower(), "name": name,
                                    **_schema_field(found.schema_name)})
 
+    def reindex(self, txn: Any, schema: Schema, target: "Reindex", build: Any) -> None:
+        """REINDEX: rebuilds the named indexes from their tables' rows, in the current key format.
+
+        Each index gets fresh storage (a new object id) and is filled by
+        ``build`` like CREATE INDEX fills a new one, so an index written before
+        collated key parts were folded (engine/collation.py) becomes a folded one.
+        Not replicated: index storage is each node's own affair.
+        """
+        rebuilt = []
+        for old in _reindex_targets(schema, target):
+            ix = replace(old, object_id=self.catalog.next_object_id(txn), key_format=INDEX_KEYS_FOLDED)
+            self.store.db(ix.db_name, txn=txn, create=True)
+            self.catalog.put(txn, "index", ix)
+            rebuilt.append((old, ix))
+        if not rebuilt:
+            return
+        self.catalog.bump_version(txn)
+        for old, ix in rebuilt:
+            build(schema.tables[ix.table_key], ix)
+            self.store.drop_db(txn, old.db_name)
+
     def drop_table_objects(self, txn: Any, schema: Schema, table: Table) -> None:
         """Drops a table's rows, indexes and triggers and its catalog record."""
         for ix in schema.indexes_of(table):
@@ -689,3 +711,48 @@ def _qualified(qualifier: str | None, name: str) -> str:
 def _schema_field(space: str) -> dict[str, str]:
     """The change-log field naming a DDL statement's schema (absent for main, as before schemas)."""
     return {} if space == MAIN else {"schema": space}
+
+
+@dataclass
+class Reindex:
+    """A parsed REINDEX: no name (every index), a collation name, or [schema.]table-or-index."""
+    name: str | None = None
+    qualifier: str | None = None
+
+
+_REINDEX = re.compile(r"\s*REINDEX\b\s*(?P<rest>.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def parse_reindex(text: str) -> Reindex:
+    """``REINDEX [collation-name | [schema.]table-or-index]`` (SQLite's grammar)."""
+    rest = _REINDEX.match(text).group("rest")      # type: ignore[union-attr]  # the caller saw REINDEX
+    if not rest:
+        return Reindex()
+    from .sqlparse import parse_one
+    try:
+        node = parse_one("SELECT 1 FROM " + rest).args["from_"].this
+    except Exception as exc:
+        raise ProgrammingError(f'near "{rest}": syntax error') from exc
+    if not isinstance(node, exp.Table) or node.args.get("catalog") is not None:
+        raise ProgrammingError(f'near "{rest}": syntax error')
+    return Reindex(node.name, qualifier_of(node))
+
+
+def _reindex_targets(schema: Schema, target: Reindex) -> list[Index]:
+    """The indexes a REINDEX names, resolved as SQLite does: a collation, then a table, then an index."""
+    from .collation import COLLATIONS, index_part_collation
+    visible = [ix for ix in schema.indexes.values() if ix.owner is None or ix.owner == schema.owner]
+    if target.name is None:
+        return visible
+    if target.qualifier is None and target.name.lower() in COLLATIONS:
+        code = COLLATIONS[target.name.lower()]
+        return [ix for ix in visible
+                if any(index_part_collation(schema.tables[ix.table_key], p) == code for p in ix.parts)]
+    schema.resolve_schema(target.qualifier)
+    table = schema.lookup("tables", target.name, target.qualifier)
+    if table is not None:
+        return list(schema.indexes_of(table))
+    ix = schema.lookup("indexes", target.name, target.qualifier)
+    if ix is not None:
+        return [ix]
+    raise NoSuchObjectError("unable to identify the object to be reindexed")
