@@ -237,8 +237,17 @@ class Trigger(_OnTable):
     name: str
     table: str
     sql: str
-    schema_name: str = MAIN        # always its table's schema
+    schema_name: str = MAIN        # its table's schema, or temp for every TEMP trigger
     owner: str | None = None       # temp objects: the owning session's token
+    # A TEMP trigger on a table (or view) of another schema, as SQLite allows:
+    # that table's schema.  None when the table is in the trigger's own schema.
+    table_schema: str | None = None
+
+    @property
+    def table_key(self) -> str:
+        if self.table_schema is None:
+            return super().table_key
+        return object_key(self.table_schema, self.table)    # not a temp table: no owner
 
 
 
@@ -257,8 +266,9 @@ _KINDS = {"table": Table, "index": Index, "view": View, "trigger": Trigger, "sch
 
 def _encode(kind: str, obj: Any) -> bytes:
     raw = asdict(obj)
-    if raw.get("owner", "") is None:
-        del raw["owner"]          # persistent objects keep the record format they always had
+    for optional in ("owner", "table_schema"):
+        if raw.get(optional, "") is None:
+            del raw[optional]     # records keep the format they had before these fields existed
     return json.dumps({"kind": kind, "obj": raw}, separators=(",", ":")).encode()
 
 
@@ -319,7 +329,8 @@ class Schema:
             view = copy.copy(self)          # shares the (immutable by convention) object maps
             view.owner = owner
             view.has_own_temp = any(t.owner == owner for t in self.tables.values()) or \
-                any(v.owner == owner for v in self.views.values())
+                any(v.owner == owner for v in self.views.values()) or \
+                any(t.owner == owner for t in self.triggers.values())
             view._owner_views = weakref.WeakValueDictionary()
             self._owner_views[owner] = view
         return view
@@ -381,6 +392,12 @@ class Schema:
         return self.table_indexes.get(table.key, [])
 
     def triggers_of(self, table: Table) -> list[Trigger]:
+        """The triggers that fire on ``table`` for this schema's session: its own
+        TEMP triggers on a main table fire, other sessions' do not."""
+        return [t for t in self.all_triggers_of(table) if t.owner is None or t.owner == self.owner]
+
+    def all_triggers_of(self, table: Table) -> list[Trigger]:
+        """Every session's triggers on ``table`` (dropping the table drops them all)."""
         return [t for t in self.triggers.values() if t.table_key == table.key]
 
     def objects_in(self, schema_name: str) -> list[tuple[str, Any]]:

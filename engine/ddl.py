@@ -587,18 +587,24 @@ class DDLExecutor:
     def create_trigger(self, session: Any, txn: Any, schema: Schema, defn: Any) -> None:
         from .triggers import check_trigger_target
         schema.resolve_schema(defn.qualifier)            # "unknown database" before anything else
-        if schema.lookup("triggers", defn.name, defn.qualifier) is not None:
+        if defn.temporary and defn.qualifier is not None:
+            raise ProgrammingError("temporary trigger may not have qualified name")
+        target = check_trigger_target(schema, defn)      # a table, or a view for INSTEAD OF
+        # A trigger lives in its table's schema; a TEMP one in temp, whatever its
+        # table's (it fires for the creating connection only: Schema.triggers_of).
+        space = TEMP if defn.temporary else target.schema_name
+        if schema.lookup("triggers", defn.name, space) is not None:
             if defn.if_not_exists:
                 return
             raise ObjectExistsError(f"trigger {defn.name} already exists")
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
-        target = check_trigger_target(schema, defn)      # a table, or a view for INSTEAD OF
-        if defn.temporary and target.schema_name != TEMP:
-            raise NotSupportedError("TEMP triggers are supported on temporary tables and views only")
-        space = target.schema_name                       # a trigger lives in its table's schema
+        table_schema = target.schema_name if space != target.schema_name else None
+        if space == TEMP:
+            session.made_temp_objects = True
         self.catalog.put(txn, "trigger", Trigger(defn.name, target.name, stored_create_text(defn.sql),
-                                                 schema_name=space, owner=target.owner))
+                                                 schema_name=space, owner=_owner_in(schema, space),
+                                                 table_schema=table_schema))
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql,
                                **_schema_field(space)})
@@ -643,7 +649,7 @@ class DDLExecutor:
             elif kind == "TRIGGER":
                 self.catalog.delete(txn, "trigger", found.key)
             else:
-                for trig in schema.triggers_of(found):
+                for trig in schema.all_triggers_of(found):
                     self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
                 self.catalog.delete(txn, "view", found.key)
             self.catalog.bump_version(txn)
@@ -676,7 +682,7 @@ class DDLExecutor:
         for ix in schema.indexes_of(table):
             self.store.drop_db(txn, ix.db_name)
             self.catalog.delete(txn, "index", ix.key)
-        for trig in schema.triggers_of(table):
+        for trig in schema.all_triggers_of(table):
             self.catalog.delete(txn, "trigger", trig.key)
         self.store.drop_db(txn, table.db_name)
         self.catalog.delete(txn, "table", table.key)
