@@ -40,10 +40,25 @@ class Source:
     coalesced_by: dict = field(default_factory=dict)   # column -> source holding its RIGHT/FULL USING merge
     json_groups: dict = field(default_factory=dict)    # column -> JsonPathGroup of the statement's paths on it
     rowid_hidden: bool = False     # a WITHOUT ROWID table: the rowid slot exists but has no name
+    # Other qualifiers a column reference may name this source by: "schema.table"
+    # for an unaliased table (SQLite's s.t.c), or the bare table name when two
+    # such tables of different schemas share it and ``name`` is the qualified one.
+    aka: tuple = ()
 
     @property
     def width(self) -> int:
         return len(self.columns) + (1 if self.rowid_pos is not None else 0)
+
+    def answers_to(self, qualifier: str) -> bool:
+        """Whether a column reference qualified ``qualifier`` (lowercased) may mean this source."""
+        return self.name == qualifier or qualifier in self.aka
+
+
+def column_qualifier(node: exp.Column) -> str | None:
+    """The qualifier of a column reference as sources answer to it: ``t``, or ``s.t`` for s.t.c."""
+    if not node.table:
+        return None
+    return f"{node.db}.{node.table}" if node.db else node.table
 
 
 class Scope:
@@ -77,7 +92,7 @@ class Scope:
     def _local(self, low: str, tlow: str | None, name: str, table: str | None) -> tuple[int, int, int] | None:
         found: list[tuple[int, int, int]] = []
         for src in self.sources:
-            if tlow is not None and src.name != tlow:
+            if tlow is not None and not src.answers_to(tlow):
                 continue
             if low in src.columns:
                 i = src.columns.index(low)
@@ -87,9 +102,10 @@ class Scope:
                 found.append((src.offset + i, src.affinities[i], coll))
             elif low in ROWID_NAMES and src.rowid_pos is not None and not src.rowid_hidden:
                 found.append((src.rowid_pos, AFF_INTEGER, 0))
-        if len(found) > 1 and tlow is None:
-            raise ProgrammingError(f"ambiguous column name: {name}")
-        if tlow is not None and not found and not any(s.name == tlow for s in self.sources):
+        if len(found) > 1:
+            # With a qualifier: t.c where main.t and s.t are both in FROM and both have c.
+            raise ProgrammingError(f"ambiguous column name: {table + '.' if table else ''}{name}")
+        if tlow is not None and not found and not any(s.answers_to(tlow) for s in self.sources):
             return None
         if tlow is not None and not found:
             raise NoSuchObjectError(f"no such column: {table}.{name}")
@@ -256,7 +272,7 @@ class ExprCompiler:
 
     def _lookup_quiet(self, node: exp.Column) -> tuple | None:
         try:
-            return self.scope.lookup(node.name, node.table or None)
+            return self.scope.lookup(node.name, column_qualifier(node))
         except ProgrammingError:
             return None
 
@@ -317,7 +333,7 @@ class ExprCompiler:
         if node.table == "" and isinstance(node.this, exp.Identifier) and node.this.quoted is False \
                 and node.name.lower() in ("true", "false"):
             return C.Const(1 if node.name.lower() == "true" else 0)
-        hit = self.scope.lookup(node.name, node.table or None)
+        hit = self.scope.lookup(node.name, column_qualifier(node))
         if hit is None:
             if isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table:
                 # SQLite's quirk: a double-quoted identifier that names no column is a string.

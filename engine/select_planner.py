@@ -35,7 +35,7 @@ from terndb._cext import _core as C
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, TEMP, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .collation import collated_key, collation_code, index_key_folds, search_collation
-from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
+from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, column_qualifier, contains_aggregate
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collect_windows, named_windows, plan_windows
@@ -423,7 +423,7 @@ class SelectPlanner:
         """SQLite names ``rowid`` after the INTEGER PRIMARY KEY column it aliases."""
         for it in self._items:
             t = it.table
-            if t is None or (node.table and node.table.lower() != it.source.name):
+            if t is None or (node.table and not it.source.answers_to(column_qualifier(node).lower())):
                 continue
             if t.find_column(node.name) is None and t.rowid_alias is not None:
                 return t.columns[t.rowid_alias].name
@@ -460,9 +460,9 @@ class SelectPlanner:
 
     def _column_source(self, node: exp.Column, scope: Scope) -> tuple[str | None, int] | None:
         low = node.name.lower()
-        tlow = node.table.lower() if node.table else None
+        tlow = (column_qualifier(node) or "").lower() or None
         for src in scope.sources:
-            if tlow is not None and src.name != tlow:
+            if tlow is not None and not src.answers_to(tlow):
                 continue
             if low in src.columns:
                 i = src.columns.index(low)
@@ -496,8 +496,7 @@ class SelectPlanner:
                     item.using = [u.name.lower() for u in using]
                 if join.method and join.method.upper() == "NATURAL" or kind == "NATURAL":
                     item.natural = True
-            if any(it.source.name == item.source.name for it in items):
-                raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
+            _check_distinct_name(items, item)
             items.append(item)
             offset += item.source.width
             if item.natural or item.using:
@@ -569,6 +568,8 @@ class SelectPlanner:
                              [collation_code(c.collation) for c in table.columns])
                 src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
                 src.rowid_hidden = table.without_rowid
+                if not tnode.alias:
+                    src.aka = (f"{table.schema_name}.{table.name}".lower(),)
                 return FromItem(src, table=table)
             view = self.schema.lookup("views", name, qualifier)
             if view is not None:
@@ -770,8 +771,9 @@ class SelectPlanner:
     def _owner(self, col: exp.Column, items: list[FromItem]) -> str | None:
         low = col.name.lower()
         if col.table:
-            t = col.table.lower()
-            return t if any(it.source.name == t for it in items) else None
+            t = column_qualifier(col).lower()
+            owners = [it.source.name for it in items if it.source.answers_to(t)]
+            return owners[0] if len(owners) == 1 else None
         owners = [it.source.name for it in items if low in it.source.columns]
         return owners[0] if len(owners) == 1 else None
 
@@ -889,7 +891,7 @@ class SelectPlanner:
         limit = sum(it.source.width for it in items)
         for col in _local_columns(node):
             try:
-                hit = scope.lookup(col.name, col.table or None)
+                hit = scope.lookup(col.name, column_qualifier(col))
             except ProgrammingError:
                 return False
             if hit is None:
@@ -1133,7 +1135,7 @@ class SelectPlanner:
                     continue
                 positions = set()
                 for col in cols:
-                    hit = scope.lookup(col.name, col.table or None)
+                    hit = scope.lookup(col.name, column_qualifier(col))
                     positions.add("L" if hit and hit[0] == 0 and hit[1] < left_limit else
                                   "R" if hit and hit[0] == 0 and r0 <= hit[1] < r1 else "X")
                 sides.append(positions.pop() if len(positions) == 1 else None)
@@ -1542,6 +1544,20 @@ def _output_name(node: exp.Expression, sql: str | None = None) -> str:
     return source_text(node, sql) or node.sql(dialect="sqlite")
 
 
+def _check_distinct_name(items: list[FromItem], item: FromItem) -> None:
+    """A FROM item's name must be new at its level, except for same-named tables of
+    two schemas written without aliases (FROM s.t JOIN main.t): both are then
+    named ``schema.table``, and a bare ``t.c`` means whichever of them has c."""
+    for it in items:
+        if it.source.name != item.source.name:
+            continue
+        pair = (it.source, item.source)
+        if not all(s.aka and "." in s.aka[0] for s in pair) or pair[0].aka == pair[1].aka:
+            raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
+        for src in pair:
+            src.name, src.aka = src.aka[0], (src.name,)
+
+
 def _local_columns(node: exp.Expression):
     """Column nodes of ``node`` that belong to this query level (not inside subqueries)."""
     stack = [node]
@@ -1565,7 +1581,7 @@ def _column_position(node: exp.Expression, scope: Scope) -> int | None:
     if not isinstance(node, exp.Column):
         return None
     try:
-        hit = scope.lookup(node.name, node.table or None)
+        hit = scope.lookup(node.name, column_qualifier(node))
     except ProgrammingError:
         return None
     if hit is None or hit[0] != 0:
@@ -1628,7 +1644,7 @@ def _term_key(side: exp.Expression, scope: Scope, src: Source, expr_affs: dict[s
 
     def resolve(col: exp.Column) -> int | None:
         try:
-            hit = scope.lookup(col.name, col.table or None)
+            hit = scope.lookup(col.name, column_qualifier(col))
         except ProgrammingError:
             return None
         if hit is None or hit[0] != 0 or not src.offset <= hit[1] < src.offset + len(src.columns):
