@@ -18,7 +18,9 @@ a collation, see ``search_collation``) until REINDEX or re-creation.
 ``index_key_folds`` is the one place that decides what a key part holds:
 every writer of index entries (DML, CREATE INDEX, REINDEX, replication apply,
 integrity checks) gets its key expressions from ``dml_planner.build_writer``,
-which applies it.
+which applies it.  A folded part does not hold its column's value, so an
+index scan that wants to read column values from keys (a covering scan) must
+take such a column from the row instead (``index_key_folds`` says which).
 """
 from __future__ import annotations
 
