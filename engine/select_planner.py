@@ -555,33 +555,10 @@ class SelectPlanner:
 
     def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
         if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
-            name = tnode.name
-            qualifier = qualifier_of(tnode)
-            alias = tnode.alias or name
-            cte = self.ctes.get(name.lower()) if qualifier is None else None
-            if cte is not None:
-                return self._cte_item(cte, alias, offset, parent)
-            table = self.schema.lookup("tables", name, qualifier)
-            if table is not None:
-                src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
-                             offset, offset + len(table.columns), [c.name for c in table.columns],
-                             [collation_code(c.collation) for c in table.columns])
-                src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
-                src.rowid_hidden = table.without_rowid
-                if not tnode.alias:
-                    src.aka = (f"{table.schema_name}.{table.name}".lower(),)
-                return FromItem(src, table=table)
-            view = self.schema.lookup("views", name, qualifier)
-            if view is not None:
-                return self._view_item(view, alias, offset)
-            known_schema = self.schema.has_schema(qualifier or MAIN)
-            if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema") \
-                    and known_schema:
-                return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
-                                         space=self.schema.resolve_schema(qualifier))
-            if name.lower() == "pragma_database_list" and known_schema:
-                return self._database_list_item(alias, offset)
-            raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
+            item, space = self._named_item(tnode, offset, parent)
+            if space is not None and not tnode.alias:
+                item.source.aka = (f"{space}.{tnode.name}".lower(),)    # s.t.c names it too
+            return item
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
             planned = self._sub_planner().plan(tnode.this, parent)
@@ -589,6 +566,36 @@ class SelectPlanner:
         if isinstance(tnode, exp.Table) and isinstance(tnode.this, exp.Anonymous):
             return self._table_function_item(tnode, offset)
         raise NotSupportedError(f"unsupported FROM item: {tnode.sql(dialect='sqlite')[:60]}")
+
+    def _named_item(self, tnode: exp.Table, offset: int, parent: Scope | None) -> tuple[FromItem, str | None]:
+        """A FROM item named by a (possibly qualified) name: a CTE, table, view or
+        sqlite_master; with the schema it lives in (None for a CTE)."""
+        name = tnode.name
+        qualifier = qualifier_of(tnode)
+        alias = tnode.alias or name
+        cte = self.ctes.get(name.lower()) if qualifier is None else None
+        if cte is not None:
+            return self._cte_item(cte, alias, offset, parent), None
+        table = self.schema.lookup("tables", name, qualifier)
+        if table is not None:
+            src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
+                         offset, offset + len(table.columns), [c.name for c in table.columns],
+                         [collation_code(c.collation) for c in table.columns])
+            src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+            src.rowid_hidden = table.without_rowid
+            return FromItem(src, table=table), table.schema_name
+        view = self.schema.lookup("views", name, qualifier)
+        if view is not None:
+            return self._view_item(view, alias, offset), view.schema_name
+        known_schema = self.schema.has_schema(qualifier or MAIN)
+        if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema") \
+                and known_schema:
+            space = self.schema.resolve_schema(qualifier)
+            return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
+                                     space=space), space
+        if name.lower() == "pragma_database_list" and known_schema:
+            return self._database_list_item(alias, offset), None
+        raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
 
     # -- table-valued functions (json_each, json_tree) --------------------------------------
 

@@ -49,6 +49,8 @@ QUERIES = [
     "SELECT * FROM s.t JOIN main.t USING (id) ORDER BY id",
     "SELECT t.name, t.b FROM s.t LEFT JOIN main.t ON main.t.id = s.t.id ORDER BY s.t.id",
     "SELECT main.t.name FROM t ORDER BY 1",
+    "SELECT s.v.a2 FROM s.v ORDER BY s.v.id",
+    "SELECT main.sqlite_master.name FROM main.sqlite_master ORDER BY 1",
     "SELECT (SELECT count(*) FROM main.t WHERE main.t.id < s.t.id) FROM s.t ORDER BY 1",
 ]
 
