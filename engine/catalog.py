@@ -73,6 +73,12 @@ AFF_NONE, AFF_BLOB, AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL = (
     C.AFF_NONE, C.AFF_BLOB, C.AFF_TEXT, C.AFF_NUMERIC, C.AFF_INTEGER, C.AFF_REAL)
 affinity_of_type = C.affinity_of_type
 
+# Index.key_format: how the index stores key parts that are not BINARY-collated
+# (engine/collation.py).  Records written before the field existed lack it and
+# load as RAW; every index created now is FOLDED.
+INDEX_KEYS_RAW = 0        # the column's value as is
+INDEX_KEYS_FOLDED = 1     # the value folded under the part's collation
+
 
 class _Placed:
     """A catalog object named in a schema (temp objects also by their owning session).
@@ -155,7 +161,7 @@ class Index(_OnTable):
     where_sql: str | None = None   # partial index predicate
     schema_name: str = MAIN        # always its table's schema
     owner: str | None = None       # temp objects: the owning session's token
-
+    key_format: int = INDEX_KEYS_FOLDED
 
     @property
     def db_name(self) -> bytes:
@@ -231,8 +237,17 @@ class Trigger(_OnTable):
     name: str
     table: str
     sql: str
-    schema_name: str = MAIN        # always its table's schema
+    schema_name: str = MAIN        # its table's schema, or temp for every TEMP trigger
     owner: str | None = None       # temp objects: the owning session's token
+    # A TEMP trigger on a table (or view) of another schema, as SQLite allows:
+    # that table's schema.  None when the table is in the trigger's own schema.
+    table_schema: str | None = None
+
+    @property
+    def table_key(self) -> str:
+        if self.table_schema is None:
+            return super().table_key
+        return object_key(self.table_schema, self.table)    # not a temp table: no owner
 
 
 
@@ -251,8 +266,9 @@ _KINDS = {"table": Table, "index": Index, "view": View, "trigger": Trigger, "sch
 
 def _encode(kind: str, obj: Any) -> bytes:
     raw = asdict(obj)
-    if raw.get("owner", "") is None:
-        del raw["owner"]          # persistent objects keep the record format they always had
+    for optional in ("owner", "table_schema"):
+        if raw.get(optional, "") is None:
+            del raw[optional]     # records keep the format they had before these fields existed
     return json.dumps({"kind": kind, "obj": raw}, separators=(",", ":")).encode()
 
 
@@ -265,6 +281,7 @@ def _decode(data: bytes) -> tuple[str, Any]:
         raw["foreign_keys"] = [ForeignKey(**f) for f in raw["foreign_keys"]]
     elif kind == "index":
         raw["parts"] = [IndexPart(**p) for p in raw["parts"]]
+        raw.setdefault("key_format", INDEX_KEYS_RAW)      # written before keys were folded
     return kind, _KINDS[kind](**raw)
 
 
@@ -312,7 +329,8 @@ class Schema:
             view = copy.copy(self)          # shares the (immutable by convention) object maps
             view.owner = owner
             view.has_own_temp = any(t.owner == owner for t in self.tables.values()) or \
-                any(v.owner == owner for v in self.views.values())
+                any(v.owner == owner for v in self.views.values()) or \
+                any(t.owner == owner for t in self.triggers.values())
             view._owner_views = weakref.WeakValueDictionary()
             self._owner_views[owner] = view
         return view
@@ -374,6 +392,12 @@ class Schema:
         return self.table_indexes.get(table.key, [])
 
     def triggers_of(self, table: Table) -> list[Trigger]:
+        """The triggers that fire on ``table`` for this schema's session: its own
+        TEMP triggers on a main table fire, other sessions' do not."""
+        return [t for t in self.all_triggers_of(table) if t.owner is None or t.owner == self.owner]
+
+    def all_triggers_of(self, table: Table) -> list[Trigger]:
+        """Every session's triggers on ``table`` (dropping the table drops them all)."""
         return [t for t in self.triggers.values() if t.table_key == table.key]
 
     def objects_in(self, schema_name: str) -> list[tuple[str, Any]]:

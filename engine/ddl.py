@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlglot import exp
@@ -24,7 +25,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import (
-    MAIN, TEMP, Catalog, Check, Column, ForeignKey, Index, IndexPart, Namespace, Schema, Table, Trigger, View,
+    INDEX_KEYS_FOLDED, MAIN, TEMP, Catalog, Check, Column, ForeignKey, Index, IndexPart, Namespace, Schema, Table, Trigger, View,
     affinity_of_type, canonical_schema,
 )
 from .errors import NotSupportedError, ObjectExistsError, NoSuchObjectError, ProgrammingError
@@ -586,18 +587,24 @@ class DDLExecutor:
     def create_trigger(self, session: Any, txn: Any, schema: Schema, defn: Any) -> None:
         from .triggers import check_trigger_target
         schema.resolve_schema(defn.qualifier)            # "unknown database" before anything else
-        if schema.lookup("triggers", defn.name, defn.qualifier) is not None:
+        if defn.temporary and defn.qualifier is not None:
+            raise ProgrammingError("temporary trigger may not have qualified name")
+        target = check_trigger_target(schema, defn)      # a table, or a view for INSTEAD OF
+        # A trigger lives in its table's schema; a TEMP one in temp, whatever its
+        # table's (it fires for the creating connection only: Schema.triggers_of).
+        space = TEMP if defn.temporary else target.schema_name
+        if schema.lookup("triggers", defn.name, space) is not None:
             if defn.if_not_exists:
                 return
             raise ObjectExistsError(f"trigger {defn.name} already exists")
         if defn.name.lower().startswith(RESERVED_PREFIX):
             raise ProgrammingError(f"object name reserved for internal use: {defn.name}")
-        target = check_trigger_target(schema, defn)      # a table, or a view for INSTEAD OF
-        if defn.temporary and target.schema_name != TEMP:
-            raise NotSupportedError("TEMP triggers are supported on temporary tables and views only")
-        space = target.schema_name                       # a trigger lives in its table's schema
+        table_schema = target.schema_name if space != target.schema_name else None
+        if space == TEMP:
+            session.made_temp_objects = True
         self.catalog.put(txn, "trigger", Trigger(defn.name, target.name, stored_create_text(defn.sql),
-                                                 schema_name=space, owner=target.owner))
+                                                 schema_name=space, owner=_owner_in(schema, space),
+                                                 table_schema=table_schema))
         self.catalog.bump_version(txn)
         self._record(session, {"op": "create_trigger", "name": defn.name, "sql": defn.sql,
                                **_schema_field(space)})
@@ -642,19 +649,40 @@ class DDLExecutor:
             elif kind == "TRIGGER":
                 self.catalog.delete(txn, "trigger", found.key)
             else:
-                for trig in schema.triggers_of(found):
+                for trig in schema.all_triggers_of(found):
                     self.catalog.delete(txn, "trigger", trig.key)      # its INSTEAD OF triggers go with it
                 self.catalog.delete(txn, "view", found.key)
             self.catalog.bump_version(txn)
             self._record(session, {"op": "drop", "kind": kind.lower(), "name": name,
                                    **_schema_field(found.schema_name)})
 
+    def reindex(self, txn: Any, schema: Schema, target: "Reindex", build: Any) -> None:
+        """REINDEX: rebuilds the named indexes from their tables' rows, in the current key format.
+
+        Each index gets fresh storage (a new object id) and is filled by
+        ``build`` like CREATE INDEX fills a new one, so an index written before
+        collated key parts were folded (engine/collation.py) becomes a folded one.
+        Not replicated: index storage is each node's own affair.
+        """
+        rebuilt = []
+        for old in _reindex_targets(schema, target):
+            ix = replace(old, object_id=self.catalog.next_object_id(txn), key_format=INDEX_KEYS_FOLDED)
+            self.store.db(ix.db_name, txn=txn, create=True)
+            self.catalog.put(txn, "index", ix)
+            rebuilt.append((old, ix))
+        if not rebuilt:
+            return
+        self.catalog.bump_version(txn)
+        for old, ix in rebuilt:
+            build(schema.tables[ix.table_key], ix)
+            self.store.drop_db(txn, old.db_name)
+
     def drop_table_objects(self, txn: Any, schema: Schema, table: Table) -> None:
         """Drops a table's rows, indexes and triggers and its catalog record."""
         for ix in schema.indexes_of(table):
             self.store.drop_db(txn, ix.db_name)
             self.catalog.delete(txn, "index", ix.key)
-        for trig in schema.triggers_of(table):
+        for trig in schema.all_triggers_of(table):
             self.catalog.delete(txn, "trigger", trig.key)
         self.store.drop_db(txn, table.db_name)
         self.catalog.delete(txn, "table", table.key)
@@ -689,3 +717,48 @@ def _qualified(qualifier: str | None, name: str) -> str:
 def _schema_field(space: str) -> dict[str, str]:
     """The change-log field naming a DDL statement's schema (absent for main, as before schemas)."""
     return {} if space == MAIN else {"schema": space}
+
+
+@dataclass
+class Reindex:
+    """A parsed REINDEX: no name (every index), a collation name, or [schema.]table-or-index."""
+    name: str | None = None
+    qualifier: str | None = None
+
+
+_REINDEX = re.compile(r"\s*REINDEX\b\s*(?P<rest>.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def parse_reindex(text: str) -> Reindex:
+    """``REINDEX [collation-name | [schema.]table-or-index]`` (SQLite's grammar)."""
+    rest = _REINDEX.match(text).group("rest")      # type: ignore[union-attr]  # the caller saw REINDEX
+    if not rest:
+        return Reindex()
+    from .sqlparse import parse_one
+    try:
+        node = parse_one("SELECT 1 FROM " + rest).args["from_"].this
+    except Exception as exc:
+        raise ProgrammingError(f'near "{rest}": syntax error') from exc
+    if not isinstance(node, exp.Table) or node.args.get("catalog") is not None:
+        raise ProgrammingError(f'near "{rest}": syntax error')
+    return Reindex(node.name, qualifier_of(node))
+
+
+def _reindex_targets(schema: Schema, target: Reindex) -> list[Index]:
+    """The indexes a REINDEX names, resolved as SQLite does: a collation, then a table, then an index."""
+    from .collation import COLLATIONS, index_part_collation
+    visible = [ix for ix in schema.indexes.values() if ix.owner is None or ix.owner == schema.owner]
+    if target.name is None:
+        return visible
+    if target.qualifier is None and target.name.lower() in COLLATIONS:
+        code = COLLATIONS[target.name.lower()]
+        return [ix for ix in visible
+                if any(index_part_collation(schema.tables[ix.table_key], p) == code for p in ix.parts)]
+    schema.resolve_schema(target.qualifier)
+    table = schema.lookup("tables", target.name, target.qualifier)
+    if table is not None:
+        return list(schema.indexes_of(table))
+    ix = schema.lookup("indexes", target.name, target.qualifier)
+    if ix is not None:
+        return [ix]
+    raise NoSuchObjectError("unable to identify the object to be reindexed")

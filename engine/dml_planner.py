@@ -17,6 +17,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import Schema, Table
+from .collation import collated_key, collation_code, index_key_folds
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ExprCompiler, Scope, Source
 from .params import ParamSpec
@@ -32,7 +33,7 @@ def table_source(table: Table, name: str | None = None, offset: int = 0) -> Sour
     src = Source((name or table.name).lower(), [c.key for c in table.columns],
                  [c.affinity for c in table.columns], offset, offset + len(table.columns),
                  [c.name for c in table.columns],
-                 [{"nocase": 1, "rtrim": 2}.get((c.collation or "").lower(), 0) for c in table.columns])
+                 [collation_code(c.collation) for c in table.columns])
     src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
     src.rowid_hidden = getattr(table, "without_rowid", False)    # views and document targets have none
     return src
@@ -64,12 +65,13 @@ def build_writer(store: Any, schema: Schema, table: Table, params: ParamSpec) ->
     for ix in schema.indexes_of(table):
         parts = []
         labels = []
-        for p in ix.parts:
+        # A part collated NOCASE/RTRIM stores its folded value (engine/collation.py).
+        for p, fold in zip(ix.parts, index_key_folds(table, ix)):
             if p.column is not None:
-                parts.append(C.ColRef(p.column))
+                parts.append(collated_key(C.ColRef(p.column), fold))
                 labels.append(f"{table.name}.{table.columns[p.column].name}")
             else:
-                parts.append(comp.compile(parse_one("SELECT " + p.expr_sql).expressions[0]))
+                parts.append(collated_key(comp.compile(parse_one("SELECT " + p.expr_sql).expressions[0]), fold))
                 labels.append(f"index '{ix.name}'")
         writers.append(C.IndexWriter(ix.db_name, ix.name, parts, ix.desc_flags, ix.unique, ", ".join(labels)))
     # A generated column's NOT NULL is checked when it is computed (TableWriter.generated).

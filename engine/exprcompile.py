@@ -17,13 +17,13 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NONE, AFF_NUMERIC, AFF_REAL, AFF_TEXT, affinity_of_type
+from .collation import COLLATIONS, collated_key
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .params import ParamSpec, slot_of
 from .sqlparse import type_name
 
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 ROWID_NAMES = ("rowid", "oid", "_rowid_")
-COLLATIONS = {"binary": 0, "nocase": 1, "rtrim": 2}
 
 
 @dataclass
@@ -40,10 +40,25 @@ class Source:
     coalesced_by: dict = field(default_factory=dict)   # column -> source holding its RIGHT/FULL USING merge
     json_groups: dict = field(default_factory=dict)    # column -> JsonPathGroup of the statement's paths on it
     rowid_hidden: bool = False     # a WITHOUT ROWID table: the rowid slot exists but has no name
+    # Other qualifiers a column reference may name this source by: "schema.table"
+    # for an unaliased table (SQLite's s.t.c), or the bare table name when two
+    # such tables of different schemas share it and ``name`` is the qualified one.
+    aka: tuple = ()
 
     @property
     def width(self) -> int:
         return len(self.columns) + (1 if self.rowid_pos is not None else 0)
+
+    def answers_to(self, qualifier: str) -> bool:
+        """Whether a column reference qualified ``qualifier`` (lowercased) may mean this source."""
+        return self.name == qualifier or qualifier in self.aka
+
+
+def column_qualifier(node: exp.Column) -> str | None:
+    """The qualifier of a column reference as sources answer to it: ``t``, or ``s.t`` for s.t.c."""
+    if not node.table:
+        return None
+    return f"{node.db}.{node.table}" if node.db else node.table
 
 
 class Scope:
@@ -77,7 +92,7 @@ class Scope:
     def _local(self, low: str, tlow: str | None, name: str, table: str | None) -> tuple[int, int, int] | None:
         found: list[tuple[int, int, int]] = []
         for src in self.sources:
-            if tlow is not None and src.name != tlow:
+            if tlow is not None and not src.answers_to(tlow):
                 continue
             if low in src.columns:
                 i = src.columns.index(low)
@@ -87,9 +102,10 @@ class Scope:
                 found.append((src.offset + i, src.affinities[i], coll))
             elif low in ROWID_NAMES and src.rowid_pos is not None and not src.rowid_hidden:
                 found.append((src.rowid_pos, AFF_INTEGER, 0))
-        if len(found) > 1 and tlow is None:
-            raise ProgrammingError(f"ambiguous column name: {name}")
-        if tlow is not None and not found and not any(s.name == tlow for s in self.sources):
+        if len(found) > 1:
+            # With a qualifier: t.c where main.t and s.t are both in FROM and both have c.
+            raise ProgrammingError(f"ambiguous column name: {table + '.' if table else ''}{name}")
+        if tlow is not None and not found and not any(s.answers_to(tlow) for s in self.sources):
             return None
         if tlow is not None and not found:
             raise NoSuchObjectError(f"no such column: {table}.{name}")
@@ -237,9 +253,26 @@ class ExprCompiler:
                 return hit[3]
         return 0
 
+    def comparison_collation(self, left: exp.Expression, right: exp.Expression) -> int:
+        """The collation ``left <op> right`` compares under (SQLite datatype3, section 7.1):
+        an explicit COLLATE (the left one first), else a column operand's own
+        collation (the left one first; CAST and unary + keep a column a column),
+        else BINARY."""
+        for side in (left, right):
+            node = _unparen(side)
+            if isinstance(node, exp.Collate):
+                return self.collation(node)
+        for side in (left, right):
+            node = _unparen(side)
+            while isinstance(node, (exp.Cast, exp.Paren)):
+                node = node.this
+            if isinstance(node, exp.Column) and (hit := self._lookup_quiet(node)) is not None:
+                return hit[3]
+        return 0
+
     def _lookup_quiet(self, node: exp.Column) -> tuple | None:
         try:
-            return self.scope.lookup(node.name, node.table or None)
+            return self.scope.lookup(node.name, column_qualifier(node))
         except ProgrammingError:
             return None
 
@@ -300,7 +333,7 @@ class ExprCompiler:
         if node.table == "" and isinstance(node.this, exp.Identifier) and node.this.quoted is False \
                 and node.name.lower() in ("true", "false"):
             return C.Const(1 if node.name.lower() == "true" else 0)
-        hit = self.scope.lookup(node.name, node.table or None)
+        hit = self.scope.lookup(node.name, column_qualifier(node))
         if hit is None:
             if isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table:
                 # SQLite's quirk: a double-quoted identifier that names no column is a string.
@@ -397,8 +430,7 @@ class ExprCompiler:
             b = C.Affinity(b, AFF_TEXT)
         elif ra == AFF_TEXT and la is None:
             a = C.Affinity(a, AFF_TEXT)
-        coll = self.collation(left) or self.collation(right)
-        return a, b, coll
+        return a, b, self.comparison_collation(left, right)
 
     def _compare(self, op: int, node: exp.Expression) -> Any:
         left, right = _unparen(node.this), _unparen(node.expression)
@@ -494,19 +526,21 @@ class ExprCompiler:
     def _c_GT(self, n): return self._compare(C.OP_GT, n)
     def _c_GTE(self, n): return self._compare(C.OP_GE, n)
 
+    def _is_compare(self, left: exp.Expression, right: exp.Expression, negate: bool) -> Any:
+        """IS / IS NOT: equality under the comparison collation (folded operands), NULLs equal."""
+        a, b, coll = self.compare_operands(left, right)
+        return C.IsCompare(collated_key(a, coll), collated_key(b, coll), negate)
+
     def _c_NullSafeEQ(self, node):
-        a, b, _ = self.compare_operands(node.this, node.expression)
-        return C.IsCompare(a, b, False)
+        return self._is_compare(node.this, node.expression, False)
 
     def _c_NullSafeNEQ(self, node):
-        a, b, _ = self.compare_operands(node.this, node.expression)
-        return C.IsCompare(a, b, True)
+        return self._is_compare(node.this, node.expression, True)
 
     def _is(self, node: exp.Is, negate: bool) -> Any:
         if isinstance(node.expression, exp.Null):
             return C.IsNull(self.compile(node.this), negate)
-        a, b, _ = self.compare_operands(node.this, node.expression)
-        return C.IsCompare(a, b, negate)
+        return self._is_compare(node.this, node.expression, negate)
 
     def _c_Is(self, node):
         return self._is(node, False)
@@ -514,12 +548,13 @@ class ExprCompiler:
     def _between(self, node: exp.Between, negate: bool) -> Any:
         """x BETWEEN lo AND hi == x >= lo AND x <= hi, with comparison affinity per pair."""
         x, lo_node, hi_node = node.this, node.args["low"], node.args["high"]
-        a1, low, _ = self.compare_operands(x, lo_node)
-        a2, high, _ = self.compare_operands(x, hi_node)
-        if not isinstance(a1, C.Affinity) and not isinstance(a2, C.Affinity):
+        a1, low, coll1 = self.compare_operands(x, lo_node)
+        a2, high, coll2 = self.compare_operands(x, hi_node)
+        if not isinstance(a1, C.Affinity) and not isinstance(a2, C.Affinity) and not (coll1 or coll2):
             return C.Between(a1, low, high, negate)
-        # The affinity lands on x itself for a pair: evaluate as two comparisons.
-        both = C.And([C.Compare(C.OP_GE, a1, low, 0), C.Compare(C.OP_LE, a2, high, 0)])
+        # The affinity lands on x itself for a pair, or a pair compares under a
+        # collation (each its own): evaluate as two comparisons.
+        both = C.And([C.Compare(C.OP_GE, a1, low, coll1), C.Compare(C.OP_LE, a2, high, coll2)])
         return C.Unary(3, both) if negate else both
 
     def _c_Between(self, node):
@@ -536,7 +571,10 @@ class ExprCompiler:
             arg = self.compile(node.this)
             return C.SubqueryExpr(runner, 2, correlated, arg, negate)
         items = node.expressions
-        arg = self.compile(node.this)
+        # x IN (...) compares under x's collation; equality under NOCASE/RTRIM is
+        # equality of the folded values, so both sides are folded.
+        coll = self.collation(node.this)
+        arg = collated_key(self.compile(node.this), coll)
         aff = self.affinity(node.this)
         compiled = []
         for it in items:
@@ -545,11 +583,11 @@ class ExprCompiler:
                 e = C.Affinity(e, AFF_NUMERIC)
             elif aff == AFF_TEXT and self.affinity(it) is None:
                 e = C.Affinity(e, AFF_TEXT)
-            compiled.append(e)
+            compiled.append(collated_key(e, coll))
         consts = None
-        if all(isinstance(e, C.Const) for e in compiled) and self.collation(node.this) == 0:
+        if all(isinstance(e, C.Const) for e in compiled):
             consts = [e.value for e in compiled]
-        elif all(_is_literal(it) for it in items) and self.collation(node.this) == 0:
+        elif all(_is_literal(it) for it in items):
             consts = [e.evaluate((), None) for e in compiled]
         return C.InList(arg, compiled, negate, consts)
 

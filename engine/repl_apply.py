@@ -51,6 +51,7 @@ from typing import Any
 from terndb._cext import _core as C
 
 from .catalog import Schema, Table
+from .collation import fold_key, index_key_folds
 from .errors import DataError, IntegrityError, OperationalError, ProgrammingError
 from .params import ParamSpec
 from .repl_feed import Message, reencode
@@ -577,12 +578,16 @@ class Applier:
                 return None
             data = txn.get(C.encode_rowid(rowid), db=tdb)
             return None if data is None else C.decode_row(data, n, None) + (rowid,)
-        ixdb = st.pk_index.get(table.object_id)
-        if ixdb is None:
+        found = st.pk_index.get(table.object_id)
+        if found is None:
             ix = next((i for i in st.schema.indexes_of(table) if i.origin == "pk"), None)
             if ix is None:
                 raise ProgrammingError(f"table {table.name} has no primary key index")
-            ixdb = st.pk_index[table.object_id] = self.store.db(ix.db_name, txn=st.write)
+            found = st.pk_index[table.object_id] = (self.store.db(ix.db_name, txn=st.write),
+                                                    index_key_folds(table, ix))
+        ixdb, folds = found
+        # A change names its row by the raw key values; a NOCASE/RTRIM key part is folded in the index.
+        pk_key = fold_key(pk_key, folds)
         with txn.cursor(db=ixdb) as cur:
             if not cur.set_range(pk_key):
                 return None

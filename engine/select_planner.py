@@ -34,10 +34,11 @@ from terndb._cext import _core as C
 
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, TEMP, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
-from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
+from .collation import collated_key, collation_code, index_key_folds, search_collation
+from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, column_qualifier, contains_aggregate
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
-from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
+from .window_planner import aggregate_calls_for_windows, collect_windows, named_windows, plan_windows
 
 NUMERIC_AFFS = (AFF_INTEGER, AFF_REAL, AFF_NUMERIC)
 
@@ -422,7 +423,7 @@ class SelectPlanner:
         """SQLite names ``rowid`` after the INTEGER PRIMARY KEY column it aliases."""
         for it in self._items:
             t = it.table
-            if t is None or (node.table and node.table.lower() != it.source.name):
+            if t is None or (node.table and not it.source.answers_to(column_qualifier(node).lower())):
                 continue
             if t.find_column(node.name) is None and t.rowid_alias is not None:
                 return t.columns[t.rowid_alias].name
@@ -459,9 +460,9 @@ class SelectPlanner:
 
     def _column_source(self, node: exp.Column, scope: Scope) -> tuple[str | None, int] | None:
         low = node.name.lower()
-        tlow = node.table.lower() if node.table else None
+        tlow = (column_qualifier(node) or "").lower() or None
         for src in scope.sources:
-            if tlow is not None and src.name != tlow:
+            if tlow is not None and not src.answers_to(tlow):
                 continue
             if low in src.columns:
                 i = src.columns.index(low)
@@ -495,8 +496,7 @@ class SelectPlanner:
                     item.using = [u.name.lower() for u in using]
                 if join.method and join.method.upper() == "NATURAL" or kind == "NATURAL":
                     item.natural = True
-            if any(it.source.name == item.source.name for it in items):
-                raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
+            _check_distinct_name(items, item)
             items.append(item)
             offset += item.source.width
             if item.natural or item.using:
@@ -555,31 +555,10 @@ class SelectPlanner:
 
     def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
         if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
-            name = tnode.name
-            qualifier = qualifier_of(tnode)
-            alias = tnode.alias or name
-            cte = self.ctes.get(name.lower()) if qualifier is None else None
-            if cte is not None:
-                return self._cte_item(cte, alias, offset, parent)
-            table = self.schema.lookup("tables", name, qualifier)
-            if table is not None:
-                src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
-                             offset, offset + len(table.columns), [c.name for c in table.columns],
-                             [_coll_code(c.collation) for c in table.columns])
-                src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
-                src.rowid_hidden = table.without_rowid
-                return FromItem(src, table=table)
-            view = self.schema.lookup("views", name, qualifier)
-            if view is not None:
-                return self._view_item(view, alias, offset)
-            known_schema = self.schema.has_schema(qualifier or MAIN)
-            if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema") \
-                    and known_schema:
-                return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
-                                         space=self.schema.resolve_schema(qualifier))
-            if name.lower() == "pragma_database_list" and known_schema:
-                return self._database_list_item(alias, offset)
-            raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
+            item, space = self._named_item(tnode, offset, parent)
+            if space is not None and not tnode.alias:
+                item.source.aka = (f"{space}.{tnode.name}".lower(),)    # s.t.c names it too
+            return item
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
             planned = self._sub_planner().plan(tnode.this, parent)
@@ -587,6 +566,36 @@ class SelectPlanner:
         if isinstance(tnode, exp.Table) and isinstance(tnode.this, exp.Anonymous):
             return self._table_function_item(tnode, offset)
         raise NotSupportedError(f"unsupported FROM item: {tnode.sql(dialect='sqlite')[:60]}")
+
+    def _named_item(self, tnode: exp.Table, offset: int, parent: Scope | None) -> tuple[FromItem, str | None]:
+        """A FROM item named by a (possibly qualified) name: a CTE, table, view or
+        sqlite_master; with the schema it lives in (None for a CTE)."""
+        name = tnode.name
+        qualifier = qualifier_of(tnode)
+        alias = tnode.alias or name
+        cte = self.ctes.get(name.lower()) if qualifier is None else None
+        if cte is not None:
+            return self._cte_item(cte, alias, offset, parent), None
+        table = self.schema.lookup("tables", name, qualifier)
+        if table is not None:
+            src = Source(alias.lower(), [c.key for c in table.columns], [c.affinity for c in table.columns],
+                         offset, offset + len(table.columns), [c.name for c in table.columns],
+                         [collation_code(c.collation) for c in table.columns])
+            src.decl_types = [c.decl_type or None for c in table.columns]  # type: ignore[attr-defined]
+            src.rowid_hidden = table.without_rowid
+            return FromItem(src, table=table), table.schema_name
+        view = self.schema.lookup("views", name, qualifier)
+        if view is not None:
+            return self._view_item(view, alias, offset), view.schema_name
+        known_schema = self.schema.has_schema(qualifier or MAIN)
+        if name.lower() in ("sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema") \
+                and known_schema:
+            space = self.schema.resolve_schema(qualifier)
+            return self._master_item(alias, offset, temp=name.lower().startswith("sqlite_temp"),
+                                     space=space), space
+        if name.lower() == "pragma_database_list" and known_schema:
+            return self._database_list_item(alias, offset), None
+        raise NoSuchObjectError(f"no such table: {qualifier + '.' if qualifier else ''}{name}")
 
     # -- table-valued functions (json_each, json_tree) --------------------------------------
 
@@ -769,8 +778,9 @@ class SelectPlanner:
     def _owner(self, col: exp.Column, items: list[FromItem]) -> str | None:
         low = col.name.lower()
         if col.table:
-            t = col.table.lower()
-            return t if any(it.source.name == t for it in items) else None
+            t = column_qualifier(col).lower()
+            owners = [it.source.name for it in items if it.source.answers_to(t)]
+            return owners[0] if len(owners) == 1 else None
         owners = [it.source.name for it in items if low in it.source.columns]
         return owners[0] if len(owners) == 1 else None
 
@@ -888,7 +898,7 @@ class SelectPlanner:
         limit = sum(it.source.width for it in items)
         for col in _local_columns(node):
             try:
-                hit = scope.lookup(col.name, col.table or None)
+                hit = scope.lookup(col.name, column_qualifier(col))
             except ProgrammingError:
                 return False
             if hit is None:
@@ -917,9 +927,10 @@ class SelectPlanner:
         indexes, expr_affs = self._searchable_indexes(table)
         bcomp = ExprCompiler(BoundScope(scope, left_width, src, bias), self.params, self.subquery_runner)
         terms = _IndexTerms()
+        ccomp = ExprCompiler(scope, self.params)        # comparison collations only
         for c in conj:
-            for key, op, bound in _index_terms(c, scope, src, expr_affs):
-                terms.add(key, op, bound, bcomp, expr_affs)
+            for key, op, bound, coll in _index_terms(c, scope, src, expr_affs, ccomp):
+                terms.add(_search_key(key, coll), op, bound, bcomp, expr_affs)
         eqs, ranges, ins = terms.eqs, terms.ranges, terms.ins
         rowid_col = ncols  # the rowid's slot in the source
         key_cols = {rowid_col}
@@ -938,7 +949,7 @@ class SelectPlanner:
         # The index with the longest equality prefix, then an IN list or a range on the next part.
         best = None
         for ix in indexes:
-            keys = [_part_key(table, p) for p in ix.parts]
+            keys = _search_keys(table, ix)
             n_eq = 0
             for k in keys:
                 if k not in eqs:
@@ -970,7 +981,7 @@ class SelectPlanner:
         if wanted is not None and not rowid_order and (best is None or best[0] < 10) and order.limited:
             # ORDER BY ... LIMIT: read an index in that order and stop early, rather than sort all rows.
             for ix in indexes:
-                keys = [_part_key(table, p) for p in ix.parts]
+                keys = _search_keys(table, ix)
                 if _index_ordered(wanted, ix, keys, 0, key_cols):
                     rng = ranges.get(keys[0]) if not ix.parts[0].desc else None
                     best = (0, ix, keys, 0, None, rng)
@@ -990,7 +1001,7 @@ class SelectPlanner:
         if table.without_rowid:
             # SQLite stores such a table in its key's order: read the key's index.
             pk_index = self._primary_key_index(table)
-            keys = [_part_key(table, p) for p in pk_index.parts]
+            keys = _search_keys(table, pk_index)
             return self._index_scan(src, table, defaults, (0, pk_index, keys, 0, None, None), eqs, bcomp), conj
         self.explain.append(f"SCAN {src.name}")
         return C.TableScan(store, table.db_name, ncols, defaults), conj
@@ -1025,8 +1036,8 @@ class SelectPlanner:
         return None
 
     def _searchable_indexes(self, table: Table) -> tuple[list[Index], dict[str, int | None]]:
-        """The table's indexes in BINARY order, and its index expressions (signature -> affinity)."""
-        indexes = [ix for ix in self.schema.indexes_of(table) if _binary_ordered(table, ix)]
+        """The table's indexes a probe can search, and its index expressions (signature -> affinity)."""
+        indexes = [ix for ix in self.schema.indexes_of(table) if _searchable(table, ix)]
         expr_affs = {key[1]: _index_part_affinity(table, p) for ix in indexes for p in ix.parts
                      if isinstance(key := _part_key(table, p), tuple)}
         return indexes, expr_affs
@@ -1046,7 +1057,8 @@ class SelectPlanner:
         key = _term_key(call.expressions[0], scope, src, expr_affs)
         comp = ExprCompiler(scope, self.params, self.subquery_runner)
         for ix in indexes:
-            if key is None or _part_key(table, ix.parts[0]) != key or comp.collation(call.expressions[0]):
+            # A NOCASE/RTRIM part's first entry holds a folded value, not min()'s answer.
+            if key is None or _search_keys(table, ix)[0] != key or comp.collation(call.expressions[0]):
                 continue
             reverse = (call.name.lower() == "max") != ix.parts[0].desc
             op = C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), self._defaults(table),
@@ -1061,15 +1073,16 @@ class SelectPlanner:
         """The IndexScan for the chosen index: equality prefix, then an IN list or a range."""
         _score, ix, keys, n_eq, in_terms, rng = best
         labels = [_part_label(table, p) for p in ix.parts]
-        eq_vals = [self._probe(*eqs[k], _index_part_affinity(table, p), bcomp)
-                   for k, p in zip(keys[:n_eq], ix.parts)]
+        folds = index_key_folds(table, ix)
+        eq_vals = [self._probe(*eqs[k], _index_part_affinity(table, p), bcomp, fold)
+                   for k, p, fold in zip(keys[:n_eq], ix.parts, folds)]
         lo_list, hi_list = list(eq_vals), list(eq_vals)
         lo_incl = hi_incl = True
         desc = [f"{label}=?" for label in labels[:n_eq]]
         in_list = None
         if in_terms:
             aff = _index_part_affinity(table, ix.parts[n_eq])
-            in_list = [self._probe(b, n, aff, bcomp) for b, n in in_terms]
+            in_list = [self._probe(b, n, aff, bcomp, folds[n_eq]) for b, n in in_terms]
             desc.append(f"{labels[n_eq]}=?")
         elif rng:
             aff = _index_part_affinity(table, ix.parts[n_eq])
@@ -1078,11 +1091,11 @@ class SelectPlanner:
             # Bounds take the comparison affinity the filter applies (a TEXT
             # column turns a bare 0 into '0'), or the range would miss rows.
             if lo is not None:
-                lo_list.append(self._probe(lo, lo_node, aff, bcomp))
+                lo_list.append(self._probe(lo, lo_node, aff, bcomp, folds[n_eq]))
                 lo_incl = lo_i
                 desc.append(f"{labels[n_eq]}>?")
             if hi is not None:
-                hi_list.append(self._probe(hi, hi_node, aff, bcomp))
+                hi_list.append(self._probe(hi, hi_node, aff, bcomp, folds[n_eq]))
                 hi_incl = hi_i
                 desc.append(f"{labels[n_eq]}<?")
         if desc:
@@ -1092,15 +1105,17 @@ class SelectPlanner:
         return C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), defaults, ix.desc_flags,
                            lo_list, lo_incl, hi_list, hi_incl, None, in_list, reverse)
 
-    def _probe(self, bound: Any, bound_node: exp.Expression, aff: int | None, comp: ExprCompiler) -> Any:
-        """Converts a probe value to what the index stores (the comparison affinity
-        the filter applies), given the affinity of the index part (None: none)."""
+    def _probe(self, bound: Any, bound_node: exp.Expression, aff: int | None, comp: ExprCompiler,
+               fold: int) -> Any:
+        """Converts a probe value to what the index stores: the comparison affinity
+        the filter applies, given the affinity of the index part (None: none),
+        then the folding of the part's collation (engine/collation.py)."""
         other = comp.affinity(bound_node)
         if aff in NUMERIC_AFFS and other not in NUMERIC_AFFS:
-            return C.Affinity(bound, AFF_NUMERIC)
-        if aff == AFF_TEXT and other is None:
-            return C.Affinity(bound, AFF_TEXT)
-        return bound
+            bound = C.Affinity(bound, AFF_NUMERIC)
+        elif aff == AFF_TEXT and other is None:
+            bound = C.Affinity(bound, AFF_TEXT)
+        return collated_key(bound, fold)
 
     def _hash_keys(self, residual: list[exp.Expression], scope: Scope, left_items: list[FromItem],
                    right: FromItem) -> tuple[list, list] | None:
@@ -1127,7 +1142,7 @@ class SelectPlanner:
                     continue
                 positions = set()
                 for col in cols:
-                    hit = scope.lookup(col.name, col.table or None)
+                    hit = scope.lookup(col.name, column_qualifier(col))
                     positions.add("L" if hit and hit[0] == 0 and hit[1] < left_limit else
                                   "R" if hit and hit[0] == 0 and r0 <= hit[1] < r1 else "X")
                 sides.append(positions.pop() if len(positions) == 1 else None)
@@ -1536,10 +1551,18 @@ def _output_name(node: exp.Expression, sql: str | None = None) -> str:
     return source_text(node, sql) or node.sql(dialect="sqlite")
 
 
-def _coll_code(name: str | None) -> int:
-    if not name:
-        return 0
-    return {"binary": 0, "nocase": 1, "rtrim": 2}.get(name.lower(), 0)
+def _check_distinct_name(items: list[FromItem], item: FromItem) -> None:
+    """A FROM item's name must be new at its level, except for same-named tables of
+    two schemas written without aliases (FROM s.t JOIN main.t): both are then
+    named ``schema.table``, and a bare ``t.c`` means whichever of them has c."""
+    for it in items:
+        if it.source.name != item.source.name:
+            continue
+        pair = (it.source, item.source)
+        if not all(s.aka and "." in s.aka[0] for s in pair) or pair[0].aka == pair[1].aka:
+            raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
+        for src in pair:
+            src.name, src.aka = src.aka[0], (src.name,)
 
 
 def _local_columns(node: exp.Expression):
@@ -1565,7 +1588,7 @@ def _column_position(node: exp.Expression, scope: Scope) -> int | None:
     if not isinstance(node, exp.Column):
         return None
     try:
-        hit = scope.lookup(node.name, node.table or None)
+        hit = scope.lookup(node.name, column_qualifier(node))
     except ProgrammingError:
         return None
     if hit is None or hit[0] != 0:
@@ -1581,32 +1604,40 @@ _OPS = {exp.EQ: "eq", exp.LT: "lt", exp.LTE: "le", exp.GT: "gt", exp.GTE: "ge"}
 # column position of a column part, or ("x", signature) of an expression part.
 
 
-def _index_terms(node: exp.Expression, scope: Scope, src: Source,
-                 expr_affs: dict[str, int | None]) -> list[tuple[Any, str, Any]]:
-    """(part key, op, bound node(s)) terms of a conjunct that an index or rowid access can use.
+def _index_terms(node: exp.Expression, scope: Scope, src: Source, expr_affs: dict[str, int | None],
+                 comp: ExprCompiler) -> list[tuple[Any, str, Any, int]]:
+    """(part key, op, bound node(s), collation) terms of a conjunct that an index or rowid access can use.
 
     ``op`` is eq / lt / le / gt / ge, or "in" with a list of bound nodes.  The
     keyed side is a column of ``src`` or an expression some index of it is
     defined on; whether the bound side is computable before the row is read
-    is decided when it is compiled (BoundScope).
+    is decided when it is compiled (BoundScope).  The collation is the one the
+    comparison uses (SQLite's rule, as ExprCompiler.compare_operands applies it).
     """
+    coll = comp.comparison_collation
     op = _OPS.get(type(node))
     if op is not None:
-        lk = _term_key(node.this, scope, src, expr_affs)
-        rk = _term_key(node.expression, scope, src, expr_affs)
+        lk = _term_key(_uncollated(node.this), scope, src, expr_affs)
+        rk = _term_key(_uncollated(node.expression), scope, src, expr_affs)
         if lk is not None and rk is None:
-            return [(lk, op, node.expression)]
+            return [(lk, op, node.expression, coll(node.this, node.expression))]
         if rk is not None and lk is None:
-            return [(rk, _FLIP[op], node.this)]
+            return [(rk, _FLIP[op], node.this, coll(node.this, node.expression))]
         return []
     if isinstance(node, exp.Between):
-        k = _term_key(node.this, scope, src, expr_affs)
-        return [] if k is None else [(k, "ge", node.args["low"]), (k, "le", node.args["high"])]
+        k = _term_key(_uncollated(node.this), scope, src, expr_affs)
+        low, high = node.args["low"], node.args["high"]
+        return [] if k is None else [(k, "ge", low, coll(node.this, low)), (k, "le", high, coll(node.this, high))]
     if isinstance(node, exp.In) and node.expressions and not any(
             node.args.get(a) for a in ("query", "unnest", "field")):
-        k = _term_key(node.this, scope, src, expr_affs)
-        return [] if k is None else [(k, "in", list(node.expressions))]
+        k = _term_key(_uncollated(node.this), scope, src, expr_affs)
+        return [] if k is None else [(k, "in", list(node.expressions), comp.collation(node.this))]
     return []
+
+
+def _uncollated(node: exp.Expression) -> exp.Expression:
+    """``x COLLATE c`` as the keyed side of a term is ``x`` (the term records the collation)."""
+    return node.this if isinstance(node, exp.Collate) else node
 
 
 def _term_key(side: exp.Expression, scope: Scope, src: Source, expr_affs: dict[str, int | None]) -> Any:
@@ -1620,7 +1651,7 @@ def _term_key(side: exp.Expression, scope: Scope, src: Source, expr_affs: dict[s
 
     def resolve(col: exp.Column) -> int | None:
         try:
-            hit = scope.lookup(col.name, col.table or None)
+            hit = scope.lookup(col.name, column_qualifier(col))
         except ProgrammingError:
             return None
         if hit is None or hit[0] != 0 or not src.offset <= hit[1] < src.offset + len(src.columns):
@@ -1698,14 +1729,35 @@ def _stored_expression_affinity(expr_sql: str) -> int | None:
     return ExprCompiler(Scope([]), ParamSpec.EMPTY).affinity(parse_one("SELECT " + expr_sql).expressions[0])
 
 
-def _binary_ordered(table: Table, ix: Index) -> bool:
-    """Whether the index orders every part by BINARY comparison, as the probes assume."""
+def _searchable(table: Table, ix: Index) -> bool:
+    """Whether probes can search the index: each part is ordered by the
+    collation its terms compare under (a raw-key index on a NOCASE column is
+    not), and each expression part is one a query can spell."""
     for p in ix.parts:
-        if p.collation or (p.column is not None and table.columns[p.column].collation):
+        if search_collation(table, ix, p) is None:
             return False
         if p.column is None and _part_key(table, p) is None:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class _CollatedKey:
+    """The search key of a part (or a term) under a collation other than BINARY."""
+    part: Any           # the part key: column position or ("x", expression signature)
+    coll: int
+
+
+def _search_key(key: Any, coll: int) -> Any:
+    """What a term on part ``key`` compared under ``coll`` is filed under: the
+    part key for BINARY, else a _CollatedKey, so that it only meets index parts
+    ordered (and folded) by that same collation."""
+    return key if coll == 0 else _CollatedKey(key, coll)
+
+
+def _search_keys(table: Table, ix: Index) -> list[Any]:
+    """The search key of each part of a searchable index."""
+    return [_search_key(_part_key(table, p), search_collation(table, ix, p) or 0) for p in ix.parts]
 
 
 def _index_affinity_ok(index_aff: int | None, bound_aff: int | None) -> bool:
@@ -1814,11 +1866,9 @@ class _IndexTerms:
             compiled = [bcomp.compile(n) for n in nodes]
         except _NotABound:
             return
-        # A probe collated other than BINARY compares differently from the index order.
-        if any(bcomp.collation(n) for n in nodes):
-            return
-        if isinstance(key, tuple) and not all(_index_affinity_ok(expr_affs[key[1]], bcomp.affinity(n))
-                                              for n in nodes):
+        part = key.part if isinstance(key, _CollatedKey) else key
+        if isinstance(part, tuple) and not all(_index_affinity_ok(expr_affs[part[1]], bcomp.affinity(n))
+                                               for n in nodes):
             return
         if op == "eq":
             self.eqs.setdefault(key, (compiled[0], nodes[0]))

@@ -40,7 +40,7 @@ from terndb._cext import _core as C
 from .catalog import TEMP, Schema
 from .database import Database
 from .alter import AlterExecutor
-from .ddl import DDLExecutor, created_space
+from .ddl import DDLExecutor, Reindex, created_space, parse_reindex
 from .dml_planner import InsertPlan, ModifyPlan, build_writer, plan_delete, plan_insert, plan_update, run_insert, run_modify
 from .errors import Error, NotSupportedError, OperationalError, ProgrammingError
 from .params import ParamSpec, bind_plain, rewrite_placeholders
@@ -376,8 +376,12 @@ class Session:
         if m:
             text = m.group(1) + "INSERT OR REPLACE" + text[m.end(1) + len("REPLACE"):]
         first = text.lstrip().split(None, 1)[0].upper().rstrip(";") if text.strip() else ""
-        if first in ("REINDEX", "VACUUM"):
+        if first == "VACUUM":
             raise NotSupportedError(f"{first} is not supported yet")
+        if first == "REINDEX":
+            plan.kind = "ddl"
+            plan.node = parse_reindex(text)
+            return plan
         if is_create_trigger(text):
             plan.kind = "ddl"
             plan.node = parse_create_trigger(text)
@@ -660,6 +664,8 @@ class Session:
             AlterExecutor(self.store, self.db.catalog).run(self, txn, schema, node)
         elif isinstance(node, TriggerDef):
             self.ddl.create_trigger(self, txn, schema, node)
+        elif isinstance(node, Reindex):
+            self.ddl.reindex(txn, schema, node, self._build_index)
         else:
             self.ddl.drop(self, txn, schema, node)
         self.schema = None

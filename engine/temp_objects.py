@@ -114,8 +114,10 @@ def drop_owned(ddl: Any, catalog: Any, wtxn: Any, schema: Schema, owners: Iterab
                 ddl.drop_table_objects(wtxn, schema, obj)
             elif kind == "view":
                 catalog.delete(wtxn, "view", obj.key)
+            elif kind == "trigger":
+                catalog.delete(wtxn, "trigger", obj.key)   # its table may be a main one, which stays
             else:
-                continue        # indexes and triggers go with their table
+                continue        # indexes go with their table
             dropped = True
     if dropped:
         catalog.bump_version(wtxn)

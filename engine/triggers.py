@@ -63,16 +63,15 @@ class TriggerDef:
     if_not_exists: bool = False
     sql: str = ""
     qualifier: str | None = None  # the schema written before the name; the table lives there too
+    table_qualifier: str | None = None   # ON s.t: the table's schema (a TEMP trigger's may be any)
 
 
 def parse_create_trigger(sql: str) -> TriggerDef:
     m = _HEAD.match(sql)
     if m is None:
         raise SQLSyntaxError(f"malformed CREATE TRIGGER: {sql.strip()[:80]}")
-    name = unquote_identifier(m.group("name"))
-    qualifier = None
-    if "." in name and not m.group("name").startswith(("\"", "`", "[")):
-        qualifier, name = name.split(".", 1)
+    qualifier, name = _split_qualified(m.group("name"))
+    table_qualifier, table = _split_qualified(m.group("table"))
     body_text = _RAISE.sub(lambda r: f"terndb_raise('{r.group(1).upper()}'" + (", NULL)" if r.group(2) == ")" else ","),
                            m.group("body"))
     body = [s.rstrip(";").strip() for s in split_script(body_text) if s.strip().rstrip(";").strip()]
@@ -83,8 +82,18 @@ def parse_create_trigger(sql: str) -> TriggerDef:
     when = m.group("when")
     if when is not None:
         when = _RAISE.sub(lambda r: f"terndb_raise('{r.group(1).upper()}'" + (", NULL)" if r.group(2) == ")" else ","), when)
-    return TriggerDef(name, unquote_identifier(m.group("table")), timing, m.group("event").upper(), cols, when, body,
-                      bool(m.group("temp")), bool(m.group("ine")), sql.strip().rstrip(";").strip(), qualifier)
+    return TriggerDef(name, table, timing, m.group("event").upper(), cols, when, body,
+                      bool(m.group("temp")), bool(m.group("ine")), sql.strip().rstrip(";").strip(), qualifier,
+                      table_qualifier)
+
+
+def _split_qualified(text: str) -> tuple[str | None, str]:
+    """(schema, name) of a possibly schema-qualified name as the trigger header wrote it."""
+    name = unquote_identifier(text)
+    if "." in name and not text.startswith(("\"", "`", "[")):
+        qualifier, name = name.split(".", 1)
+        return qualifier, name
+    return None, name
 
 
 class TriggerRaise(Exception):
@@ -218,17 +227,22 @@ class TriggerSet:
 
 
 def check_trigger_target(schema: Schema, d: TriggerDef) -> Any:
-    """The table (or, for INSTEAD OF, the view) trigger ``d`` fires on, in the trigger's schema."""
-    view = schema.lookup("views", d.table, d.qualifier)
+    """The table (or, for INSTEAD OF, the view) trigger ``d`` fires on: in the trigger's
+    schema, or where ``ON s.t`` says (which must agree, except for a TEMP trigger)."""
+    qualifier = d.table_qualifier or d.qualifier
+    if d.table_qualifier and d.qualifier and d.table_qualifier.lower() != d.qualifier.lower():
+        raise ProgrammingError(f"trigger {d.name} cannot reference objects in database {d.table_qualifier}")
+    schema.resolve_schema(qualifier)
+    view = schema.lookup("views", d.table, qualifier)
     if view is not None:
         if d.timing != "INSTEAD OF":
             raise ProgrammingError(f"cannot create {d.timing} trigger on view: {d.table}")
         return view
     if d.timing == "INSTEAD OF":
         raise ProgrammingError(f"cannot create INSTEAD OF trigger on table: {d.table}")
-    table = schema.lookup("tables", d.table, d.qualifier)
+    table = schema.lookup("tables", d.table, qualifier)
     if table is None:
-        raise NoSuchObjectError(f"no such table: {schema.resolve_schema(d.qualifier)}.{d.table}")
+        raise NoSuchObjectError(f"no such table: {schema.resolve_schema(qualifier)}.{d.table}")
     if table.name.lower().startswith("sqlite_"):
         raise ProgrammingError("cannot create trigger on system table")
     return table

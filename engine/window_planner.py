@@ -21,6 +21,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
+from .collation import collated_key
 from .exprcompile import ExprCompiler, Scope, contains_aggregate, filter_as_case
 
 # Built-in window functions: name -> (kind constant name in the compiled core, min args, max args).
@@ -228,32 +229,6 @@ def compile_window_function(win: exp.Window, wdef: WindowDef, comp: ExprCompiler
     return C.WindowFunc(C.WIN_AGGREGATE, compiled, factory, star, inverse_kind=inverse_kind, **frame)
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _fold_nocase(v: Any) -> Any:
-    """NOCASE compares text with ASCII letters folded (SQLite's rule)."""
-    return v.translate(_ASCII_LOWER) if isinstance(v, str) else v
-
-
-def _fold_rtrim(v: Any) -> Any:
-    """RTRIM compares text without its trailing spaces."""
-    return v.rstrip(" ") if isinstance(v, str) else v
-
-
-def collated_key(key: Any, coll: int) -> Any:
-    """A sort/partition key expression that orders and groups under collation ``coll``.
-
-    The key codec orders text by its bytes (BINARY); folding the text first
-    makes NOCASE/RTRIM-equal values equal keys (peers) and sorts them together.
-    """
-    if coll == 1:
-        return C.Call(_fold_nocase, [key])
-    if coll == 2:
-        return C.Call(_fold_rtrim, [key])
-    return key
-
-
 def _order_keys(order: list[exp.Ordered], comp: ExprCompiler) -> tuple[list, bytes]:
     """Sort keys for ORDER BY terms, with extra IS NULL keys for non-default NULLS placement."""
     keys: list = []
@@ -327,5 +302,5 @@ def aggregate_calls_for_windows(nodes: list[exp.Expression]) -> list[exp.Express
     return out
 
 
-__all__ = ["WINDOW_ONLY_NAMES", "collated_key", "collect_windows", "plan_windows", "named_windows", "window_key",
+__all__ = ["WINDOW_ONLY_NAMES", "collect_windows", "plan_windows", "named_windows", "window_key",
            "aggregate_calls_for_windows", "contains_aggregate"]

@@ -44,6 +44,14 @@ QUERIES = [
     "SELECT name FROM t WHERE id IN (SELECT id FROM s.t WHERE b > 'x') ORDER BY name",
     "SELECT type, name, tbl_name FROM s.sqlite_master ORDER BY type, name",
     "SELECT type, name, tbl_name FROM main.sqlite_master ORDER BY type, name",
+    # Two tables named t, no aliases: schema.table.column tells them apart, a bare t.c means the one with c.
+    "SELECT s.t.b, main.t.name FROM s.t JOIN main.t ON s.t.id = main.t.id ORDER BY 1",
+    "SELECT * FROM s.t JOIN main.t USING (id) ORDER BY id",
+    "SELECT t.name, t.b FROM s.t LEFT JOIN main.t ON main.t.id = s.t.id ORDER BY s.t.id",
+    "SELECT main.t.name FROM t ORDER BY 1",
+    "SELECT s.v.a2 FROM s.v ORDER BY s.v.id",
+    "SELECT main.sqlite_master.name FROM main.sqlite_master ORDER BY 1",
+    "SELECT (SELECT count(*) FROM main.t WHERE main.t.id < s.t.id) FROM s.t ORDER BY 1",
 ]
 
 
@@ -113,6 +121,8 @@ def test_qualified_ddl_matches_sqlite(pair, steps: list[str], query: str) -> Non
     "DROP INDEX nowhere.ix",
     "SELECT * FROM s.missing",
     "DROP TABLE s.missing",
+    "SELECT t.id FROM s.t JOIN main.t ON 1",
+    "SELECT s.t.name FROM s.t JOIN main.t ON 1",
 ])
 def test_errors_match_sqlite(pair, sql: str) -> None:
     tern, lite = pair

@@ -249,3 +249,93 @@ def test_sqlalchemy_reflects_temp_tables_and_views(tmp_path: Any) -> None:
     assert _rows(other, "SELECT name FROM sqlite_temp_master") == []
     other.close()
     engine.dispose()
+
+
+# -- TEMP triggers on main tables ----------------------------------------------------------------
+
+TEMP_TRIGGER_SCRIPT = [
+    "CREATE TABLE t(x)",
+    "CREATE TABLE log(what, x)",
+    "CREATE VIEW v AS SELECT x FROM t",
+    "CREATE TEMP TRIGGER ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES ('ins', new.x); END",
+    "CREATE TEMP TRIGGER del BEFORE DELETE ON main.t WHEN old.x > 1 BEGIN INSERT INTO log VALUES ('del', old.x); END",
+    "CREATE TEMP TRIGGER vi INSTEAD OF INSERT ON v BEGIN INSERT INTO t VALUES (new.x * 100); END",
+    "CREATE TRIGGER ins AFTER UPDATE ON t BEGIN INSERT INTO log VALUES ('upd', new.x); END",   # main may reuse the name
+    "CREATE TEMP TRIGGER ins AFTER UPDATE ON t BEGIN SELECT 1; END",                          # temp may not
+    "CREATE TEMP TRIGGER main.q AFTER INSERT ON t BEGIN SELECT 1; END",
+    "CREATE TEMP TRIGGER temp.q AFTER INSERT ON t BEGIN SELECT 1; END",
+    "CREATE TEMP TRIGGER q AFTER INSERT ON nosuch BEGIN SELECT 1; END",
+    "INSERT INTO t VALUES (1), (2)",
+    "INSERT INTO v VALUES (3)",
+    "UPDATE t SET x = x + 1 WHERE x = 1",
+    "DELETE FROM t WHERE x <= 2",
+    "SELECT * FROM log ORDER BY rowid",
+    "SELECT type, name, tbl_name FROM sqlite_temp_master ORDER BY name",
+    "SELECT type, name, tbl_name FROM sqlite_master WHERE type = 'trigger'",
+    "DROP TRIGGER temp.ins",
+    "INSERT INTO t VALUES (4)",
+    "DROP TABLE t",                                    # takes its temp triggers along
+    "CREATE TABLE t(x)",
+    "INSERT INTO t VALUES (5)",
+    "DELETE FROM t",
+    "SELECT * FROM log ORDER BY rowid",
+    "SELECT type, name FROM sqlite_temp_master ORDER BY name",
+]
+
+
+def test_temp_triggers_on_main_tables_match_sqlite(tmp_path: Any) -> None:
+    tern = terndb.connect(str(tmp_path / "db"), isolation_level=None)
+    lite = sqlite3.connect(":memory:", isolation_level=None)
+    for sql in TEMP_TRIGGER_SCRIPT:
+        _both(tern, lite, sql)
+    tern.close()
+
+
+def test_a_temp_trigger_on_a_main_table_fires_for_its_connection_only(tmp_path: Any) -> None:
+    path = str(tmp_path / "db")
+    keep = terndb.connect(path)                        # keeps the environment open across a's close
+    a, b = terndb.connect(path), terndb.connect(path)
+    a.execute("CREATE TABLE t(x)")
+    a.execute("CREATE TABLE log(who, x)")
+    a.execute("CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO log VALUES ('a', new.x); END")
+    a.commit()
+    a.execute("INSERT INTO t VALUES (1)")
+    a.commit()
+    b.execute("INSERT INTO t VALUES (2)")
+    b.commit()
+    assert _rows(b, "SELECT * FROM log") == [("a", 1)]
+    assert _rows(b, "SELECT count(*) FROM sqlite_temp_master") == [(0,)]
+    with pytest.raises(terndb.Error, match="no such trigger: tr"):
+        b.execute("DROP TRIGGER tr")
+    b.rollback()
+    # b may make its own trigger of the same name on the same table.
+    b.execute("CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO log VALUES ('b', new.x); END")
+    b.commit()
+    a.execute("INSERT INTO t VALUES (3)")
+    a.commit()
+    b.execute("INSERT INTO t VALUES (4)")
+    b.commit()
+    a.close()                                          # a's trigger goes with it; b's stays
+    b.execute("INSERT INTO t VALUES (5)")
+    b.commit()
+    c = terndb.connect(path)
+    c.execute("INSERT INTO t VALUES (6)")
+    c.commit()
+    assert _rows(c, "SELECT * FROM log ORDER BY rowid") == [("a", 1), ("a", 3), ("b", 4), ("b", 5)]
+    for con in (b, c, keep):
+        con.close()
+
+
+def test_temp_triggers_are_rolled_back_and_not_replicated(tmp_path: Any) -> None:
+    con = terndb.connect(str(tmp_path / "db"))
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.execute("BEGIN")
+    con.execute("CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")
+    con.rollback()
+    assert _rows(con, "SELECT count(*) FROM sqlite_temp_master") == [(0,)]
+    con.execute("CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")
+    con.commit()
+    ddl = [json.loads(e.row) for e in _binlog_entries(con) if e.op == C.CHANGE_OP_DDL]
+    assert [d["op"] for d in ddl] == ["create_table"]
+    con.close()
