@@ -80,7 +80,7 @@ from __future__ import annotations
 import struct
 import time
 import weakref
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from terndb._cext import _core as C
 
@@ -446,19 +446,27 @@ class VersionStore:
             txn.put(key, rec.encode(), db=vdb)
         return prev
 
-    def ensure_current(self, timeout: float = 30.0) -> int:
+    def ensure_current(self, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> int:
         """Catch up in a write transaction of its own if local change sets are not merged yet.
 
         Senders call this before reading the binlog, so what they send carries
         its causal versions even when the writing process ran no commit hook
         (a replicator in its own process).  Costs one read transaction when
-        current.  Returns how many change sets were read.
+        current.  Returns how many change sets were read.  ``also(wtxn)``, when
+        given, runs in that write transaction if there is one (a publisher
+        stores its position there rather than in a write transaction of its own).
         """
         with self.store.begin_read() as rt:
             raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
             if (_U64.unpack(raw)[0] if raw else 0) >= self.db.binlog.last_sequence(rt.txn):
                 return 0
-        return self.store.write(self.catch_up, timeout=timeout)
+
+        def work(wtxn: Any) -> int:
+            count = self.catch_up(wtxn)
+            if also is not None:
+                also(wtxn)
+            return count
+        return self.store.write(work, timeout=timeout)
 
     def _local_ddl(self, wtxn: Any, payload: bytes, schema: Schema) -> Schema:
         """A local DROP TABLE: forget the dropped table's records."""
@@ -534,18 +542,21 @@ class VersionStore:
 _KEEPERS: "weakref.WeakKeyDictionary[Any, list[VersionStore]]" = weakref.WeakKeyDictionary()
 
 
-def bring_current(db: Any, timeout: float = 30.0) -> None:
+def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> None:
     """Merge ``db``'s local change sets into its records before its binlog is read for sending.
 
     The stores installed in this process do it; without one, a database a
     replicator configured (in another process: ``terndb replicate``) is
     brought current with the tables of its stored configuration.  A database
-    never configured for replication has no records to keep.
+    never configured for replication has no records to keep.  ``also`` as for
+    ``VersionStore.ensure_current`` (run at most once, and only if a write
+    transaction was needed).
     """
     keepers = _KEEPERS.get(db)
     if keepers:
         for vs in list(keepers):
-            vs.ensure_current(timeout)
+            vs.ensure_current(timeout, also)
+            also = None
         return
     with db.store.begin_read() as rt:
         try:
@@ -557,7 +568,7 @@ def bring_current(db: Any, timeout: float = 30.0) -> None:
         config = json.loads(raw)
         tracked = TableSet(list(config.get("publish", [])) + list(config.get("subscribe", [])))
         if tracked:
-            VersionStore(db, tracked).ensure_current(timeout)
+            VersionStore(db, tracked).ensure_current(timeout, also)
 
 
 def _with_prevs(cs: Any, prevs: list[int]) -> bytes:
