@@ -177,6 +177,16 @@ class Signer:
     def public_key(self) -> Any:
         return self._key.public_key()
 
+    def raw_private_key(self) -> bytes:
+        """The 32-byte private key (for handing to this node's publisher process over a pipe)."""
+        _, ser = _crypto()
+        return self._key.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> "Signer":
+        ed25519, _ = _crypto()
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(raw))
+
 
 def _origin_key(origin: str | bytes) -> str:
     """A node id (16 bytes or 32 hex digits) or ``*`` as the canonical lowercase hex string."""

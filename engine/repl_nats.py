@@ -93,6 +93,14 @@ PUB_ACK_TIMEOUT = 10.0
 POSITION_SAVE_INTERVAL = 0.5
 #: Bytes of a message's max payload kept free for headers and the signature envelope.
 PAYLOAD_HEADROOM = 1024
+#: Seconds the replicator's thread sleeps between rounds when it neither publishes nor subscribes.
+IDLE_WAIT = 0.2
+#: Least seconds between two publishing rounds while commits keep coming.  The first commit
+#: after a quiet spell goes out at the next poll; a steady writer's commits gather for this
+#: long and go out as one batch.  Every round costs the writer something however little it
+#: carries (the records' catch-up takes the database's write lock once), so this bounds what
+#: publishing costs a busy writer, for a few milliseconds of lag.
+PUBLISH_INTERVAL = 0.01
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -123,6 +131,9 @@ class NatsSecurity:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in names}), {
             k: v for k, v in options.items() if k not in names}
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def _check_files(self) -> None:
         for name in ("credentials", "nkey_seed", "tls_ca", "tls_cert", "tls_key"):
@@ -213,8 +224,19 @@ class NatsReplicator:
     def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
                  fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0,
                  security: NatsSecurity | None = None, signer: Any = None,
-                 domain: str | None = None, max_msgs: int = -1) -> None:
+                 domain: str | None = None, max_msgs: int = -1, publisher: str = "process",
+                 publish_interval: float = PUBLISH_INTERVAL, serve_snapshots: bool = True) -> None:
+        if publisher not in ("process", "thread"):
+            raise ProgrammingError(f"publisher must be 'process' or 'thread', not {publisher!r}")
         self.rep = replicator
+        #: where ``start()`` runs the publishing loop: a child process (the default, see
+        #: ``repl_publisher``) or this replicator's thread
+        self.publisher = publisher
+        #: least seconds between publishing rounds while commits keep coming (see PUBLISH_INTERVAL)
+        self.publish_interval = publish_interval
+        self._next_publish = 0.0
+        self.serve_snapshots = serve_snapshots
+        self._child: Any = None
         self.security = security or NatsSecurity()
         self._connect_options = self.security.connect_options()    # bad files fail here, at once
         self.signer = signer
@@ -250,11 +272,15 @@ class NatsReplicator:
         self.snapshots = SnapshotService(self)     # bootstrap by merge when the stream dropped our gap
         self._js: Any = None
         self._nc: Any = None
+        self._last_child_status: dict | None = None
 
     # -- positions ---------------------------------------------------------------------------
 
     def pub_position(self) -> int:
         """The binlog position published and acknowledged (written to the database or about to be)."""
+        child = self._child
+        if child is not None and child.acked_position() is not None:
+            return child.acked_position()
         if self._acked_pos is not None:
             return self._acked_pos
         return self._stored_pub_position()
@@ -330,7 +356,8 @@ class NatsReplicator:
                 await js.add_consumer(self.stream, config=cfg)
             sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         self._nc, self._js = nc, js
-        await self.snapshots.serve(nc, js)
+        if self.serve_snapshots:
+            await self.snapshots.serve(nc, js)
         await self.snapshots.bootstrap_if_behind(nc, js)
         return nc, js, sub
 
@@ -461,12 +488,16 @@ class NatsReplicator:
             try:
                 if nc is None:
                     nc, js, sub = await self._connect()
-                await self._publish_pending(js, drain=False)
+                if self._child is None and time.monotonic() >= self._next_publish:
+                    if await self._publish_pending(js, drain=False):
+                        self._next_publish = time.monotonic() + self.publish_interval
                 stats = await self._consume_once(sub)
                 backoff = 0.1
                 self.last_error = None      # recovered: status shows only a current error
                 if stats.messages == 0 and sub is None:
-                    await asyncio.sleep(self.fetch_timeout)
+                    # Nothing to fetch; with the publisher in its own process only snapshot
+                    # requests (callbacks) remain: no need to wake often.
+                    await asyncio.sleep(self.fetch_timeout if self._child is None else IDLE_WAIT)
             except Exception as exc:         # noqa: BLE001 - keep the replicator alive; status shows it
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.error_count += 1
@@ -485,7 +516,10 @@ class NatsReplicator:
                 backoff = min(2.0, backoff * 2)
         self._save_position_quietly()
         if nc is not None:
-            await nc.close()
+            try:
+                await nc.close()
+            except Exception:           # noqa: BLE001 - stopping: a lost connection needs no goodbye
+                pass
 
     def _save_position_quietly(self) -> None:
         """Write the acknowledged position when stopping; a failure only means re-publishing later."""
@@ -516,16 +550,32 @@ class NatsReplicator:
         return asyncio.run(self._once())
 
     def start(self) -> None:
+        """Run in the background: publishing in a child process (``publisher="process"``) or in
+        this replicator's thread, consuming and snapshot service in the thread."""
         self._stop.clear()
+        if self.publisher == "process" and self.rep.publish:
+            from .repl_publisher import PublisherProcess
+            self._child = PublisherProcess(self)
+            self._child.start()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="terndb-nats",
                                         daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._child is not None:
+            self._child.stop(timeout)
+            self._last_child_status = self._child.status()
+            self._child = None
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+    def child_options(self) -> dict:
+        """The settings a publisher process needs to publish as this replicator would."""
+        return {"batch": self.batch, "fetch_timeout": self.fetch_timeout, "connect_timeout": self.connect_timeout,
+                "ack_wait": self.ack_wait, "domain": self.domain, "max_msgs": self.max_msgs,
+                "publish_interval": self.publish_interval, "publisher": "thread"}
 
     def idle(self) -> bool:
         """Nothing left to publish and (when subscribing) the last fetch found nothing."""
@@ -537,13 +587,21 @@ class NatsReplicator:
             self._last_fetch_empty or not self.rep.subscribe)
 
     def status(self) -> dict:
+        pub = {"published": self.published, "published_messages": self.pub_messages,
+               "publish_duplicates": self.pub_duplicates, "errors": 0, "last_error": None}
+        child = self._child.status() if self._child is not None else self._last_child_status
+        if child is not None:           # the publisher process's counters (the latest it reported)
+            pub = child
         return {"url": self.url, "stream": self.stream, "signed": self.signer is not None,
                 "tls": "tls" in self._connect_options, "consumer": self.durable,
-                "filter_subjects": self.filter_subjects(), "published": self.published,
-                "published_messages": self.pub_messages, "publish_duplicates": self.pub_duplicates,
+                "filter_subjects": self.filter_subjects(), "publisher": self.publisher,
+                "publisher_process": child,
+                "published": pub["published"], "published_messages": pub["published_messages"],
+                "publish_duplicates": pub["publish_duplicates"],
                 "publish_position": self.pub_position(),
-                "consume_position": self.rep.applier.position(self.channel),
-                "applied": self.totals.as_dict(), "last_error": self.last_error, "errors": self.error_count,
+                "consume_position": self.rep.applier.position(self.channel) if self.rep.applier else 0,
+                "applied": self.totals.as_dict(), "last_error": self.last_error or pub["last_error"],
+                "errors": self.error_count + pub["errors"],
                 "snapshots": self.snapshots.status(),
                 "time": time.time()}
 

@@ -174,3 +174,48 @@ def test_a_publisher_behind_sends_batches_per_subject(nats_url, tmp_path):
         rb.close()
         ca.close()
         cb.close()
+
+
+def test_started_replicator_publishes_from_a_child_process(nats_url, tmp_path):
+    """``start()`` runs the publisher in a child process (the application keeps its GIL): same stream,
+    counters in status(), the position stored when it stops, restarted if it dies."""
+    import os
+    import signal
+    ca, cb = _connect(tmp_path / "a"), _connect(tmp_path / "b")
+    opts = {"database": "child", "fetch_timeout": 0.05}
+    ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    ca.commit()
+    ra = Replicator(ca, nats=nats_url, nats_options=opts).start()
+    rb = Replicator(cb, nats=nats_url, nats_options={**opts, "publisher": "thread"}).start()
+    try:
+        for i in range(30):
+            ca.execute("INSERT INTO kv VALUES (?, ?)", (i, "x"))
+            ca.commit()
+        _wait_converged([ca, cb], [ra, rb])
+        st = ra.status()["nats"]
+        child = st["publisher_process"]
+        assert st["publisher"] == "process" and child["pid"] not in (None, os.getpid())
+        assert st["published"] == 31 and st["published_messages"] <= 31 and st["last_error"] is None
+        assert rb.status()["nats"]["publisher_process"] is None      # publisher="thread": no child
+        os.kill(child["pid"], signal.SIGKILL)                         # it dies: started again
+        ca.execute("INSERT INTO kv VALUES (100, 'after the crash')")
+        ca.commit()
+        _wait_converged([ca, cb], [ra, rb], timeout=30)
+        assert ra.status()["nats"]["publisher_process"]["restarts"] >= 1
+        ra.close()
+        position = ra._nats_replicator().pub_position()
+        with ca._db.store.begin_read() as rt:
+            assert position == ca._db.binlog.last_sequence(rt.txn)       # stored on the way out
+    finally:
+        ra.close()
+        rb.close()
+        ca.close()
+        cb.close()
+    cc = _connect(tmp_path / "c")
+    rc = Replicator(cc, nats=nats_url, nats_options={"publisher": "fork"})
+    try:
+        with pytest.raises(terndb.ProgrammingError, match="publisher must be"):
+            rc.start()
+    finally:
+        rc.close()
+        cc.close()
