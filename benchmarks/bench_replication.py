@@ -59,7 +59,11 @@ from terndb.engine.repl_versions import TableSet, VersionStore, bring_current
 from terndb.replication import Replicator
 
 #: Replicator tuning for latency: short fetch waits and idle sleeps (the defaults favour few wake-ups).
-LOW_LATENCY = {"fetch_timeout": 0.002, "batch": 500}
+#: ``--publish-interval`` reaches the helper processes through this variable.
+_INTERVAL_ENV = "TERNDB_BENCH_PUBLISH_INTERVAL"
+LOW_LATENCY: dict[str, Any] = {"fetch_timeout": 0.002, "batch": 500}
+if os.environ.get(_INTERVAL_ENV):
+    LOW_LATENCY["publish_interval"] = float(os.environ[_INTERVAL_ENV])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,12 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="commit: interleaved measurements each")
     ap.add_argument("--durability", default="off", choices=["full", "normal", "off"],
                     help="lag and commit sections: durability of the databases (default off, see above)")
+    ap.add_argument("--publish-interval", type=float, default=None,
+                    help="lag and commit: the replicators' publish_interval (default: the library's)")
     ap.add_argument("--quick", action="store_true", help="bounded smoke run: 10k rows, 3 s of lag, 2x1000 commits")
     args = ap.parse_args(argv)
     if args.quick:
         args.rows, args.seconds, args.commits, args.reps = 10_000, 3.0, 1000, 2
     sections = args.only or ["apply", "lag", "commit"]
-    report: dict = {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+    if args.publish_interval is not None:
+        os.environ[_INTERVAL_ENV] = str(args.publish_interval)
+        LOW_LATENCY["publish_interval"] = args.publish_interval
+    from terndb.engine.repl_nats import PUBLISH_INTERVAL
+    report: dict = {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+                    "publish_interval": LOW_LATENCY.get("publish_interval", PUBLISH_INTERVAL)}
     if "apply" in sections:
         report["apply"] = bench_apply(args.rows, args.txn, args.batch)
     missing = _nats_missing()

@@ -95,12 +95,14 @@ POSITION_SAVE_INTERVAL = 0.5
 PAYLOAD_HEADROOM = 1024
 #: Seconds the replicator's thread sleeps between rounds when it neither publishes nor subscribes.
 IDLE_WAIT = 0.2
-#: Least seconds between two publishing rounds while commits keep coming.  The first commit
-#: after a quiet spell goes out at the next poll; a steady writer's commits gather for this
+#: Least seconds between two publishing rounds while commits pour in (more than
+#: ``PUBLISH_BURST_RATE`` change sets per second since the previous round): they gather this
 #: long and go out as one batch.  Every round costs the writer something however little it
 #: carries (the records' catch-up takes the database's write lock once), so this bounds what
-#: publishing costs a busy writer, for a few milliseconds of lag.
+#: publishing costs a writer at full speed, for up to this much lag; a moderate writer's
+#: commits go at the next poll.
 PUBLISH_INTERVAL = 0.01
+PUBLISH_BURST_RATE = 10_000
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -232,9 +234,10 @@ class NatsReplicator:
         #: where ``start()`` runs the publishing loop: a child process (the default, see
         #: ``repl_publisher``) or this replicator's thread
         self.publisher = publisher
-        #: least seconds between publishing rounds while commits keep coming (see PUBLISH_INTERVAL)
+        #: least seconds between publishing rounds while commits pour in (see PUBLISH_INTERVAL)
         self.publish_interval = publish_interval
         self._next_publish = 0.0
+        self._last_round = 0.0
         self.serve_snapshots = serve_snapshots
         self._child: Any = None
         self.security = security or NatsSecurity()
@@ -419,6 +422,15 @@ class NatsReplicator:
             if not drain and len(out) < self.batch:
                 return sent
 
+    async def _publish_round(self, js: Any) -> None:
+        """One publishing round of the running replicator; sets when the next may start."""
+        started = time.monotonic()
+        sent = await self._publish_pending(js, drain=False)
+        rate = sent / max(started - self._last_round, 1e-3)       # change sets per second since the last
+        self._last_round = started
+        if rate > PUBLISH_BURST_RATE:
+            self._next_publish = started + self.publish_interval
+
     def _max_message_bytes(self) -> int:
         """Payload bytes a batch may fill: the server's max payload less headers and signature."""
         limit = getattr(self._nc, "max_payload", 0) or (1 << 20)
@@ -489,8 +501,7 @@ class NatsReplicator:
                 if nc is None:
                     nc, js, sub = await self._connect()
                 if self._child is None and time.monotonic() >= self._next_publish:
-                    if await self._publish_pending(js, drain=False):
-                        self._next_publish = time.monotonic() + self.publish_interval
+                    await self._publish_round(js)
                 stats = await self._consume_once(sub)
                 backoff = 0.1
                 self.last_error = None      # recovered: status shows only a current error

@@ -2,11 +2,15 @@
 
 Why: a ``Replicator`` started inside the writing application would otherwise
 publish from a thread of that process.  Publishing costs CPU for every
-commit (bringing the version records current, reading the binlog, the NATS
-client), and in a thread all of it holds the application's GIL: measured on
-single-row commits, the writer kept 0.53-0.65 of its throughput even with
-batched messages.  In a child process the application keeps its GIL and
-pays nothing per commit (benchmarks/bench_replication.py, "commit").
+commit (bringing the version records current, reading the binlog, encoding,
+the NATS client): about 8 us per single-row change set on an idle core,
+several times that on a loaded one, against some 25 us for the commit
+itself.  In a thread all of it is taken under the application's GIL, so it
+comes straight out of the writer's throughput.  In a child process it runs
+on another core when there is one, and the writer meets the publisher only
+at the database's write lock, once per publishing round and briefly (the
+catch-up is merged outside the lock, ``VersionStore.ensure_current``).
+Figures: benchmarks/bench_replication.py, section "commit".
 
 How: ``PublisherProcess`` starts ``python -m terndb.engine.repl_publisher``
 (a fresh interpreter: no fork of a process with open LMDB environments and
