@@ -35,6 +35,15 @@ local commit needs one), or on its own once the publisher is idle for
 transaction of its own while the application writes.  A crash loses at most
 that much position, never a change set (at-least-once).
 
+Rounds: the running replicator publishes once per poll (``fetch_timeout``);
+while commits pour in (over ``PUBLISH_BURST_RATE`` change sets/s) rounds are
+at least ``publish_interval`` apart, so a writer at full speed pays for a
+few large rounds, not one per poll.  Where: ``start()`` runs the publishing
+loop in a child process (``publisher="process"``, ``repl_publisher``) so an
+application that starts a replicator keeps its GIL; ``publisher="thread"``
+keeps it in this replicator's thread (``terndb replicate`` does: it is its
+own process already).  ``run_once`` always publishes in the calling thread.
+
 Security: ``NatsSecurity`` carries the connection's credentials (user and
 password, token, NKey seed file or a ``.creds`` file) and TLS files (CA,
 client certificate and key, expected host name) to nats-py's ``connect``;
