@@ -81,7 +81,7 @@ from terndb._cext import _core as C
 
 from .errors import CorruptDatabaseError, Error, ProgrammingError
 from .hlc import hlc_parts
-from .repl_feed import MAGIC, Message, ddl_subject, decode_batch, decode_message, encode_message, is_batch
+from .repl_feed import MAGIC, Message, ddl_subject, decode_wire, encode_message, is_batch
 from .repl_versions import DEAD_LETTER_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE
 
 SIGNED_MAGIC = b"TRS1"
@@ -415,7 +415,7 @@ class Guard:
             signature, data = data[4:4 + SIGNATURE_SIZE], data[4 + SIGNATURE_SIZE:]
         batch = is_batch(data)
         try:
-            msgs = decode_batch(data) if batch else [decode_message(data)]
+            msgs = decode_wire(data)
             for msg in msgs:
                 msg.entries         # decode every entry now: malformed input is refused whole
         except CorruptDatabaseError as exc:
@@ -606,7 +606,7 @@ def peek_header(data: bytes) -> Verdict:
     if data[:4] == SIGNED_MAGIC:
         data = data[4 + SIGNATURE_SIZE:]
     try:
-        msg = decode_batch(data)[0] if is_batch(data) else decode_message(data)
+        msg = decode_wire(data)[0]
     except Exception:               # noqa: BLE001 - best effort only
         return Verdict(None)
     return Verdict(None, None, msg.origin, msg.origin_sequence, msg.hlc)

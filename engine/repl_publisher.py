@@ -37,7 +37,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 log = logging.getLogger("terndb.replication")
