@@ -18,10 +18,12 @@
    clock: one host).  Prints p50/p99/max and whether the writer kept pace.
 3. **commit** (``--only commit``): single-row INSERT commits per second with
    no replicator, with a publishing replicator in its own process (as
-   ``terndb replicate`` runs it), and with one started inside the writing
-   process (its publisher, which also brings the version records current,
-   sharing the GIL); runs interleaved, medians.  Target: publishing on within
-   10% of off.
+   ``terndb replicate`` runs it), with one started inside the writing
+   process as an application does (its publisher in a child process,
+   ``engine/repl_publisher.py``), and with that one's publisher kept in a
+   thread (``publisher="thread"``: it brings the version records current and
+   runs nats-py under the writer's GIL); runs interleaved, medians.  Target:
+   publishing on within 10% of off.
 
 Durability: "normal" for the apply section (as benchmarks/bench.py);
 ``--durability`` (default "off") for the lag and commit sections, whose
@@ -57,7 +59,11 @@ from terndb.engine.repl_versions import TableSet, VersionStore, bring_current
 from terndb.replication import Replicator
 
 #: Replicator tuning for latency: short fetch waits and idle sleeps (the defaults favour few wake-ups).
-LOW_LATENCY = {"fetch_timeout": 0.002, "batch": 500}
+#: ``--publish-interval`` reaches the helper processes through this variable.
+_INTERVAL_ENV = "TERNDB_BENCH_PUBLISH_INTERVAL"
+LOW_LATENCY: dict[str, Any] = {"fetch_timeout": 0.002, "batch": 500}
+if os.environ.get(_INTERVAL_ENV):
+    LOW_LATENCY["publish_interval"] = float(os.environ[_INTERVAL_ENV])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,11 +217,16 @@ def _follower(path: str, url: str, expected: int, timeout: float, durability: st
 
 
 def _publisher(path: str, url: str, durability: str) -> None:
-    """Publisher process: replicate ``path`` to NATS (publish only) until stdin closes."""
+    """Publisher process: replicate ``path`` to NATS (publish only) until stdin closes; a "wait"
+    line is answered with "idle" once everything committed so far is published."""
     con = terndb.connect(path, durability=durability)
-    rep = Replicator(con, nats=url, publish="*", subscribe=[], nats_options=LOW_LATENCY).start()
+    rep = Replicator(con, nats=url, publish="*", subscribe=[],
+                     nats_options={**LOW_LATENCY, "publisher": "thread"}).start()    # as `terndb replicate`
     print("ready", flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        if line.strip() == "wait":
+            rep.wait_idle(30)
+            print("idle", flush=True)
     rep.wait_idle(30)
     nats_status = rep.status()["nats"]
     print(json.dumps({"published": nats_status["published"], "errors": nats_status.get("errors"),
@@ -225,7 +236,8 @@ def _publisher(path: str, url: str, durability: str) -> None:
 
 
 class _Child:
-    """A helper process of this script (``--_publisher`` / ``--_follower``) that says "ready" first."""
+    """A helper process of this script (``--_publisher`` / ``--_follower`` / ``--_writer``) that says
+    "ready" first."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
@@ -235,6 +247,21 @@ class _Child:
         if line != "ready":
             self.kill()
             raise RuntimeError(f"helper process {args[0]} failed to start")
+
+    def ask(self, command: str) -> str:
+        """Send one command line, return the answer line (``--_publisher`` / ``--_writer``)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if not answer:
+            raise RuntimeError(f"helper process gave no answer to {command!r}")
+        return answer
+
+    def wait_idle(self) -> None:
+        """Until the helper published everything committed so far."""
+        if self.ask("wait") != "idle":
+            raise RuntimeError("publisher helper did not answer")
 
     def finish(self, timeout: float) -> Any:
         """Close its stdin and return the JSON it prints last."""
@@ -310,44 +337,78 @@ def _commit_rate(con, n: int, base: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+#: commit section: where each mode's publisher runs (None: no replicator in the writing process)
+COMMIT_MODES = {"off": None, "process": None, "in_process": "process", "thread": "thread"}
+
+
+def _writer(path: str, url: str, durability: str, mode: str) -> None:
+    """Commit-section writer process: "run N BASE" commits N rows and prints the rate; "wait"
+    answers "idle" once its replicator (if any) published everything."""
+    con = terndb.connect(path, durability=durability)
+    con.execute("CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
+    con.commit()
+    where = COMMIT_MODES[mode]
+    rep = None if where is None else Replicator(
+        con, nats=url, publish="*", subscribe=[], nats_options={**LOW_LATENCY, "publisher": where}).start()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[0] == "run":
+            print(_commit_rate(con, int(words[1]), int(words[2])), flush=True)
+        elif words[0] == "wait":
+            if rep is not None:
+                rep.wait_idle(30)
+            print("idle", flush=True)
+    published = None
+    if rep is not None:
+        rep.wait_idle(30)
+        st = rep.status()["nats"]
+        published = {"published": st["published"], "messages": st["published_messages"]}
+        rep.close()
+    con.close()
+    print(json.dumps({"published": published}), flush=True)
+
+
 def bench_commit(n: int, reps: int, durability: str) -> dict:
-    """Commit rates: no replicator; a publishing replicator in its own process; one in this process."""
+    """Commit rates of one writer process per mode (only its own replicator in it): no replicator;
+    a publishing replicator in its own process; one started in the writer as an application does
+    (its publisher in a child process); the same with its publisher in a thread."""
     tmp = tempfile.mkdtemp(prefix="terndb-bench-commit-")
     server = NatsServer(os.path.join(tmp, "js"))
-    publisher = None
+    children: list[_Child] = []
     try:
-        paths = {mode: os.path.join(tmp, mode) for mode in ("off", "process", "thread")}
-        cons = {}
-        for mode, path in paths.items():
-            c = cons[mode] = terndb.connect(path, durability=durability)
-            c.execute("CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
-            c.commit()
-        publisher = _Child("--_publisher", paths["process"], server.url, durability)
-        rep = Replicator(cons["thread"], nats=server.url, publish="*", subscribe=[],
-                         nats_options=LOW_LATENCY).start()
-        rates: dict[str, list[float]] = {mode: [] for mode in cons}
+        writers = {}
+        for mode in COMMIT_MODES:
+            writers[mode] = _Child("--_writer", os.path.join(tmp, mode), server.url, durability, mode)
+            children.append(writers[mode])
+        publisher = _Child("--_publisher", os.path.join(tmp, "process"), server.url, durability)
+        children.append(publisher)
+        rates: dict[str, list[float]] = {mode: [] for mode in writers}
         for r in range(reps):                  # interleaved, so machine load hits all alike
-            for mode, c in cons.items():
-                rates[mode].append(_commit_rate(c, n, r * n))
-        rep.wait_idle(30)
-        published = {"process": publisher.finish(60)["published"], "thread": rep.status()["nats"]["published"]}
-        rep.close()
-        for c in cons.values():
-            c.close()
+            for mode, w in writers.items():
+                # Each run starts with every publisher idle: none works off the previous run's backlog.
+                publisher.wait_idle()
+                for other in writers.values():
+                    other.ask("wait")
+                rates[mode].append(float(w.ask(f"run {n} {r * n}")))
+        published = {"process": publisher.finish(60)["published"]}
+        for mode, w in writers.items():
+            out = w.finish(60)["published"]
+            if out is not None:
+                published[mode] = out
         med = {mode: statistics.median(v) for mode, v in rates.items()}
         return {"durability": durability, "commits_per_rep": n, "reps": reps,
-                "off_commits_per_s": round(med["off"]),
-                "publishing_process_commits_per_s": round(med["process"]),
-                "publishing_thread_commits_per_s": round(med["thread"]),
-                "process_vs_off": round(med["process"] / med["off"], 3),
-                "thread_vs_off": round(med["thread"] / med["off"], 3),
+                **{f"{mode}_commits_per_s": round(med[mode]) for mode in writers},
+                **{f"{mode}_vs_off": round(med[mode] / med["off"], 3) for mode in writers if mode != "off"},
                 "published": published, "target_vs_off": 0.9,
-                "note": "process: `terndb replicate`-style replicator in its own process; thread: Replicator "
-                        "started in the writer's process (no per-commit work; its publisher, nats-py "
-                        "included, shares the writer's GIL)"}
+                "note": "one writer process per mode, runs interleaved, all publishers idle before each run; "
+                        "process: `terndb replicate`-style replicator in its own process; in_process: a "
+                        "Replicator started in the writer as an application does (publisher in a child "
+                        "process); thread: the same with nats_options publisher='thread' (publisher and "
+                        "nats-py share the writer's GIL)"}
     finally:
-        if publisher is not None:
-            publisher.kill()
+        for ch in children:
+            ch.kill()
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -358,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--_follower":               # internal: the lag follower process
         _follower(argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5])
+        return 0
+    if argv and argv[0] == "--_writer":                 # internal: a commit-section writer process
+        _writer(argv[1], argv[2], argv[3], argv[4])
         return 0
     if argv and argv[0] == "--_publisher":              # internal: a publishing replicator process
         _publisher(argv[1], argv[2], argv[3])
@@ -374,12 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="commit: interleaved measurements each")
     ap.add_argument("--durability", default="off", choices=["full", "normal", "off"],
                     help="lag and commit sections: durability of the databases (default off, see above)")
+    ap.add_argument("--publish-interval", type=float, default=None,
+                    help="lag and commit: the replicators' publish_interval (default: the library's)")
     ap.add_argument("--quick", action="store_true", help="bounded smoke run: 10k rows, 3 s of lag, 2x1000 commits")
     args = ap.parse_args(argv)
     if args.quick:
         args.rows, args.seconds, args.commits, args.reps = 10_000, 3.0, 1000, 2
     sections = args.only or ["apply", "lag", "commit"]
-    report: dict = {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+    if args.publish_interval is not None:
+        os.environ[_INTERVAL_ENV] = str(args.publish_interval)
+        LOW_LATENCY["publish_interval"] = args.publish_interval
+    from terndb.engine.repl_nats import PUBLISH_INTERVAL
+    report: dict = {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+                    "publish_interval": LOW_LATENCY.get("publish_interval", PUBLISH_INTERVAL)}
     if "apply" in sections:
         report["apply"] = bench_apply(args.rows, args.txn, args.batch)
     missing = _nats_missing()

@@ -24,6 +24,13 @@ credentials and TLS files (``user``, ``password``, ``token``,
 ``credentials``, ``nkey_seed``, ``tls_ca``, ``tls_cert``, ``tls_key``,
 ``tls_hostname``) and the stream's ``domain`` / ``max_msgs``.
 
+Where the NATS publisher runs: ``start()`` publishes from a child process
+(``terndb.engine.repl_publisher``) so that the application's own commits
+keep their speed (a publishing thread would share the application's GIL);
+``nats_options={"publisher": "thread"}`` keeps it in this process's
+replicator thread (``terndb replicate`` does: it is its own process).
+``sync_nats()`` always publishes in the calling thread.
+
 Security (``terndb.engine.repl_guard``): every incoming change set is
 checked before it is applied; ``grants`` limits what each origin node may
 change (tables, columns, insert/update/delete, DDL); ``sign_key`` signs what
@@ -429,6 +436,7 @@ def _security_options(args: Any) -> dict:
             raise ProgrammingError(f"--trust expects ORIGIN=PUBFILE, not {item!r}")
         trust[origin] = path
     nats_options["database"] = args.nats_database
+    nats_options["publisher"] = "thread"     # this command is the replicator's own process already
     return {"nats_options": nats_options, "grants": args.grants, "sign_key": args.sign_key,
             "trust": trust, "require_signatures": args.require_signatures}
 

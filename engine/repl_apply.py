@@ -105,7 +105,7 @@ class ApplyStats:
                  "position")
 
     def __init__(self) -> None:
-        self.messages = 0
+        self.messages = 0         # transport messages (a batch counts once; the others count change sets)
         self.applied = 0          # change sets applied
         self.duplicates = 0       # skipped: at/below the channel position, or origin sequence seen
         self.echoes = 0           # skipped: our own change sets coming back
@@ -288,25 +288,9 @@ class Applier:
                     pos = item_pos
                 if data is None:        # filtered out by the sender: only the position moves
                     continue
-                msg = self._admit(st, channel, item_pos, data)      # security hook
-                if msg is None:
-                    stats.dead_letters += 1
-                    continue
-                if msg.origin == self.node_id:
-                    stats.echoes += 1
-                    continue
-                if track_origin and self._seen(st, msg):
-                    stats.duplicates += 1
-                    continue
-                self.db.hlc.observe(msg.hlc)
-                if not careful:
-                    self._apply_message(st, msg, careful, stats)
-                elif not self._apply_message_or_dead_letter(st, msg, stats, channel, item_pos, data):
-                    stats.dead_letters += 1
-                    continue
-                if track_origin:
-                    self._mark(st, msg)
-                stats.applied += 1
+                # One change set, or a batch of them (applied in order, each on its own).
+                for msg, raw in self._admit(st, channel, item_pos, data, stats):      # security hook
+                    self._apply_admitted(st, msg, raw, stats, channel, item_pos, track_origin, careful)
             txn = write.txn
             if pos_key is not None:
                 txn.put(pos_key, _U64.pack(pos), db=sdb)
@@ -326,13 +310,40 @@ class Applier:
 
     # -- security hook: admission checks and the dead-letter table (engine/repl_guard.py) -----
 
-    def _admit(self, st: _Txn, channel: str | None, position: int, data: bytes) -> Message | None:
-        """The decoded message if the guard admits it; else None, with a dead letter queued."""
-        verdict = self.guard.admit(bytes(data), channel, st.schema, self.subscribe,
-                                   getattr(self.db.hlc, "max_drift_ms", None))
-        if verdict.message is None:
-            st.dead_letters.append(dead_letter_row(verdict, channel, position, data))
-        return verdict.message
+    def _admit(self, st: _Txn, channel: str | None, position: int, data: bytes,
+               stats: ApplyStats) -> list[tuple[Message, bytes]]:
+        """``(message, its raw bytes)`` for each change set the guard admits (one, or a batch's);
+        each refused one is counted and queued as a dead letter."""
+        data = bytes(data)
+        admitted = []
+        for verdict in self.guard.admit_all(data, channel, st.schema, self.subscribe,
+                                            getattr(self.db.hlc, "max_drift_ms", None)):
+            raw = verdict.raw if verdict.raw is not None else data
+            if verdict.message is None:
+                st.dead_letters.append(dead_letter_row(verdict, channel, position, raw))
+                stats.dead_letters += 1
+            else:
+                admitted.append((verdict.message, raw))
+        return admitted
+
+    def _apply_admitted(self, st: _Txn, msg: Message, raw: bytes, stats: ApplyStats, channel: str | None,
+                        position: int, track_origin: bool, careful: bool) -> None:
+        """Apply one admitted change set unless it is an echo or a repeat."""
+        if msg.origin == self.node_id:
+            stats.echoes += 1
+            return
+        if track_origin and self._seen(st, msg):
+            stats.duplicates += 1
+            return
+        self.db.hlc.observe(msg.hlc)
+        if not careful:
+            self._apply_message(st, msg, careful, stats)
+        elif not self._apply_message_or_dead_letter(st, msg, stats, channel, position, raw):
+            stats.dead_letters += 1
+            return
+        if track_origin:
+            self._mark(st, msg)
+        stats.applied += 1
 
     def _apply_message_or_dead_letter(self, st: _Txn, msg: Message, stats: ApplyStats, channel: str | None,
                                       position: int, data: bytes) -> bool:

@@ -13,6 +13,15 @@ that a message needs before applying the message's rows: data never waits
 for DDL that is still in flight.  The change set keeps its header (origin
 node, origin sequence, HLC), which is its identity everywhere.
 
+A publisher that is behind sends several consecutive change sets of one
+origin as one *batch* message (one network message and one acknowledgement
+instead of one per commit)::
+
+    b"TRB1" | u32 length | JSON table map (the union) | u32 count | (u32 length | change set) * count
+
+``decode_wire`` accepts both forms and returns the change sets in order,
+each as a ``Message`` sharing the batch's table map.
+
 ``read_outgoing`` produces messages from a binlog: entries of tables outside
 the publish set are cut (the change set is re-encoded with the same header),
 DDL about unpublished tables too.  A change set left empty still produces a
@@ -45,14 +54,34 @@ from .errors import CorruptDatabaseError
 from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet, bring_current
 
 MAGIC = b"TRM1"
+BATCH_MAGIC = b"TRB1"
 _LEN = struct.Struct(">I")
 OP_NAMES = {OP_INSERT: "insert", OP_UPDATE: "update", OP_DELETE: "delete", OP_DDL: "ddl"}
 
 
+def _table_map_json(tables: dict[int, tuple[str, str]]) -> bytes:
+    return json.dumps({"t": {str(k): list(v) for k, v in tables.items()}}, separators=(",", ":")).encode()
+
+
 def encode_message(changeset: bytes, tables: dict[int, tuple[str, str]]) -> bytes:
-    meta = json.dumps({"t": {str(k): list(v) for k, v in tables.items()}},
-                      separators=(",", ":")).encode()
+    meta = _table_map_json(tables)
     return MAGIC + _LEN.pack(len(meta)) + meta + changeset
+
+
+def encode_batch(changesets: list[bytes], tables: dict[int, tuple[str, str]]) -> bytes:
+    """One batch message: ``changesets`` (in order) with the union of their table maps."""
+    meta = _table_map_json(tables)
+    parts = [BATCH_MAGIC, _LEN.pack(len(meta)), meta, _LEN.pack(len(changesets))]
+    for cs in changesets:
+        parts.append(_LEN.pack(len(cs)))
+        parts.append(cs)
+    return b"".join(parts)
+
+
+#: Bytes a batch adds around its change sets besides the table map (magic, lengths, count).
+BATCH_OVERHEAD = 12
+#: Bytes a batch adds per change set (its length prefix).
+BATCH_ITEM_OVERHEAD = _LEN.size
 
 
 @dataclass
@@ -86,22 +115,72 @@ class Message:
         return f"{self.origin.hex()}:{self.origin_sequence}"
 
 
-def decode_message(data: bytes) -> Message:
-    """Validate and split a wire message; CorruptDatabaseError if malformed."""
-    data = bytes(data)
-    if len(data) < 8 or data[:4] != MAGIC:
-        raise CorruptDatabaseError("not a terndb replication message (bad magic)")
+def _decode_table_map(data: bytes) -> tuple[dict[int, tuple[str, str]], int]:
+    """(table map, offset after it) of a message or batch whose 4-byte magic was checked."""
+    if len(data) < 8:
+        raise CorruptDatabaseError("replication message truncated in its header")
     n = _LEN.unpack_from(data, 4)[0]
     if 8 + n > len(data):
         raise CorruptDatabaseError("replication message truncated inside its table map")
     try:
         raw = json.loads(data[8:8 + n])
         tables = {int(k): (str(v[0]), str(v[1])) for k, v in raw["t"].items()}
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise CorruptDatabaseError(f"replication message has a bad table map: {exc}") from None
-    cs = data[8 + n:]
+    return tables, 8 + n
+
+
+def decode_message(data: bytes) -> Message:
+    """Validate and split a (single change set) wire message; CorruptDatabaseError if malformed."""
+    data = bytes(data)
+    if data[:4] != MAGIC:
+        raise CorruptDatabaseError("not a terndb replication message (bad magic)")
+    tables, at = _decode_table_map(data)
+    cs = data[at:]
     header = C.decode_changeset_header(cs)
     return Message(tables, cs, header)
+
+
+def is_batch(data: bytes) -> bool:
+    return data[:4] == BATCH_MAGIC
+
+
+def decode_batch(data: bytes) -> list[Message]:
+    """The change sets of a batch message, in order; CorruptDatabaseError if malformed.
+
+    Every length is checked against the bytes left, so a forged count or
+    length cannot drive a large allocation or a read past the end.
+    """
+    data = bytes(data)
+    if data[:4] != BATCH_MAGIC:
+        raise CorruptDatabaseError("not a terndb replication batch (bad magic)")
+    tables, at = _decode_table_map(data)
+    end = len(data)
+    if at + 4 > end:
+        raise CorruptDatabaseError("replication batch truncated before its count")
+    count = _LEN.unpack_from(data, at)[0]
+    at += 4
+    if count == 0 or count * 4 > end - at:
+        raise CorruptDatabaseError(f"replication batch declares {count} change sets in {end - at} bytes")
+    out: list[Message] = []
+    for _ in range(count):
+        if at + 4 > end:
+            raise CorruptDatabaseError("replication batch truncated inside a length")
+        n = _LEN.unpack_from(data, at)[0]
+        at += 4
+        if at + n > end:
+            raise CorruptDatabaseError("replication batch truncated inside a change set")
+        cs = data[at:at + n]
+        at += n
+        out.append(Message(tables, cs, C.decode_changeset_header(cs)))
+    if at != end:
+        raise CorruptDatabaseError(f"replication batch has {end - at} bytes after its change sets")
+    return out
+
+
+def decode_wire(data: bytes) -> list[Message]:
+    """The change sets of a single message or a batch, in order."""
+    return decode_batch(data) if is_batch(data) else [decode_message(data)]
 
 
 def ddl_subject(payload: bytes, schema: Schema) -> tuple[str, str | None]:
@@ -157,20 +236,31 @@ class Outgoing:
     origin: bytes
     origin_sequence: int
     hlc: int
-    data: bytes | None               # wire message; None when skip_empty dropped it
+    changeset: bytes | None          # the change set, cut to what is published; None when skip_empty dropped it
+    table_map: dict[int, tuple[str, str]] = field(default_factory=dict)   # its tables: id -> (name, CREATE)
     tables: tuple[str, ...] = ()     # names of the tables in it
     has_ddl: bool = False
+    _data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> bytes | None:
+        """The wire message (encoded on first use: a batching sender never needs it)."""
+        if self._data is None and self.changeset is not None:
+            self._data = encode_message(self.changeset, self.table_map)
+        return self._data
 
 
 def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
                   only_origin: bytes | None = None, skip_empty: bool = False,
-                  exclude_origin: bytes | None = None) -> list[Outgoing]:
+                  exclude_origin: bytes | None = None, current: bool = False) -> list[Outgoing]:
     """Change sets after binlog position ``since`` as wire messages, filtered to ``publish``.
 
     The database's version records are brought current first, so local change
-    sets carry their causal versions (``repl_versions.bring_current``).
+    sets carry their causal versions (``repl_versions.bring_current``), unless
+    the caller says it just did (``current``).
     """
-    bring_current(db)
+    if not current:
+        bring_current(db)
     out: list[Outgoing] = []
     with db.store.begin_read() as rt:
         txn = rt.txn
@@ -224,8 +314,7 @@ def _prepare(seq: int, cs: ChangeSet, schema: Schema, publish: TableSet, skip_em
     header = {"hlc": cs.hlc, "origin": cs.origin, "sequence": cs.origin_sequence,
               "schema_version": cs.schema_version}
     data = reencode(header, kept) if cut else cs.data
-    return Outgoing(seq, cs.origin, cs.origin_sequence, cs.hlc, encode_message(data, tables),
-                    tuple(sorted(names)), has_ddl)
+    return Outgoing(seq, cs.origin, cs.origin_sequence, cs.hlc, data, tables, tuple(sorted(names)), has_ddl)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,5 +413,6 @@ def _to_change(seq: int, cs: ChangeSet, e: Any, schema: Schema) -> Change | None
     return Change(seq, OP_NAMES[e.op], t.qualified_name, key, row, changed, cs.hlc, origin)
 
 
-__all__ = ["encode_message", "decode_message", "Message", "read_outgoing", "Outgoing", "reencode",
+__all__ = ["encode_message", "decode_message", "encode_batch", "decode_batch", "decode_wire", "is_batch",
+           "BATCH_MAGIC", "Message", "read_outgoing", "Outgoing", "reencode",
            "ChangeFeed", "Change", "ddl_subject", "MAGIC"]

@@ -14,10 +14,14 @@ Checks, in order
 ----------------
 1. **Envelope and size**: a signed envelope is unwrapped (below); a message
    from the network larger than ``max_message_bytes`` is refused unread.
+   A batch message (several change sets of one origin, ``repl_feed``) is
+   split here (``admit_all``): the envelope, size and signature checks apply
+   to the batch as a whole (a batch mixing origins is refused whole), the
+   others to each change set, which is admitted or refused on its own.
 2. **Signature** (``trust`` / ``require_signatures``): a signed envelope is
    ``b"TRS1" | 64-byte ed25519 signature | wire message``; the signature covers
-   the exact wire-message bytes and is checked with the public key trusted for
-   the change set's origin node.  When signatures are required, unsigned
+   the exact wire-message bytes (a batch's: all its change sets at once) and
+   is checked with the public key trusted for the change set's origin node.  When signatures are required, unsigned
    messages, bad signatures and origins without a trusted key are refused.
    Local peers (channels ``local:*``: databases on this host read directly,
    nothing crosses a network) are not asked for signatures.
@@ -61,7 +65,8 @@ Dead-letter table ``terndb_dead_letters`` (queryable SQL, never replicated):
 ``id, received_at`` (UTC ISO), ``channel, position`` (transport and its
 stream position), ``origin, origin_sequence, hlc`` (when the header
 decoded), ``reason``, ``size`` and ``message`` (the raw bytes as received,
-cut to ``DEAD_LETTER_KEEP_BYTES``).
+cut to ``DEAD_LETTER_KEEP_BYTES``; for one change set refused out of an
+admitted batch, that change set as a single wire message).
 """
 from __future__ import annotations
 
@@ -76,7 +81,7 @@ from terndb._cext import _core as C
 
 from .errors import CorruptDatabaseError, Error, ProgrammingError
 from .hlc import hlc_parts
-from .repl_feed import MAGIC, Message, ddl_subject, decode_message
+from .repl_feed import MAGIC, Message, ddl_subject, decode_wire, encode_message, is_batch
 from .repl_versions import DEAD_LETTER_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE
 
 SIGNED_MAGIC = b"TRS1"
@@ -171,6 +176,16 @@ class Signer:
 
     def public_key(self) -> Any:
         return self._key.public_key()
+
+    def raw_private_key(self) -> bytes:
+        """The 32-byte private key (for handing to this node's publisher process over a pipe)."""
+        _, ser = _crypto()
+        return self._key.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> "Signer":
+        ed25519, _ = _crypto()
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(raw))
 
 
 def _origin_key(origin: str | bytes) -> str:
@@ -296,6 +311,8 @@ class Verdict:
     origin: bytes | None = None      # header fields, when they decoded
     origin_sequence: int | None = None
     hlc: int | None = None
+    #: bytes to keep for a dead letter when not the message as received (one change set of a batch)
+    raw: bytes | None = None
 
 
 def _refuse(reason: str, msg: Message | None = None) -> Verdict:
@@ -370,7 +387,8 @@ class Guard:
 
     def admit(self, data: bytes, channel: str | None, schema: Any, subscribe: Any,
               clock_limit_ms: int | None = None) -> Verdict:
-        """Check one incoming message against the local ``schema``; never raises for bad input.
+        """Check one incoming single-change-set message against the local ``schema``; never raises
+        for bad input (a batch is refused here: ``admit_all`` splits batches).
 
         ``subscribe`` (a TableSet) is what this node applies: grants are checked
         only for the parts of a message that would be applied.  ``clock_limit_ms``
@@ -378,26 +396,53 @@ class Guard:
         ``max_future_ms`` of its own (the applier passes its clock's drift limit,
         beyond which the clock would refuse the timestamp and stall the stream).
         """
+        verdicts = self.admit_all(data, channel, schema, subscribe, clock_limit_ms)
+        if len(verdicts) != 1:
+            return _refuse("a batch of change sets where one change set was expected")
+        return verdicts[0]
+
+    def admit_all(self, data: bytes, channel: str | None, schema: Any, subscribe: Any,
+                  clock_limit_ms: int | None = None) -> list[Verdict]:
+        """``admit`` for a single message or a batch: one verdict per change set, in order
+        (one refusal for the whole message when its envelope, structure or signature fails)."""
         network = channel is None or not channel.startswith("local:")
         if network and len(data) > self.max_message_bytes:
-            return _refuse(f"message of {len(data)} bytes exceeds the limit of {self.max_message_bytes}")
+            return [_refuse(f"message of {len(data)} bytes exceeds the limit of {self.max_message_bytes}")]
         signature = None
         if data[:4] == SIGNED_MAGIC:
             if len(data) < 4 + SIGNATURE_SIZE:
-                return _refuse("signed envelope truncated inside its signature")
+                return [_refuse("signed envelope truncated inside its signature")]
             signature, data = data[4:4 + SIGNATURE_SIZE], data[4 + SIGNATURE_SIZE:]
+        batch = is_batch(data)
         try:
-            msg = decode_message(data)
-            msg.entries             # decode every entry now: malformed input is refused whole
+            msgs = decode_wire(data)
+            for msg in msgs:
+                msg.entries         # decode every entry now: malformed input is refused whole
         except CorruptDatabaseError as exc:
-            return _refuse(f"malformed: {exc}")
+            return [_refuse(f"malformed: {exc}")]
         except Exception as exc:    # noqa: BLE001 - hostile bytes must never escape as a crash
-            return _refuse(f"malformed: {type(exc).__name__}: {exc}")
+            return [_refuse(f"malformed: {type(exc).__name__}: {exc}")]
+        first = msgs[0]
+        if any(m.origin != first.origin for m in msgs):
+            return [_refuse("a batch mixing change sets of several origins", first)]
         try:
-            reason = self._check_signature(msg, data, signature, network)
-            if reason is None:
-                reason = self._check_clock(msg, self.max_future_ms if self.max_future_ms is not None
-                                           else clock_limit_ms)
+            reason = self._check_signature(first, data, signature, network)
+        except Exception as exc:    # noqa: BLE001 - never a crash on hostile bytes
+            reason = f"malformed: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            return [_refuse(reason, first)]
+        limit = self.max_future_ms if self.max_future_ms is not None else clock_limit_ms
+        verdicts = [self._check_content(msg, schema, subscribe, limit) for msg in msgs]
+        if batch:
+            for v, msg in zip(verdicts, msgs):
+                if v.message is None:       # a dead letter keeps the refused change set alone
+                    v.raw = encode_message(msg.data, msg.tables)
+        return verdicts
+
+    def _check_content(self, msg: Message, schema: Any, subscribe: Any, clock_limit_ms: int | None) -> Verdict:
+        """Checks 3-5 (clock, carried SQL, grants) of one decoded change set."""
+        try:
+            reason = self._check_clock(msg, clock_limit_ms)
             if reason is None:
                 reason = self._check_sql(msg, schema)
             if reason is None and self.grants is not None:
@@ -556,11 +601,12 @@ def dead_letter_row(verdict: Verdict, channel: str | None, position: int, data: 
 
 
 def peek_header(data: bytes) -> Verdict:
-    """Header fields of a (possibly signed) message for a dead letter, as far as they decode."""
+    """Header fields of a (possibly signed) message for a dead letter, as far as they decode
+    (a batch's first change set)."""
     if data[:4] == SIGNED_MAGIC:
         data = data[4 + SIGNATURE_SIZE:]
     try:
-        msg = decode_message(data)
+        msg = decode_wire(data)[0]
     except Exception:               # noqa: BLE001 - best effort only
         return Verdict(None)
     return Verdict(None, None, msg.origin, msg.origin_sequence, msg.hlc)

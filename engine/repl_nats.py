@@ -15,12 +15,34 @@ Layout
   redelivered before anything newer).  Consumers are created explicitly
   (nats-py's ``pull_subscribe`` does not update an existing consumer).
 
-Publishing: the publisher reads the local binlog after its stored position
+Publishing: the publisher reads the local binlog after its position
 (``_repl_state`` key ``pub:<stream>``), keeps change sets committed HERE
 (never re-publishes what it applied: no echo) that touch published tables,
-and publishes each with header ``Nats-Msg-Id: <origin hex>:<origin seq>``, so
-a re-publish after a crash is dropped by the server's duplicate window.  The
-position is stored after the server's acknowledgement.
+and publishes them in binlog order.  A change set alone is one message with
+header ``Nats-Msg-Id: <origin hex>:<origin seq>``; when the publisher is
+behind, each run of consecutive change sets bound for the same subject goes
+as one *batch* message (``repl_feed.encode_batch``; at most ``batch`` change
+sets and the server's max payload) with ``Nats-Msg-Id: <origin hex>:<first
+origin seq>-<last origin seq>``: one message and one acknowledgement per
+batch instead of per commit, which is what keeps a publisher sharing the
+writer's process (and GIL) cheap.  A re-publish after a crash is dropped by
+the server's duplicate window when its batch comes out the same, and by the
+subscribers' per-origin sequence tracking otherwise.  The position moves
+only after the server acknowledged everything before it; it is written in
+the next transaction that brings the version records current (every new
+local commit needs one), or on its own once the publisher is idle for
+``POSITION_SAVE_INTERVAL`` or stops, so publishing adds no write
+transaction of its own while the application writes.  A crash loses at most
+that much position, never a change set (at-least-once).
+
+Rounds: the running replicator publishes once per poll (``fetch_timeout``);
+while commits pour in (over ``PUBLISH_BURST_RATE`` change sets/s) rounds are
+at least ``publish_interval`` apart, so a writer at full speed pays for a
+few large rounds, not one per poll.  Where: ``start()`` runs the publishing
+loop in a child process (``publisher="process"``, ``repl_publisher``) so an
+application that starts a replicator keeps its GIL; ``publisher="thread"``
+keeps it in this replicator's thread (``terndb replicate`` does: it is its
+own process already).  ``run_once`` always publishes in the calling thread.
 
 Security: ``NatsSecurity`` carries the connection's credentials (user and
 password, token, NKey seed file or a ``.creds`` file) and TLS files (CA,
@@ -51,7 +73,10 @@ from typing import Any
 
 from .errors import OperationalError, ProgrammingError
 from .repl_apply import ApplyStats
-from .repl_feed import read_outgoing
+from .repl_feed import (
+    BATCH_ITEM_OVERHEAD, BATCH_OVERHEAD, Outgoing, encode_batch, encode_message, read_outgoing,
+)
+from .repl_versions import bring_current
 from .repl_nats_snapshot import SnapshotService
 
 def nats_server_executable() -> str | None:
@@ -73,6 +98,20 @@ log = logging.getLogger("terndb.replication")
 _U64 = struct.Struct(">Q")
 #: Seconds a published batch waits for its JetStream acks (then the round fails and is redone).
 PUB_ACK_TIMEOUT = 10.0
+#: Seconds an idle publisher leaves its acknowledged position unwritten (see the module docstring).
+POSITION_SAVE_INTERVAL = 0.5
+#: Bytes of a message's max payload kept free for headers and the signature envelope.
+PAYLOAD_HEADROOM = 1024
+#: Seconds the replicator's thread sleeps between rounds when it neither publishes nor subscribes.
+IDLE_WAIT = 0.2
+#: Least seconds between two publishing rounds while commits pour in (more than
+#: ``PUBLISH_BURST_RATE`` change sets per second since the previous round): they gather this
+#: long and go out as one batch.  Every round costs the writer something however little it
+#: carries (the records' catch-up takes the database's write lock once), so this bounds what
+#: publishing costs a writer at full speed, for up to this much lag; a moderate writer's
+#: commits go at the next poll.
+PUBLISH_INTERVAL = 0.01
+PUBLISH_BURST_RATE = 10_000
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -103,6 +142,9 @@ class NatsSecurity:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in names}), {
             k: v for k, v in options.items() if k not in names}
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def _check_files(self) -> None:
         for name in ("credentials", "nkey_seed", "tls_ca", "tls_cert", "tls_key"):
@@ -158,14 +200,55 @@ def _connect_error(url: str, exc: BaseException, errors: list[BaseException]) ->
     return OperationalError(f"cannot connect to NATS server {url} ({text})")
 
 
+def _map_entry_bytes(name: str, sql: str) -> int:
+    """An upper bound of one table's bytes in a JSON table map (escaping at most doubles the text)."""
+    return 2 * (len(name) + len(sql)) + 32
+
+
+class _Run:
+    """Consecutive change sets for one subject, published as one message."""
+
+    __slots__ = ("subject", "items", "tables", "size")
+
+    def __init__(self, subject: str, first: Outgoing) -> None:
+        self.subject = subject
+        self.items = [first]
+        self.tables = dict(first.table_map)
+        self.size = BATCH_OVERHEAD + len(first.changeset) + BATCH_ITEM_OVERHEAD + sum(
+            _map_entry_bytes(name, sql) for name, sql in self.tables.values())
+
+    def add(self, o: Outgoing, limit: int) -> bool:
+        """Take ``o`` if the batch stays within ``limit`` bytes (False: start a new run)."""
+        grow = len(o.changeset) + BATCH_ITEM_OVERHEAD + sum(
+            _map_entry_bytes(name, sql) for tid, (name, sql) in o.table_map.items() if tid not in self.tables)
+        if self.size + grow > limit:
+            return False
+        self.items.append(o)
+        self.tables.update(o.table_map)
+        self.size += grow
+        return True
+
+
 class NatsReplicator:
     """Publishes this node's change sets to JetStream and applies its subscriptions."""
 
     def __init__(self, replicator: Any, url: str, *, database: str = "terndb", batch: int = 500,
                  fetch_timeout: float = 0.2, connect_timeout: float = 5.0, ack_wait: float = 30.0,
                  security: NatsSecurity | None = None, signer: Any = None,
-                 domain: str | None = None, max_msgs: int = -1) -> None:
+                 domain: str | None = None, max_msgs: int = -1, publisher: str = "process",
+                 publish_interval: float = PUBLISH_INTERVAL, serve_snapshots: bool = True) -> None:
+        if publisher not in ("process", "thread"):
+            raise ProgrammingError(f"publisher must be 'process' or 'thread', not {publisher!r}")
         self.rep = replicator
+        #: where ``start()`` runs the publishing loop: a child process (the default, see
+        #: ``repl_publisher``) or this replicator's thread
+        self.publisher = publisher
+        #: least seconds between publishing rounds while commits pour in (see PUBLISH_INTERVAL)
+        self.publish_interval = publish_interval
+        self._next_publish = 0.0
+        self._last_round = 0.0
+        self.serve_snapshots = serve_snapshots
+        self._child: Any = None
         self.security = security or NatsSecurity()
         self._connect_options = self.security.connect_options()    # bad files fail here, at once
         self.signer = signer
@@ -188,8 +271,12 @@ class NatsReplicator:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.published = 0
-        self.pub_duplicates = 0
+        self.published = 0                   # change sets acknowledged by the server
+        self.pub_messages = 0                # messages that carried them (batches count once)
+        self.pub_duplicates = 0              # messages the server's duplicate window dropped
+        self._acked_pos: int | None = None   # binlog position acknowledged (None: read the stored one)
+        self._saved_pos = 0                  # ... and the position written to the database
+        self._acked_at = 0.0                 # monotonic time _acked_pos last moved
         self.last_error: str | None = None   # the error of the current (failing) round, if any
         self.error_count = 0                 # rounds that failed and were retried
         self._last_fetch_empty = False
@@ -197,19 +284,45 @@ class NatsReplicator:
         self.snapshots = SnapshotService(self)     # bootstrap by merge when the stream dropped our gap
         self._js: Any = None
         self._nc: Any = None
+        self._last_child_status: dict | None = None
 
     # -- positions ---------------------------------------------------------------------------
 
     def pub_position(self) -> int:
+        """The binlog position published and acknowledged (written to the database or about to be)."""
+        child = self._child
+        if child is not None and child.acked_position() is not None:
+            return child.acked_position()
+        if self._acked_pos is not None:
+            return self._acked_pos
+        return self._stored_pub_position()
+
+    def _stored_pub_position(self) -> int:
         with self.db.store.begin_read() as rt:
             raw = self.rep.versions.state_get(rt.txn, self._pub_key)
         return _U64.unpack(raw)[0] if raw else 0
 
-    def _store_pub_position(self, seq: int) -> None:
-        def work(w: Any) -> None:
-            _, sdb = self.rep.versions.handles(w)
-            w.txn.put(self._pub_key, _U64.pack(seq), db=sdb)
-        self.db.store.write(work, timeout=30.0)
+    def _position_writer(self, written: list[int]) -> Any:
+        """``work(wtxn)`` writing the acknowledged position if it is ahead of the stored one."""
+        def put(w: Any) -> None:
+            seq = self._acked_pos
+            if seq is not None and seq > self._saved_pos:
+                _, sdb = self.rep.versions.handles(w)
+                w.txn.put(self._pub_key, _U64.pack(seq), db=sdb)
+                written.append(seq)
+        return put
+
+    def _save_position(self, force: bool) -> None:
+        """Write the acknowledged position on its own transaction: when stopping (``force``) or
+        after ``POSITION_SAVE_INTERVAL`` without a catch-up transaction to carry it."""
+        if self._acked_pos is None or self._acked_pos <= self._saved_pos:
+            return
+        if not force and time.monotonic() - self._acked_at < POSITION_SAVE_INTERVAL:
+            return
+        written: list[int] = []
+        self.db.store.write(self._position_writer(written), timeout=30.0)
+        if written:
+            self._saved_pos = written[-1]
 
     # -- subjects ------------------------------------------------------------------------------
 
@@ -255,7 +368,8 @@ class NatsReplicator:
                 await js.add_consumer(self.stream, config=cfg)
             sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         self._nc, self._js = nc, js
-        await self.snapshots.serve(nc, js)
+        if self.serve_snapshots:
+            await self.snapshots.serve(nc, js)
         await self.snapshots.bootstrap_if_behind(nc, js)
         return nc, js, sub
 
@@ -274,31 +388,82 @@ class NatsReplicator:
         except Exception as exc:
             raise _connect_error(self.url, exc, errors) from exc
 
-    async def _publish_pending(self, js: Any) -> int:
+    async def _publish_pending(self, js: Any, drain: bool = True) -> int:
+        """Publish the local change sets after the position; returns how many.
+
+        ``drain`` False publishes one read (``batch`` change sets at most) and
+        goes on only while reads come back full: the running replicator lets
+        commits gather between rounds (its idle wait) instead of chasing each
+        one, so a writer committing back to back gets few large batches.
+        """
         if not self.rep.publish:
             return 0
+        if self._acked_pos is None:
+            self._acked_pos = self._saved_pos = self._stored_pub_position()
         sent = 0
         while True:
-            pos = self.pub_position()
-            out = read_outgoing(self.db, pos, self.rep.publish, limit=self.batch,
-                                only_origin=self.db.node_id, skip_empty=True)
+            written: list[int] = []
+            # Records current (what is sent carries its causal versions); the position acknowledged
+            # last round rides in that write transaction.
+            bring_current(self.db, also=self._position_writer(written))
+            if written:
+                self._saved_pos = written[-1]
+            out = read_outgoing(self.db, self._acked_pos, self.rep.publish, limit=self.batch,
+                                only_origin=self.db.node_id, skip_empty=True, current=True)
             if not out:
+                self._save_position(force=False)
                 return sent
-            todo = [o for o in out if o.data is not None]
-            # Pipelined: the batch is sent back to back and the acks awaited together (one round
-            # trip, not one per change set).  If any fails, the position stays and the whole batch
-            # is sent again later; the server's Nats-Msg-Id window drops the copies.  publish_async
-            # (acks on one shared reply subscription) costs about half of a request per message,
-            # which matters most when the publisher shares the writer's process (and GIL).
+            todo = [o for o in out if o.changeset is not None]
+            # Pipelined: the messages are sent back to back and their acks awaited together (one
+            # round trip).  If any fails, the position stays and everything is sent again later.
             sign = self.signer.wrap if self.signer is not None else (lambda data: data)
-            pending = [await js.publish_async(self.subject_for(o.tables, o.has_ddl), sign(o.data),
-                                              headers={"Nats-Msg-Id": f"{o.origin.hex()}:{o.origin_sequence}"})
-                       for o in todo]
+            pending = []
+            for run in self._batches(todo):
+                subject, payload, msg_id = self._message(run)
+                pending.append(await js.publish_async(subject, sign(payload), headers={"Nats-Msg-Id": msg_id}))
             acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=PUB_ACK_TIMEOUT)
             self.pub_duplicates += sum(1 for ack in acks if ack.duplicate)
             sent += len(todo)
             self.published += len(todo)
-            self._store_pub_position(out[-1].sequence)
+            self.pub_messages += len(pending)
+            self._acked_pos = out[-1].sequence
+            self._acked_at = time.monotonic()
+            if not drain and len(out) < self.batch:
+                return sent
+
+    async def _publish_round(self, js: Any) -> None:
+        """One publishing round of the running replicator; sets when the next may start."""
+        started = time.monotonic()
+        sent = await self._publish_pending(js, drain=False)
+        rate = sent / max(started - self._last_round, 1e-3)       # change sets per second since the last
+        self._last_round = started
+        if rate > PUBLISH_BURST_RATE:
+            self._next_publish = started + self.publish_interval
+
+    def _max_message_bytes(self) -> int:
+        """Payload bytes a batch may fill: the server's max payload less headers and signature."""
+        limit = getattr(self._nc, "max_payload", 0) or (1 << 20)
+        return max(4096, limit - PAYLOAD_HEADROOM)
+
+    def _batches(self, todo: list[Outgoing]) -> list["_Run"]:
+        """Runs of consecutive change sets with the same subject, each within the payload limit."""
+        limit = self._max_message_bytes()
+        runs: list[_Run] = []
+        for o in todo:
+            subject = self.subject_for(o.tables, o.has_ddl)
+            if not (runs and runs[-1].subject == subject and runs[-1].add(o, limit)):
+                runs.append(_Run(subject, o))
+        return runs
+
+    @staticmethod
+    def _message(run: "_Run") -> tuple[str, bytes, str]:
+        """(subject, payload, Nats-Msg-Id) of one run: a single message, or a batch."""
+        first, last = run.items[0], run.items[-1]
+        origin = first.origin.hex()
+        if len(run.items) == 1:
+            return run.subject, encode_message(first.changeset, first.table_map), f"{origin}:{first.origin_sequence}"
+        payload = encode_batch([o.changeset for o in run.items], run.tables)
+        return run.subject, payload, f"{origin}:{first.origin_sequence}-{last.origin_sequence}"
 
     async def _consume_once(self, sub: Any) -> ApplyStats:
         import nats.errors
@@ -344,12 +509,15 @@ class NatsReplicator:
             try:
                 if nc is None:
                     nc, js, sub = await self._connect()
-                await self._publish_pending(js)
+                if self._child is None and time.monotonic() >= self._next_publish:
+                    await self._publish_round(js)
                 stats = await self._consume_once(sub)
                 backoff = 0.1
                 self.last_error = None      # recovered: status shows only a current error
                 if stats.messages == 0 and sub is None:
-                    await asyncio.sleep(self.fetch_timeout)
+                    # Nothing to fetch; with the publisher in its own process only snapshot
+                    # requests (callbacks) remain: no need to wake often.
+                    await asyncio.sleep(self.fetch_timeout if self._child is None else IDLE_WAIT)
             except Exception as exc:         # noqa: BLE001 - keep the replicator alive; status shows it
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.error_count += 1
@@ -366,8 +534,19 @@ class NatsReplicator:
                     nc = None
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
+        self._save_position_quietly()
         if nc is not None:
-            await nc.close()
+            try:
+                await nc.close()
+            except Exception:           # noqa: BLE001 - stopping: a lost connection needs no goodbye
+                pass
+
+    def _save_position_quietly(self) -> None:
+        """Write the acknowledged position when stopping; a failure only means re-publishing later."""
+        try:
+            self._save_position(force=True)
+        except Exception:           # noqa: BLE001 - at-least-once: the next start re-sends from the stored one
+            log.warning("could not store the NATS publish position", exc_info=True)
 
     async def _once(self) -> ApplyStats:
         nc, js, sub = await self._connect()
@@ -379,6 +558,7 @@ class NatsReplicator:
                 total.add(stats)
                 if stats.messages == 0:
                     break
+            self._save_position(force=True)
         finally:
             await nc.close()
         return total
@@ -390,31 +570,58 @@ class NatsReplicator:
         return asyncio.run(self._once())
 
     def start(self) -> None:
+        """Run in the background: publishing in a child process (``publisher="process"``) or in
+        this replicator's thread, consuming and snapshot service in the thread."""
         self._stop.clear()
+        if self.publisher == "process" and self.rep.publish:
+            from .repl_publisher import PublisherProcess
+            self._child = PublisherProcess(self)
+            self._child.start()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="terndb-nats",
                                         daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._child is not None:
+            self._child.stop(timeout)
+            self._last_child_status = self._child.status()
+            self._child = None
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
+    def child_options(self) -> dict:
+        """The settings a publisher process needs to publish as this replicator would."""
+        return {"batch": self.batch, "fetch_timeout": self.fetch_timeout, "connect_timeout": self.connect_timeout,
+                "ack_wait": self.ack_wait, "domain": self.domain, "max_msgs": self.max_msgs,
+                "publish_interval": self.publish_interval, "publisher": "thread"}
+
     def idle(self) -> bool:
+        """Nothing left to publish and (when subscribing) the last fetch found nothing."""
         with self.db.store.begin_read() as rt:
             last = self.db.binlog.last_sequence(rt.txn)
         pending = read_outgoing(self.db, self.pub_position(), self.rep.publish, limit=last + 1,
                                 only_origin=self.db.node_id, skip_empty=True) if self.rep.publish else []
-        return not any(o.data is not None for o in pending) and self._last_fetch_empty
+        return not any(o.changeset is not None for o in pending) and (
+            self._last_fetch_empty or not self.rep.subscribe)
 
     def status(self) -> dict:
+        pub = {"published": self.published, "published_messages": self.pub_messages,
+               "publish_duplicates": self.pub_duplicates, "errors": 0, "last_error": None}
+        child = self._child.status() if self._child is not None else self._last_child_status
+        if child is not None:           # the publisher process's counters (the latest it reported)
+            pub = child
         return {"url": self.url, "stream": self.stream, "signed": self.signer is not None,
                 "tls": "tls" in self._connect_options, "consumer": self.durable,
-                "filter_subjects": self.filter_subjects(), "published": self.published,
+                "filter_subjects": self.filter_subjects(), "publisher": self.publisher,
+                "publisher_process": child,
+                "published": pub["published"], "published_messages": pub["published_messages"],
+                "publish_duplicates": pub["publish_duplicates"],
                 "publish_position": self.pub_position(),
-                "consume_position": self.rep.applier.position(self.channel),
-                "applied": self.totals.as_dict(), "last_error": self.last_error, "errors": self.error_count,
+                "consume_position": self.rep.applier.position(self.channel) if self.rep.applier else 0,
+                "applied": self.totals.as_dict(), "last_error": self.last_error or pub["last_error"],
+                "errors": self.error_count + pub["errors"],
                 "snapshots": self.snapshots.status(),
                 "time": time.time()}
 

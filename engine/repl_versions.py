@@ -80,7 +80,7 @@ from __future__ import annotations
 import struct
 import time
 import weakref
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from terndb._cext import _core as C
 
@@ -391,11 +391,32 @@ class VersionStore:
         last = self.db.binlog.last_sequence(txn)
         if last <= since:
             return 0
-        schema = self.schema(txn, wtxn)
+        merged = self._merge_range(txn, since, self.schema(txn, wtxn), lambda k: txn.get(k, db=vdb),
+                                   lambda k, v: txn.put(k, v, db=vdb), wtxn)
+        assert merged is not None           # only planning stops early
+        count, rewrites, _ = merged
+        # Rewritten after the scan: writing under an open cursor of the same database is avoided.
+        for seq, data in rewrites:
+            self.db.binlog.rewrite(txn, seq, data)
+        txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
+        return count
+
+    def _merge_range(self, txn: Any, since: int, schema: Schema, get: Callable[[bytes], Any],
+                     put: Callable[[bytes, bytes], Any],
+                     wtxn: Any = None) -> tuple[int, list[tuple[int, bytes]], int] | None:
+        """Merge the local change sets after ``since`` into records read by ``get``, written by ``put``.
+
+        Returns (change sets read, binlog rewrites to make, last sequence read).
+        Without ``wtxn`` (planning, see ``ensure_current``) a local DDL entry
+        stops it (None): forgetting a dropped table's records needs the write
+        transaction.
+        """
         count = 0
+        last = since
         rewrites: list[tuple[int, bytes]] = []
         for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
             count += 1
+            last = seq
             if cs.origin != self.node_id:
                 continue
             prevs: list[int] = []
@@ -403,22 +424,67 @@ class VersionStore:
                 op = e.op
                 prevs.append(e.prev_hlc)
                 if op == OP_DDL:
+                    if wtxn is None:
+                        return None
                     schema = self._local_ddl(wtxn, e.row, schema)
                     continue
                 table = schema.by_object_id.get(e.table_id)
                 if table is None or not replicable(table) or table.name not in self.tracked:
                     continue
                 key = record_key(table.object_id, e.pk_key)
-                prevs[-1] = self._merge_local(txn, vdb, key, e, cs.hlc, len(table.columns))
+                prevs[-1] = self._merge_local(get, put, key, e, cs.hlc, len(table.columns))
             if any(p != e.prev_hlc for p, e in zip(prevs, cs.entries)):
                 rewrites.append((seq, _with_prevs(cs, prevs)))
-        # Rewritten after the scan: writing under an open cursor of the same database is avoided.
-        for seq, data in rewrites:
-            self.db.binlog.rewrite(txn, seq, data)
-        txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
-        return count
+        return count, rewrites, last
 
-    def _merge_local(self, txn: Any, vdb: Any, key: bytes, e: Any, hlc: int, n: int) -> int:
+    def _plan_catch_up(self, txn: Any, since: int) -> "_CatchUpPlan | None":
+        """The catch-up computed in a read snapshot: records read and written, binlog rewrites.
+
+        None when it cannot be planned (no records database yet, a local DDL entry)."""
+        try:
+            vdb = self.store.db(VERSIONS_DB)
+        except Exception:       # noqa: BLE001 - created by the first write transaction
+            return None
+        plan = _CatchUpPlan(since, self.db.binlog.first_sequence(txn), self.db.catalog.version(txn))
+
+        def get(key: bytes) -> bytes | None:
+            if key in plan.written:
+                return plan.written[key]
+            if key not in plan.read:
+                old = txn.get(key, db=vdb)
+                plan.read[key] = bytes(old) if old is not None else None
+            return plan.read[key]
+
+        def put(key: bytes, value: bytes) -> None:
+            plan.written[key] = value
+        merged = self._merge_range(txn, since, self.schema(txn), get, put)
+        if merged is None:
+            return None
+        plan.count, plan.rewrites, plan.upto = merged
+        return plan
+
+    def _apply_plan(self, wtxn: Any, plan: "_CatchUpPlan") -> bool:
+        """Write a planned catch-up if nothing it read changed since (False: it is stale)."""
+        txn = wtxn.txn
+        vdb, sdb = self.handles(wtxn)
+        raw = txn.get(K_VERSIONS_SEQ, db=sdb)
+        if (_U64.unpack(raw)[0] if raw else 0) != plan.since \
+                or self.db.binlog.first_sequence(txn) != plan.first_sequence \
+                or self.db.catalog.version(txn) != plan.schema_version:
+            return False
+        for key, old in plan.read.items():
+            now = txn.get(key, db=vdb)
+            if (bytes(now) if now is not None else None) != old:
+                return False
+        for key, value in plan.written.items():
+            txn.put(key, value, db=vdb)
+        for seq, data in plan.rewrites:
+            self.db.binlog.rewrite(txn, seq, data)
+        txn.put(K_VERSIONS_SEQ, _U64.pack(plan.upto), db=sdb)
+        return True
+
+    def _merge_local(self, get: Callable[[bytes], Any], put: Callable[[bytes, bytes], Any], key: bytes, e: Any,
+                     hlc: int, n: int) -> int:
         """Merge one local entry into its row's record; returns the entry's previous version.
 
         The compiled merge (``cext/repl.pxi``) handles it unless the record is
@@ -429,36 +495,50 @@ class VersionStore:
             # Its row has the columns the table had at commit time: a column added since (the
             # records are brought current lazily) stays unversioned, as it was when the row was written.
             n = min(n, C.row_column_count(e.row))
-        old = txn.get(key, db=vdb)
+        old = get(key)
         merged = C.repl_merge_entry(old, e.op, hlc, self.node_id, e.row, e.changed, 0, n, True)
         if merged is not None:
             changed, _, _, rec_bytes, prev = merged
             if changed:
-                txn.put(key, rec_bytes, db=vdb)
+                put(key, rec_bytes)
             return prev
         rec = Record.decode(old, n) if old is not None else None
         prev = rec.seen_hlc() if rec is not None else 0
         values = C.decode_row(e.row, n, None) if e.op != OP_DELETE else None
         inc = Record.from_entry(e.op, hlc, self.node_id, values, e.changed, n, prev)
         if rec is None:
-            txn.put(key, inc.encode(), db=vdb)
+            put(key, inc.encode())
         elif merge(rec, inc, e.op != OP_DELETE).changed:
-            txn.put(key, rec.encode(), db=vdb)
+            put(key, rec.encode())
         return prev
 
-    def ensure_current(self, timeout: float = 30.0) -> int:
+    def ensure_current(self, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> int:
         """Catch up in a write transaction of its own if local change sets are not merged yet.
 
         Senders call this before reading the binlog, so what they send carries
         its causal versions even when the writing process ran no commit hook
         (a replicator in its own process).  Costs one read transaction when
-        current.  Returns how many change sets were read.
+        current.  Returns how many change sets were read.  ``also(wtxn)``, when
+        given, runs in that write transaction if there is one (a publisher
+        stores its position there rather than in a write transaction of its own).
         """
         with self.store.begin_read() as rt:
             raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
-            if (_U64.unpack(raw)[0] if raw else 0) >= self.db.binlog.last_sequence(rt.txn):
+            since = _U64.unpack(raw)[0] if raw else 0
+            if since >= self.db.binlog.last_sequence(rt.txn):
                 return 0
-        return self.store.write(self.catch_up, timeout=timeout)
+            # The merge work happens here, outside the write lock, which is then held only to check
+            # and store the result: an application committing meanwhile (in this process or
+            # another) does not wait for the merge.
+            plan = self._plan_catch_up(rt.txn, since)
+
+        def work(wtxn: Any) -> int:
+            count = plan.count if plan is not None and self._apply_plan(wtxn, plan) else 0
+            count += self.catch_up(wtxn)        # what committed after the plan (or all, if it was stale)
+            if also is not None:
+                also(wtxn)
+            return count
+        return self.store.write(work, timeout=timeout)
 
     def _local_ddl(self, wtxn: Any, payload: bytes, schema: Schema) -> Schema:
         """A local DROP TABLE: forget the dropped table's records."""
@@ -534,18 +614,37 @@ class VersionStore:
 _KEEPERS: "weakref.WeakKeyDictionary[Any, list[VersionStore]]" = weakref.WeakKeyDictionary()
 
 
-def bring_current(db: Any, timeout: float = 30.0) -> None:
+class _CatchUpPlan:
+    """A catch-up merged in a read snapshot, to be written if that snapshot is still current."""
+
+    __slots__ = ("since", "first_sequence", "schema_version", "read", "written", "rewrites", "count", "upto")
+
+    def __init__(self, since: int, first_sequence: int, schema_version: int) -> None:
+        self.since = since
+        self.first_sequence = first_sequence
+        self.schema_version = schema_version
+        self.read: dict[bytes, bytes | None] = {}      # record key -> value the merge started from
+        self.written: dict[bytes, bytes] = {}          # record key -> merged value
+        self.rewrites: list[tuple[int, bytes]] = []
+        self.count = 0
+        self.upto = since
+
+
+def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> None:
     """Merge ``db``'s local change sets into its records before its binlog is read for sending.
 
     The stores installed in this process do it; without one, a database a
     replicator configured (in another process: ``terndb replicate``) is
     brought current with the tables of its stored configuration.  A database
-    never configured for replication has no records to keep.
+    never configured for replication has no records to keep.  ``also`` as for
+    ``VersionStore.ensure_current`` (run at most once, and only if a write
+    transaction was needed).
     """
     keepers = _KEEPERS.get(db)
     if keepers:
         for vs in list(keepers):
-            vs.ensure_current(timeout)
+            vs.ensure_current(timeout, also)
+            also = None
         return
     with db.store.begin_read() as rt:
         try:
@@ -557,7 +656,7 @@ def bring_current(db: Any, timeout: float = 30.0) -> None:
         config = json.loads(raw)
         tracked = TableSet(list(config.get("publish", [])) + list(config.get("subscribe", [])))
         if tracked:
-            VersionStore(db, tracked).ensure_current(timeout)
+            VersionStore(db, tracked).ensure_current(timeout, also)
 
 
 def _with_prevs(cs: Any, prevs: list[int]) -> bytes:

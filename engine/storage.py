@@ -787,6 +787,11 @@ class Store:
         return self._readonly
 
     @property
+    def durability(self) -> Durability:
+        """The commit durability this environment was opened with (every handle shares it)."""
+        return self._shared.options["durability"]  # type: ignore[return-value]
+
+    @property
     def env(self) -> lmdb.Environment:
         """The raw environment (for stats and flags; never open or resize it directly)."""
         return self._check().env

@@ -51,8 +51,9 @@ def test_follower_behind_the_stream_merges_a_peer_snapshot(nats_url, tmp_path):
     try:
         assert wait_for(lambda: _rows(cb) == _rows(ca), tolerate=(terndb.ProgrammingError,))
         rb.close()                                    # b goes away
-        for i in range(4, 64):                        # 60 change sets: the stream keeps the last 20
+        for i in range(4, 64):                        # 60 messages: the stream keeps the last 20
             _commit(ca, "INSERT INTO kv VALUES (?, 'while b was away', ?)", i, i)
+            assert ra.wait_idle(20)                   # one message each (a publisher behind would batch them)
         _commit(ca, "UPDATE kv SET v = 'a changed it' WHERE id = 1")
         _commit(cb, "INSERT INTO kv VALUES (1000, 'only on b', 1)")    # b's own rows: must survive
         _commit(cb, "UPDATE kv SET n = 42 WHERE id = 2")                # a column a never touched again

@@ -135,3 +135,87 @@ def test_cli_replicate_once_through_nats(nats_url, tmp_path):
     cb = _connect(tmp_path / "b")
     assert _rows(cb) == [(1, "via nats")]
     cb.close()
+
+
+def test_a_publisher_behind_sends_batches_per_subject(nats_url, tmp_path):
+    """Commits made while no replicator ran go out as a few batch messages (runs per table subject,
+    in commit order); a re-publish after a lost position is dropped by the server's Nats-Msg-Id window."""
+    ca, cb = _connect(tmp_path / "a"), _connect(tmp_path / "b")
+    opts = {"database": "batches", "batch": 40}
+    ra = Replicator(ca, nats=nats_url, nats_options=opts)
+    rb = Replicator(cb, nats=nats_url, nats_options=opts)
+    try:
+        ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+        ca.execute("CREATE TABLE other(id INTEGER PRIMARY KEY, v TEXT)")
+        ca.commit()
+        for i in range(100):
+            ca.execute("INSERT INTO kv VALUES (?, ?)", (i, f"v{i}"))
+            ca.commit()
+        for i in range(0, 100, 10):
+            ca.execute("UPDATE kv SET v = 'again' WHERE id = ?", (i,))
+            ca.commit()
+            ca.execute("INSERT INTO other VALUES (?, 'x')", (i,))
+            ca.commit()
+        nr = ra._nats_replicator()
+        nr.run_once()
+        st = nr.status()
+        assert st["published"] == 122 and st["publish_position"] > 0
+        # 2 CREATE (one _multi batch), 100 kv inserts in 40-change-set reads, then 20 alternating
+        # kv/other change sets that go one message each.
+        assert 20 < st["published_messages"] < 30, st
+        rb.sync_nats()
+        assert _rows(cb) == _rows(ca) and _rows(cb, "other") == _rows(ca, "other")
+        again = ra._nats_replicator()
+        again._acked_pos = 0                 # as if a crash had lost the stored position
+        again.run_once()
+        assert again.status()["publish_duplicates"] == again.status()["published_messages"] == st["published_messages"]
+    finally:
+        ra.close()
+        rb.close()
+        ca.close()
+        cb.close()
+
+
+def test_started_replicator_publishes_from_a_child_process(nats_url, tmp_path):
+    """``start()`` runs the publisher in a child process (the application keeps its GIL): same stream,
+    counters in status(), the position stored when it stops, restarted if it dies."""
+    import os
+    import signal
+    ca, cb = _connect(tmp_path / "a"), _connect(tmp_path / "b")
+    opts = {"database": "child", "fetch_timeout": 0.05}
+    ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    ca.commit()
+    ra = Replicator(ca, nats=nats_url, nats_options=opts).start()
+    rb = Replicator(cb, nats=nats_url, nats_options={**opts, "publisher": "thread"}).start()
+    try:
+        for i in range(30):
+            ca.execute("INSERT INTO kv VALUES (?, ?)", (i, "x"))
+            ca.commit()
+        _wait_converged([ca, cb], [ra, rb])
+        st = ra.status()["nats"]
+        child = st["publisher_process"]
+        assert st["publisher"] == "process" and child["pid"] not in (None, os.getpid())
+        assert st["published"] == 31 and st["published_messages"] <= 31 and st["last_error"] is None
+        assert rb.status()["nats"]["publisher_process"] is None      # publisher="thread": no child
+        os.kill(child["pid"], signal.SIGKILL)                         # it dies: started again
+        ca.execute("INSERT INTO kv VALUES (100, 'after the crash')")
+        ca.commit()
+        _wait_converged([ca, cb], [ra, rb], timeout=30)
+        assert ra.status()["nats"]["publisher_process"]["restarts"] >= 1
+        ra.close()
+        position = ra._nats_replicator().pub_position()
+        with ca._db.store.begin_read() as rt:
+            assert position == ca._db.binlog.last_sequence(rt.txn)       # stored on the way out
+    finally:
+        ra.close()
+        rb.close()
+        ca.close()
+        cb.close()
+    cc = _connect(tmp_path / "c")
+    rc = Replicator(cc, nats=nats_url, nats_options={"publisher": "fork"})
+    try:
+        with pytest.raises(terndb.ProgrammingError, match="publisher must be"):
+            rc.start()
+    finally:
+        rc.close()
+        cc.close()

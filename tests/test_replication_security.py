@@ -20,7 +20,9 @@ import terndb
 from terndb._cext import _core as C
 from terndb.engine.hlc import hlc_from_parts
 from terndb.engine.integrity import check_database
-from terndb.engine.repl_feed import MAGIC, decode_message, encode_message, read_outgoing, reencode
+from terndb.engine.repl_feed import (
+    MAGIC, decode_batch, decode_message, encode_batch, encode_message, read_outgoing, reencode,
+)
 from terndb.engine.repl_guard import Grants, Guard, Signer, generate_keypair
 from terndb.engine.repl_versions import TableSet
 from terndb.replication import Replicator
@@ -43,6 +45,20 @@ def _feed(rep: Replicator, messages: list[bytes], channel: str = CHANNEL):
     """Apply messages as the next stream positions of ``channel``; returns the ApplyStats."""
     start = rep.applier.position(channel)
     return rep.applier.apply([(start + i + 1, m) for i, m in enumerate(messages)], channel, track_origin=False)
+
+
+def _own_batch(rep: Replicator, since: int = 0) -> tuple[bytes, int]:
+    """All of the node's own change sets after ``since`` as one batch message, and how many."""
+    out = [o for o in read_outgoing(rep.db, since, TableSet("*"), limit=100000, only_origin=rep.db.node_id,
+                                    skip_empty=True) if o.changeset is not None]
+    tables: dict = {}
+    for o in out:
+        tables.update(o.table_map)
+    return encode_batch([o.changeset for o in out], tables), len(out)
+
+
+def _rows(con, table: str = "kv") -> list[tuple]:
+    return con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
 
 
 def _dead(con) -> list[tuple]:
@@ -480,3 +496,81 @@ def test_signed_change_sets_over_nats(tmp_path):
             _close(ra, rb, rc, ca, cb, cc)
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: several change sets of one origin in one message (what a publisher that is behind sends)
+
+
+def test_batches_are_signed_whole_and_admitted_per_change_set(pair, tmp_path):
+    a_pub = generate_keypair(tmp_path / "a.key")
+    ca, ra = pair("a", sign_key=str(tmp_path / "a.key"))
+    a_id = ra.db.node_id.hex()
+    cb, rb = pair("b", trust={a_id: a_pub})
+    cg, rg = pair("g", trust={a_id: a_pub}, grants={a_id: {"tables": {"kv": {"columns": "*", "delete": False}},
+                                                           "ddl": True}})
+    ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    ca.commit()
+    for i in range(1, 6):
+        ca.execute("INSERT INTO kv VALUES (?, ?)", (i, f"v{i}"))
+        ca.commit()
+    ca.execute("UPDATE kv SET v = 'changed' WHERE id = 2")
+    ca.commit()
+    ca.execute("DELETE FROM kv WHERE id = 3")
+    ca.commit()
+    batch, count = _own_batch(ra)
+    assert count == 8 and len(decode_batch(batch)) == 8
+    signed = ra.signer.wrap(batch)
+    # A tampered or unsigned batch is refused whole: one dead letter, nothing applied.
+    tampered = bytearray(signed)
+    tampered[-2] ^= 0x01
+    st = _feed(rb, [bytes(tampered), batch])
+    assert (st.applied, st.dead_letters) == (0, 2)
+    assert [r.split(" for")[0].split(" change")[0] for r, _, _ in _dead(cb)] == ["bad signature", "unsigned"]
+    # Signed: every change set applies, in order (the update and delete after their inserts).
+    st = rb.applier.apply([(3, signed)], CHANNEL, in_order=False)          # as the NATS transport does
+    assert (st.messages, st.applied, st.dead_letters) == (1, 8, 0)
+    assert _rows(cb) == _rows(ca) == [(1, "v1"), (2, "changed"), (4, "v4"), (5, "v5")]
+    again = rb.applier.apply([(3, signed)], CHANNEL, in_order=False)      # redelivered
+    assert (again.applied, again.duplicates) == (0, 8)                    # repeats by origin sequence
+    # Grants judge each change set: only the delete is refused (and kept alone as a dead letter).
+    st = _feed(rg, [signed])
+    assert (st.applied, st.dead_letters) == (7, 1)
+    assert _rows(cg) == [(1, "v1"), (2, "changed"), (3, "v3"), (4, "v4"), (5, "v5")]
+    (reason, origin, size), = _dead(cg)
+    assert "may not delete" in reason and origin == a_id
+    kept = cg.execute("SELECT message FROM terndb_dead_letters").fetchone()[0]
+    assert decode_message(kept).entries[0].op == 3 and size == len(kept)
+    # Change sets of two origins in one batch: refused whole.
+    cc, rc = pair("c")
+    cc.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    cc.commit()
+    mixed = decode_batch(batch)[:1] + decode_batch(_own_batch(rc)[0])
+    forged = encode_batch([m.data for m in mixed], {**mixed[0].tables, **mixed[1].tables})
+    with rb.db.store.begin_read() as rt:
+        schema = rb.db.committed_schema(rt.txn)
+    verdicts = Guard().admit_all(forged, CHANNEL, schema, TableSet("*"))
+    assert len(verdicts) == 1 and verdicts[0].reason == "a batch mixing change sets of several origins"
+    assert Guard().admit(batch, CHANNEL, schema, TableSet("*")).message is None     # admit: one change set
+
+
+def test_malformed_batches_are_dead_lettered(pair):
+    ca, ra = pair("a")
+    cb, rb = pair("b")
+    ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    ca.commit()
+    ca.execute("INSERT INTO kv VALUES (1, 'x')")
+    ca.commit()
+    batch, _ = _own_batch(ra)
+    meta_len = int.from_bytes(batch[4:8], "big")
+    count_at = 8 + meta_len
+    hostile = [batch[:count_at + 2],                                              # cut in its count
+               batch[:count_at] + (10 ** 9).to_bytes(4, "big") + batch[count_at + 4:],   # forged count
+               batch[:count_at] + (0).to_bytes(4, "big"),                        # empty
+               batch[:count_at + 4] + (1 << 31).to_bytes(4, "big") + batch[count_at + 8:],  # forged length
+               batch + b"\x00",                                                  # trailing bytes
+               batch[:-1]]                                                       # truncated change set
+    st = _feed(rb, hostile)
+    assert (st.applied, st.dead_letters) == (0, len(hostile))
+    assert all(r.startswith("malformed") for r, _, _ in _dead(cb))
+    assert _feed(rb, [batch]).applied == 2
