@@ -615,6 +615,8 @@ cdef object _j_doc_text(object v):
     """The text SQLite's jsonParse() reads for a document argument."""
     if type(v) is str:
         return v
+    if type(v) is JsonbDoc:
+        return (<JsonbDoc>v).text()
     if type(v) is bytes:
         return _value_cstr((<bytes>v).decode('utf-8', 'replace'))
     return _value_text(v)
@@ -783,6 +785,21 @@ cdef object _j_sql_value(object v):
     if t is _JRawC:
         return JsonText(v)
     return _j_render_text(v)
+
+
+cdef object _j_path_result(object node, int mode):
+    """A path extractor's result for the node found (_J_MISSING: NULL); mode 0
+    json_extract, 1 ->, 2 ->>, 3 json_type, as the functions return it."""
+    if node is _J_MISSING:
+        return None
+    if mode == 3:
+        return _j_type_name(node)
+    if mode == 1:
+        return _j_render_text(node)
+    v = _j_sql_value(node)
+    if mode == 2 and type(v) is JsonText:
+        return str(v)                     # ->> drops the subtype
+    return v
 
 
 cdef str _j_type_name(object v):

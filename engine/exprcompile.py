@@ -758,7 +758,7 @@ class ExprCompiler:
             if args:
                 raise ProgrammingError(f"wrong number of arguments to function {name}()")
             return C.ContextCall(ctxfn)
-        if name == "json_extract" and len(args) == 2:
+        if name in ("json_extract", "json_type") and len(args) == 2:
             return self._json_path_call(name, args[0], self.compile_list(args))
         return self._call(name, self.compile_list(args))
 

@@ -35,6 +35,7 @@ from terndb._cext import _core as C
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, TEMP, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
+from .jsonb_reads import path_only_json_columns
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
@@ -114,6 +115,8 @@ class SelectPlanner:
         self._view_depth = 0
         # Common table expressions visible here: name -> definition (WITH scopes nest).
         self.ctes: dict[str, _CTE] = {}
+        # (FROM item, operator) of each table reader planned, for read_json_docs (jsonb_reads.py).
+        self._table_readers: list[tuple[FromItem, Any]] = []
 
     def _sub_planner(self, ctes: dict[str, "_CTE"] | None = None) -> "SelectPlanner":
         """A planner for a nested query of this statement (FROM subquery, CTE body)."""
@@ -283,6 +286,7 @@ class SelectPlanner:
     # -- SELECT ------------------------------------------------------------------------
 
     def _plan_select(self, node: exp.Select, parent: Scope | None) -> PlannedQuery:
+        readers_mark = len(self._table_readers)
         items = self._from_items(node, parent)
         self._items = items
         where = node.args.get("where")
@@ -397,7 +401,21 @@ class SelectPlanner:
         if extra:
             root = C.Project(root, [C.ColRef(i) for i in range(nsel)])
         decl, affs = self._output_types(select_nodes, scope)
+        self._read_json_docs(node, items, readers_mark)
         return PlannedQuery(root, names, decl, affs, self.explain)
+
+    def _read_json_docs(self, node: exp.Select, items: list[FromItem], mark: int) -> None:
+        """Lets this level's table readers hand JSON columns read only through
+        path extractors on as JSONB documents (no text rendering per row)."""
+        readers, self._table_readers[mark:] = self._table_readers[mark:], []
+        columns: dict[int, list[int]] = {}
+        for it, op in readers:
+            if it.table is None or not isinstance(op, C.TableReader) or not any(it is i for i in items):
+                continue
+            if id(it) not in columns:
+                columns[id(it)] = path_only_json_columns(node, it.source.name, it.table)
+            if columns[id(it)]:
+                op.read_json_docs(columns[id(it)])
 
     def _names(self, node: exp.Select, select_nodes: list[exp.Expression], parent: Scope | None) -> list[str]:
         """Result column names as SQLite gives them: alias, column name, or the text as written."""
@@ -810,6 +828,7 @@ class SelectPlanner:
             # Conjuncts that only involve this item (and outer/left rows) guide its access path.
             access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0,
                                                  order=order if i == 0 else None)
+            self._table_readers.append((it, access))
             if root is None:
                 first_access = access
                 root = access
@@ -856,6 +875,7 @@ class SelectPlanner:
         if keys is None:
             return nl
         right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table))
+        self._table_readers.append((it, right))
         hashed = C.HashJoin(left, right, keys[0], keys[1], cond, it.join_kind == "left", it.source.width)
         return C.AdaptiveJoin(nl, hashed, self.store, left_items[0].table.db_name, table.db_name)
 
