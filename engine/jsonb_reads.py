@@ -4,8 +4,9 @@ A JSON column's cells are SQLite JSONB (cext/jsonb.pxi).  Read plainly, each
 cell is rendered as its minified text, which is what every SQL value
 consumer expects.  When a query level reads the column *only* through path
 extractors with a constant path (``doc -> p``, ``doc ->> p``,
-``json_extract(doc, p)``, ``json_type(doc, p)``), the rendering is waste:
-the compiled extractor walks the JSONB bytes to the leaf instead.  This
+``json_extract(doc, p)``, ``json_type(doc, p)``), or not at all, the
+rendering is waste: the compiled extractor walks the JSONB bytes to the leaf
+instead (and an unread document is only copied).  This
 module finds those columns from the statement's syntax tree; the SELECT
 planner then asks the table's readers for them as ``JsonbDoc``
 (``TableReader.read_json_docs``).
@@ -32,19 +33,17 @@ _PATH_FUNCTIONS = ("json_extract", "json_type")
 
 def path_only_json_columns(tree: exp.Expression, alias: str, table: Table) -> list[int]:
     """Positions of ``table``'s JSON columns that ``tree`` reads only through
-    path extractors, when the table is the FROM item named ``alias``."""
+    path extractors (or not at all), when the table is the FROM item named ``alias``."""
     positions = json_column_positions(table)
     if not positions or _reads_whole_rows(tree):
         return []
     wanted = {table.columns[i].key: i for i in positions}
     plain: set[str] = set()
-    extracted: set[str] = set()
     for col in tree.find_all(exp.Column):
         name = col.name.lower()
-        if name not in wanted or (col.table and col.table.lower() != alias):
-            continue
-        (extracted if _is_path_extractor_doc(col) else plain).add(name)
-    return sorted(wanted[name] for name in extracted - plain)
+        if name in wanted and not (col.table and col.table.lower() != alias) and not _is_path_extractor_doc(col):
+            plain.add(name)
+    return sorted(i for name, i in wanted.items() if name not in plain)
 
 
 def _reads_whole_rows(tree: exp.Expression) -> bool:
