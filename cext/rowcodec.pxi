@@ -563,3 +563,32 @@ cpdef bytes drop_row_column(bytes data, Py_ssize_t index):
     memcpy(w, p + head, start - head)
     memcpy(w + (start - head), p + end, n - end)
     return out
+
+
+cpdef bytes row_with_cell(bytes data, Py_ssize_t index, object value, tuple defaults=None):
+    """A record of columns ``0..index``: the cells of ``data`` before ``index``
+    copied as stored (JSONB documents stay JSONB), padded from ``defaults``
+    where ``data`` is shorter, then ``value`` as column ``index``."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t pos = 0, head, keep, i, tpos = 0
+    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+    cdef bytes tail, out
+    cdef const unsigned char* t
+    cdef unsigned char* w
+    if index < 0:
+        raise InterfaceError(f"column index must be >= 0, got {index}")
+    head = pos
+    keep = index if index < stored else stored
+    for i in range(keep):
+        pos = _rc_skip_cell(p, n, pos)
+    # The padding and the new cell, encoded as a record whose cells are then appended.
+    tail = _encode_row_c(tuple([_rc_default(defaults, i) for i in range(keep, index)]) + (value,))
+    t = <const unsigned char*>PyBytes_AS_STRING(tail)
+    _rc_header(t, PyBytes_GET_SIZE(tail), &tpos)
+    out = PyBytes_FromStringAndSize(NULL, _rc_varint_len(<uint64_t>(index + 1)) + (pos - head)
+                                    + PyBytes_GET_SIZE(tail) - tpos)
+    w = _rc_put_varint(<unsigned char*>PyBytes_AS_STRING(out), <uint64_t>(index + 1))
+    memcpy(w, p + head, pos - head)
+    memcpy(w + (pos - head), t + tpos, PyBytes_GET_SIZE(tail) - tpos)
+    return out

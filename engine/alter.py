@@ -242,7 +242,8 @@ class AlterExecutor:
                 elif col.notnull:
                     raise NotNullViolation(f"NOT NULL constraint failed: {table.name}.{col.name}",
                                            f"{table.name}.{col.name}")
-                rewritten.append((key, C.encode_row(row[:pos] + (v,))))
+                # The other cells are copied as stored (a JSON column's JSONB stays JSONB).
+                rewritten.append((key, C.row_with_cell(value, pos, v, older)))
         for key, value in rewritten:
             txn.put(key, value, db=handle)
 
