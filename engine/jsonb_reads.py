@@ -4,7 +4,7 @@ A JSON column's cells are SQLite JSONB (cext/jsonb.pxi).  Read plainly, each
 cell is rendered as its minified text, which is what every SQL value
 consumer expects.  When a query level reads the column *only* through path
 extractors with a constant path (``doc -> p``, ``doc ->> p``,
-``json_extract(doc, p)``, ``json_type(doc, p)``), or not at all, the
+``json_extract(doc, p)``, ``json_type(doc[, p])``), or not at all, the
 rendering is waste: the compiled extractor walks the JSONB bytes to the leaf
 instead (and an unread document is only copied).  This
 module finds those columns from the statement's syntax tree; the SELECT
@@ -72,6 +72,8 @@ def _is_path_extractor_doc(col: exp.Column) -> bool:
         return parent.this is node and _is_constant_path(parent.expression)
     if isinstance(parent, exp.Anonymous) and parent.name.lower() in _PATH_FUNCTIONS:
         args = parent.expressions
+        if len(args) == 1 and parent.name.lower() == "json_type":
+            return args[0] is node            # json_type(doc) compiles as json_type(doc, '$')
         return len(args) == 2 and args[0] is node and _is_constant_path(args[1])
     return False
 

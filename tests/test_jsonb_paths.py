@@ -54,6 +54,7 @@ def _picked(sql: str, alias: str = "o") -> list[int]:
     ("SELECT note FROM o WHERE id > 2", [1, 2]),                    # documents not read at all
     ("SELECT count(*) FROM o", [1, 2]),
     ("SELECT length(doc), json_extract(meta, '$.a', '$.b') FROM o", []),
+    ("SELECT json_type(doc), json_type(meta, '$.a', 1) FROM o", [1]),
     ("SELECT doc ->> '$.a' FROM o WHERE meta IS NULL", [1]),
     ("SELECT * FROM o WHERE doc ->> '$.a' = 1", []),
     ("SELECT o.*, meta -> '$.a' FROM o", []),
@@ -100,6 +101,13 @@ def test_every_leaf_kind_matches_sqlite(twin: Any, form: str) -> None:
         # Extractors alone (JSONB reads), then beside a plain read of the column (text reads).
         _same(twin, f"SELECT id, {call} FROM o WHERE typeof(doc) != 'blob' ORDER BY id")
         _same(twin, f"SELECT id, {call}, length(doc) FROM o WHERE typeof(doc) != 'blob' ORDER BY id")
+
+
+def test_json_type_of_whole_documents_matches_sqlite(twin: Any) -> None:
+    _load(twin, ALL_DOCS)
+    _same(twin, "SELECT id, json_type(doc) FROM o WHERE typeof(doc) != 'blob' ORDER BY id")
+    _same(twin, "SELECT id, json_type(doc), length(doc) FROM o WHERE typeof(doc) != 'blob' ORDER BY id")
+    _same(twin, "SELECT json_type(doc), count(*) FROM o WHERE typeof(doc) != 'blob' GROUP BY 1 ORDER BY 1")
 
 
 def test_joins_groups_and_filters_on_paths_match_sqlite(twin: Any) -> None:
