@@ -633,7 +633,10 @@ cdef object _j_parse_ro(object v):
         return None
     if v is _j_last_text:
         return _j_last_tree
-    tree = _j_parse_text(_j_doc_text(v))
+    if type(v) is JsonbDoc:
+        tree = (<JsonbDoc>v).tree()
+    else:
+        tree = _j_parse_text(_j_doc_text(v))
     _j_last_text = v
     _j_last_tree = tree
     return tree
@@ -643,6 +646,8 @@ cdef object _j_parse_rw(object v):
     """A fresh tree of document argument ``v``, free to modify."""
     if v is None:
         return None
+    if type(v) is JsonbDoc:
+        return (<JsonbDoc>v).tree()
     return _j_parse_text(_j_doc_text(v))
 
 

@@ -429,6 +429,39 @@ cdef object _jb_node(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
     raise _JbCorrupt(f"corrupt JSON document (element type {etype} not written by terndb)")
 
 
+cdef object _jb_tree(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, int depth):
+    """The element at ``pos`` as the tree json.pxi's parser builds from its
+    text (objects as dicts keeping a key's first value, arrays as lists,
+    leaves as _jb_node gives them): tree-walking functions read a JsonbDoc
+    without rendering and re-parsing it."""
+    cdef int etype
+    cdef Py_ssize_t at, size = _jb_element(p, n, pos, &etype, &at), end = at + size, q
+    cdef list items
+    cdef dict members
+    if depth > _J_MAX_DEPTH:
+        raise _JbCorrupt("corrupt JSON document (nested too deeply)")
+    if etype == _JB_ARRAY:
+        items = []
+        q = at
+        while q < end:
+            items.append(_jb_tree(p, end, q, depth + 1))
+            q = _jb_skip(p, end, q)
+        return items
+    if etype == _JB_OBJECT:
+        members = {}
+        q = at
+        while q < end:
+            key = _jb_node(p, end, q)
+            q = _jb_skip(p, end, q)
+            if q >= end:
+                raise _JbCorrupt("corrupt JSON document (object key without a value)")
+            if key not in members:                    # SQLite finds the first
+                members[key] = _jb_tree(p, end, q, depth + 1)
+            q = _jb_skip(p, end, q)
+        return members
+    return _jb_node(p, n, pos)
+
+
 cdef object _jb_small_int(const unsigned char* q, Py_ssize_t size):
     """An INT payload of at most 18 digits as an int (None otherwise, and for
     '-0', which stays text as json.pxi's parser keeps it)."""
@@ -538,8 +571,9 @@ cdef class JsonbDoc:
     """A JSON column's document as a reader hands it to path extractors: the
     JSONB bytes, never rendered as text.  Readers produce these only for the
     columns the planner found read through path extractors alone
-    (engine/jsonb_reads.py); a JSON function that is not a fast extractor
-    (a path that is not simple) reads the document's text (_j_doc_text)."""
+    (engine/jsonb_reads.py); the JSON functions that walk a tree (json_each,
+    json_tree, json_array_length, extractors whose path is not simple) build
+    it from the bytes (_j_parse_ro), any other reads the text (_j_doc_text)."""
     cdef readonly bytes blob
 
     def __repr__(self):
@@ -548,6 +582,10 @@ cdef class JsonbDoc:
     cpdef str text(self):
         """The document's minified JSON text (what a plain read of the column gives)."""
         return _jb_text_of(<const unsigned char*>PyBytes_AS_STRING(self.blob), PyBytes_GET_SIZE(self.blob), 0)
+
+    cdef object tree(self):
+        """The document as json.pxi's parser would build it from its text."""
+        return _jb_tree(<const unsigned char*>PyBytes_AS_STRING(self.blob), PyBytes_GET_SIZE(self.blob), 0, 0)
 
 
 cdef object _jb_cell_doc(const unsigned char* q, Py_ssize_t size):

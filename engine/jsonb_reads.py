@@ -18,7 +18,9 @@ extractor shapes; a ``*``, ``USING`` or ``NATURAL`` anywhere in the tree turns
 the optimisation off for the level.  A reference it cannot account for thus
 leaves the column as text, never hands a JsonbDoc to a consumer that expects
 text.  Extractors whose path proves not to be simple at compile time still
-work: the JSON functions read a JsonbDoc's text (json.pxi ``_j_doc_text``).
+work, and so do the tree-walking functions json_each, json_tree and
+json_array_length, which are accepted too: they build their tree from the
+JSONB bytes (json.pxi ``_j_parse_ro``), never from text.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ from .ddl import json_column_positions
 
 # Function-call extractors (terndb's dialect keeps calls as Anonymous): doc is argument 0.
 _PATH_FUNCTIONS = ("json_extract", "json_type")
+# Functions that walk the document's tree, which a JsonbDoc gives without text
+# (json.pxi _j_parse_ro): doc is argument 0, any path after it.
+_TREE_FUNCTIONS = ("json_each", "json_tree", "json_array_length")
 
 
 def path_only_json_columns(tree: exp.Expression, alias: str, table: Table) -> list[int]:
@@ -63,13 +68,16 @@ def _reads_whole_rows(tree: exp.Expression) -> bool:
 
 
 def _is_path_extractor_doc(col: exp.Column) -> bool:
-    """True if ``col`` is the document operand of an extractor with a constant path."""
+    """True if ``col`` is the document operand of an extractor with a constant
+    path or of a tree-walking function."""
     node: exp.Expression = col
     while isinstance(node.parent, exp.Paren):
         node = node.parent
     parent = node.parent
     if isinstance(parent, (exp.JSONExtract, exp.JSONExtractScalar)):
         return parent.this is node and _is_constant_path(parent.expression)
+    if isinstance(parent, exp.Anonymous) and parent.name.lower() in _TREE_FUNCTIONS:
+        return bool(parent.expressions) and parent.expressions[0] is node
     if isinstance(parent, exp.Anonymous) and parent.name.lower() in _PATH_FUNCTIONS:
         args = parent.expressions
         if len(args) == 1 and parent.name.lower() == "json_type":

@@ -30,7 +30,8 @@ DOCS = [
     None,                                  # the JSON null document
     {"user": "not an object", "total": "12"},
 ]
-RAW_DOCS = ['{"total": 1.50, "z": -0, "e": 1E+2, "big": 123456789012345678901234}']
+RAW_DOCS = ['{"total": 1.50, "z": -0, "e": 1E+2, "big": 123456789012345678901234}',
+            '{"k\\u0041b": [3, -0.0, 1e-7], "x y": {"z": null, "w": "\\t"}, "tags": [{"q": [[]]}]}']
 
 PATHS = ["$", "$.user", "$.user.id", "$.user.name", "$.tags", "$.tags[0]", "$.tags[0][1].x", "$.total",
          "$.ok", "$.n", "$.missing", "$.nested.a.b[2]", "$.nested.a.b[9]", "$[1]", "$[2].x", "$[4]", "$.z",
@@ -63,7 +64,9 @@ def _picked(sql: str, alias: str = "o") -> list[int]:
     ("SELECT doc ->> '$.a', (SELECT count(*) FROM c WHERE c.x = o.doc) FROM o", [2]),  # correlated
     ("SELECT doc ->> '$.a', c.doc FROM o JOIN c ON c.id = o.id", [1, 2]),              # another table's doc
     ("SELECT doc -> p FROM o", [2]),                                                  # path not constant
-    ("SELECT o.id FROM o, json_each(o.doc)", [2]),
+    ("SELECT o.id FROM o, json_each(o.doc)", [1, 2]),
+    ("SELECT o.id, j.key, json_array_length(meta, p) FROM o JOIN json_tree(o.doc, '$.a') j", [1, 2]),
+    ("SELECT json_quote(doc), json_array_length(meta) FROM o", [2]),
 ])
 def test_columns_read_only_through_extractors_are_picked(sql: str, picked: list[int]) -> None:
     assert _picked(sql) == picked
@@ -108,6 +111,21 @@ def test_json_type_of_whole_documents_matches_sqlite(twin: Any) -> None:
     _same(twin, "SELECT id, json_type(doc) FROM o WHERE typeof(doc) != 'blob' ORDER BY id")
     _same(twin, "SELECT id, json_type(doc), length(doc) FROM o WHERE typeof(doc) != 'blob' ORDER BY id")
     _same(twin, "SELECT json_type(doc), count(*) FROM o WHERE typeof(doc) != 'blob' GROUP BY 1 ORDER BY 1")
+
+
+def test_json_each_tree_and_array_length_over_jsonb_reads_match_sqlite(twin: Any) -> None:
+    _load(twin, ALL_DOCS)
+    for sql in [
+        "SELECT o.id, j.key, j.value, j.type, j.atom, j.id, j.parent, j.fullkey, j.path "
+        "FROM o, json_each(o.doc) j WHERE typeof(o.doc) != 'blob' ORDER BY o.id, j.id",
+        "SELECT o.id, j.key, j.value, j.type, j.id, j.parent, j.fullkey, j.path "
+        "FROM o, json_tree(o.doc, '$.user') j WHERE typeof(o.doc) != 'blob' ORDER BY o.id, j.id",
+        "SELECT o.id, j.fullkey, j.value FROM o JOIN json_tree(o.doc) j ON j.type = 'integer' "
+        "WHERE typeof(o.doc) != 'blob' ORDER BY o.id, j.id",
+        "SELECT id, json_array_length(doc), json_array_length(doc, '$.tags'), doc ->> '$.total' FROM o "
+        "WHERE typeof(doc) != 'blob' ORDER BY id",
+    ]:
+        _same(twin, sql)
 
 
 def test_joins_groups_and_filters_on_paths_match_sqlite(twin: Any) -> None:
