@@ -570,8 +570,8 @@ cdef object _jb_column_value(object v, str table, str column):
 cdef class JsonbDoc:
     """A JSON column's document as a reader hands it to path extractors: the
     JSONB bytes, never rendered as text.  Readers produce these only for the
-    columns the planner found read through path extractors alone
-    (engine/jsonb_reads.py); the JSON functions that walk a tree (json_each,
+    columns the planner found read through path extractors and tree-walking
+    functions alone (engine/jsonb_reads.py); the JSON functions that walk a tree (json_each,
     json_tree, json_array_length, extractors whose path is not simple) build
     it from the bytes (_j_parse_ro), any other reads the text (_j_doc_text)."""
     cdef readonly bytes blob

@@ -71,7 +71,8 @@ cdef class TableReader(Operator):
     def read_json_docs(self, columns):
         """Hand the JSON document cells of ``columns`` (positions below 64) on as
         JsonbDoc, not text: for columns the statement reads only through path
-        extractors (the planner's engine/jsonb_reads.py decides)."""
+        extractors and tree-walking JSON functions, or not at all (the planner's
+        engine/jsonb_reads.py decides)."""
         cdef unsigned long long mask = 0
         for c in columns:
             if 0 <= c < 64:

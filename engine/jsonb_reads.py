@@ -36,9 +36,10 @@ _PATH_FUNCTIONS = ("json_extract", "json_type")
 _TREE_FUNCTIONS = ("json_each", "json_tree", "json_array_length")
 
 
-def path_only_json_columns(tree: exp.Expression, alias: str, table: Table) -> list[int]:
+def json_columns_read_as_jsonb(tree: exp.Expression, alias: str, table: Table) -> list[int]:
     """Positions of ``table``'s JSON columns that ``tree`` reads only through
-    path extractors (or not at all), when the table is the FROM item named ``alias``."""
+    path extractors and tree-walking functions (or not at all), when the table
+    is the FROM item named ``alias``."""
     positions = json_column_positions(table)
     if not positions or _reads_whole_rows(tree):
         return []

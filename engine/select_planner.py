@@ -35,7 +35,7 @@ from terndb._cext import _core as C
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, TEMP, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, contains_aggregate
-from .jsonb_reads import path_only_json_columns
+from .jsonb_reads import json_columns_read_as_jsonb
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collated_key, collect_windows, named_windows, plan_windows
@@ -413,7 +413,7 @@ class SelectPlanner:
             if it.table is None or not isinstance(op, C.TableReader) or not any(it is i for i in items):
                 continue
             if id(it) not in columns:
-                columns[id(it)] = path_only_json_columns(node, it.source.name, it.table)
+                columns[id(it)] = json_columns_read_as_jsonb(node, it.source.name, it.table)
             if columns[id(it)]:
                 op.read_json_docs(columns[id(it)])
 

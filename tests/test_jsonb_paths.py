@@ -17,7 +17,7 @@ import pytest
 
 import terndb
 from terndb.engine.catalog import Column, Table
-from terndb.engine.jsonb_reads import path_only_json_columns
+from terndb.engine.jsonb_reads import json_columns_read_as_jsonb
 from terndb.engine.sqlparse import parse_one
 
 DOCS = [
@@ -44,7 +44,7 @@ def _table(*decls: tuple[str, str]) -> Table:
 
 def _picked(sql: str, alias: str = "o") -> list[int]:
     table = _table(("id", "INTEGER"), ("doc", "JSON"), ("meta", "JSON"), ("note", "TEXT"))
-    return path_only_json_columns(parse_one(sql), alias, table)
+    return json_columns_read_as_jsonb(parse_one(sql), alias, table)
 
 
 @pytest.mark.parametrize("sql, picked", [
