@@ -512,21 +512,25 @@ cdef class Call(Expr):
 
 
 cdef class JsonPathExtract(Expr):
-    """``doc -> 'p'``, ``doc ->> 'p'`` or ``json_extract(doc, 'p')`` with a
-    constant simple path, read through a JsonPathGroup (one scan per
-    document for all the statement's paths on that column).  Values that are
-    not text, and documents whose tree is already cached, take the general
-    function, so results are those of the function in every case."""
+    """``doc -> 'p'``, ``doc ->> 'p'``, ``json_extract(doc, 'p')`` or
+    ``json_type(doc, 'p')`` with a constant simple path.  A JSON column's
+    document read as a JsonbDoc is walked in its JSONB bytes to the leaf;
+    text is read through a JsonPathGroup (one scan per document for all the
+    statement's paths on that column).  Other values, and documents whose
+    tree is already cached, take the general function, so results are those
+    of the function in every case."""
     cdef Expr doc
     cdef JsonPathGroup group
     cdef Py_ssize_t target
-    cdef int mode                     # 0 json_extract, 1 ->, 2 ->>
+    cdef tuple steps
+    cdef int mode                     # 0 json_extract, 1 ->, 2 ->>, 3 json_type
     cdef object fn, path
 
     def __init__(self, Expr doc, JsonPathGroup group, tuple steps, int mode, fn, path):
         self.doc = doc
         self.group = group
         self.target = group.add(steps)
+        self.steps = steps
         self.mode = mode
         self.fn = fn
         self.path = path
@@ -535,30 +539,24 @@ cdef class JsonPathExtract(Expr):
         x = self.doc.eval(row, ctx)
         if x is None:
             return None
+        if type(x) is JsonbDoc:
+            return _jb_extract((<JsonbDoc>x).blob, self.steps, self.mode)
         if type(x) is not str or x is _j_last_text:
             return self.fn(x, self.path)
-        node = self.group.node(<str>x, self.target)
-        if node is _J_MISSING:
-            return None
-        if self.mode == 1:
-            return _j_render_text(node)
-        v = _j_sql_value(node)
-        if self.mode == 2 and type(v) is JsonText:
-            return str(v)                 # ->> drops the subtype
-        return v
+        return _j_path_result(self.group.node(<str>x, self.target), self.mode)
 
 
-_JSON_PATH_MODES = {"json_extract": 0, "->": 1, "->>": 2}
+_JSON_PATH_MODES = {"json_extract": 0, "->": 1, "->>": 2, "json_type": 3}
 
 
 def json_path_extract(str name, Expr doc, object path, JsonPathGroup group):
-    """A JsonPathExtract for function ``name`` (json_extract, ->, ->>) with
+    """A JsonPathExtract for function ``name`` (json_extract, ->, ->>, json_type) with
     the constant ``path``, or None when the path is not a simple one (the
     general function then keeps SQLite's exact error behaviour)."""
     mode = _JSON_PATH_MODES.get(name)
     if mode is None or type(path) is not str:
         return None
-    p = _j_abbrev_path(path) if mode else path
+    p = _j_abbrev_path(path) if mode == 1 or mode == 2 else path
     if p is None or not (<str>p).startswith('$'):
         return None
     steps = _j_simple_steps(<str>p)

@@ -615,6 +615,8 @@ cdef object _j_doc_text(object v):
     """The text SQLite's jsonParse() reads for a document argument."""
     if type(v) is str:
         return v
+    if type(v) is JsonbDoc:
+        return (<JsonbDoc>v).text()
     if type(v) is bytes:
         return _value_cstr((<bytes>v).decode('utf-8', 'replace'))
     return _value_text(v)
@@ -631,7 +633,10 @@ cdef object _j_parse_ro(object v):
         return None
     if v is _j_last_text:
         return _j_last_tree
-    tree = _j_parse_text(_j_doc_text(v))
+    if type(v) is JsonbDoc:
+        tree = (<JsonbDoc>v).tree()
+    else:
+        tree = _j_parse_text(_j_doc_text(v))
     _j_last_text = v
     _j_last_tree = tree
     return tree
@@ -641,6 +646,8 @@ cdef object _j_parse_rw(object v):
     """A fresh tree of document argument ``v``, free to modify."""
     if v is None:
         return None
+    if type(v) is JsonbDoc:
+        return (<JsonbDoc>v).tree()
     return _j_parse_text(_j_doc_text(v))
 
 
@@ -783,6 +790,21 @@ cdef object _j_sql_value(object v):
     if t is _JRawC:
         return JsonText(v)
     return _j_render_text(v)
+
+
+cdef object _j_path_result(object node, int mode):
+    """A path extractor's result for the node found (_J_MISSING: NULL); mode 0
+    json_extract, 1 ->, 2 ->>, 3 json_type, as the functions return it."""
+    if node is _J_MISSING:
+        return None
+    if mode == 3:
+        return _j_type_name(node)
+    if mode == 1:
+        return _j_render_text(node)
+    v = _j_sql_value(node)
+    if mode == 2 and type(v) is JsonText:
+        return str(v)                     # ->> drops the subtype
+    return v
 
 
 cdef str _j_type_name(object v):

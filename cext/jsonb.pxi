@@ -26,12 +26,23 @@ does, and remembers the pair (text object, bytes) in a small identity ring,
 so the compiled path extractor (JsonPathGroup.node in json.pxi) given that
 very text object looks the path up in the bytes instead of parsing the text.
 Anything else just sees the text.
+
+Where a query reads a JSON column only through path extractors (``->``,
+``->>``, json_extract, json_type with a constant path), the planner asks the
+table's readers for the cell as a ``JsonbDoc`` instead (the bytes, no text
+at all): the extractor (JsonPathExtract in exprs.pxi) walks the bytes to the
+leaf and builds only the leaf's SQL value (``_jb_extract``).
 """
 from libc.string cimport memcmp, memcpy, memmove
 from libc.stdlib cimport free, realloc
 from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8, PyUnicode_New
 from cpython.long cimport PyLong_FromLongLong
+from cpython.float cimport PyFloat_FromDouble
+from cpython.object cimport PyObject
+
+cdef extern from "Python.h":
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object s)
@@ -418,6 +429,39 @@ cdef object _jb_node(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
     raise _JbCorrupt(f"corrupt JSON document (element type {etype} not written by terndb)")
 
 
+cdef object _jb_tree(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, int depth):
+    """The element at ``pos`` as the tree json.pxi's parser builds from its
+    text (objects as dicts keeping a key's first value, arrays as lists,
+    leaves as _jb_node gives them): tree-walking functions read a JsonbDoc
+    without rendering and re-parsing it."""
+    cdef int etype
+    cdef Py_ssize_t at, size = _jb_element(p, n, pos, &etype, &at), end = at + size, q
+    cdef list items
+    cdef dict members
+    if depth > _J_MAX_DEPTH:
+        raise _JbCorrupt("corrupt JSON document (nested too deeply)")
+    if etype == _JB_ARRAY:
+        items = []
+        q = at
+        while q < end:
+            items.append(_jb_tree(p, end, q, depth + 1))
+            q = _jb_skip(p, end, q)
+        return items
+    if etype == _JB_OBJECT:
+        members = {}
+        q = at
+        while q < end:
+            key = _jb_node(p, end, q)
+            q = _jb_skip(p, end, q)
+            if q >= end:
+                raise _JbCorrupt("corrupt JSON document (object key without a value)")
+            if key not in members:                    # SQLite finds the first
+                members[key] = _jb_tree(p, end, q, depth + 1)
+            q = _jb_skip(p, end, q)
+        return members
+    return _jb_node(p, n, pos)
+
+
 cdef object _jb_small_int(const unsigned char* q, Py_ssize_t size):
     """An INT payload of at most 18 digits as an int (None otherwise, and for
     '-0', which stays text as json.pxi's parser keeps it)."""
@@ -518,3 +562,91 @@ cdef object _jb_column_value(object v, str table, str column):
     jv.text = _jb_text_of(<const unsigned char*>PyBytes_AS_STRING(blob), PyBytes_GET_SIZE(blob), 0)
     _jb_remember(jv.text, blob)
     return jv
+
+
+# ---------------------------------------------------------------- documents read for path extraction
+
+@cython.final
+cdef class JsonbDoc:
+    """A JSON column's document as a reader hands it to path extractors: the
+    JSONB bytes, never rendered as text.  Readers produce these only for the
+    columns the planner found read through path extractors and tree-walking
+    functions alone (engine/jsonb_reads.py); the JSON functions that walk a tree (json_each,
+    json_tree, json_array_length, extractors whose path is not simple) build
+    it from the bytes (_j_parse_ro), any other reads the text (_j_doc_text)."""
+    cdef readonly bytes blob
+
+    def __repr__(self):
+        return f"JsonbDoc({self.text()!r})"
+
+    cpdef str text(self):
+        """The document's minified JSON text (what a plain read of the column gives)."""
+        return _jb_text_of(<const unsigned char*>PyBytes_AS_STRING(self.blob), PyBytes_GET_SIZE(self.blob), 0)
+
+    cdef object tree(self):
+        """The document as json.pxi's parser would build it from its text."""
+        return _jb_tree(<const unsigned char*>PyBytes_AS_STRING(self.blob), PyBytes_GET_SIZE(self.blob), 0, 0)
+
+
+cdef object _jb_cell_doc(const unsigned char* q, Py_ssize_t size):
+    """A row cell's JSONB document as a JsonbDoc (a copy of the bytes: rows outlive cursor positions)."""
+    cdef JsonbDoc d = JsonbDoc.__new__(JsonbDoc)
+    d.blob = PyBytes_FromStringAndSize(<char*>q, size)
+    return d
+
+
+cdef enum:
+    _JB_FLOAT_BUF = 64
+
+
+cdef object _jb_float(const unsigned char* q, Py_ssize_t size):
+    """A FLOAT payload as a Python float, parsed as float(text) would (strtod,
+    correctly rounded: the value _j_sql_value gives a _JReal); None when too long."""
+    cdef char buf[_JB_FLOAT_BUF]
+    cdef char* end
+    cdef double d
+    if size >= _JB_FLOAT_BUF:
+        return None
+    memcpy(buf, q, size)
+    buf[size] = 0                      # the payload is followed by the next element's header
+    d = PyOS_string_to_double(buf, &end, NULL)     # NULL: overflow gives inf, as float() does
+    if end != buf + size:
+        return None
+    return PyFloat_FromDouble(d)
+
+
+cdef object _jb_extract(bytes blob, tuple steps, int mode):
+    """What JsonPathExtract gives for ``steps`` in JSONB ``blob``: mode 0
+    json_extract, 1 ->, 2 ->>, 3 json_type.  Common leaves become their SQL
+    value straight from the bytes; the rest goes through the node json.pxi's
+    fast path would build (_jb_node), so results are the text path's."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(blob)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(blob)
+    cdef Py_ssize_t pos = _jb_locate(p, n, steps), at, size
+    cdef int etype
+    if pos < 0:
+        return None
+    size = _jb_element(p, n, pos, &etype, &at)
+    if mode == 3:
+        if etype == _JB_ARRAY:
+            return 'array'
+        if etype == _JB_OBJECT:
+            return 'object'
+    elif mode != 1:
+        if etype == _JB_NULL:
+            return None
+        if etype == _JB_TRUE:
+            return 1
+        if etype == _JB_FALSE:
+            return 0
+        if etype == _JB_TEXT:
+            return _jb_utf8_text(p + at, size)
+        if etype == _JB_INT:
+            v = _jb_small_int(p + at, size)
+            if v is not None:
+                return v
+        elif etype == _JB_FLOAT:
+            v = _jb_float(p + at, size)
+            if v is not None:
+                return v
+    return _j_path_result(_jb_node(p, n, pos), mode)

@@ -23,16 +23,18 @@ cdef tuple _table_row(bytes key, bytes value, Py_ssize_t ncols, tuple defaults):
     """``_table_row_ptr`` over bytes objects (point lookups through py-lmdb)."""
     return _table_row_ptr(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
                           <const unsigned char*>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
-                          ncols, defaults)
+                          ncols, defaults, 0)
 
 
 cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned char* p, Py_ssize_t n,
-                          Py_ssize_t ncols, tuple defaults):
+                          Py_ssize_t ncols, tuple defaults, unsigned long long json_docs):
     """Decodes a stored row straight into a tuple with the rowid in the last slot.
 
     Reads the key and record where they lie (LMDB's map, through LmdbCursor)
     and makes one allocation per row (not a decoded tuple plus a
-    concatenation): this is the innermost step of every scan.
+    concatenation): this is the innermost step of every scan.  Columns whose
+    bit is set in ``json_docs`` give their JSON document cells as JsonbDoc
+    (TableReader.read_json_docs).
     """
     cdef Py_ssize_t pos = 0
     cdef Py_ssize_t stored = _rc_header(p, n, &pos)
@@ -44,7 +46,10 @@ cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned
         raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
     row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
     for i in range(upto):
-        v = _rc_read_cell(p, n, &pos)
+        if json_docs and i < 64 and (json_docs >> i) & 1:
+            v = _rc_read_doc_cell(p, n, &pos)
+        else:
+            v = _rc_read_cell(p, n, &pos)
         Py_INCREF(v)
         PyTuple_SET_ITEM(row, i, v)
     if upto == stored and pos != n:
@@ -59,7 +64,23 @@ cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned
     return row
 
 
-cdef class TableScan(Operator):
+cdef class TableReader(Operator):
+    """An operator reading a table's stored rows (scan, rowid or index access)."""
+    cdef unsigned long long json_docs    # bit i: column i's JSON documents as JsonbDoc
+
+    def read_json_docs(self, columns):
+        """Hand the JSON document cells of ``columns`` (positions below 64) on as
+        JsonbDoc, not text: for columns the statement reads only through path
+        extractors and tree-walking JSON functions, or not at all (the planner's
+        engine/jsonb_reads.py decides)."""
+        cdef unsigned long long mask = 0
+        for c in columns:
+            if 0 <= c < 64:
+                mask |= (<unsigned long long>1) << <int>c
+        self.json_docs = mask
+
+
+cdef class TableScan(TableReader):
     """Full scan of a table B-tree in rowid order, with an optional pushed-down filter."""
     cdef object dbname, store, handle
     cdef Py_ssize_t ncols
@@ -87,7 +108,7 @@ cdef class TableScan(Operator):
         while True:
             if c is None or not c.next():
                 return None
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults, self.json_docs)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -103,7 +124,7 @@ cdef class TableScan(Operator):
 cdef Py_ssize_t _ROW_MEMO_MAX = 1 << 15
 
 
-cdef class RowidLookup(Operator):
+cdef class RowidLookup(TableReader):
     """``rowid = expr`` (or INTEGER PRIMARY KEY = expr): one B-tree get.
 
     Given a list of key expressions (``rowid IN (...)``), one get per distinct
@@ -150,7 +171,8 @@ cdef class RowidLookup(Operator):
         cdef tuple row
         cdef unsigned char key[8]
         cdef LmdbCursor c
-        cdef dict memo = self.ctx.row_memo(self.handle)
+        # (Rows decoded with JsonbDoc cells are memoised apart from plain ones.)
+        cdef dict memo = self.ctx.row_memo(self.handle if not self.json_docs else (self.handle, self.json_docs))
         while self.key_i < len(self.keys):
             k = self.keys[self.key_i]
             self.key_i += 1
@@ -159,7 +181,7 @@ cdef class RowidLookup(Operator):
             if row is None:
                 c = self.ctx.lookup_cursor(self.handle)
                 _kc_put_rowid(key, k)
-                row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults) if c.find(key, 8) else ()
+                row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults, self.json_docs) if c.find(key, 8) else ()
                 if memo is not None and len(memo) < _ROW_MEMO_MAX:
                     memo[k] = row
             if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx))):
@@ -190,7 +212,7 @@ cdef object rowid_probe_value(object v):
     return None
 
 
-cdef class RowidRange(Operator):
+cdef class RowidRange(TableReader):
     """Range scan over rowids: lo/hi expressions (None = open), inclusive flags."""
     cdef object dbname, store, handle
     cdef Py_ssize_t ncols
@@ -251,7 +273,7 @@ cdef class RowidRange(Operator):
             if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) > 0):
                 self.done = True
                 return None
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
+            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults, self.json_docs)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -300,7 +322,7 @@ cdef object _numeric_bound(object v, bint is_lower, bint inclusive):
     return int(b)
 
 
-cdef class IndexScan(Operator):
+cdef class IndexScan(TableReader):
     """Scan of index key ranges fetching the table rows by rowid.
 
     ``lo``/``hi`` are lists of expressions for a prefix of the index columns;
@@ -456,7 +478,7 @@ cdef class IndexScan(Operator):
         while self._next_index_key(rk):
             if not rows.find(rk, 8):
                 continue
-            row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults)
+            row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults, self.json_docs)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
         return None

@@ -369,6 +369,18 @@ cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_
     return PyBytes_FromStringAndSize(<char*>q, size)
 
 
+cdef inline object _rc_read_doc_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_t* ppos):
+    """``_rc_read_cell``, except that a JSON document cell comes back as a
+    JsonbDoc (its JSONB bytes, not its text: see jsonb.pxi)."""
+    cdef unsigned char code
+    cdef Py_ssize_t size
+    if ppos[0] < n and p[ppos[0]] == _RC_JSON:
+        size = _rc_payload(p, n, ppos, &code)
+        ppos[0] += size
+        return _jb_cell_doc(p + ppos[0] - size, size)
+    return _rc_read_cell(p, n, ppos)
+
+
 cdef inline Py_ssize_t _rc_skip_cell(const unsigned char* p, Py_ssize_t n,
                                      Py_ssize_t pos) except -1:
     cdef unsigned char code
@@ -524,3 +536,59 @@ cpdef int row_column_count(bytes data) except -1:
     cdef Py_ssize_t pos = 0
     return <int>_rc_header(<const unsigned char*>PyBytes_AS_STRING(data),
                            PyBytes_GET_SIZE(data), &pos)
+
+
+cpdef bytes drop_row_column(bytes data, Py_ssize_t index):
+    """The record without column ``index``'s cell, the other cells copied as
+    stored (JSONB documents stay JSONB: nothing is decoded).  A record written
+    before ``index`` existed (ALTER TABLE ADD COLUMN) holds no such cell and
+    comes back unchanged: its later columns read from the defaults, as before."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t pos = 0, head, start, end, i
+    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+    cdef bytes out
+    cdef unsigned char* w
+    if index < 0:
+        raise InterfaceError(f"column index must be >= 0, got {index}")
+    if index >= stored:
+        return data
+    head = pos
+    for i in range(index):
+        pos = _rc_skip_cell(p, n, pos)
+    start = pos
+    end = _rc_skip_cell(p, n, pos)
+    out = PyBytes_FromStringAndSize(NULL, _rc_varint_len(<uint64_t>(stored - 1)) + (start - head) + (n - end))
+    w = _rc_put_varint(<unsigned char*>PyBytes_AS_STRING(out), <uint64_t>(stored - 1))
+    memcpy(w, p + head, start - head)
+    memcpy(w + (start - head), p + end, n - end)
+    return out
+
+
+cpdef bytes row_with_cell(bytes data, Py_ssize_t index, object value, tuple defaults=None):
+    """A record of columns ``0..index``: the cells of ``data`` before ``index``
+    copied as stored (JSONB documents stay JSONB), padded from ``defaults``
+    where ``data`` is shorter, then ``value`` as column ``index``."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t pos = 0, head, keep, i, tpos = 0
+    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+    cdef bytes tail, out
+    cdef const unsigned char* t
+    cdef unsigned char* w
+    if index < 0:
+        raise InterfaceError(f"column index must be >= 0, got {index}")
+    head = pos
+    keep = index if index < stored else stored
+    for i in range(keep):
+        pos = _rc_skip_cell(p, n, pos)
+    # The padding and the new cell, encoded as a record whose cells are then appended.
+    tail = _encode_row_c(tuple([_rc_default(defaults, i) for i in range(keep, index)]) + (value,))
+    t = <const unsigned char*>PyBytes_AS_STRING(tail)
+    _rc_header(t, PyBytes_GET_SIZE(tail), &tpos)
+    out = PyBytes_FromStringAndSize(NULL, _rc_varint_len(<uint64_t>(index + 1)) + (pos - head)
+                                    + PyBytes_GET_SIZE(tail) - tpos)
+    w = _rc_put_varint(<unsigned char*>PyBytes_AS_STRING(out), <uint64_t>(index + 1))
+    memcpy(w, p + head, pos - head)
+    memcpy(w + (pos - head), t + tpos, PyBytes_GET_SIZE(tail) - tpos)
+    return out

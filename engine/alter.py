@@ -242,7 +242,8 @@ class AlterExecutor:
                 elif col.notnull:
                     raise NotNullViolation(f"NOT NULL constraint failed: {table.name}.{col.name}",
                                            f"{table.name}.{col.name}")
-                rewritten.append((key, C.encode_row(row[:pos] + (v,))))
+                # The other cells are copied as stored (a JSON column's JSONB stays JSONB).
+                rewritten.append((key, C.row_with_cell(value, pos, v, older)))
         for key, value in rewritten:
             txn.put(key, value, db=handle)
 
@@ -273,15 +274,15 @@ class AlterExecutor:
         for view in schema.views.values():
             if _mentions(view.select_sql, low):
                 raise ProgrammingError(f"cannot drop column \"{name}\": used in view {view.name}")
-        ncols = len(table.columns)
-        defaults = table_defaults(table)
         txn = wtxn.txn
         handle = self.store.db(table.db_name, txn=wtxn)
         rewritten = []
         with txn.cursor(db=handle) as cur:
             for key, value in cur.iternext(keys=True, values=True):
-                row = C.decode_row(value, ncols, defaults)
-                rewritten.append((key, C.encode_row(row[:pos] + row[pos + 1:])))
+                # The other cells are copied as stored (a JSON column's JSONB stays JSONB).
+                record = C.drop_row_column(value, pos)
+                if record is not value:
+                    rewritten.append((key, record))
         for key, value in rewritten:
             txn.put(key, value, db=handle)
         del table.columns[pos]

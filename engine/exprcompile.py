@@ -796,8 +796,11 @@ class ExprCompiler:
             if args:
                 raise ProgrammingError(f"wrong number of arguments to function {name}()")
             return C.ContextCall(ctxfn)
-        if name == "json_extract" and len(args) == 2:
+        if name in ("json_extract", "json_type") and len(args) == 2:
             return self._json_path_call(name, args[0], self.compile_list(args))
+        if name == "json_type" and len(args) == 1:
+            # json_type(X) is json_type(X, '$'): the path extractor then reads JSONB documents too.
+            return self._json_path_call(name, args[0], [self.compile(args[0]), C.Const("$")])
         return self._call(name, self.compile_list(args))
 
     def _call(self, name: str, args: list) -> Any:

@@ -36,6 +36,7 @@ from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAI
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .collation import collated_key, collation_code, index_key_folds, search_collation
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, column_qualifier, contains_aggregate
+from .jsonb_reads import json_columns_read_as_jsonb
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collect_windows, named_windows, plan_windows
@@ -115,6 +116,8 @@ class SelectPlanner:
         self._view_depth = 0
         # Common table expressions visible here: name -> definition (WITH scopes nest).
         self.ctes: dict[str, _CTE] = {}
+        # (FROM item, operator) of each table reader planned, for read_json_docs (jsonb_reads.py).
+        self._table_readers: list[tuple[FromItem, Any]] = []
 
     def _sub_planner(self, ctes: dict[str, "_CTE"] | None = None) -> "SelectPlanner":
         """A planner for a nested query of this statement (FROM subquery, CTE body)."""
@@ -284,6 +287,7 @@ class SelectPlanner:
     # -- SELECT ------------------------------------------------------------------------
 
     def _plan_select(self, node: exp.Select, parent: Scope | None) -> PlannedQuery:
+        readers_mark = len(self._table_readers)
         items = self._from_items(node, parent)
         self._items = items
         where = node.args.get("where")
@@ -398,7 +402,21 @@ class SelectPlanner:
         if extra:
             root = C.Project(root, [C.ColRef(i) for i in range(nsel)])
         decl, affs = self._output_types(select_nodes, scope)
+        self._read_json_docs(node, items, readers_mark)
         return PlannedQuery(root, names, decl, affs, self.explain)
+
+    def _read_json_docs(self, node: exp.Select, items: list[FromItem], mark: int) -> None:
+        """Lets this level's table readers hand JSON columns read only through
+        path extractors on as JSONB documents (no text rendering per row)."""
+        readers, self._table_readers[mark:] = self._table_readers[mark:], []
+        columns: dict[int, list[int]] = {}
+        for it, op in readers:
+            if it.table is None or not isinstance(op, C.TableReader) or not any(it is i for i in items):
+                continue
+            if id(it) not in columns:
+                columns[id(it)] = json_columns_read_as_jsonb(node, it.source.name, it.table)
+            if columns[id(it)]:
+                op.read_json_docs(columns[id(it)])
 
     def _names(self, node: exp.Select, select_nodes: list[exp.Expression], parent: Scope | None) -> list[str]:
         """Result column names as SQLite gives them: alias, column name, or the text as written."""
@@ -820,6 +838,7 @@ class SelectPlanner:
             # Conjuncts that only involve this item (and outer/left rows) guide its access path.
             access, residual = self._access_path(it, scope, usable, left_width, bias=1 if i > 0 else 0,
                                                  order=order if i == 0 else None)
+            self._table_readers.append((it, access))
             if root is None:
                 first_access = access
                 root = access
@@ -866,6 +885,7 @@ class SelectPlanner:
         if keys is None:
             return nl
         right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table))
+        self._table_readers.append((it, right))
         hashed = C.HashJoin(left, right, keys[0], keys[1], cond, it.join_kind == "left", it.source.width)
         return C.AdaptiveJoin(nl, hashed, self.store, left_items[0].table.db_name, table.db_name)
 

@@ -106,15 +106,27 @@ def test_null_numbers_and_blobs_keep_their_meaning(twin: Any) -> None:
         assert twin.tern.execute(sql).fetchall() == twin.lite.execute(sql).fetchall(), sql
 
 
+def _rewrite_as_text_cells(con: Any, table_name: str) -> None:
+    """Rewrites every stored row of ``table_name`` from its decoded values, so
+    its documents become text cells, as in a database written before JSONB storage."""
+    table = con._session.schema.table(table_name, None)
+    store = con._db.store
+    wtxn = store.begin_write(1.0)
+    handle = store.db(table.db_name, txn=wtxn)
+    rows = [(bytes(k), C.encode_row(C.decode_row(bytes(v)))) for k, v in wtxn.txn.cursor(db=handle).iternext()]
+    for key, record in rows:
+        wtxn.txn.put(key, record, db=handle)
+    wtxn.commit()
+
+
 def test_text_cells_of_older_rows_still_read_and_query(twin: Any) -> None:
-    # DROP COLUMN rewrites rows from their decoded values, so their documents
-    # become text cells, as in a database written before JSONB storage: they
-    # and new JSONB rows read and query alike.
-    twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, doc JSON, x INT)")
+    # Rows holding text cells (older databases) and new JSONB rows read and query alike.
+    twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, doc JSON)")
     for i, d in enumerate(DOCS[:4]):
-        twin.tern.execute("INSERT INTO t VALUES (?, ?, 0)", (i, d))
-        twin.lite.execute("INSERT INTO t VALUES (?, json(?), 0)", (i, d))
-    twin.both("ALTER TABLE t DROP COLUMN x")
+        twin.tern.execute("INSERT INTO t VALUES (?, ?)", (i, d))
+        twin.lite.execute("INSERT INTO t VALUES (?, json(?))", (i, d))
+    twin.commit()
+    _rewrite_as_text_cells(twin.tern, "t")
     for i, d in enumerate(DOCS[4:], start=4):
         twin.tern.execute("INSERT INTO t VALUES (?, ?)", (i, d))
         twin.lite.execute("INSERT INTO t VALUES (?, json(?))", (i, d))
@@ -122,6 +134,50 @@ def test_text_cells_of_older_rows_still_read_and_query(twin: Any) -> None:
                 # (document 5 has a duplicate key, which json_each lists once: a text-path limitation)
                 "SELECT t.id, key, value FROM t, json_each(t.doc) WHERE t.id <> 5 ORDER BY t.id, key"]:
         assert twin.tern.execute(sql).fetchall() == twin.lite.execute(sql).fetchall(), sql
+
+
+def test_drop_column_keeps_documents_as_jsonb(twin: Any) -> None:
+    # DROP COLUMN copies the other cells as stored: JSONB stays JSONB, including
+    # rows written before an ADD COLUMN (no cell for the later columns).
+    twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, x INT, doc JSON)")
+    twin.tern.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, i, d) for i, d in enumerate(DOCS)])
+    twin.lite.executemany("INSERT INTO t VALUES (?, ?, json(?))", [(i, i, d) for i, d in enumerate(DOCS)])
+    twin.both("ALTER TABLE t ADD COLUMN y TEXT DEFAULT 'dflt'")
+    twin.both("INSERT INTO t VALUES (100, 1, json('{\"a\": [1]}'), 'set')")
+    twin.both("ALTER TABLE t DROP COLUMN x")
+    twin.commit()
+    for sql in ["SELECT id, doc, y, doc ->> '$.user.id', doc -> '$.a' FROM t ORDER BY id",
+                "SELECT y, count(*) FROM t GROUP BY y ORDER BY y"]:
+        assert twin.tern.execute(sql).fetchall() == twin.lite.execute(sql).fetchall(), sql
+    table = twin.tern._session.schema.table("t", None)
+    store = twin.tern._db.store
+    with store.begin_read() as read:
+        records = [bytes(v) for _, v in read.txn.cursor(db=store.db(table.db_name)).iternext()]
+    assert len(records) == len(DOCS) + 1
+    for rec, text in zip(records, DOCS):
+        assert C.jsonb_encode(text) in rec           # the document's JSONB, not its text
+    twin.both("ALTER TABLE t DROP COLUMN y")
+    assert twin.tern.execute("SELECT * FROM t ORDER BY id").fetchall() == \
+        twin.lite.execute("SELECT * FROM t ORDER BY id").fetchall()
+
+
+def test_add_generated_column_keeps_documents_as_jsonb(twin: Any) -> None:
+    # Filling a just-added generated column copies the other cells as stored.
+    twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, doc JSON)")
+    twin.tern.executemany("INSERT INTO t VALUES (?, ?)", [(i, d) for i, d in enumerate(DOCS)])
+    twin.lite.executemany("INSERT INTO t VALUES (?, json(?))", [(i, d) for i, d in enumerate(DOCS)])
+    twin.both("ALTER TABLE t ADD COLUMN d INT DEFAULT 7")
+    twin.both("ALTER TABLE t ADD COLUMN u GENERATED ALWAYS AS (doc ->> '$.user.id') VIRTUAL")
+    twin.commit()
+    sql = "SELECT id, doc, d, u, doc -> '$.user' FROM t ORDER BY id"
+    assert twin.tern.execute(sql).fetchall() == twin.lite.execute(sql).fetchall()
+    table = twin.tern._session.schema.table("t", None)
+    store = twin.tern._db.store
+    with store.begin_read() as read:
+        records = [bytes(v) for _, v in read.txn.cursor(db=store.db(table.db_name)).iternext()]
+    for rec, text in zip(records, DOCS):
+        assert C.jsonb_encode(text) in rec           # the document's JSONB, not its text
+        assert C.row_column_count(rec) == 4
 
 
 def test_join_index_and_returning_on_a_json_column(twin: Any) -> None:
