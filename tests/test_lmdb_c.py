@@ -55,6 +55,8 @@ def _fill(env: Any, db: Any, items: dict[bytes, bytes]) -> None:
 def test_the_c_path_is_on_for_the_py_lmdb_it_was_checked_against() -> None:
     if lmdb.__version__ != "3.0.0":
         pytest.skip(f"layout verified against py-lmdb 3.0.0, running {lmdb.__version__}")
+    if os.environ.get("TERNDB_LMDB_C") == "0":
+        pytest.skip("the C path is turned off for this run (TERNDB_LMDB_C=0)")
     assert C.lmdb_c_status() == (True, None)
 
 
@@ -383,8 +385,10 @@ def test_uncommitted_rows_are_scanned_in_their_transaction(path_mode: str) -> No
 
 
 def _run_child(code: str, **env: str) -> str:
+    # The child decides for itself (a run with TERNDB_LMDB_C=0 must not decide for it).
+    inherited = {k: v for k, v in os.environ.items() if k != "TERNDB_LMDB_C"}
     return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120).stdout
+                          env={**inherited, **env}, timeout=120).stdout
 
 
 CHILD_QUERY = """
