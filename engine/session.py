@@ -96,6 +96,9 @@ class Plan:
 class Result:
     """Rows (streamed from a read transaction or materialised) plus counts."""
 
+    __slots__ = ("names", "decl_types", "_source", "_rows", "_pos", "_read_txn", "rowcount",
+                 "lastrowid", "_plan")
+
     def __init__(self, names: list[str] | None = None, decl_types: list | None = None,
                  source: Any = None, rows: list | None = None, read_txn: Any = None,
                  rowcount: int = -1, lastrowid: int | None = None, plan: Plan | None = None) -> None:
@@ -188,6 +191,10 @@ class Session:
         self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
         self._savepoint_began_txn = False        # the txn was opened by a SAVEPOINT statement
         self._write_schema: Schema | None = None  # schema checked in the open write txn
+        # The committed schema (this session's view) of the read snapshot with LMDB id
+        # _read_snapshot: the schema of a later read on the same snapshot.
+        self._read_snapshot = -1
+        self._read_schema: Schema | None = None
         self.closed = False
         self.ddl = DDLExecutor(self.store, db.catalog)
         self.temp_owner = temp_objects.new_owner_token(self)
@@ -445,8 +452,14 @@ class Session:
                 return self._txn_control(tc)
         read = self._begin_read()
         try:
-            # _schema_for() without a write transaction, written out (once per query).
-            schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
+            # _schema_for() without a write transaction, written out (once per query);
+            # the schema of a snapshot read before (same LMDB id: same content) is kept.
+            snapshot = read.txn.id()
+            if snapshot == self._read_snapshot:
+                schema = self._read_schema
+            else:
+                schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
+                self._read_snapshot, self._read_schema = snapshot, schema
             self.schema = schema
             plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
