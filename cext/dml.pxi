@@ -93,6 +93,7 @@ cdef class TableWriter:
     cdef object handle
     cdef long long next_rowid
     cdef bint next_known
+    cdef bint appending           # rows so far went after the table's last key (MDB_APPEND hint)
     cdef public long long last_rowid
     cdef public tuple defaults    # column defaults for rows written before ADD COLUMN
     cdef public object conflict_rowid   # set by an UPSERT-mode insert that hit a uniqueness conflict
@@ -140,6 +141,7 @@ cdef class TableWriter:
             if ix.handle is None:
                 ix.handle = self.store.db(ix.dbname, txn=ctx.wtxn)
         self.next_known = False
+        self.appending = True
 
     cdef long long _allocate_rowid(self, object txn) except? -1:
         cdef long long r
@@ -175,23 +177,27 @@ cdef class TableWriter:
         if self.pk_positions:
             vals = [row[i] for i in self.pk_positions]
             return encode_key(tuple(vals))
-        return encode_key((rowid,))
+        return _rowid_pk_key(rowid)
 
     cdef tuple _prepare(self, tuple values, ExecContext ctx):
         """Applies column affinities and checks NOT NULL; returns the stored values."""
         cdef Py_ssize_t i
-        cdef list out = list(values)
         cdef const unsigned char* aff = <const unsigned char*>PyBytes_AS_STRING(self.aff_codes)
+        if PyTuple_GET_SIZE(values) < self.ncols:
+            raise InternalError(f"{PyTuple_GET_SIZE(values)} values for {self.ncols} columns")
+        cdef tuple out = PyTuple_New(self.ncols)
         for i in range(self.ncols):
-            v = out[i]
+            v = <object>PyTuple_GET_ITEM(values, i)
             if v is not None:
-                out[i] = apply_affinity(v, aff[i])
+                v = v_apply_affinity(v, aff[i])
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(out, i, v)
         for i in self.notnull:
             if out[i] is None and i != self.rowid_alias:
                 raise NotNullViolation(
                     f"NOT NULL constraint failed: {self.table_name}.{self.column_names[i]}",
                     f"{self.table_name}.{self.column_names[i]}")
-        return tuple(out)
+        return out
 
     cdef tuple _generate(self, tuple vals, long long rowid, ExecContext ctx):
         """Computes the generated columns of a row whose other values and rowid are final."""
@@ -267,8 +273,12 @@ cdef class TableWriter:
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)
         cdef bytes data = encode_row(stored if stored is not None else vals)
-        # Primary key (rowid) conflict.
-        if not lmdb_put(txn, self.handle, key, data, False):
+        # Primary key (rowid) conflict.  Rows usually come in rowid order: the
+        # append hint holds until a row lands before the table's last key.
+        cdef int stored_as = lmdb_put(txn, self.handle, key, data, False, self.appending)
+        if stored_as == 2:
+            self.appending = False
+        if stored_as == 0:
             if mode == CONFLICT_IGNORE:
                 return None
             if mode == CONFLICT_UPSERT:
@@ -411,6 +421,18 @@ cdef class TableWriter:
         return True
 
 
+cdef bytes _rowid_pk_key(long long rowid):
+    """``encode_key((rowid,))`` without the tuple: a rowid table's primary-key key."""
+    cdef unsigned char stack[32]
+    cdef _KcBuf b
+    _kc_buf_init(&b, stack, 32)
+    try:
+        _kc_put_int(&b, rowid)
+        return PyBytes_FromStringAndSize(<char*>b.data, b.len)
+    finally:
+        _kc_buf_free(&b)
+
+
 cdef object _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
     """The columns whose value changed, bit i for column i: an int up to 64 columns
     (no allocation), else a little-endian bitmap; ChangeCollector.update takes both."""
@@ -476,7 +498,7 @@ cdef inline bint _native_params(object params, Py_ssize_t nslots):
         t = type(v)
         if t is int:
             # Out-of-range ints go through the adapter, which rejects them.
-            if not (-9223372036854775808 <= v <= 9223372036854775807):
+            if not _v_fits_i64(v):
                 return False
         elif t is float:
             if v != v:

@@ -144,7 +144,8 @@ cdef extern from *:
            TERNDB_MDB_SET_RANGE = 17 };
     enum { TERNDB_MDB_KEYEXIST = -30799, TERNDB_MDB_NOTFOUND = -30798,
            TERNDB_MDB_PAGE_NOTFOUND = -30797, TERNDB_MDB_CORRUPTED = -30796,
-           TERNDB_MDB_MAP_FULL = -30792, TERNDB_MDB_NOOVERWRITE = 0x10 };
+           TERNDB_MDB_MAP_FULL = -30792, TERNDB_MDB_NOOVERWRITE = 0x10,
+           TERNDB_MDB_APPEND = 0x20000 };
     """
     ctypedef struct terndb_mdb_val:
         size_t mv_size
@@ -182,7 +183,7 @@ cdef extern from *:
     enum:
         TERNDB_MDB_FIRST, TERNDB_MDB_NEXT, TERNDB_MDB_SET_KEY, TERNDB_MDB_SET_RANGE
         TERNDB_MDB_KEYEXIST, TERNDB_MDB_NOTFOUND, TERNDB_MDB_PAGE_NOTFOUND, TERNDB_MDB_CORRUPTED
-        TERNDB_MDB_MAP_FULL, TERNDB_MDB_NOOVERWRITE
+        TERNDB_MDB_MAP_FULL, TERNDB_MDB_NOOVERWRITE, TERNDB_MDB_APPEND
 
 
 # The verified engine tables (at most three: v09, v10, sys).
@@ -390,10 +391,18 @@ cdef inline terndb_pylmdb_txn* _lc_txn(object txn, object db, unsigned int* dbi)
     return t
 
 
-cdef int lmdb_put(object txn, object db, bytes key, bytes value, bint overwrite) except -1:
+cdef int lmdb_put(object txn, object db, bytes key, bytes value, bint overwrite,
+                  bint append=False) except -1:
     """``txn.put(key, value, db=db, overwrite=overwrite)``: 1 when stored, 0 when the
-    key exists and ``overwrite`` is false.  Same effects and errors on both paths."""
+    key exists and ``overwrite`` is false.  Same effects and errors on both paths.
+
+    ``append`` is a hint that ``key`` sorts after every key of ``db``: the C path
+    then tries MDB_APPEND first, which finds the last leaf page without comparing
+    keys on the way down, and when the key is not last (LMDB answers
+    MDB_KEYEXIST and changes nothing) stores it the ordinary way and returns 2,
+    so the caller can stop hinting.  The result is the same either way."""
     cdef unsigned int dbi
+    cdef unsigned int flags = 0 if overwrite else TERNDB_MDB_NOOVERWRITE
     cdef terndb_mdb_val k, v
     cdef int rc
     cdef terndb_pylmdb_txn* t = _lc_txn(txn, db, &dbi)
@@ -406,9 +415,15 @@ cdef int lmdb_put(object txn, object db, bytes key, bytes value, bint overwrite)
     # As py-lmdb does before every write: its cursors on this transaction
     # re-read their current entry when the count moved.
     t.mutations += 1
-    rc = t.libv.put(t.txn, dbi, &k, &v, 0 if overwrite else TERNDB_MDB_NOOVERWRITE)
+    if append:
+        rc = t.libv.put(t.txn, dbi, &k, &v, flags | TERNDB_MDB_APPEND)
+        if rc == 0:
+            return 1
+        if rc != TERNDB_MDB_KEYEXIST:
+            return _lc_raise_lmdb(t.libv, "mdb_put", rc)
+    rc = t.libv.put(t.txn, dbi, &k, &v, flags)
     if rc == 0:
-        return 1
+        return 2 if append else 1
     if rc == TERNDB_MDB_KEYEXIST and not overwrite:
         return 0
     return _lc_raise_lmdb(t.libv, "mdb_put", rc)
@@ -451,9 +466,10 @@ cdef object lmdb_get(object txn, object db, bytes key):
     _lc_raise_lmdb(t.libv, "mdb_get", rc)
 
 
-def lmdb_c_put(txn, db, bytes key not None, bytes value not None, bint overwrite=True):
-    """``lmdb_put`` for tests: True when stored."""
-    return lmdb_put(txn, db, key, value, overwrite) == 1
+def lmdb_c_put(txn, db, bytes key not None, bytes value not None, bint overwrite=True,
+               bint append=False):
+    """``lmdb_put`` for tests: 0 (key exists), 1 (stored) or 2 (stored, not appended)."""
+    return lmdb_put(txn, db, key, value, overwrite, append)
 
 
 def lmdb_c_delete(txn, db, bytes key not None):

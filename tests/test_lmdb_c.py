@@ -166,12 +166,12 @@ def test_a_transaction_wrapper_reads_through_the_python_api(env: Any) -> None:
 def test_put_delete_get_answer_as_py_lmdb_does(env: Any, path_mode: str) -> None:
     db = env.open_db(b"t")
     with env.begin(write=True) as txn:
-        assert C.lmdb_c_put(txn, db, b"k", b"v1") is True
-        assert C.lmdb_c_put(txn, db, b"k", b"v2", False) is False     # MDB_NOOVERWRITE: kept
+        assert C.lmdb_c_put(txn, db, b"k", b"v1") == 1
+        assert C.lmdb_c_put(txn, db, b"k", b"v2", False) == 0         # MDB_NOOVERWRITE: kept
         assert C.lmdb_c_get(txn, db, b"k") == b"v1" == txn.get(b"k", db=db)
-        assert C.lmdb_c_put(txn, db, b"k", b"v3") is True             # overwrite
+        assert C.lmdb_c_put(txn, db, b"k", b"v3") == 1                # overwrite
         assert C.lmdb_c_lookup(txn, db, b"k") == (b"k", b"v3")
-        assert C.lmdb_c_put(txn, db, b"e", b"") is True               # empty values are values
+        assert C.lmdb_c_put(txn, db, b"e", b"") == 1                  # empty values are values
         assert C.lmdb_c_get(txn, db, b"e") == b""
         assert C.lmdb_c_delete(txn, db, b"k") is True
         assert C.lmdb_c_delete(txn, db, b"k") is False
@@ -183,6 +183,26 @@ def test_put_delete_get_answer_as_py_lmdb_does(env: Any, path_mode: str) -> None
     with env.begin() as txn:
         assert list(txn.cursor(db=db)) == [(b"big", big), (b"e", b"")]
         assert C.lmdb_c_lookup(txn, db, b"e") == (b"e", b"")
+
+
+def test_an_append_hint_never_changes_the_outcome(env: Any, path_mode: str) -> None:
+    """MDB_APPEND is tried only as a hint: a key that is not last is stored normally (2 on
+    the C path, which tried the append first), an existing key still conflicts."""
+    db = env.open_db(b"t")
+    not_last = 2 if path_mode == "c" else 1
+    with env.begin(write=True) as txn:
+        assert C.lmdb_c_put(txn, db, b"b", b"1", False, True) == 1      # empty table: appended
+        assert C.lmdb_c_put(txn, db, b"c", b"2", False, True) == 1      # after the last key
+        assert C.lmdb_c_put(txn, db, b"a", b"3", False, True) == not_last
+        assert C.lmdb_c_put(txn, db, b"c", b"4", False, True) == 0      # the last key exists
+        assert C.lmdb_c_put(txn, db, b"b", b"5", False, True) == 0      # an inner key exists
+        assert C.lmdb_c_put(txn, db, b"b", b"6", True, True) == not_last  # overwrite an inner key
+        assert C.lmdb_c_put(txn, db, b"c", b"7", True, True) == not_last  # overwrite the last key
+        for i in range(2000):                                           # page splits at the end
+            assert C.lmdb_c_put(txn, db, b"d%05d" % i, b"v" * 50, False, True) == 1
+        assert list(txn.cursor(db=db))[:4] == [(b"a", b"3"), (b"b", b"6"), (b"c", b"7"),
+                                               (b"d00000", b"v" * 50)]
+        assert txn.stat(db)["entries"] == 2003
 
 
 def _error_of(call: Any) -> tuple[type, str, Any]:
@@ -252,6 +272,10 @@ def _dml(con: Any) -> None:
                     [(i, f"u{i}", i % 7, "s" * (i % 50)) for i in range(1, 401)])
     con.executemany("INSERT OR IGNORE INTO w VALUES (?, ?, ?, ?)", [(5, "new", 1, ""), (900, "u7", 1, "")])
     con.execute("INSERT OR REPLACE INTO w VALUES (10, 'u11', 99, 'replaced')")
+    # Rowids out of order (the append hint is dropped and rows still land) and allocated.
+    con.executemany("INSERT INTO w (id, u, n) VALUES (?, ?, ?)",
+                    [(1500, "a", 1), (450, "b", 2), (1600, "c", 3), (1550, "d", 4)])
+    con.executemany("INSERT INTO w (u, n) VALUES (?, ?)", [(f"auto{i}", i) for i in range(5)])
     con.execute("UPDATE w SET n = n + 100, s = s || 'x' WHERE id % 3 = 0")
     con.execute("UPDATE w SET id = id + 1000 WHERE id BETWEEN 50 AND 60")
     con.execute("UPDATE OR IGNORE w SET u = 'u1' WHERE id = 2")
