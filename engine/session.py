@@ -96,8 +96,16 @@ class Plan:
 class Result:
     """Rows (streamed from a read transaction or materialised) plus counts."""
 
-    __slots__ = ("names", "decl_types", "_source", "_rows", "_pos", "_read_txn", "rowcount",
-                 "lastrowid", "_plan")
+    # Class-level defaults: a DML statement's result (``counts``) sets only its counts.
+    names: list[str] | None = None
+    decl_types: list | None = None
+    _source: Any = None
+    _rows: list | None = None
+    _pos = 0
+    _read_txn: Any = None
+    rowcount = -1
+    lastrowid: int | None = None
+    _plan: Plan | None = None
 
     def __init__(self, names: list[str] | None = None, decl_types: list | None = None,
                  source: Any = None, rows: list | None = None, read_txn: Any = None,
@@ -111,6 +119,14 @@ class Result:
         self.rowcount = rowcount
         self.lastrowid = lastrowid
         self._plan = plan
+
+    @classmethod
+    def counts(cls, rowcount: int, lastrowid: int | None) -> "Result":
+        """A result with no rows, only counts (written out: one per DML statement)."""
+        result = cls.__new__(cls)
+        result.rowcount = rowcount
+        result.lastrowid = lastrowid
+        return result
 
     def fetch(self, n: int) -> list:
         """Up to ``n`` rows (all remaining if n < 0)."""
@@ -647,7 +663,7 @@ class Session:
         last = lastrowid if lastrowid is not None else self.last_insert_rowid
         if out is not None:
             return Result(returning.names, [None] * len(returning.names), rows=out, rowcount=total, lastrowid=last)
-        return Result(rowcount=total, lastrowid=last)
+        return Result.counts(total, last)
 
     def _run_ddl(self, plan: Plan) -> None:
         node = plan.node
