@@ -1,5 +1,6 @@
 # lmdbc.pxi - included by _core.pyx; do not compile on its own.
-"""C-level LMDB cursors: scans that read entries without a Python object per entry.
+"""C-level LMDB access: scans that read entries without a Python object per entry, and
+the row writers' puts, deletes and point lookups without py-lmdb's Python-level calls.
 
 Why
 ---
@@ -51,6 +52,18 @@ back to py-lmdb's Python API when anything does not match:
 A failure of (1) or (2) turns the C path off for the process (a py-lmdb
 upgrade degrades to the old speed, never to a crash); ``lmdb_c_status()``
 says why.  ``TERNDB_LMDB_C=0`` in the environment turns it off from the start.
+
+Writes and point lookups (``lmdb_put``, ``lmdb_delete``, ``lmdb_get``, lookup cursors)
+call the ``put``/``del``/``get`` entries of the same verified table (also checked against
+the exported symbols at import) on the py-lmdb Transaction's MDB_txn and the _Database's
+dbi, after the same kind of checks per call (``_lc_txn``: exact types, layouts
+size-checked at import, both objects valid, the transaction not ended, the handle of the
+same environment).  They do what py-lmdb's methods do around the call: the transaction's
+mutation counter is bumped so its py-lmdb cursors re-read their entry, and an LMDB error
+raises py-lmdb's own exception class with its message, so callers (map growth on
+``MapFullError``, ``translate_lmdb_error``) cannot tell the paths apart.  The GIL is held
+throughout: py-lmdb's remap (set_mapsize) runs under the GIL and marks transactions
+invalid before it waits, so no remap can happen inside one of these calls.
 
 Semantics: the cursor belongs to the caller's transaction, so reads see
 exactly that transaction's snapshot (and, in a write transaction, its own
