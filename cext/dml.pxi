@@ -20,10 +20,10 @@ CONFLICT_MODES = {"ABORT": CONFLICT_ABORT, "IGNORE": CONFLICT_IGNORE, "REPLACE":
 
 cdef long long MAX_ROWID = 9223372036854775807
 
-# The row writers call py-lmdb with positional arguments, in its order
-# put(key, value, dupdata, overwrite, append, db), delete(key, value, db) and
-# get(key, default, db): keyword parsing cost ~0.2 us per call, a sixth of an
-# executemany row.
+# The row writers put, delete and get through lmdb_put / lmdb_delete /
+# lmdb_get (lmdbc.pxi): LMDB's own functions called on the py-lmdb
+# transaction, with py-lmdb's Python API as the fallback; a py-lmdb call
+# costs ~0.3 us more per row than the LMDB work itself.
 
 
 cdef class IndexWriter:
@@ -82,6 +82,7 @@ cdef class TableWriter:
     cdef public long long table_id
     cdef public Py_ssize_t ncols
     cdef list affinities          # int per column
+    cdef bytes aff_codes          # the same, one byte each (read per row without int conversions)
     cdef list notnull             # column positions with NOT NULL
     cdef list column_names
     cdef list checks              # (Expr, label)
@@ -92,6 +93,7 @@ cdef class TableWriter:
     cdef object handle
     cdef long long next_rowid
     cdef bint next_known
+    cdef bint appending           # rows so far went after the table's last key (MDB_APPEND hint)
     cdef public long long last_rowid
     cdef public tuple defaults    # column defaults for rows written before ADD COLUMN
     cdef public object conflict_rowid   # set by an UPSERT-mode insert that hit a uniqueness conflict
@@ -112,6 +114,9 @@ cdef class TableWriter:
         self.column_names = column_names
         self.ncols = len(column_names)
         self.affinities = affinities
+        if len(affinities) != self.ncols:
+            raise ValueError(f"{len(affinities)} affinities for {self.ncols} columns")
+        self.aff_codes = bytes(affinities)
         self.notnull = notnull
         self.checks = checks
         self.indexes = indexes
@@ -136,6 +141,7 @@ cdef class TableWriter:
             if ix.handle is None:
                 ix.handle = self.store.db(ix.dbname, txn=ctx.wtxn)
         self.next_known = False
+        self.appending = True
 
     cdef long long _allocate_rowid(self, object txn) except? -1:
         cdef long long r
@@ -162,7 +168,7 @@ cdef class TableWriter:
         cdef long long r
         for _ in range(100):
             r = random.randint(1, MAX_ROWID)
-            if txn.get(encode_rowid(r), db=self.handle) is None:
+            if lmdb_get(txn, self.handle, encode_rowid(r)) is None:
                 return r
         raise OperationalError("database or disk is full (no free rowid)")
 
@@ -171,22 +177,27 @@ cdef class TableWriter:
         if self.pk_positions:
             vals = [row[i] for i in self.pk_positions]
             return encode_key(tuple(vals))
-        return encode_key((rowid,))
+        return _rowid_pk_key(rowid)
 
     cdef tuple _prepare(self, tuple values, ExecContext ctx):
         """Applies column affinities and checks NOT NULL; returns the stored values."""
         cdef Py_ssize_t i
-        cdef list out = list(values)
+        cdef const unsigned char* aff = <const unsigned char*>PyBytes_AS_STRING(self.aff_codes)
+        if PyTuple_GET_SIZE(values) < self.ncols:
+            raise InternalError(f"{PyTuple_GET_SIZE(values)} values for {self.ncols} columns")
+        cdef tuple out = PyTuple_New(self.ncols)
         for i in range(self.ncols):
-            v = out[i]
+            v = <object>PyTuple_GET_ITEM(values, i)
             if v is not None:
-                out[i] = apply_affinity(v, <int>self.affinities[i])
+                v = v_apply_affinity(v, aff[i])
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(out, i, v)
         for i in self.notnull:
             if out[i] is None and i != self.rowid_alias:
                 raise NotNullViolation(
                     f"NOT NULL constraint failed: {self.table_name}.{self.column_names[i]}",
                     f"{self.table_name}.{self.column_names[i]}")
-        return tuple(out)
+        return out
 
     cdef tuple _generate(self, tuple vals, long long rowid, ExecContext ctx):
         """Computes the generated columns of a row whose other values and rowid are final."""
@@ -262,8 +273,12 @@ cdef class TableWriter:
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)
         cdef bytes data = encode_row(stored if stored is not None else vals)
-        # Primary key (rowid) conflict.
-        if not txn.put(key, data, True, False, False, self.handle):
+        # Primary key (rowid) conflict.  Rows usually come in rowid order: the
+        # append hint holds until a row lands before the table's last key.
+        cdef int stored_as = lmdb_put(txn, self.handle, key, data, False, self.appending)
+        if stored_as == 2:
+            self.appending = False
+        if stored_as == 0:
             if mode == CONFLICT_IGNORE:
                 return None
             if mode == CONFLICT_UPSERT:
@@ -271,7 +286,7 @@ cdef class TableWriter:
                 return None
             if mode == CONFLICT_REPLACE:
                 self._delete_by_rowid(rowid, ctx)
-                txn.put(key, data, True, True, False, self.handle)
+                lmdb_put(txn, self.handle, key, data, True)
             else:
                 label = self._pk_label()
                 raise UniqueViolation(f"UNIQUE constraint failed: {label}", label)
@@ -285,7 +300,7 @@ cdef class TableWriter:
                 if other is not None:
                     if mode == CONFLICT_IGNORE or mode == CONFLICT_UPSERT:
                         # Only the table row is written so far (index entries come last).
-                        txn.delete(key, b"", self.handle)
+                        lmdb_delete(txn, self.handle, key)
                         if mode == CONFLICT_UPSERT:
                             self.conflict_rowid = other
                         return None
@@ -295,7 +310,7 @@ cdef class TableWriter:
                         raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
         cdef Py_ssize_t j = 0
         for ix in self.indexes:
-            txn.put(ix.entry_key(<tuple>keyvals[j], rowid), b"", True, True, False, ix.handle)
+            lmdb_put(txn, ix.handle, ix.entry_key(<tuple>keyvals[j], rowid), b"", True)
             j += 1
         if self.autoincrement:
             seq = self.store.meta_get(txn, b"seq:%d" % self.table_id)
@@ -317,7 +332,7 @@ cdef class TableWriter:
 
     cdef void _delete_by_rowid(self, long long rowid, ExecContext ctx) except *:
         cdef bytes key = encode_rowid(rowid)
-        data = ctx.txn.get(key, None, self.handle)
+        data = lmdb_get(ctx.txn, self.handle, key)
         if data is None:
             return
         self.delete(decode_row(data, self.ncols, self.defaults) + (rowid,), ctx)
@@ -327,9 +342,9 @@ cdef class TableWriter:
         cdef object txn = ctx.txn
         cdef long long rowid = row[self.ncols]
         cdef IndexWriter ix
-        txn.delete(encode_rowid(rowid), b"", self.handle)
+        lmdb_delete(txn, self.handle, encode_rowid(rowid))
         for ix in self.indexes:
-            txn.delete(ix.entry_key(ix.key_values(row, ctx), rowid), b"", ix.handle)
+            lmdb_delete(txn, ix.handle, ix.entry_key(ix.key_values(row, ctx), rowid))
         collector = ctx.session.changes
         if collector is not None:
             # The old row travels with the delete so feed consumers see what went.
@@ -358,7 +373,7 @@ cdef class TableWriter:
         cdef tuple row = vals + (rowid,)
         self._check(row, ctx)
         cdef bytes key = encode_rowid(rowid)
-        if rowid != old_rowid and txn.get(key, None, self.handle) is not None:
+        if rowid != old_rowid and lmdb_get(txn, self.handle, key) is not None:
             if mode == CONFLICT_IGNORE:
                 return False
             if mode == CONFLICT_REPLACE:
@@ -384,18 +399,19 @@ cdef class TableWriter:
                         raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
         cdef bytes data = encode_row(stored if stored is not None else vals)
         if rowid != old_rowid:
-            txn.delete(encode_rowid(old_rowid), b"", self.handle)
-        txn.put(key, data, True, True, False, self.handle)
+            lmdb_delete(txn, self.handle, encode_rowid(old_rowid))
+        lmdb_put(txn, self.handle, key, data, True)
         cdef Py_ssize_t j = 0
         for ix in self.indexes:
             if old_keys[j] != new_keys[j] or rowid != old_rowid:
-                txn.delete(ix.entry_key(<tuple>old_keys[j], old_rowid), b"", ix.handle)
-                txn.put(ix.entry_key(<tuple>new_keys[j], rowid), b"", True, True, False, ix.handle)
+                lmdb_delete(txn, ix.handle, ix.entry_key(<tuple>old_keys[j], old_rowid))
+                lmdb_put(txn, ix.handle, ix.entry_key(<tuple>new_keys[j], rowid), b"", True)
             j += 1
         collector = ctx.session.changes
         if collector is not None:
             old_pk = self._pk_key(old_row, old_rowid)
-            new_pk = self._pk_key(vals, rowid)
+            # A rowid table's key is the rowid: encode it once when it did not move.
+            new_pk = old_pk if not self.pk_positions and rowid == old_rowid else self._pk_key(vals, rowid)
             if old_pk != new_pk:
                 (<ChangeCollector?>collector).delete(self.table_id, old_pk, 0, encode_row(old_row[:self.ncols]))
                 (<ChangeCollector?>collector).insert(self.table_id, new_pk, data)
@@ -405,10 +421,31 @@ cdef class TableWriter:
         return True
 
 
-cdef bytes _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
-    """Bitmap (little-endian bit order, one bit per column) of the columns whose value changed."""
-    cdef bytearray mask = bytearray((ncols + 7) // 8)
+cdef bytes _rowid_pk_key(long long rowid):
+    """``encode_key((rowid,))`` without the tuple: a rowid table's primary-key key."""
+    cdef unsigned char stack[32]
+    cdef _KcBuf b
+    _kc_buf_init(&b, stack, 32)
+    try:
+        _kc_put_int(&b, rowid)
+        return PyBytes_FromStringAndSize(<char*>b.data, b.len)
+    finally:
+        _kc_buf_free(&b)
+
+
+cdef object _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
+    """The columns whose value changed, bit i for column i: an int up to 64 columns
+    (no allocation), else a little-endian bitmap; ChangeCollector.update takes both."""
+    cdef uint64_t bits = 0
     cdef Py_ssize_t i
+    if ncols <= 64:
+        for i in range(ncols):
+            a = <object>PyTuple_GET_ITEM(old_row, i)
+            b = <object>PyTuple_GET_ITEM(new_vals, i)
+            if type(a) is not type(b) or a != b:
+                bits |= (<uint64_t>1) << i
+        return bits
+    cdef bytearray mask = bytearray((ncols + 7) // 8)
     for i in range(ncols):
         a = old_row[i]
         b = new_vals[i]
@@ -419,7 +456,7 @@ cdef bytes _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
 
 def fetch_row(TableWriter writer, long long rowid, ExecContext ctx):
     """The stored row with that rowid (rowid last), or None."""
-    data = ctx.txn.get(encode_rowid(rowid), db=writer.handle)
+    data = lmdb_get(ctx.txn, writer.handle, encode_rowid(rowid))
     if data is None:
         return None
     return decode_row(data, writer.ncols, writer.defaults) + (rowid,)
@@ -439,7 +476,7 @@ def build_index(TableWriter writer, IndexWriter ix, ExecContext ctx):
             vals = ix.key_values(row, ctx)
             if ix.unique and ix.conflicting_rowid(txn, vals, rowid) is not None:
                 raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
-            txn.put(ix.entry_key(vals, rowid), b"", db=ix.handle)
+            lmdb_put(txn, ix.handle, ix.entry_key(vals, rowid), b"", True)
 
 
 cdef void _switch_txn(ExecContext ctx, object txn):
@@ -461,7 +498,7 @@ cdef inline bint _native_params(object params, Py_ssize_t nslots):
         t = type(v)
         if t is int:
             # Out-of-range ints go through the adapter, which rejects them.
-            if not (-9223372036854775808 <= v <= 9223372036854775807):
+            if not _v_fits_i64(v):
                 return False
         elif t is float:
             if v != v:

@@ -31,10 +31,10 @@ cdef class ExecContext:
         self.subquery_cache = {}
 
     cdef LmdbCursor lookup_cursor(self, object db):
-        """This execution's cursor for exact-key lookups in ``db``, opened once and reused.
+        """This execution's cursor for exact-key lookups in ``db``, made once and reused.
 
-        An index nested-loop join probes once per outer row: one cursor for
-        all probes saves opening one each time.  Every lookup on ``db`` in the
+        A lookup cursor (``lmdb_lookup``) needs no MDB_cursor: a point select
+        pays one mdb_get, not a cursor open and close.  Every lookup on ``db`` in the
         plan shares it, so callers decode the entry found before anything
         else runs."""
         cdef LmdbCursor c
@@ -42,7 +42,7 @@ cdef class ExecContext:
             self.lookups = {}
         c = self.lookups.get(db)
         if c is None:
-            c = lmdb_cursor(self.txn, db)
+            c = lmdb_lookup(self.txn, db)
             self.lookups[db] = c
         return c
 

@@ -1,5 +1,6 @@
 # lmdbc.pxi - included by _core.pyx; do not compile on its own.
-"""C-level LMDB cursors: scans that read entries without a Python object per entry.
+"""C-level LMDB access: scans that read entries without a Python object per entry, and
+the row writers' puts, deletes and point lookups without py-lmdb's Python-level calls.
 
 Why
 ---
@@ -52,6 +53,18 @@ A failure of (1) or (2) turns the C path off for the process (a py-lmdb
 upgrade degrades to the old speed, never to a crash); ``lmdb_c_status()``
 says why.  ``TERNDB_LMDB_C=0`` in the environment turns it off from the start.
 
+Writes and point lookups (``lmdb_put``, ``lmdb_delete``, ``lmdb_get``, lookup cursors)
+call the ``put``/``del``/``get`` entries of the same verified table (also checked against
+the exported symbols at import) on the py-lmdb Transaction's MDB_txn and the _Database's
+dbi, after the same kind of checks per call (``_lc_txn``: exact types, layouts
+size-checked at import, both objects valid, the transaction not ended, the handle of the
+same environment).  They do what py-lmdb's methods do around the call: the transaction's
+mutation counter is bumped so its py-lmdb cursors re-read their entry, and an LMDB error
+raises py-lmdb's own exception class with its message, so callers (map growth on
+``MapFullError``, ``translate_lmdb_error``) cannot tell the paths apart.  The GIL is held
+throughout: py-lmdb's remap (set_mapsize) runs under the GIL and marks transactions
+invalid before it waits, so no remap can happen inside one of these calls.
+
 Semantics: the cursor belongs to the caller's transaction, so reads see
 exactly that transaction's snapshot (and, in a write transaction, its own
 uncommitted writes).  Pointers returned by LMDB are valid only until the
@@ -60,7 +73,7 @@ other LMDB call and never keep them.
 """
 
 from cpython.object cimport PyObject, PyTypeObject
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 from terndb.engine.errors import OperationalError as _LcOperationalError
 
@@ -86,7 +99,10 @@ cdef extern from *:
         void *txn_fns[6];       /* txn_begin .. txn_id */
         void *dbi_open, *dbi_flags, *dbi_close, *drop;
         int (*get)(void *txn, unsigned int dbi, terndb_mdb_val *key, terndb_mdb_val *data);
-        void *put, *del, *stat;
+        int (*put)(void *txn, unsigned int dbi, terndb_mdb_val *key, terndb_mdb_val *data,
+                   unsigned int flags);
+        int (*del_fn)(void *txn, unsigned int dbi, terndb_mdb_val *key, terndb_mdb_val *data);
+        void *stat;
         int (*cursor_open)(void *txn, unsigned int dbi, void **cursor);
         void (*cursor_close)(void *cursor);
         int (*cursor_get)(void *cursor, terndb_mdb_val *key, terndb_mdb_val *data, int op);
@@ -110,11 +126,39 @@ cdef extern from *:
         unsigned int dbi;
     } terndb_pylmdb_cursor;
 
+    /* lmdb/cpython.c: struct TransObject (built without HAVE_MEMSINK, as the
+     * wheels are; the size check at import catches a memsink build). */
+    typedef struct {
+        PyObject_HEAD
+        void *siblings_prev, *siblings_next, *children_prev, *children_next;
+        int valid;
+        PyObject *weaklist;
+        void *env;
+        void *parent;
+        const terndb_mdb_api *libv;
+        void *txn;
+        int flags;
+        void *db;
+        int mutations;
+    } terndb_pylmdb_txn;
+
+    /* lmdb/cpython.c: struct DbObject (lmdb._Database). */
+    typedef struct {
+        PyObject_HEAD
+        void *siblings_prev, *siblings_next, *children_prev, *children_next;
+        int valid;
+        void *env;
+        unsigned int dbi;
+        unsigned int flags;
+    } terndb_pylmdb_db;
+
     /* lmdb.h (0.9 and 1.0 agree): MDB_cursor_op values and error codes we use. */
     enum { TERNDB_MDB_FIRST = 0, TERNDB_MDB_NEXT = 8, TERNDB_MDB_SET_KEY = 16,
            TERNDB_MDB_SET_RANGE = 17 };
-    enum { TERNDB_MDB_NOTFOUND = -30798, TERNDB_MDB_PAGE_NOTFOUND = -30797,
-           TERNDB_MDB_CORRUPTED = -30796 };
+    enum { TERNDB_MDB_KEYEXIST = -30799, TERNDB_MDB_NOTFOUND = -30798,
+           TERNDB_MDB_PAGE_NOTFOUND = -30797, TERNDB_MDB_CORRUPTED = -30796,
+           TERNDB_MDB_MAP_FULL = -30792, TERNDB_MDB_NOOVERWRITE = 0x10,
+           TERNDB_MDB_APPEND = 0x20000 };
     """
     ctypedef struct terndb_mdb_val:
         size_t mv_size
@@ -124,6 +168,8 @@ cdef extern from *:
         int major, minor, patch
         unsigned int data_version
         int (*get)(void*, unsigned int, terndb_mdb_val*, terndb_mdb_val*)
+        int (*put)(void*, unsigned int, terndb_mdb_val*, terndb_mdb_val*, unsigned int)
+        int (*del_fn)(void*, unsigned int, terndb_mdb_val*, terndb_mdb_val*)
         int (*cursor_open)(void*, unsigned int, void**)
         void (*cursor_close)(void*)
         int (*cursor_get)(void*, terndb_mdb_val*, terndb_mdb_val*, int)
@@ -135,9 +181,22 @@ cdef extern from *:
         const terndb_mdb_api* libv
         void* curs
 
+    ctypedef struct terndb_pylmdb_txn:
+        int valid
+        void* env
+        const terndb_mdb_api* libv
+        void* txn
+        int mutations
+
+    ctypedef struct terndb_pylmdb_db:
+        int valid
+        void* env
+        unsigned int dbi
+
     enum:
         TERNDB_MDB_FIRST, TERNDB_MDB_NEXT, TERNDB_MDB_SET_KEY, TERNDB_MDB_SET_RANGE
-        TERNDB_MDB_NOTFOUND, TERNDB_MDB_PAGE_NOTFOUND, TERNDB_MDB_CORRUPTED
+        TERNDB_MDB_KEYEXIST, TERNDB_MDB_NOTFOUND, TERNDB_MDB_PAGE_NOTFOUND, TERNDB_MDB_CORRUPTED
+        TERNDB_MDB_MAP_FULL, TERNDB_MDB_NOOVERWRITE, TERNDB_MDB_APPEND
 
 
 # The verified engine tables (at most three: v09, v10, sys).
@@ -146,6 +205,8 @@ cdef int _lc_nengines = 0
 cdef bint _lc_enabled = False
 cdef object _lc_cursor_type = None     # py-lmdb's Cursor type, exactly
 cdef object _lc_txn_type = None        # py-lmdb's Transaction type, exactly
+cdef object _lc_db_type = None         # py-lmdb's _Database type, exactly
+cdef dict _lc_errors = {}              # LMDB error code -> the py-lmdb exception class
 cdef str _lc_reason = "not initialised"
 
 
@@ -167,6 +228,8 @@ cdef str _lc_check_engine(void* handle, const terndb_mdb_api* api, bytes prefix,
             and _lc_exported(handle, prefix, b"cursor_open", <void*>api.cursor_open)
             and _lc_exported(handle, prefix, b"cursor_close", <void*>api.cursor_close)
             and _lc_exported(handle, prefix, b"get", <void*>api.get)
+            and _lc_exported(handle, prefix, b"put", <void*>api.put)
+            and _lc_exported(handle, prefix, b"del", <void*>api.del_fn)
             and _lc_exported(handle, prefix, b"strerror", <void*>api.strerror_fn)):
         return f"engine table {prefix!r} does not point at the exported {prefix.decode()}* functions"
     return None
@@ -174,7 +237,7 @@ cdef str _lc_check_engine(void* handle, const terndb_mdb_api* api, bytes prefix,
 
 cdef str _lmdbc_init():
     """Verifies py-lmdb's private layout (see the header); None if the C path is usable."""
-    global _lc_nengines, _lc_cursor_type, _lc_txn_type
+    global _lc_nengines, _lc_cursor_type, _lc_txn_type, _lc_db_type
     import os
     if os.environ.get("TERNDB_LMDB_C", "1") == "0":
         return "disabled by TERNDB_LMDB_C=0"
@@ -190,6 +253,12 @@ cdef str _lmdbc_init():
     if (<PyTypeObject*>ext.Cursor).tp_basicsize != sizeof(terndb_pylmdb_cursor):
         return (f"py-lmdb's Cursor object is {(<PyTypeObject*>ext.Cursor).tp_basicsize} bytes, "
                 f"expected {sizeof(terndb_pylmdb_cursor)}")
+    if (<PyTypeObject*>ext.Transaction).tp_basicsize != sizeof(terndb_pylmdb_txn):
+        return (f"py-lmdb's Transaction object is {(<PyTypeObject*>ext.Transaction).tp_basicsize} "
+                f"bytes, expected {sizeof(terndb_pylmdb_txn)}")
+    if (<PyTypeObject*>lmdb._Database).tp_basicsize != sizeof(terndb_pylmdb_db):
+        return (f"py-lmdb's _Database object is {(<PyTypeObject*>lmdb._Database).tp_basicsize} "
+                f"bytes, expected {sizeof(terndb_pylmdb_db)}")
     cdef bytes path = os.fsencode(ext.__file__)
     # RTLD_NOLOAD: a handle on the copy Python already loaded, never a second one.
     # The handle stays open for the process (extension modules are never unloaded).
@@ -211,8 +280,10 @@ cdef str _lmdbc_init():
         _lc_nengines += 1
     if _lc_nengines == 0:
         return "py-lmdb's extension exports no LMDB engine table"
+    _lc_errors.update(_lc_error_classes(lmdb))
     _lc_cursor_type = ext.Cursor
     _lc_txn_type = ext.Transaction
+    _lc_db_type = lmdb._Database
     return None
 
 
@@ -255,6 +326,175 @@ cdef int _lc_raise(const terndb_mdb_api* api, int rc) except -1:
     raise _LcOperationalError(f"LMDB read failed: {msg}")
 
 
+# py-lmdb's own table (lmdb/cpython.c ``error_map``): an LMDB error code and the
+# exception class its Transaction methods raise for it.  Raising the same class
+# keeps every caller's handling (map-full growth and replay in storage.py and
+# session.py, translate_lmdb_error) identical on both paths.
+_LC_ERROR_NAMES = (
+    (-30799, "KeyExistsError"), (-30798, "NotFoundError"), (-30797, "PageNotFoundError"),
+    (-30796, "CorruptedError"), (-30795, "PanicError"), (-30794, "VersionMismatchError"),
+    (-30793, "InvalidError"), (-30792, "MapFullError"), (-30791, "DbsFullError"),
+    (-30790, "ReadersFullError"), (-30789, "TlsFullError"), (-30788, "TxnFullError"),
+    (-30787, "CursorFullError"), (-30786, "PageFullError"), (-30785, "MapResizedError"),
+    (-30784, "IncompatibleError"), (-30783, "BadRslotError"), (-30782, "BadTxnError"),
+    (-30781, "BadValsizeError"), (-30780, "BadDbiError"),
+    # LMDB 1.0 codes (terndb's databases use the 0.9 engine; kept for fidelity).
+    (-30779, "ProblemError"), (-30778, "BadChecksumError"), (-30777, "CryptoFailError"),
+    (-30776, "EnvEncryptionError"), (-30770, "ReadonlyError"),
+)
+# Hints py-lmdb appends to these errors' messages (its err_hint).
+_LC_ERROR_HINTS = {
+    -30792: "Please use a larger Environment(map_size=) parameter",
+    -30791: "Please use a larger Environment(max_dbs=) parameter",
+    -30790: "Please use a larger Environment(max_readers=) parameter",
+    -30788: "Please do less work within your transaction",
+}
+
+
+cdef dict _lc_error_classes(object lmdb):
+    import errno
+    cdef dict out = {}
+    for code, name in _LC_ERROR_NAMES + ((errno.EACCES, "ReadonlyError"),
+                                         (errno.EINVAL, "InvalidParameterError"),
+                                         (errno.EAGAIN, "LockError"),
+                                         (errno.ENOMEM, "MemoryError"),
+                                         (errno.ENOSPC, "DiskError")):
+        cls = getattr(lmdb, name, None)
+        if cls is not None:
+            out[code] = cls
+    return out
+
+
+cdef int _lc_raise_lmdb(const terndb_mdb_api* api, str what, int rc) except -1:
+    """Raises what py-lmdb's Transaction method raises for LMDB error ``rc``:
+    the same exception class, message and ``what``/``code``/``reason`` attributes."""
+    import lmdb
+    cdef str reason = (<bytes>api.strerror_fn(rc)).decode("utf-8", "replace")
+    hint = _LC_ERROR_HINTS.get(rc)
+    exc = _lc_errors.get(rc, lmdb.Error)(f"{what}: {reason} ({hint})" if hint else f"{what}: {reason}")
+    exc.what = what
+    exc.code = rc
+    exc.reason = reason
+    raise exc
+
+
+cdef inline terndb_pylmdb_txn* _lc_txn(object txn, object db, unsigned int* dbi):
+    """The C struct of ``txn`` when the C path may write/read ``db`` through it, else NULL.
+
+    Checked on every call, with the GIL held (py-lmdb changes these fields only
+    under the GIL): exactly py-lmdb's Transaction and _Database types, both
+    valid, the transaction not ended (py-lmdb NULLs ``txn`` when it aborts or
+    commits and marks it invalid before a remap), the handle of the same
+    environment (py-lmdb's db_owner_check) and a verified engine table.
+    NULL sends the caller to py-lmdb's Python API, which then raises exactly
+    the error it always raised for an ended transaction or a foreign handle.
+    """
+    cdef terndb_pylmdb_txn* t
+    cdef terndb_pylmdb_db* d
+    if not _lc_enabled or type(txn) is not _lc_txn_type or type(db) is not _lc_db_type:
+        return NULL
+    t = <terndb_pylmdb_txn*><PyObject*>txn
+    d = <terndb_pylmdb_db*><PyObject*>db
+    if t.valid == 0 or t.txn == NULL or d.valid == 0 or d.env != t.env:
+        return NULL
+    if not _lc_known_engine(t.libv):
+        _lc_disable("a py-lmdb transaction did not have the verified layout")
+        return NULL
+    dbi[0] = d.dbi
+    return t
+
+
+cdef int lmdb_put(object txn, object db, bytes key, bytes value, bint overwrite,
+                  bint append=False) except -1:
+    """``txn.put(key, value, db=db, overwrite=overwrite)``: 1 when stored, 0 when the
+    key exists and ``overwrite`` is false.  Same effects and errors on both paths.
+
+    ``append`` is a hint that ``key`` sorts after every key of ``db``: the C path
+    then tries MDB_APPEND first, which finds the last leaf page without comparing
+    keys on the way down, and when the key is not last (LMDB answers
+    MDB_KEYEXIST and changes nothing) stores it the ordinary way and returns 2,
+    so the caller can stop hinting.  The result is the same either way."""
+    cdef unsigned int dbi
+    cdef unsigned int flags = 0 if overwrite else TERNDB_MDB_NOOVERWRITE
+    cdef terndb_mdb_val k, v
+    cdef int rc
+    cdef terndb_pylmdb_txn* t = _lc_txn(txn, db, &dbi)
+    if t == NULL:
+        return 1 if txn.put(key, value, True, overwrite, False, db) else 0
+    k.mv_data = <void*>PyBytes_AS_STRING(key)
+    k.mv_size = <size_t>PyBytes_GET_SIZE(key)
+    v.mv_data = <void*>PyBytes_AS_STRING(value)
+    v.mv_size = <size_t>PyBytes_GET_SIZE(value)
+    # As py-lmdb does before every write: its cursors on this transaction
+    # re-read their current entry when the count moved.
+    t.mutations += 1
+    if append:
+        rc = t.libv.put(t.txn, dbi, &k, &v, flags | TERNDB_MDB_APPEND)
+        if rc == 0:
+            return 1
+        if rc != TERNDB_MDB_KEYEXIST:
+            return _lc_raise_lmdb(t.libv, "mdb_put", rc)
+    rc = t.libv.put(t.txn, dbi, &k, &v, flags)
+    if rc == 0:
+        return 2 if append else 1
+    if rc == TERNDB_MDB_KEYEXIST and not overwrite:
+        return 0
+    return _lc_raise_lmdb(t.libv, "mdb_put", rc)
+
+
+cdef int lmdb_delete(object txn, object db, bytes key) except -1:
+    """``txn.delete(key, db=db)``: 1 when the key was there, 0 when not."""
+    cdef unsigned int dbi
+    cdef terndb_mdb_val k
+    cdef int rc
+    cdef terndb_pylmdb_txn* t = _lc_txn(txn, db, &dbi)
+    if t == NULL:
+        return 1 if txn.delete(key, b"", db) else 0
+    k.mv_data = <void*>PyBytes_AS_STRING(key)
+    k.mv_size = <size_t>PyBytes_GET_SIZE(key)
+    t.mutations += 1
+    rc = t.libv.del_fn(t.txn, dbi, &k, NULL)
+    if rc == 0:
+        return 1
+    if rc == TERNDB_MDB_NOTFOUND:
+        return 0
+    return _lc_raise_lmdb(t.libv, "mdb_del", rc)
+
+
+cdef object lmdb_get(object txn, object db, bytes key):
+    """``txn.get(key, db=db)``: the value as bytes, or None."""
+    cdef unsigned int dbi
+    cdef terndb_mdb_val k, v
+    cdef int rc
+    cdef terndb_pylmdb_txn* t = _lc_txn(txn, db, &dbi)
+    if t == NULL:
+        return txn.get(key, None, db)
+    k.mv_data = <void*>PyBytes_AS_STRING(key)
+    k.mv_size = <size_t>PyBytes_GET_SIZE(key)
+    rc = t.libv.get(t.txn, dbi, &k, &v)
+    if rc == 0:
+        return PyBytes_FromStringAndSize(<const char*>v.mv_data, <Py_ssize_t>v.mv_size)
+    if rc == TERNDB_MDB_NOTFOUND:
+        return None
+    _lc_raise_lmdb(t.libv, "mdb_get", rc)
+
+
+def lmdb_c_put(txn, db, bytes key not None, bytes value not None, bint overwrite=True,
+               bint append=False):
+    """``lmdb_put`` for tests: 0 (key exists), 1 (stored) or 2 (stored, not appended)."""
+    return lmdb_put(txn, db, key, value, overwrite, append)
+
+
+def lmdb_c_delete(txn, db, bytes key not None):
+    """``lmdb_delete`` for tests: True when the key was there."""
+    return lmdb_delete(txn, db, key) == 1
+
+
+def lmdb_c_get(txn, db, bytes key not None):
+    """``lmdb_get`` for tests."""
+    return lmdb_get(txn, db, key)
+
+
 cdef class LmdbCursor:
     """A cursor on one sub-database of one py-lmdb transaction.
 
@@ -274,6 +514,11 @@ cdef class LmdbCursor:
     cdef const unsigned char* kp
     cdef const unsigned char* vp
     cdef Py_ssize_t kn, vn
+    # A lookup cursor (``lmdb_lookup``) opens no MDB_cursor: ``find`` is one
+    # mdb_get on (ltxn, ldb), and the found key is a copy of the one asked for.
+    cdef bint lookup
+    cdef object ltxn, ldb
+    cdef unsigned char kcopy[64]
 
     cdef inline int _ready(self) except -1:
         if self.raw.valid == 0 or self.raw.curs == NULL:
@@ -346,12 +591,35 @@ cdef class LmdbCursor:
             self.k.mv_data = <void*>key
             self.k.mv_size = <size_t>n
             return self._got(self.api.cursor_get(self.raw.curs, &self.k, &self.v, TERNDB_MDB_SET_KEY))
+        if self.lookup:
+            return self._get(key, n)
         kb = PyBytes_FromStringAndSize(<const char*>key, n)
         self.it = None     # a lookup ends any iteration on the fallback path
         if not self.pyc.set_key(kb):
             return 0
         self.positioned = True
         return self._fb_take((kb, self.pyc.value()))
+
+    cdef int _get(self, const unsigned char* key, Py_ssize_t n) except -1:
+        """``find`` of a lookup cursor: mdb_get on the C path, else ``txn.get``."""
+        cdef unsigned int dbi
+        cdef int rc
+        cdef bytes kb
+        cdef terndb_pylmdb_txn* t = _lc_txn(self.ltxn, self.ldb, &dbi)
+        if t != NULL and n <= <Py_ssize_t>sizeof(self.kcopy):
+            memcpy(self.kcopy, key, n)
+            self.k.mv_data = <void*>self.kcopy
+            self.k.mv_size = <size_t>n
+            rc = t.libv.get(t.txn, dbi, &self.k, &self.v)
+            if rc == TERNDB_MDB_NOTFOUND:
+                return 0
+            if rc != 0:
+                return _lc_raise_lmdb(t.libv, "mdb_get", rc)
+            self.api = t.libv
+            return self._got(rc)
+        kb = PyBytes_FromStringAndSize(<const char*>key, n)
+        value = self.ltxn.get(kb, None, self.ldb)
+        return 0 if value is None else self._fb_take((kb, value))
 
     cdef inline int key_cmp(self, bytes bound):
         """<0, 0, >0 as the current key sorts before, equal to, after ``bound`` (LMDB's memcmp order)."""
@@ -363,6 +631,7 @@ cdef class LmdbCursor:
 
     cdef void close(self):
         self.raw = NULL
+        self.ltxn = self.ldb = None
         self.it = None
         self.kb = self.vb = None
         if self.pyc is not None:
@@ -387,6 +656,28 @@ cdef LmdbCursor lmdb_cursor(object txn, object db):
         else:
             _lc_disable("a py-lmdb cursor did not have the verified layout")
     return c
+
+
+cdef LmdbCursor lmdb_lookup(object txn, object db):
+    """An LmdbCursor on ``db`` in ``txn`` for ``find`` only (exact-key lookups).
+
+    It opens no MDB_cursor (none to create per statement): each ``find`` is
+    one mdb_get (or ``txn.get`` without the C path), with the same results and
+    errors as a cursor's exact-key positioning."""
+    cdef LmdbCursor c = LmdbCursor.__new__(LmdbCursor)
+    c.lookup = True
+    c.ltxn = txn
+    c.ldb = db
+    return c
+
+
+def lmdb_c_lookup(txn, db, bytes key not None):
+    """``(key, value)`` found by a lookup cursor, or None (for tests)."""
+    cdef LmdbCursor c = lmdb_lookup(txn, db)
+    if not c.find(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+        return None
+    return (PyBytes_FromStringAndSize(<const char*>c.kp, c.kn),
+            PyBytes_FromStringAndSize(<const char*>c.vp, c.vn))
 
 
 cdef class LmdbItems:

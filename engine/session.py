@@ -96,6 +96,17 @@ class Plan:
 class Result:
     """Rows (streamed from a read transaction or materialised) plus counts."""
 
+    # Class-level defaults: a DML statement's result (``counts``) sets only its counts.
+    names: list[str] | None = None
+    decl_types: list | None = None
+    _source: Any = None
+    _rows: list | None = None
+    _pos = 0
+    _read_txn: Any = None
+    rowcount = -1
+    lastrowid: int | None = None
+    _plan: Plan | None = None
+
     def __init__(self, names: list[str] | None = None, decl_types: list | None = None,
                  source: Any = None, rows: list | None = None, read_txn: Any = None,
                  rowcount: int = -1, lastrowid: int | None = None, plan: Plan | None = None) -> None:
@@ -108,6 +119,14 @@ class Result:
         self.rowcount = rowcount
         self.lastrowid = lastrowid
         self._plan = plan
+
+    @classmethod
+    def counts(cls, rowcount: int, lastrowid: int | None) -> "Result":
+        """A result with no rows, only counts (written out: one per DML statement)."""
+        result = cls.__new__(cls)
+        result.rowcount = rowcount
+        result.lastrowid = lastrowid
+        return result
 
     def fetch(self, n: int) -> list:
         """Up to ``n`` rows (all remaining if n < 0)."""
@@ -188,6 +207,10 @@ class Session:
         self.active_triggers: set[str] = set()   # triggers running now (no self-recursion)
         self._savepoint_began_txn = False        # the txn was opened by a SAVEPOINT statement
         self._write_schema: Schema | None = None  # schema checked in the open write txn
+        # The committed schema (this session's view) of the read snapshot with LMDB id
+        # _read_snapshot: the schema of a later read on the same snapshot.
+        self._read_snapshot = -1
+        self._read_schema: Schema | None = None
         self.closed = False
         self.ddl = DDLExecutor(self.store, db.catalog)
         self.temp_owner = temp_objects.new_owner_token(self)
@@ -449,8 +472,14 @@ class Session:
                 return self._txn_control(tc)
         read = self._begin_read()
         try:
-            # _schema_for() without a write transaction, written out (once per query).
-            schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
+            # _schema_for() without a write transaction, written out (once per query);
+            # the schema of a snapshot read before (same LMDB id: same content) is kept.
+            snapshot = read.txn.id()
+            if snapshot == self._read_snapshot:
+                schema = self._read_schema
+            else:
+                schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
+                self._read_snapshot, self._read_schema = snapshot, schema
             self.schema = schema
             plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
@@ -638,7 +667,7 @@ class Session:
         last = lastrowid if lastrowid is not None else self.last_insert_rowid
         if out is not None:
             return Result(returning.names, [None] * len(returning.names), rows=out, rowcount=total, lastrowid=last)
-        return Result(rowcount=total, lastrowid=last)
+        return Result.counts(total, last)
 
     def _run_ddl(self, plan: Plan) -> None:
         node = plan.node

@@ -341,6 +341,11 @@ class _SharedEnv:
         # Sub-database handles valid in every transaction begun from now on.
         self.handles: dict[bytes, object] = {}
         self.epoch = _ZERO_EPOCH
+        # LMDB id of the last read snapshot found to have handles for all its databases.
+        # A snapshot's id names its content, and ``epoch`` only grows, so a read txn on
+        # the same snapshot needs no second look at its epoch (the common case: reads
+        # with no commit in between).
+        self.fresh_snapshot = -1
         self.dbi_lock = threading.RLock()       # serializes every open_db (LMDB requires it)
         # Writer exclusion: threads via a lock, processes via flock on write.lock.
         self.writer_lock = threading.Lock()
@@ -468,12 +473,18 @@ class _SharedEnv:
             txn = self.env.begin(write=write)
         except lmdb.Error:
             return self._begin_slow(write)
+        # A write txn's id is not a snapshot's (an aborted writer's id is reused).
+        snapshot = -1 if write else txn.id()
+        if snapshot == self.fresh_snapshot and snapshot >= 0:
+            return txn
         try:
             fresh = txn.get(K_EPOCH, _ZERO_EPOCH, db=self.meta_db) <= self.epoch
         except lmdb.Error as exc:
             txn.abort()
             raise translate_lmdb_error(exc, "beginning a transaction") from exc
         if fresh:
+            if snapshot >= 0:
+                self.fresh_snapshot = snapshot
             return txn
         txn.abort()
         return self._begin_slow(write)

@@ -521,3 +521,39 @@ def test_open_while_another_process_writes(dbpath) -> None:
     finally:
         release.set()
         p.join(30)
+
+
+def _run_in_child(path: str, *statements: str) -> None:
+    import subprocess
+    import sys
+    code = ("import sys, terndb\ncon = terndb.connect(sys.argv[1])\n"
+            "for s in sys.argv[2:]:\n    con.execute(s)\ncon.commit()\ncon.close()\n")
+    subprocess.run([sys.executable, "-c", code, path, *statements], check=True, timeout=120)
+
+
+def test_each_read_sees_every_commit_made_before_it(dbpath) -> None:
+    """Reads on an unchanged snapshot reuse its schema; any commit (rows, DDL, from another
+    connection or process) is seen by the next statement."""
+    con = terndb.connect(dbpath)
+    other = terndb.connect(dbpath)
+    try:
+        cur = con.cursor()
+        point = "SELECT * FROM t WHERE a = ?"
+        assert cur.execute(point, (1,)).fetchone() is None
+        assert cur.execute(point, (1,)).fetchone() is None            # same snapshot again
+        other.execute("INSERT INTO t VALUES (1, 'x')")
+        other.commit()
+        assert cur.execute(point, (1,)).fetchone() == (1, "x")
+        _run_in_child(dbpath, "UPDATE t SET b = 'y' WHERE a = 1")
+        assert cur.execute(point, (1,)).fetchone() == (1, "y")
+        _run_in_child(dbpath, "ALTER TABLE t ADD COLUMN c INTEGER DEFAULT 7")
+        assert cur.execute(point, (1,)).fetchone() == (1, "y", 7)
+        _run_in_child(dbpath, "CREATE TABLE u(k INTEGER PRIMARY KEY)", "INSERT INTO u VALUES (5)")
+        assert cur.execute("SELECT k FROM u WHERE k = ?", (5,)).fetchone() == (5,)
+        _run_in_child(dbpath, "DROP TABLE u")
+        with pytest.raises(terndb.DatabaseError, match="no such table: u"):
+            cur.execute("SELECT k FROM u WHERE k = ?", (5,))
+        assert cur.execute(point, (1,)).fetchone() == (1, "y", 7)
+    finally:
+        con.close()
+        other.close()
