@@ -59,20 +59,160 @@ cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned
     return row
 
 
+
+cdef class RowShape:
+    """Which stored columns a scan decodes into its rows (projection pushdown).
+
+    Rows keep the table's layout (columns in declaration order, then the
+    rowid) so column positions stay those the planner compiled against; a
+    column the query never reads is left None without being decoded (its
+    cell is skipped, no object is made).  ``columns`` None decodes all.
+    """
+    cdef readonly Py_ssize_t ncols
+    cdef readonly tuple defaults
+    cdef readonly bytes want          # one byte per column: 1 = decode; None = decode all
+    cdef Py_ssize_t upto              # cells after this one are never walked
+
+    def __init__(self, Py_ssize_t ncols, tuple defaults, columns=None):
+        cdef bytearray want
+        self.ncols = ncols
+        self.defaults = defaults
+        if columns is None:
+            return
+        want = bytearray(ncols)
+        for c in columns:
+            if not 0 <= c < ncols:
+                raise InternalError(f"scan column {c} outside the table's {ncols} columns")
+            want[c] = 1
+            if c + 1 > self.upto:
+                self.upto = c + 1
+        self.want = bytes(want)
+
+    @property
+    def columns(self):
+        """The decoded column positions (None: all)."""
+        if self.want is None:
+            return None
+        return tuple(i for i in range(self.ncols) if self.want[i])
+
+    cdef tuple decode(self, const unsigned char* kp, Py_ssize_t kn, const unsigned char* p, Py_ssize_t n):
+        """The executor row for a stored (rowid key, record) pair."""
+        if self.want is None:
+            return _table_row_ptr(kp, kn, p, n, self.ncols, self.defaults)
+        cdef const unsigned char* w = <const unsigned char*>PyBytes_AS_STRING(self.want)
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+        cdef Py_ssize_t i, ncols = self.ncols
+        cdef tuple row
+        cdef object v
+        if kn != 8:
+            raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
+        row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
+        for i in range(ncols):
+            if not w[i]:
+                v = None
+                if i < stored and i < self.upto:
+                    pos = _rc_skip_cell(p, n, pos)
+            elif i < stored:
+                v = _rc_read_cell(p, n, &pos)
+            else:
+                v = _rc_default(self.defaults, i)
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(row, i, v)
+        v = PyLong_FromLongLong(_kc_get_rowid(kp))
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(row, ncols, v)
+        return row
+
+
+cdef long long _KEY_ROW_INT_MIN = -9223372036854775807 - 1
+
+
+cdef class KeyRowShape:
+    """Rows of a covering-index scan: the table columns read from index keys.
+
+    ``positions[k]`` is the table column that key part ``k`` holds (-1: not
+    wanted); ``affinities`` one key-codec letter (I R N T) per part up to
+    the last wanted one; ``rowid_alias`` the INTEGER PRIMARY KEY column (-1:
+    none), filled from the key's rowid suffix.  Other columns are None, as
+    with ``RowShape``.  The planner only covers BINARY plain-column parts
+    whose affinity makes the key round-trip exact (keycodec.pxi's header).
+    """
+    cdef readonly Py_ssize_t ncols
+    cdef readonly tuple positions
+    cdef readonly bytes affinities
+    cdef readonly bytes desc
+    cdef readonly Py_ssize_t rowid_alias
+    cdef tuple part_of               # per table column: its key part, or -1
+
+    def __init__(self, Py_ssize_t ncols, tuple positions, bytes affinities, bytes desc,
+                 Py_ssize_t rowid_alias=-1):
+        cdef list part_of = [-1] * ncols
+        if len(affinities) != len(positions):
+            raise InternalError("covering index shape: one affinity per key part")
+        for k, col in enumerate(positions):
+            if col >= ncols or col == rowid_alias and col >= 0:
+                raise InternalError(f"covering index shape: bad column {col}")
+            if col >= 0:
+                part_of[col] = k
+        self.ncols = ncols
+        self.positions = positions
+        self.affinities = affinities
+        self.desc = desc
+        self.rowid_alias = rowid_alias
+        self.part_of = tuple(part_of)
+
+    cdef tuple decode(self, const unsigned char* kp, Py_ssize_t kn):
+        """The row for an index entry (key parts + 8-byte rowid suffix), or None
+        when a value's type cannot be told from the key (the caller then
+        reads the table row)."""
+        cdef Py_ssize_t i, k
+        cdef Py_ssize_t ndesc = len(self.desc) if self.desc is not None else 0
+        cdef tuple parts
+        cdef tuple row
+        cdef object v, rowid
+        if kn < 8:
+            raise CorruptDatabaseError(f"index key too short for a rowid suffix ({kn} bytes)")
+        parts = _decode_key_ptr(kp, kn - 8, PyBytes_AS_STRING(self.affinities), len(self.affinities),
+                                <const unsigned char*>PyBytes_AS_STRING(self.desc) if ndesc else NULL, ndesc)
+        for v in parts:
+            # An INTEGER/NUMERIC column keeps the REAL -2**63 as REAL (SQLite's
+            # ticket #3922), but its key reads back as that int: ask the table.
+            if type(v) is int and v == _KEY_ROW_INT_MIN:
+                return None
+        rowid = PyLong_FromLongLong(_kc_get_rowid(kp + kn - 8))
+        row = PyTuple_New(self.ncols + 1)
+        for i in range(self.ncols):
+            k = <Py_ssize_t>self.part_of[i]
+            if k >= 0 and k < len(parts):
+                v = parts[k]
+            elif i == self.rowid_alias:
+                v = rowid
+            else:
+                v = None
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(row, i, v)
+        Py_INCREF(rowid)
+        PyTuple_SET_ITEM(row, self.ncols, rowid)
+        return row
+
 cdef class TableScan(Operator):
-    """Full scan of a table B-tree in rowid order, with an optional pushed-down filter."""
+    """Full scan of a table B-tree in rowid order, with an optional pushed-down filter.
+
+    ``columns`` (every scan operator takes it): the column positions the
+    query reads, the only ones decoded (RowShape); None decodes all.
+    """
     cdef object dbname, store, handle
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
+    cdef readonly RowShape shape
     cdef Expr predicate
     cdef LmdbCursor cursor
     cdef ExecContext ctx
 
-    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None):
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None,
+                 columns=None):
         self.store = store
         self.dbname = dbname
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
         self.predicate = predicate
 
     cdef void open(self, ExecContext ctx) except *:
@@ -87,7 +227,7 @@ cdef class TableScan(Operator):
         while True:
             if c is None or not c.next():
                 return None
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
+            row = self.shape.decode(c.kp, c.kn, c.vp, c.vn)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -110,19 +250,19 @@ cdef class RowidLookup(Operator):
     key, in ascending rowid order as SQLite returns them.
     """
     cdef object dbname, store, handle
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
+    cdef readonly RowShape shape
+    cdef object memo_key             # rows of one shape share a memo
     cdef Expr key_expr, predicate
     cdef list key_exprs
     cdef list keys
     cdef Py_ssize_t key_i
     cdef ExecContext ctx
 
-    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None):
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None,
+                 columns=None):
         self.store = store
         self.dbname = dbname
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
         if isinstance(key_expr, list):
             self.key_exprs = key_expr
         else:
@@ -145,12 +285,13 @@ cdef class RowidLookup(Operator):
             self.keys = sorted(seen)
         if self.keys and self.handle is None:   # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+            self.memo_key = self.handle if self.shape.want is None else (self.handle, self.shape.want)
 
     cdef tuple next(self):
         cdef tuple row
         cdef unsigned char key[8]
         cdef LmdbCursor c
-        cdef dict memo = self.ctx.row_memo(self.handle)
+        cdef dict memo = self.ctx.row_memo(self.memo_key)
         while self.key_i < len(self.keys):
             k = self.keys[self.key_i]
             self.key_i += 1
@@ -159,7 +300,7 @@ cdef class RowidLookup(Operator):
             if row is None:
                 c = self.ctx.lookup_cursor(self.handle)
                 _kc_put_rowid(key, k)
-                row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults) if c.find(key, 8) else ()
+                row = self.shape.decode(c.kp, c.kn, c.vp, c.vn) if c.find(key, 8) else ()
                 if memo is not None and len(memo) < _ROW_MEMO_MAX:
                     memo[k] = row
             if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx))):
@@ -193,8 +334,7 @@ cdef object rowid_probe_value(object v):
 cdef class RowidRange(Operator):
     """Range scan over rowids: lo/hi expressions (None = open), inclusive flags."""
     cdef object dbname, store, handle
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
+    cdef readonly RowShape shape
     cdef Expr lo, hi, predicate
     cdef bint lo_incl, hi_incl
     cdef LmdbCursor cursor
@@ -203,11 +343,10 @@ cdef class RowidRange(Operator):
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr lo, bint lo_incl,
-                 Expr hi, bint hi_incl, Expr predicate=None):
+                 Expr hi, bint hi_incl, Expr predicate=None, columns=None):
         self.store = store
         self.dbname = dbname
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
         self.lo = lo
         self.hi = hi
         self.lo_incl = lo_incl
@@ -251,7 +390,7 @@ cdef class RowidRange(Operator):
             if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) > 0):
                 self.done = True
                 return None
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults)
+            row = self.shape.decode(c.kp, c.kn, c.vp, c.vn)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -308,11 +447,13 @@ cdef class IndexScan(Operator):
     ``x IN (...)`` of the index part after the ``lo`` == ``hi`` equality
     prefix), every distinct value is one exact-prefix range, visited in key
     order (so each row comes once, in index order, as SQLite gives it).
-    With ``reverse``, ranges and keys are visited last to first.
+    With ``reverse``, ranges and keys are visited last to first.  With
+    ``cover`` (a KeyRowShape) rows are read from the index keys alone: a
+    covering-index scan, no table lookups.
     """
     cdef object store, table_db, index_db
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
+    cdef readonly RowShape shape
+    cdef readonly KeyRowShape cover
     cdef list lo, hi, in_list
     cdef bint lo_incl, hi_incl
     cdef bytes desc
@@ -325,16 +466,19 @@ cdef class IndexScan(Operator):
     cdef list ranges                 # pending (lo_key or None, hi_key or None), in key order
     cdef Py_ssize_t range_i
     cdef bint done, reverse, seek_pending
+    cdef const unsigned char* kp     # the current index key (valid until the next LMDB call)
+    cdef Py_ssize_t kn
+    cdef bytes back_key              # holds it on the reverse path
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
                  bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None,
-                 list in_list=None, bint reverse=False):
+                 list in_list=None, bint reverse=False, columns=None, KeyRowShape cover=None):
         self.store = store
         self.table_db = table_db
         self.index_db = index_db
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
+        self.cover = cover
         self.desc = desc
         self.lo = lo
         self.hi = hi
@@ -433,6 +577,9 @@ cdef class IndexScan(Operator):
                 if len(key) < 8:
                     raise CorruptDatabaseError(f"index key too short for a rowid suffix ({len(key)} bytes)")
                 memcpy(rk, PyBytes_AS_STRING(key) + len(key) - 8, 8)
+                self.back_key = key
+                self.kp = <const unsigned char*>PyBytes_AS_STRING(key)
+                self.kn = len(key)
                 return True
             c = self.cursor
             if self.seek_pending:
@@ -446,6 +593,8 @@ cdef class IndexScan(Operator):
             if c.kn < 8:
                 raise CorruptDatabaseError(f"index key too short for a rowid suffix ({c.kn} bytes)")
             memcpy(rk, c.kp + c.kn - 8, 8)      # the rowid suffix is the table key
+            self.kp = c.kp
+            self.kn = c.kn
             return True
         return False
 
@@ -454,9 +603,11 @@ cdef class IndexScan(Operator):
         cdef tuple row
         cdef unsigned char rk[8]
         while self._next_index_key(rk):
-            if not rows.find(rk, 8):
-                continue
-            row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults)
+            row = self.cover.decode(self.kp, self.kn) if self.cover is not None else None
+            if row is None:
+                if not rows.find(rk, 8):
+                    continue
+                row = self.shape.decode(rows.kp, rows.kn, rows.vp, rows.vn)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
         return None
@@ -470,6 +621,7 @@ cdef class IndexScan(Operator):
             self.back.close()
             self.back = None
         self.it = None
+        self.back_key = None
         self.rows = None
 
 
@@ -1056,7 +1208,11 @@ cdef class HashAggregate(Operator):
                     if i == self.mm_index:
                         # SQLite's rule: bare columns follow the row that set the min/max
                         # (the first of ties); until a non-NULL value is seen, the latest row.
-                        if v is None:
+                        if type(state[i]) is _MinMax or isinstance(state[i], _MinMax):
+                            # The aggregate just compared v with its best: reuse its verdict.
+                            if (<_MinMax>state[i]).improved or (<_MinMax>state[i]).best is None:
+                                entry[1] = row
+                        elif v is None:
                             if entry[3] is None:
                                 entry[1] = row
                         elif entry[3] is None or self.mm_sign * v_compare_coll(v, entry[3], self.mm_coll) > 0:
