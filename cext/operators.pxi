@@ -1123,6 +1123,24 @@ cdef class AggSpec:
         self.star = star
 
 
+cdef enum:
+    _AGG_OTHER = 0
+    _AGG_COUNT_STAR = 1
+    _AGG_COUNT = 2
+    _AGG_SUM = 3       # sum / total / avg: _SumBase reads integers and reals in place
+
+
+cdef int _agg_kind(object agg):
+    """Which in-place path ``HashAggregate._aggregate_records`` may use for a state."""
+    if type(agg) is CountStar:
+        return _AGG_COUNT_STAR
+    if type(agg) is Count:
+        return _AGG_COUNT
+    if type(agg) is Sum or type(agg) is Total or type(agg) is Avg:
+        return _AGG_SUM
+    return _AGG_OTHER
+
+
 cdef class HashAggregate(Operator):
     """GROUP BY with aggregates; also the no-GROUP-BY case (one group, even if empty).
 
@@ -1167,31 +1185,73 @@ cdef class HashAggregate(Operator):
         return st
 
     cdef void open(self, ExecContext ctx) except *:
-        cdef tuple row
-        cdef object key, hkey
         cdef dict groups = {}
-        cdef list state
-        cdef AggSpec s
-        cdef Py_ssize_t i, nspecs = len(self.specs)
         # One GROUP BY expression: the value itself is the dict key (no 1-tuple per
         # row; a value and its 1-tuple hash and compare alike), wrapped at the end.
-        cdef Expr single = <Expr>self.group_exprs[0] if len(self.group_exprs) == 1 else None
+        cdef bint single = len(self.group_exprs) == 1
         self.ctx = ctx
         self.mm_index = -1
         if self.min_max is not None and len(self.min_max) == 1:
             self.mm_index, self.mm_sign, self.mm_coll = self.min_max[0]
+        if self._reads_records():
+            self._aggregate_records(ctx, groups)
+        else:
+            self._aggregate_rows(ctx, groups)
+        self.out = []
+        if not groups and not self.group_exprs:
+            # An aggregate without GROUP BY yields one row even over no input.
+            state = self._new_state()
+            self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
+        else:
+            items = list(groups.items())
+            if single:
+                items = [((k,), e) for k, e in items]
+            if len(items) > 1:
+                items.sort(key=lambda kv: encode_key(kv[0]))
+            for _hkey, entry in items:
+                values = (entry[2],) if single else <tuple>entry[2]
+                self.out.append(<tuple>entry[1] + values + tuple([(<Aggregate>a).final() for a in entry[0]]))
+        self.pos = 0
+
+    cdef object _hash_key(self, object key, bint single):
+        """The dict key grouping ``key``: the key itself, or folded under the terms' collations."""
+        if self.fold is None:
+            return key
+        if single:
+            return collation_fold((key,), self.fold)[0]
+        return collation_fold(<tuple>key, self.fold)
+
+    cdef bint _takes_row(self, list entry, object agg, object v) except -1:
+        """After the lone min()/max() stepped ``v``: whether the group's bare
+        columns now come from this row.  SQLite's rule: the row that set the
+        min/max (the first of ties); until a non-NULL value is seen, the latest row."""
+        if isinstance(agg, _MinMax):
+            # The aggregate just compared v with its best: reuse its verdict.
+            return (<_MinMax>agg).improved or (<_MinMax>agg).best is None
+        if v is None:
+            return entry[3] is None
+        if entry[3] is None or self.mm_sign * v_compare_coll(v, entry[3], self.mm_coll) > 0:
+            entry[3] = v
+            return True
+        return False
+
+    cdef void _aggregate_rows(self, ExecContext ctx, dict groups) except *:
+        """The general path: evaluates the GROUP BY terms and arguments on each input row."""
+        cdef tuple row
+        cdef object key, hkey
+        cdef list state, entry
+        cdef AggSpec s
+        cdef Py_ssize_t i, nspecs = len(self.specs)
+        cdef bint single = len(self.group_exprs) == 1
+        cdef Expr single_expr = <Expr>self.group_exprs[0] if single else None
         self.child.open(ctx)
         while True:
             row = self.child.next()
             if row is None:
                 break
-            if single is not None:
-                key = single.eval(row, ctx)
-                hkey = key if self.fold is None else collation_fold((key,), self.fold)[0]
-            else:
-                key = eval_list(self.group_exprs, row, ctx)
-                hkey = key if self.fold is None else collation_fold(<tuple>key, self.fold)
-            entry = groups.get(hkey)
+            key = single_expr.eval(row, ctx) if single else eval_list(self.group_exprs, row, ctx)
+            hkey = self._hash_key(key, single)
+            entry = <list>groups.get(hkey)
             if entry is None:
                 state = self._new_state()
                 entry = [state, row, key, None]      # state, bare-column row, group values, best min/max
@@ -1205,37 +1265,125 @@ cdef class HashAggregate(Operator):
                 elif len(s.args) == 1:
                     v = (<Expr>s.args[0]).eval(row, ctx)
                     (<Aggregate>state[i]).step(v)
-                    if i == self.mm_index:
-                        # SQLite's rule: bare columns follow the row that set the min/max
-                        # (the first of ties); until a non-NULL value is seen, the latest row.
-                        if type(state[i]) is _MinMax or isinstance(state[i], _MinMax):
-                            # The aggregate just compared v with its best: reuse its verdict.
-                            if (<_MinMax>state[i]).improved or (<_MinMax>state[i]).best is None:
-                                entry[1] = row
-                        elif v is None:
-                            if entry[3] is None:
-                                entry[1] = row
-                        elif entry[3] is None or self.mm_sign * v_compare_coll(v, entry[3], self.mm_coll) > 0:
-                            entry[1] = row
-                            entry[3] = v
+                    if i == self.mm_index and self._takes_row(entry, state[i], v):
+                        entry[1] = row
                 else:
                     (<Aggregate>state[i]).step(eval_list(s.args, row, ctx))
         self.child.close()
-        self.out = []
-        if not groups and not self.group_exprs:
-            # An aggregate without GROUP BY yields one row even over no input.
-            state = self._new_state()
-            self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
-        else:
-            items = list(groups.items())
-            if single is not None:
-                items = [((k,), e) for k, e in items]
-            if len(items) > 1:
-                items.sort(key=lambda kv: encode_key(kv[0]))
-            for _hkey, entry in items:
-                values = (entry[2],) if single is not None else <tuple>entry[2]
-                self.out.append(<tuple>entry[1] + values + tuple([(<Aggregate>a).final() for a in entry[0]]))
-        self.pos = 0
+
+    cdef bint _reads_records(self):
+        """Whether the input is a plain table scan and every GROUP BY term and
+        aggregate argument a bare column: then ``_aggregate_records`` reads
+        them from the stored records (no row tuple per input row)."""
+        cdef AggSpec s
+        if type(self.child) is not TableScan or (<TableScan>self.child).predicate is not None:
+            return False
+        for e in self.group_exprs:
+            if type(e) is not ColRef:
+                return False
+        for s in self.specs:
+            if not s.star and (len(s.args) != 1 or type(s.args[0]) is not ColRef):
+                return False
+        return True
+
+    cdef object _cell(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t* offs, Py_ssize_t stored,
+                      Py_ssize_t col, LmdbCursor c, RowShape shape):
+        """The value at row position ``col`` of the current record (``ncols``: the rowid)."""
+        cdef Py_ssize_t at
+        if col == shape.ncols:
+            return PyLong_FromLongLong(_kc_get_rowid(c.kp))
+        if col < stored:
+            at = offs[col]
+            return _rc_read_cell(p, n, &at)
+        return _rc_default(shape.defaults, col)
+
+    cdef void _aggregate_records(self, ExecContext ctx, dict groups) except *:
+        """``_aggregate_rows`` for a TableScan input, reading its records in place.
+
+        Integers and reals summed or averaged, and values only counted, are
+        read without making objects; a group's bare-column row is decoded once
+        (and again when the lone min/max moves).  Same results as the row path.
+        """
+        cdef TableScan scan = <TableScan>self.child
+        cdef RowShape shape = scan.shape
+        cdef Py_ssize_t ncols = shape.ncols
+        cdef Py_ssize_t nspecs = len(self.specs), ngroup = len(self.group_exprs)
+        cdef bint single = ngroup == 1
+        cdef list gpos = [(<ColRef>e).pos for e in self.group_exprs]
+        cdef list apos = [-1 if (<AggSpec>s).star else (<ColRef>(<AggSpec>s).args[0]).pos for s in self.specs]
+        cdef list kinds = None
+        cdef Py_ssize_t hi = -1, i, k, col, at, pos, stored, upto
+        cdef Py_ssize_t* offs = NULL
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        cdef int64_t ival
+        cdef double dval
+        cdef int kind, cls
+        cdef object key, hkey, v, st
+        cdef list state, entry
+        cdef LmdbCursor c
+        for col in gpos + apos:
+            if col > ncols:
+                raise InternalError(f"column position {col} outside a row of {ncols + 1}")
+            if col < ncols and col > hi:
+                hi = col
+        offs = <Py_ssize_t*>malloc((hi + 2) * sizeof(Py_ssize_t))
+        if offs == NULL:
+            raise MemoryError("out of memory while aggregating")
+        scan.open(ctx)
+        try:
+            c = scan.cursor
+            while c is not None and c.next():
+                p = c.vp
+                n = c.vn
+                pos = 0
+                stored = _rc_header(p, n, &pos)
+                upto = hi if hi < stored else stored - 1
+                for i in range(upto + 1):
+                    offs[i] = pos
+                    if i < upto:
+                        pos = _rc_skip_cell(p, n, pos)
+                if single:
+                    key = self._cell(p, n, offs, stored, <Py_ssize_t>gpos[0], c, shape)
+                else:
+                    key = tuple([self._cell(p, n, offs, stored, <Py_ssize_t>col, c, shape) for col in gpos])
+                hkey = self._hash_key(key, single)
+                entry = <list>groups.get(hkey)
+                if entry is None:
+                    state = self._new_state()
+                    entry = [state, shape.decode(c.kp, c.kn, p, n), key, None]
+                    groups[hkey] = entry
+                    if kinds is None:
+                        kinds = [_agg_kind(a) for a in state]
+                else:
+                    state = <list>entry[0]
+                for i in range(nspecs):
+                    st = state[i]
+                    kind = <int>kinds[i]
+                    if kind == _AGG_COUNT_STAR:
+                        (<CountStar>st).n += 1
+                        continue
+                    col = <Py_ssize_t>apos[i]
+                    if col < stored and col < ncols and (kind == _AGG_COUNT or kind == _AGG_SUM):
+                        cls = _rc_cell_number(p, n, offs[col], &ival, &dval)
+                        if kind == _AGG_COUNT and cls != 0:
+                            (<Count>st).n += 1
+                            continue
+                        if kind == _AGG_SUM and cls != 3:
+                            if cls == 1:
+                                (<_SumBase>st).step_int(ival)
+                            elif cls == 2:
+                                (<_SumBase>st).step_double(dval)
+                            continue
+                        if kind == _AGG_COUNT:
+                            continue                 # a NULL is not counted
+                    v = self._cell(p, n, offs, stored, col, c, shape)
+                    (<Aggregate>st).step(v)
+                    if i == self.mm_index and self._takes_row(entry, st, v):
+                        entry[1] = shape.decode(c.kp, c.kn, p, n)
+        finally:
+            free(offs)
+            scan.close()
 
     cdef tuple next(self):
         if self.pos >= len(self.out):
