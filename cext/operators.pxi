@@ -67,17 +67,21 @@ cdef class RowShape:
     rowid) so column positions stay those the planner compiled against; a
     column the query never reads is left None without being decoded (its
     cell is skipped, no object is made).  ``columns`` None decodes all.
+    With ``columns``, ``rowid`` False leaves the rowid slot None too.
     """
     cdef readonly Py_ssize_t ncols
     cdef readonly tuple defaults
     cdef readonly bytes want          # one byte per column: 1 = decode; None = decode all
+    cdef readonly bint rowid
     cdef Py_ssize_t upto              # cells after this one are never walked
 
-    def __init__(self, Py_ssize_t ncols, tuple defaults, columns=None):
+    def __init__(self, Py_ssize_t ncols, tuple defaults, columns=None, bint rowid=True):
         cdef bytearray want
         self.ncols = ncols
         self.defaults = defaults
+        self.rowid = rowid
         if columns is None:
+            self.rowid = True
             return
         want = bytearray(ncols)
         for c in columns:
@@ -119,7 +123,7 @@ cdef class RowShape:
                 v = _rc_default(self.defaults, i)
             Py_INCREF(v)
             PyTuple_SET_ITEM(row, i, v)
-        v = PyLong_FromLongLong(_kc_get_rowid(kp))
+        v = PyLong_FromLongLong(_kc_get_rowid(kp)) if self.rowid else None
         Py_INCREF(v)
         PyTuple_SET_ITEM(row, ncols, v)
         return row
@@ -201,6 +205,7 @@ cdef class TableScan(Operator):
 
     ``columns`` (every scan operator takes it): the column positions the
     query reads, the only ones decoded (RowShape); None decodes all.
+    ``rowid`` False: nothing reads the rowid slot either.
     """
     cdef object dbname, store, handle
     cdef readonly RowShape shape
@@ -209,10 +214,10 @@ cdef class TableScan(Operator):
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None,
-                 columns=None):
+                 columns=None, bint rowid=True):
         self.store = store
         self.dbname = dbname
-        self.shape = RowShape(ncols, defaults, columns)
+        self.shape = RowShape(ncols, defaults, columns, rowid)
         self.predicate = predicate
 
     cdef void open(self, ExecContext ctx) except *:

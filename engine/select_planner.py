@@ -69,6 +69,7 @@ class FromItem:
     # For a table: the column positions the statement may read (its scans decode
     # only those, and an index holding them all is read alone); None: every column.
     columns: tuple[int, ...] | None = None
+    rowid_read: bool = True       # False: nothing reads its rowid (a table scan leaves it out)
 
 
 class BoundScope(Scope):
@@ -413,7 +414,8 @@ class SelectPlanner:
         is expanded where it is referenced).  Same-named columns of other
         tables, aliases and table names only over-approximate.  A ``*`` of
         this SELECT, or USING/NATURAL (their conditions are built from names
-        not written), keep every column.
+        not written), keep every column.  A table scan leaves the rowid out
+        too when no ``rowid``/``oid``/``_rowid_`` is written (``rowid_read``).
         """
         if any(it.natural or it.using or it.join_kind == "coalesce" for it in items):
             return
@@ -425,13 +427,15 @@ class SelectPlanner:
                         return
                 else:
                     names.add(n.name.lower())
+        rowid_read = not names.isdisjoint(ROWID_NAMES)
         for it in items:
             table = it.table
             if table is None or it.tvf is not None or it.producer is not None:
                 continue
             used = tuple(i for i, c in enumerate(table.columns) if c.key in names)
-            if len(used) < len(table.columns):
+            if len(used) < len(table.columns) or not rowid_read:
                 it.columns = used
+                it.rowid_read = rowid_read
 
     def _names(self, node: exp.Select, select_nodes: list[exp.Expression], parent: Scope | None) -> list[str]:
         """Result column names as SQLite gives them: alias, column name, or the text as written."""
@@ -860,8 +864,9 @@ class SelectPlanner:
                     it.tvf is not None)
                 hash_keys = None if indexed else self._hash_keys(residual, scope, items[:i], it)
                 if hash_keys is not None:
-                    lk, rk = hash_keys
-                    root = C.HashJoin(root, access, lk, rk, cond, it.join_kind == "left", it.source.width)
+                    lk, rk, keyed = hash_keys
+                    root = C.HashJoin(root, access, lk, rk, self._unkeyed_cond(residual, keyed, scope),
+                                      it.join_kind == "left", it.source.width)
                     self.explain.append(f"HASH JOIN {it.source.name}")
                 else:
                     nl = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
@@ -889,8 +894,10 @@ class SelectPlanner:
         keys = self._hash_keys(residual, scope, left_items, it)
         if keys is None:
             return nl
-        right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table), columns=it.columns)
-        hashed = C.HashJoin(left, right, keys[0], keys[1], cond, it.join_kind == "left", it.source.width)
+        right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table), columns=it.columns,
+                            rowid=it.rowid_read)
+        hashed = C.HashJoin(left, right, keys[0], keys[1], self._unkeyed_cond(residual, keys[2], scope),
+                            it.join_kind == "left", it.source.width)
         return C.AdaptiveJoin(nl, hashed, self.store, left_items[0].table.db_name, table.db_name)
 
     def _outer_join(self, root: Any, it: FromItem, scope: Scope, left_items: list[FromItem],
@@ -902,7 +909,7 @@ class SelectPlanner:
         cond = None
         if on_conj:
             cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(on_conj))
-        keys = self._hash_keys(on_conj, scope, left_items, it) or ([], [])
+        keys = self._hash_keys(on_conj, scope, left_items, it) or ([], [], [])
         self.explain.append(f"{it.join_kind.upper()} JOIN {it.source.name}")
         return C.OuterJoin(root, access, keys[0], keys[1], cond, it.join_kind == "full", True,
                            left_width, it.source.width)
@@ -1031,7 +1038,7 @@ class SelectPlanner:
             return self._index_scan(src, table, defaults, (0, pk_index, keys, 0, None, None), eqs, bcomp,
                                     columns=it.columns), conj
         self.explain.append(f"SCAN {src.name}")
-        return C.TableScan(store, table.db_name, ncols, defaults, columns=it.columns), conj
+        return C.TableScan(store, table.db_name, ncols, defaults, columns=it.columns, rowid=it.rowid_read), conj
 
     def _primary_key_index(self, table: Table) -> Index:
         """The unique index CREATE TABLE made for ``table``'s PRIMARY KEY."""
@@ -1147,12 +1154,21 @@ class SelectPlanner:
             return C.Affinity(bound, AFF_TEXT)
         return bound
 
+    def _unkeyed_cond(self, residual: list[exp.Expression], keyed: list[exp.Expression], scope: Scope) -> Any:
+        """A hash join's condition: the conjuncts its keys do not already decide.
+
+        A hash match is SQLite equality for the keys (same values after
+        comparison affinity, no collation, NULL never matches), so checking
+        them again per joined row would only cost time."""
+        rest = [c for c in residual if not any(c is k for k in keyed)]
+        return ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(rest)) if rest else None
+
     def _hash_keys(self, residual: list[exp.Expression], scope: Scope, left_items: list[FromItem],
-                   right: FromItem) -> tuple[list, list] | None:
-        """Equality conjuncts usable as hash-join keys: (left key exprs, right key exprs)."""
+                   right: FromItem) -> tuple[list, list, list] | None:
+        """Equality conjuncts usable as hash-join keys: (left key exprs, right key exprs, those conjuncts)."""
         left_limit = sum(it.source.width for it in left_items)
         r0, r1 = right.source.offset, right.source.offset + right.source.width
-        lkeys, rkeys = [], []
+        lkeys, rkeys, keyed = [], [], []
         comp = ExprCompiler(scope, self.params, self.subquery_runner)
         # Right keys are evaluated on the right input's rows alone: compile them
         # against a scope where the right source starts at position 0.
@@ -1187,7 +1203,8 @@ class SelectPlanner:
                 lk, rk = _apply_comparison_affinity(lk, la, rk, ra)
                 lkeys.append(lk)
                 rkeys.append(rk)
-        return (lkeys, rkeys) if lkeys else None
+                keyed.append(c)
+        return (lkeys, rkeys, keyed) if lkeys else None
 
     def _defaults(self, table: Table) -> tuple | None:
         """Values for columns added by ALTER TABLE after a row was written."""

@@ -96,6 +96,18 @@ QUERIES = [
     "SELECT k, note FROM u NATURAL JOIN (SELECT k, label FROM u) ORDER BY k",
     "SELECT k, u.ref, v.label FROM u JOIN u AS v USING (k) ORDER BY k",
     "WITH c AS (SELECT id, b FROM t WHERE id < 10) SELECT b, count(*) FROM c GROUP BY b ORDER BY b",
+    # The rowid slot is only filled when the statement names it.
+    "SELECT rowid, b FROM t WHERE b = 'row-4' ORDER BY 1",
+    "SELECT _rowid_ + oid, n FROM t ORDER BY rowid DESC LIMIT 5",
+    "SELECT k FROM u WHERE (SELECT max(rowid) FROM t WHERE t.n = u.ref) > 10 ORDER BY k",
+    # Hash joins: the key equality is decided by the hash match, other terms still apply.
+    "SELECT t.id, u.k FROM t JOIN u ON u.ref = t.n AND u.label <> 'l1' ORDER BY 1, 2",
+    "SELECT t.id, u.k FROM t JOIN u ON u.label = t.a ORDER BY 1, 2",
+    "SELECT t.id, u.k FROM t JOIN u ON u.ref = t.x ORDER BY 1, 2",        # INTEGER = REAL
+    "SELECT t.id, u.k FROM t JOIN u ON u.note = t.z ORDER BY 1, 2",       # TEXT = no affinity
+    "SELECT t.id, u.k FROM t JOIN u ON u.ref = t.m ORDER BY 1, 2",        # INTEGER = NUMERIC
+    "SELECT t.id, u.k FROM t LEFT JOIN u ON u.ref = t.a AND u.k > 5 ORDER BY 1, 2",
+    "SELECT u.label, count(*), sum(t.x) FROM u JOIN t ON t.id = u.ref GROUP BY u.label ORDER BY 1",
     # Covering-index scans: values come from the index keys.
     "SELECT n, id FROM t WHERE n = 1",
     "SELECT n FROM t WHERE n > 0 ORDER BY n",
