@@ -1133,6 +1133,7 @@ cdef enum:
     _AGG_COUNT_STAR = 1
     _AGG_COUNT = 2
     _AGG_SUM = 3       # sum / total / avg: _SumBase reads integers and reals in place
+    _AGG_MIN_MAX = 4   # min / max: a value that cannot win is compared in place, not decoded
 
 
 cdef int _agg_kind(object agg):
@@ -1143,7 +1144,49 @@ cdef int _agg_kind(object agg):
         return _AGG_COUNT
     if type(agg) is Sum or type(agg) is Total or type(agg) is Avg:
         return _AGG_SUM
+    if type(agg) is Min or type(agg) is Max:
+        return _AGG_MIN_MAX
     return _AGG_OTHER
+
+
+cdef bint _min_max_keeps(_MinMax mm, const unsigned char* p, Py_ssize_t n, Py_ssize_t at) except -1:
+    """True when the cell at ``at`` cannot replace ``mm``'s best (then ``mm.improved``
+    is cleared, as its step would): text against text by UTF-8 bytes (BINARY
+    order), integers against an integer and reals against a real as numbers.
+    False when the value may win or the classes differ: decode and step it."""
+    cdef object best = mm.best
+    cdef unsigned char code
+    cdef Py_ssize_t size, bn
+    cdef const char* bp
+    cdef int c, cls
+    cdef int64_t ival, bi
+    cdef double dval, bd
+    if best is None or mm.coll != 0:
+        return False
+    if type(best) is str:
+        size = _rc_payload(p, n, &at, &code)
+        if not (code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT):
+            return False
+        bp = PyUnicode_AsUTF8AndSize(best, &bn)
+        c = memcmp(p + at, bp, size if size < bn else bn)
+        if c == 0:
+            c = (size > bn) - (size < bn)
+    elif type(best) is int or type(best) is float:
+        cls = _rc_cell_number(p, n, at, &ival, &dval)
+        if cls == 1 and type(best) is int and _v_fits_i64(best):
+            bi = <int64_t>best
+            c = (ival > bi) - (ival < bi)
+        elif cls == 2 and type(best) is float:
+            bd = <double>best
+            c = (dval > bd) - (dval < bd)
+        else:
+            return False
+    else:
+        return False
+    if (c > 0) if mm.is_max else (c < 0):
+        return False
+    mm.improved = False                      # ties keep the first, as the step does
+    return True
 
 
 cdef class HashAggregate(Operator):
@@ -1305,9 +1348,10 @@ cdef class HashAggregate(Operator):
     cdef void _aggregate_records(self, ExecContext ctx, dict groups) except *:
         """``_aggregate_rows`` for a TableScan input, reading its records in place.
 
-        Integers and reals summed or averaged, and values only counted, are
-        read without making objects; a group's bare-column row is decoded once
-        (and again when the lone min/max moves).  Same results as the row path.
+        Integers and reals summed or averaged, values only counted, and min/max
+        candidates that do not win are read without making objects; a group's
+        bare-column row is decoded once (and again when the lone min/max
+        moves).  Same results as the row path.
         """
         cdef TableScan scan = <TableScan>self.child
         cdef RowShape shape = scan.shape
@@ -1382,6 +1426,9 @@ cdef class HashAggregate(Operator):
                             continue
                         if kind == _AGG_COUNT:
                             continue                 # a NULL is not counted
+                    elif (kind == _AGG_MIN_MAX and col < stored and col < ncols
+                          and _min_max_keeps(<_MinMax>st, p, n, offs[col])):
+                        continue
                     v = self._cell(p, n, offs, stored, col, c, shape)
                     (<Aggregate>st).step(v)
                     if i == self.mm_index and self._takes_row(entry, st, v):
