@@ -493,8 +493,8 @@ cdef class _ArrowScan:
         cdef Py_ssize_t k
         self.source = source
         self.scan = scan
-        self.ncols = scan.ncols
-        self.defaults = scan.defaults
+        self.ncols = scan.shape.ncols
+        self.defaults = scan.shape.defaults
         self.nwant = len(exprs)
         self.want = <Py_ssize_t*>malloc((self.nwant + 1) * sizeof(Py_ssize_t))
         self.offs = <Py_ssize_t*>malloc((self.ncols + 1) * sizeof(Py_ssize_t))

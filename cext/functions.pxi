@@ -1437,22 +1437,28 @@ cdef class _SumBase(Aggregate):
     cdef bint overflow
     cdef bint approx
 
+    cdef void step_int(self, int64_t i) noexcept:
+        """``step`` for an integer value (the executor's path for stored integers)."""
+        self.cnt += 1
+        self.rsum += <double>i
+        if not (self.approx or self.overflow):
+            if (i > 0 and self.isum > INT64_MAX - i) or (i < 0 and self.isum < INT64_MIN - i):
+                self.approx = self.overflow = True
+            else:
+                self.isum += i
+
+    cdef void step_double(self, double d) noexcept:
+        """``step`` for a REAL value."""
+        self.cnt += 1
+        self.rsum += d
+        self.approx = True
+
     cdef int step(self, object v) except -1:
-        cdef int64_t i
         t = type(v)
         if t is int and _v_fits_i64(v):
-            i = v
-            self.cnt += 1
-            self.rsum += <double>i
-            if not (self.approx or self.overflow):
-                if (i > 0 and self.isum > INT64_MAX - i) or (i < 0 and self.isum < INT64_MIN - i):
-                    self.approx = self.overflow = True
-                else:
-                    self.isum += i
+            self.step_int(<int64_t>v)
         elif t is float:
-            self.cnt += 1
-            self.rsum += <double>v
-            self.approx = True
+            self.step_double(<double>v)
         elif v is not None:
             n = _numeric_value(v)
             if type(n) is int:

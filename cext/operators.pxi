@@ -64,9 +64,154 @@ cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned
     return row
 
 
+
+cdef class RowShape:
+    """Which stored columns a scan decodes into its rows (projection pushdown).
+
+    Rows keep the table's layout (columns in declaration order, then the
+    rowid) so column positions stay those the planner compiled against; a
+    column the query never reads is left None without being decoded (its
+    cell is skipped, no object is made).  ``columns`` None decodes all.
+    With ``columns``, ``rowid`` False leaves the rowid slot None too.
+    """
+    cdef readonly Py_ssize_t ncols
+    cdef readonly tuple defaults
+    cdef readonly bytes want          # one byte per column: 1 = decode; None = decode all
+    cdef readonly bint rowid
+    cdef Py_ssize_t upto              # cells after this one are never walked
+    cdef public unsigned long long json_docs  # bit i: column i's JSON documents as JsonbDoc
+
+    def __init__(self, Py_ssize_t ncols, tuple defaults, columns=None, bint rowid=True):
+        cdef bytearray want
+        self.ncols = ncols
+        self.defaults = defaults
+        self.rowid = rowid
+        if columns is None:
+            self.rowid = True
+            return
+        want = bytearray(ncols)
+        for c in columns:
+            if not 0 <= c < ncols:
+                raise InternalError(f"scan column {c} outside the table's {ncols} columns")
+            want[c] = 1
+            if c + 1 > self.upto:
+                self.upto = c + 1
+        self.want = bytes(want)
+
+    @property
+    def columns(self):
+        """The decoded column positions (None: all)."""
+        if self.want is None:
+            return None
+        return tuple(i for i in range(self.ncols) if self.want[i])
+
+    cdef tuple decode(self, const unsigned char* kp, Py_ssize_t kn, const unsigned char* p, Py_ssize_t n):
+        """The executor row for a stored (rowid key, record) pair."""
+        if self.want is None:
+            return _table_row_ptr(kp, kn, p, n, self.ncols, self.defaults, self.json_docs)
+        cdef const unsigned char* w = <const unsigned char*>PyBytes_AS_STRING(self.want)
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+        cdef Py_ssize_t i, ncols = self.ncols
+        cdef tuple row
+        cdef object v
+        if kn != 8:
+            raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
+        row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
+        for i in range(ncols):
+            if not w[i]:
+                v = None
+                if i < stored and i < self.upto:
+                    pos = _rc_skip_cell(p, n, pos)
+            elif i < stored:
+                if self.json_docs and i < 64 and (self.json_docs >> i) & 1:
+                    v = _rc_read_doc_cell(p, n, &pos)
+                else:
+                    v = _rc_read_cell(p, n, &pos)
+            else:
+                v = _rc_default(self.defaults, i)
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(row, i, v)
+        v = PyLong_FromLongLong(_kc_get_rowid(kp)) if self.rowid else None
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(row, ncols, v)
+        return row
+
+
+cdef long long _KEY_ROW_INT_MIN = -9223372036854775807 - 1
+
+
+cdef class KeyRowShape:
+    """Rows of a covering-index scan: the table columns read from index keys.
+
+    ``positions[k]`` is the table column that key part ``k`` holds (-1: not
+    wanted); ``affinities`` one key-codec letter (I R N T) per part up to
+    the last wanted one; ``rowid_alias`` the INTEGER PRIMARY KEY column (-1:
+    none), filled from the key's rowid suffix.  Other columns are None, as
+    with ``RowShape``.  The planner only covers BINARY plain-column parts
+    whose affinity makes the key round-trip exact (keycodec.pxi's header).
+    """
+    cdef readonly Py_ssize_t ncols
+    cdef readonly tuple positions
+    cdef readonly bytes affinities
+    cdef readonly bytes desc
+    cdef readonly Py_ssize_t rowid_alias
+    cdef tuple part_of               # per table column: its key part, or -1
+
+    def __init__(self, Py_ssize_t ncols, tuple positions, bytes affinities, bytes desc,
+                 Py_ssize_t rowid_alias=-1):
+        cdef list part_of = [-1] * ncols
+        if len(affinities) != len(positions):
+            raise InternalError("covering index shape: one affinity per key part")
+        for k, col in enumerate(positions):
+            if col >= ncols or col == rowid_alias and col >= 0:
+                raise InternalError(f"covering index shape: bad column {col}")
+            if col >= 0:
+                part_of[col] = k
+        self.ncols = ncols
+        self.positions = positions
+        self.affinities = affinities
+        self.desc = desc
+        self.rowid_alias = rowid_alias
+        self.part_of = tuple(part_of)
+
+    cdef tuple decode(self, const unsigned char* kp, Py_ssize_t kn):
+        """The row for an index entry (key parts + 8-byte rowid suffix), or None
+        when a value's type cannot be told from the key (the caller then
+        reads the table row)."""
+        cdef Py_ssize_t i, k
+        cdef Py_ssize_t ndesc = len(self.desc) if self.desc is not None else 0
+        cdef tuple parts
+        cdef tuple row
+        cdef object v, rowid
+        if kn < 8:
+            raise CorruptDatabaseError(f"index key too short for a rowid suffix ({kn} bytes)")
+        parts = _decode_key_ptr(kp, kn - 8, PyBytes_AS_STRING(self.affinities), len(self.affinities),
+                                <const unsigned char*>PyBytes_AS_STRING(self.desc) if ndesc else NULL, ndesc)
+        for v in parts:
+            # An INTEGER/NUMERIC column keeps the REAL -2**63 as REAL (SQLite's
+            # ticket #3922), but its key reads back as that int: ask the table.
+            if type(v) is int and v == _KEY_ROW_INT_MIN:
+                return None
+        rowid = PyLong_FromLongLong(_kc_get_rowid(kp + kn - 8))
+        row = PyTuple_New(self.ncols + 1)
+        for i in range(self.ncols):
+            k = <Py_ssize_t>self.part_of[i]
+            if k >= 0 and k < len(parts):
+                v = parts[k]
+            elif i == self.rowid_alias:
+                v = rowid
+            else:
+                v = None
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(row, i, v)
+        Py_INCREF(rowid)
+        PyTuple_SET_ITEM(row, self.ncols, rowid)
+        return row
+
 cdef class TableReader(Operator):
     """An operator reading a table's stored rows (scan, rowid or index access)."""
-    cdef unsigned long long json_docs    # bit i: column i's JSON documents as JsonbDoc
+    cdef readonly RowShape shape       # which columns it decodes, and how
 
     def read_json_docs(self, columns):
         """Hand the JSON document cells of ``columns`` (positions below 64) on as
@@ -77,23 +222,26 @@ cdef class TableReader(Operator):
         for c in columns:
             if 0 <= c < 64:
                 mask |= (<unsigned long long>1) << <int>c
-        self.json_docs = mask
+        self.shape.json_docs = mask
 
 
 cdef class TableScan(TableReader):
-    """Full scan of a table B-tree in rowid order, with an optional pushed-down filter."""
+    """Full scan of a table B-tree in rowid order, with an optional pushed-down filter.
+
+    ``columns`` (every scan operator takes it): the column positions the
+    query reads, the only ones decoded (RowShape); None decodes all.
+    ``rowid`` False: nothing reads the rowid slot either.
+    """
     cdef object dbname, store, handle
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
     cdef Expr predicate
     cdef LmdbCursor cursor
     cdef ExecContext ctx
 
-    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None):
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr predicate=None,
+                 columns=None, bint rowid=True):
         self.store = store
         self.dbname = dbname
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns, rowid)
         self.predicate = predicate
 
     cdef void open(self, ExecContext ctx) except *:
@@ -108,7 +256,7 @@ cdef class TableScan(TableReader):
         while True:
             if c is None or not c.next():
                 return None
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults, self.json_docs)
+            row = self.shape.decode(c.kp, c.kn, c.vp, c.vn)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -131,19 +279,18 @@ cdef class RowidLookup(TableReader):
     key, in ascending rowid order as SQLite returns them.
     """
     cdef object dbname, store, handle
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
+    cdef object memo_key             # rows of one shape share a memo
     cdef Expr key_expr, predicate
     cdef list key_exprs
     cdef list keys
     cdef Py_ssize_t key_i
     cdef ExecContext ctx
 
-    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None):
+    def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None,
+                 columns=None):
         self.store = store
         self.dbname = dbname
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
         if isinstance(key_expr, list):
             self.key_exprs = key_expr
         else:
@@ -166,13 +313,15 @@ cdef class RowidLookup(TableReader):
             self.keys = sorted(seen)
         if self.keys and self.handle is None:   # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
+            # Rows of one shape share a memo (JsonbDoc cells differ from text ones too).
+            self.memo_key = (self.handle if self.shape.want is None and not self.shape.json_docs
+                             else (self.handle, self.shape.want, self.shape.json_docs))
 
     cdef tuple next(self):
         cdef tuple row
         cdef unsigned char key[8]
         cdef LmdbCursor c
-        # (Rows decoded with JsonbDoc cells are memoised apart from plain ones.)
-        cdef dict memo = self.ctx.row_memo(self.handle if not self.json_docs else (self.handle, self.json_docs))
+        cdef dict memo = self.ctx.row_memo(self.memo_key)
         while self.key_i < len(self.keys):
             k = self.keys[self.key_i]
             self.key_i += 1
@@ -181,7 +330,7 @@ cdef class RowidLookup(TableReader):
             if row is None:
                 c = self.ctx.lookup_cursor(self.handle)
                 _kc_put_rowid(key, k)
-                row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults, self.json_docs) if c.find(key, 8) else ()
+                row = self.shape.decode(c.kp, c.kn, c.vp, c.vn) if c.find(key, 8) else ()
                 if memo is not None and len(memo) < _ROW_MEMO_MAX:
                     memo[k] = row
             if len(row) and (self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx))):
@@ -215,8 +364,6 @@ cdef object rowid_probe_value(object v):
 cdef class RowidRange(TableReader):
     """Range scan over rowids: lo/hi expressions (None = open), inclusive flags."""
     cdef object dbname, store, handle
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
     cdef Expr lo, hi, predicate
     cdef bint lo_incl, hi_incl
     cdef LmdbCursor cursor
@@ -225,11 +372,10 @@ cdef class RowidRange(TableReader):
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, Expr lo, bint lo_incl,
-                 Expr hi, bint hi_incl, Expr predicate=None):
+                 Expr hi, bint hi_incl, Expr predicate=None, columns=None):
         self.store = store
         self.dbname = dbname
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
         self.lo = lo
         self.hi = hi
         self.lo_incl = lo_incl
@@ -273,7 +419,7 @@ cdef class RowidRange(TableReader):
             if not found or (self.hi_key is not None and c.key_cmp(self.hi_key) > 0):
                 self.done = True
                 return None
-            row = _table_row_ptr(c.kp, c.kn, c.vp, c.vn, self.ncols, self.defaults, self.json_docs)
+            row = self.shape.decode(c.kp, c.kn, c.vp, c.vn)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
 
@@ -330,11 +476,12 @@ cdef class IndexScan(TableReader):
     ``x IN (...)`` of the index part after the ``lo`` == ``hi`` equality
     prefix), every distinct value is one exact-prefix range, visited in key
     order (so each row comes once, in index order, as SQLite gives it).
-    With ``reverse``, ranges and keys are visited last to first.
+    With ``reverse``, ranges and keys are visited last to first.  With
+    ``cover`` (a KeyRowShape) rows are read from the index keys alone: a
+    covering-index scan, no table lookups.
     """
     cdef object store, table_db, index_db
-    cdef Py_ssize_t ncols
-    cdef tuple defaults
+    cdef readonly KeyRowShape cover
     cdef list lo, hi, in_list
     cdef bint lo_incl, hi_incl
     cdef bytes desc
@@ -347,16 +494,19 @@ cdef class IndexScan(TableReader):
     cdef list ranges                 # pending (lo_key or None, hi_key or None), in key order
     cdef Py_ssize_t range_i
     cdef bint done, reverse, seek_pending
+    cdef const unsigned char* kp     # the current index key (valid until the next LMDB call)
+    cdef Py_ssize_t kn
+    cdef bytes back_key              # holds it on the reverse path
     cdef ExecContext ctx
 
     def __init__(self, store, bytes table_db, bytes index_db, Py_ssize_t ncols, tuple defaults,
                  bytes desc, list lo, bint lo_incl, list hi, bint hi_incl, Expr predicate=None,
-                 list in_list=None, bint reverse=False):
+                 list in_list=None, bint reverse=False, columns=None, KeyRowShape cover=None):
         self.store = store
         self.table_db = table_db
         self.index_db = index_db
-        self.ncols = ncols
-        self.defaults = defaults
+        self.shape = RowShape(ncols, defaults, columns)
+        self.cover = cover
         self.desc = desc
         self.lo = lo
         self.hi = hi
@@ -455,6 +605,9 @@ cdef class IndexScan(TableReader):
                 if len(key) < 8:
                     raise CorruptDatabaseError(f"index key too short for a rowid suffix ({len(key)} bytes)")
                 memcpy(rk, PyBytes_AS_STRING(key) + len(key) - 8, 8)
+                self.back_key = key
+                self.kp = <const unsigned char*>PyBytes_AS_STRING(key)
+                self.kn = len(key)
                 return True
             c = self.cursor
             if self.seek_pending:
@@ -468,6 +621,8 @@ cdef class IndexScan(TableReader):
             if c.kn < 8:
                 raise CorruptDatabaseError(f"index key too short for a rowid suffix ({c.kn} bytes)")
             memcpy(rk, c.kp + c.kn - 8, 8)      # the rowid suffix is the table key
+            self.kp = c.kp
+            self.kn = c.kn
             return True
         return False
 
@@ -476,9 +631,11 @@ cdef class IndexScan(TableReader):
         cdef tuple row
         cdef unsigned char rk[8]
         while self._next_index_key(rk):
-            if not rows.find(rk, 8):
-                continue
-            row = _table_row_ptr(rows.kp, rows.kn, rows.vp, rows.vn, self.ncols, self.defaults, self.json_docs)
+            row = self.cover.decode(self.kp, self.kn) if self.cover is not None else None
+            if row is None:
+                if not rows.find(rk, 8):
+                    continue
+                row = self.shape.decode(rows.kp, rows.kn, rows.vp, rows.vn)
             if self.predicate is None or sql_truth(self.predicate.eval(row, self.ctx)):
                 return row
         return None
@@ -492,6 +649,7 @@ cdef class IndexScan(TableReader):
             self.back.close()
             self.back = None
         self.it = None
+        self.back_key = None
         self.rows = None
 
 
@@ -993,6 +1151,67 @@ cdef class AggSpec:
         self.star = star
 
 
+cdef enum:
+    _AGG_OTHER = 0
+    _AGG_COUNT_STAR = 1
+    _AGG_COUNT = 2
+    _AGG_SUM = 3       # sum / total / avg: _SumBase reads integers and reals in place
+    _AGG_MIN_MAX = 4   # min / max: a value that cannot win is compared in place, not decoded
+
+
+cdef int _agg_kind(object agg):
+    """Which in-place path ``HashAggregate._aggregate_records`` may use for a state."""
+    if type(agg) is CountStar:
+        return _AGG_COUNT_STAR
+    if type(agg) is Count:
+        return _AGG_COUNT
+    if type(agg) is Sum or type(agg) is Total or type(agg) is Avg:
+        return _AGG_SUM
+    if type(agg) is Min or type(agg) is Max:
+        return _AGG_MIN_MAX
+    return _AGG_OTHER
+
+
+cdef bint _min_max_keeps(_MinMax mm, const unsigned char* p, Py_ssize_t n, Py_ssize_t at) except -1:
+    """True when the cell at ``at`` cannot replace ``mm``'s best (then ``mm.improved``
+    is cleared, as its step would): text against text by UTF-8 bytes (BINARY
+    order), integers against an integer and reals against a real as numbers.
+    False when the value may win or the classes differ: decode and step it."""
+    cdef object best = mm.best
+    cdef unsigned char code
+    cdef Py_ssize_t size, bn
+    cdef const char* bp
+    cdef int c, cls
+    cdef int64_t ival, bi
+    cdef double dval, bd
+    if best is None or mm.coll != 0:
+        return False
+    if type(best) is str:
+        size = _rc_payload(p, n, &at, &code)
+        if not (code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT):
+            return False
+        bp = PyUnicode_AsUTF8AndSize(best, &bn)
+        c = memcmp(p + at, bp, size if size < bn else bn)
+        if c == 0:
+            c = (size > bn) - (size < bn)
+    elif type(best) is int or type(best) is float:
+        cls = _rc_cell_number(p, n, at, &ival, &dval)
+        if cls == 1 and type(best) is int and _v_fits_i64(best):
+            bi = <int64_t>best
+            c = (ival > bi) - (ival < bi)
+        elif cls == 2 and type(best) is float:
+            bd = <double>best
+            c = (dval > bd) - (dval < bd)
+        else:
+            return False
+    else:
+        return False
+    if (c > 0) if mm.is_max else (c < 0):
+        return False
+    mm.improved = False                      # ties keep the first, as the step does
+    return True
+
+
 cdef class HashAggregate(Operator):
     """GROUP BY with aggregates; also the no-GROUP-BY case (one group, even if empty).
 
@@ -1037,31 +1256,73 @@ cdef class HashAggregate(Operator):
         return st
 
     cdef void open(self, ExecContext ctx) except *:
-        cdef tuple row
-        cdef object key, hkey
         cdef dict groups = {}
-        cdef list state
-        cdef AggSpec s
-        cdef Py_ssize_t i, nspecs = len(self.specs)
         # One GROUP BY expression: the value itself is the dict key (no 1-tuple per
         # row; a value and its 1-tuple hash and compare alike), wrapped at the end.
-        cdef Expr single = <Expr>self.group_exprs[0] if len(self.group_exprs) == 1 else None
+        cdef bint single = len(self.group_exprs) == 1
         self.ctx = ctx
         self.mm_index = -1
         if self.min_max is not None and len(self.min_max) == 1:
             self.mm_index, self.mm_sign, self.mm_coll = self.min_max[0]
+        if self._reads_records():
+            self._aggregate_records(ctx, groups)
+        else:
+            self._aggregate_rows(ctx, groups)
+        self.out = []
+        if not groups and not self.group_exprs:
+            # An aggregate without GROUP BY yields one row even over no input.
+            state = self._new_state()
+            self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
+        else:
+            items = list(groups.items())
+            if single:
+                items = [((k,), e) for k, e in items]
+            if len(items) > 1:
+                items.sort(key=lambda kv: encode_key(kv[0]))
+            for _hkey, entry in items:
+                values = (entry[2],) if single else <tuple>entry[2]
+                self.out.append(<tuple>entry[1] + values + tuple([(<Aggregate>a).final() for a in entry[0]]))
+        self.pos = 0
+
+    cdef object _hash_key(self, object key, bint single):
+        """The dict key grouping ``key``: the key itself, or folded under the terms' collations."""
+        if self.fold is None:
+            return key
+        if single:
+            return collation_fold((key,), self.fold)[0]
+        return collation_fold(<tuple>key, self.fold)
+
+    cdef bint _takes_row(self, list entry, object agg, object v) except -1:
+        """After the lone min()/max() stepped ``v``: whether the group's bare
+        columns now come from this row.  SQLite's rule: the row that set the
+        min/max (the first of ties); until a non-NULL value is seen, the latest row."""
+        if isinstance(agg, _MinMax):
+            # The aggregate just compared v with its best: reuse its verdict.
+            return (<_MinMax>agg).improved or (<_MinMax>agg).best is None
+        if v is None:
+            return entry[3] is None
+        if entry[3] is None or self.mm_sign * v_compare_coll(v, entry[3], self.mm_coll) > 0:
+            entry[3] = v
+            return True
+        return False
+
+    cdef void _aggregate_rows(self, ExecContext ctx, dict groups) except *:
+        """The general path: evaluates the GROUP BY terms and arguments on each input row."""
+        cdef tuple row
+        cdef object key, hkey
+        cdef list state, entry
+        cdef AggSpec s
+        cdef Py_ssize_t i, nspecs = len(self.specs)
+        cdef bint single = len(self.group_exprs) == 1
+        cdef Expr single_expr = <Expr>self.group_exprs[0] if single else None
         self.child.open(ctx)
         while True:
             row = self.child.next()
             if row is None:
                 break
-            if single is not None:
-                key = single.eval(row, ctx)
-                hkey = key if self.fold is None else collation_fold((key,), self.fold)[0]
-            else:
-                key = eval_list(self.group_exprs, row, ctx)
-                hkey = key if self.fold is None else collation_fold(<tuple>key, self.fold)
-            entry = groups.get(hkey)
+            key = single_expr.eval(row, ctx) if single else eval_list(self.group_exprs, row, ctx)
+            hkey = self._hash_key(key, single)
+            entry = <list>groups.get(hkey)
             if entry is None:
                 state = self._new_state()
                 entry = [state, row, key, None]      # state, bare-column row, group values, best min/max
@@ -1075,33 +1336,129 @@ cdef class HashAggregate(Operator):
                 elif len(s.args) == 1:
                     v = (<Expr>s.args[0]).eval(row, ctx)
                     (<Aggregate>state[i]).step(v)
-                    if i == self.mm_index:
-                        # SQLite's rule: bare columns follow the row that set the min/max
-                        # (the first of ties); until a non-NULL value is seen, the latest row.
-                        if v is None:
-                            if entry[3] is None:
-                                entry[1] = row
-                        elif entry[3] is None or self.mm_sign * v_compare_coll(v, entry[3], self.mm_coll) > 0:
-                            entry[1] = row
-                            entry[3] = v
+                    if i == self.mm_index and self._takes_row(entry, state[i], v):
+                        entry[1] = row
                 else:
                     (<Aggregate>state[i]).step(eval_list(s.args, row, ctx))
         self.child.close()
-        self.out = []
-        if not groups and not self.group_exprs:
-            # An aggregate without GROUP BY yields one row even over no input.
-            state = self._new_state()
-            self.out.append((None,) * self.input_width + tuple([(<Aggregate>a).final() for a in state]))
-        else:
-            items = list(groups.items())
-            if single is not None:
-                items = [((k,), e) for k, e in items]
-            if len(items) > 1:
-                items.sort(key=lambda kv: encode_key(kv[0]))
-            for _hkey, entry in items:
-                values = (entry[2],) if single is not None else <tuple>entry[2]
-                self.out.append(<tuple>entry[1] + values + tuple([(<Aggregate>a).final() for a in entry[0]]))
-        self.pos = 0
+
+    cdef bint _reads_records(self):
+        """Whether the input is a plain table scan and every GROUP BY term and
+        aggregate argument a bare column: then ``_aggregate_records`` reads
+        them from the stored records (no row tuple per input row)."""
+        cdef AggSpec s
+        if type(self.child) is not TableScan or (<TableScan>self.child).predicate is not None:
+            return False
+        for e in self.group_exprs:
+            if type(e) is not ColRef:
+                return False
+        for s in self.specs:
+            if not s.star and (len(s.args) != 1 or type(s.args[0]) is not ColRef):
+                return False
+        return True
+
+    cdef object _cell(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t* offs, Py_ssize_t stored,
+                      Py_ssize_t col, LmdbCursor c, RowShape shape):
+        """The value at row position ``col`` of the current record (``ncols``: the rowid)."""
+        cdef Py_ssize_t at
+        if col == shape.ncols:
+            return PyLong_FromLongLong(_kc_get_rowid(c.kp))
+        if col < stored:
+            at = offs[col]
+            return _rc_read_cell(p, n, &at)
+        return _rc_default(shape.defaults, col)
+
+    cdef void _aggregate_records(self, ExecContext ctx, dict groups) except *:
+        """``_aggregate_rows`` for a TableScan input, reading its records in place.
+
+        Integers and reals summed or averaged, values only counted, and min/max
+        candidates that do not win are read without making objects; a group's
+        bare-column row is decoded once (and again when the lone min/max
+        moves).  Same results as the row path.
+        """
+        cdef TableScan scan = <TableScan>self.child
+        cdef RowShape shape = scan.shape
+        cdef Py_ssize_t ncols = shape.ncols
+        cdef Py_ssize_t nspecs = len(self.specs), ngroup = len(self.group_exprs)
+        cdef bint single = ngroup == 1
+        cdef list gpos = [(<ColRef>e).pos for e in self.group_exprs]
+        cdef list apos = [-1 if (<AggSpec>s).star else (<ColRef>(<AggSpec>s).args[0]).pos for s in self.specs]
+        cdef list kinds = None
+        cdef Py_ssize_t hi = -1, i, k, col, at, pos, stored, upto
+        cdef Py_ssize_t* offs = NULL
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        cdef int64_t ival
+        cdef double dval
+        cdef int kind, cls
+        cdef object key, hkey, v, st
+        cdef list state, entry
+        cdef LmdbCursor c
+        for col in gpos + apos:
+            if col > ncols:
+                raise InternalError(f"column position {col} outside a row of {ncols + 1}")
+            if col < ncols and col > hi:
+                hi = col
+        offs = <Py_ssize_t*>malloc((hi + 2) * sizeof(Py_ssize_t))
+        if offs == NULL:
+            raise MemoryError("out of memory while aggregating")
+        scan.open(ctx)
+        try:
+            c = scan.cursor
+            while c is not None and c.next():
+                p = c.vp
+                n = c.vn
+                pos = 0
+                stored = _rc_header(p, n, &pos)
+                upto = hi if hi < stored else stored - 1
+                for i in range(upto + 1):
+                    offs[i] = pos
+                    if i < upto:
+                        pos = _rc_skip_cell(p, n, pos)
+                if single:
+                    key = self._cell(p, n, offs, stored, <Py_ssize_t>gpos[0], c, shape)
+                else:
+                    key = tuple([self._cell(p, n, offs, stored, <Py_ssize_t>col, c, shape) for col in gpos])
+                hkey = self._hash_key(key, single)
+                entry = <list>groups.get(hkey)
+                if entry is None:
+                    state = self._new_state()
+                    entry = [state, shape.decode(c.kp, c.kn, p, n), key, None]
+                    groups[hkey] = entry
+                    if kinds is None:
+                        kinds = [_agg_kind(a) for a in state]
+                else:
+                    state = <list>entry[0]
+                for i in range(nspecs):
+                    st = state[i]
+                    kind = <int>kinds[i]
+                    if kind == _AGG_COUNT_STAR:
+                        (<CountStar>st).n += 1
+                        continue
+                    col = <Py_ssize_t>apos[i]
+                    if col < stored and col < ncols and (kind == _AGG_COUNT or kind == _AGG_SUM):
+                        cls = _rc_cell_number(p, n, offs[col], &ival, &dval)
+                        if kind == _AGG_COUNT and cls != 0:
+                            (<Count>st).n += 1
+                            continue
+                        if kind == _AGG_SUM and cls != 3:
+                            if cls == 1:
+                                (<_SumBase>st).step_int(ival)
+                            elif cls == 2:
+                                (<_SumBase>st).step_double(dval)
+                            continue
+                        if kind == _AGG_COUNT:
+                            continue                 # a NULL is not counted
+                    elif (kind == _AGG_MIN_MAX and col < stored and col < ncols
+                          and _min_max_keeps(<_MinMax>st, p, n, offs[col])):
+                        continue
+                    v = self._cell(p, n, offs, stored, col, c, shape)
+                    (<Aggregate>st).step(v)
+                    if i == self.mm_index and self._takes_row(entry, st, v):
+                        entry[1] = shape.decode(c.kp, c.kn, p, n)
+        finally:
+            free(offs)
+            scan.close()
 
     cdef tuple next(self):
         if self.pos >= len(self.out):

@@ -42,6 +42,8 @@ C-level entry points for the executor (no Python call overhead):
 
 * ``_decode_row_ptr(p, n, ncols, defaults) -> tuple``
 * ``_decode_column_ptr(p, n, index, default) -> object``
+* ``_rc_cell_number(p, n, pos, &ival, &dval) except -1``: a cell's integer or
+  REAL value read in place (no object), or its kind when it is neither.
 * ``_decode_columns_into(p, n, idx, nidx, defaults, out) except -1``: writes
   new references for columns ``idx[0..nidx)`` into the ``PyObject*`` array
   ``out`` (e.g. a fresh tuple's items); on error every slot is left NULL.
@@ -57,7 +59,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.string cimport memcpy
 from libc.stdlib cimport malloc, free
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from terndb.engine.errors import CorruptDatabaseError, DataError, InterfaceError
 
@@ -379,6 +381,39 @@ cdef inline object _rc_read_doc_cell(const unsigned char* p, Py_ssize_t n, Py_ss
         ppos[0] += size
         return _jb_cell_doc(p + ppos[0] - size, size)
     return _rc_read_cell(p, n, ppos)
+
+
+cdef int _rc_cell_number(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos,
+                         int64_t* ival, double* dval) except -1:
+    """Classifies the cell at ``pos`` without making an object (aggregates read
+    numbers in place): 0 NULL, 1 an integer (into ``ival``), 2 a REAL (into
+    ``dval``), 3 anything else (text, blob, JSON: decode it)."""
+    cdef unsigned char code
+    cdef Py_ssize_t size = _rc_payload(p, n, &pos, &code)
+    cdef const unsigned char* q = p + pos
+    cdef uint64_t u = 0
+    cdef int k, shift
+    if code == _RC_NULL:
+        return 0
+    if code <= _RC_INT8:
+        for k in range(size):
+            u |= (<uint64_t>q[k]) << (8 * k)
+        shift = 64 - 8 * <int>size
+        if code == _RC_ONE:
+            ival[0] = 1
+        elif shift == 64:                  # _RC_ZERO: no payload
+            ival[0] = 0
+        elif shift:
+            ival[0] = (<int64_t>(u << shift)) >> shift
+        else:
+            ival[0] = <int64_t>u
+        return 1
+    if code == _RC_REAL:
+        for k in range(8):
+            u |= (<uint64_t>q[k]) << (8 * k)
+        memcpy(dval, &u, 8)
+        return 2
+    return 3
 
 
 cdef inline Py_ssize_t _rc_skip_cell(const unsigned char* p, Py_ssize_t n,

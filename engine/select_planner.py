@@ -68,6 +68,10 @@ class FromItem:
     coalesce: list[tuple[str, str, str]] | None = None
     # A table-valued function (json_each / json_tree): (row builder, argument nodes).
     tvf: tuple[Any, list] | None = None
+    # For a table: the column positions the statement may read (its scans decode
+    # only those, and an index holding them all is read alone); None: every column.
+    columns: tuple[int, ...] | None = None
+    rowid_read: bool = True       # False: nothing reads its rowid (a table scan leaves it out)
 
 
 class BoundScope(Scope):
@@ -290,6 +294,7 @@ class SelectPlanner:
         readers_mark = len(self._table_readers)
         items = self._from_items(node, parent)
         self._items = items
+        self._mark_used_columns(node, items)
         where = node.args.get("where")
         conjuncts = _split_and(where.this) if where is not None else []
         physical = self._join_order(items, conjuncts, parent)
@@ -417,6 +422,39 @@ class SelectPlanner:
                 columns[id(it)] = json_columns_read_as_jsonb(node, it.source.name, it.table)
             if columns[id(it)]:
                 op.read_json_docs(columns[id(it)])
+
+    def _mark_used_columns(self, node: exp.Select, items: list[FromItem]) -> None:
+        """Sets each table item's ``columns``: those the statement may read (projection pushdown).
+
+        Deliberately syntactic and conservative: a column counts as read when
+        its name appears as any identifier anywhere in this SELECT (select
+        list, WHERE, GROUP BY, HAVING, ORDER BY, ON, window specs, nested and
+        correlated subqueries) or in a WITH body it can see (a correlated CTE
+        is expanded where it is referenced).  Same-named columns of other
+        tables, aliases and table names only over-approximate.  A ``*`` of
+        this SELECT, or USING/NATURAL (their conditions are built from names
+        not written), keep every column.  A table scan leaves the rowid out
+        too when no ``rowid``/``oid``/``_rowid_`` is written (``rowid_read``).
+        """
+        if any(it.natural or it.using or it.join_kind == "coalesce" for it in items):
+            return
+        names: set[str] = set()
+        for tree in [node] + [cte.body for cte in self.ctes.values()]:
+            for n in tree.find_all(exp.Identifier, exp.Var, exp.Star):
+                if isinstance(n, exp.Star):
+                    if not _is_count_star(n) and n.find_ancestor(exp.Select) is node:
+                        return
+                else:
+                    names.add(n.name.lower())
+        rowid_read = not names.isdisjoint(ROWID_NAMES)
+        for it in items:
+            table = it.table
+            if table is None or it.tvf is not None or it.producer is not None:
+                continue
+            used = tuple(i for i, c in enumerate(table.columns) if c.key in names)
+            if len(used) < len(table.columns) or not rowid_read:
+                it.columns = used
+                it.rowid_read = rowid_read
 
     def _names(self, node: exp.Select, select_nodes: list[exp.Expression], parent: Scope | None) -> list[str]:
         """Result column names as SQLite gives them: alias, column name, or the text as written."""
@@ -855,8 +893,9 @@ class SelectPlanner:
                     it.tvf is not None)
                 hash_keys = None if indexed else self._hash_keys(residual, scope, items[:i], it)
                 if hash_keys is not None:
-                    lk, rk = hash_keys
-                    root = C.HashJoin(root, access, lk, rk, cond, it.join_kind == "left", it.source.width)
+                    lk, rk, keyed = hash_keys
+                    root = C.HashJoin(root, access, lk, rk, self._unkeyed_cond(residual, keyed, scope),
+                                      it.join_kind == "left", it.source.width)
                     self.explain.append(f"HASH JOIN {it.source.name}")
                 else:
                     nl = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
@@ -884,9 +923,11 @@ class SelectPlanner:
         keys = self._hash_keys(residual, scope, left_items, it)
         if keys is None:
             return nl
-        right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table))
+        right = C.TableScan(self.store, table.db_name, len(table.columns), self._defaults(table), columns=it.columns,
+                            rowid=it.rowid_read)
         self._table_readers.append((it, right))
-        hashed = C.HashJoin(left, right, keys[0], keys[1], cond, it.join_kind == "left", it.source.width)
+        hashed = C.HashJoin(left, right, keys[0], keys[1], self._unkeyed_cond(residual, keys[2], scope),
+                            it.join_kind == "left", it.source.width)
         return C.AdaptiveJoin(nl, hashed, self.store, left_items[0].table.db_name, table.db_name)
 
     def _outer_join(self, root: Any, it: FromItem, scope: Scope, left_items: list[FromItem],
@@ -898,7 +939,7 @@ class SelectPlanner:
         cond = None
         if on_conj:
             cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(on_conj))
-        keys = self._hash_keys(on_conj, scope, left_items, it) or ([], [])
+        keys = self._hash_keys(on_conj, scope, left_items, it) or ([], [], [])
         self.explain.append(f"{it.join_kind.upper()} JOIN {it.source.name}")
         return C.OuterJoin(root, access, keys[0], keys[1], cond, it.join_kind == "full", True,
                            left_width, it.source.width)
@@ -962,7 +1003,7 @@ class SelectPlanner:
         for kc in key_cols:
             if kc in eqs:
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
-                op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0])
+                op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0], columns=it.columns)
                 if order is not None:
                     order.satisfied = True        # at most one row
                 return op, conj
@@ -990,14 +1031,16 @@ class SelectPlanner:
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid=?)")
                 if order is not None:
                     order.satisfied = rowid_order     # the keys are probed in ascending order
-                return C.RowidLookup(store, table.db_name, ncols, defaults, [b for b, _n in ins[kc]]), conj
+                return C.RowidLookup(store, table.db_name, ncols, defaults, [b for b, _n in ins[kc]],
+                                     columns=it.columns), conj
         for kc in key_cols:
             if kc in ranges and (best is None or best[0] < 10):
                 lo, lo_incl, hi, hi_incl = _range_bounds(ranges[kc])
                 self.explain.append(f"SEARCH {src.name} USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")
                 if order is not None:
                     order.satisfied = rowid_order
-                return C.RowidRange(store, table.db_name, ncols, defaults, lo, lo_incl, hi, hi_incl), conj
+                return C.RowidRange(store, table.db_name, ncols, defaults, lo, lo_incl, hi, hi_incl,
+                                    columns=it.columns), conj
         if wanted is not None and not rowid_order and (best is None or best[0] < 10) and order.limited:
             # ORDER BY ... LIMIT: read an index in that order and stop early, rather than sort all rows.
             for ix in indexes:
@@ -1010,7 +1053,8 @@ class SelectPlanner:
             direction = _index_ordered(wanted, best[1], best[2], best[3], key_cols)
             if order is not None:
                 order.satisfied = direction != 0
-            return self._index_scan(src, table, defaults, best, eqs, bcomp, reverse=direction < 0), conj
+            return self._index_scan(src, table, defaults, best, eqs, bcomp, reverse=direction < 0,
+                                    columns=it.columns), conj
         if order is not None:
             order.satisfied = rowid_order
         union = self._or_union(it, scope, conj, left_width, bias)
@@ -1022,9 +1066,10 @@ class SelectPlanner:
             # SQLite stores such a table in its key's order: read the key's index.
             pk_index = self._primary_key_index(table)
             keys = _search_keys(table, pk_index)
-            return self._index_scan(src, table, defaults, (0, pk_index, keys, 0, None, None), eqs, bcomp), conj
+            return self._index_scan(src, table, defaults, (0, pk_index, keys, 0, None, None), eqs, bcomp,
+                                    columns=it.columns), conj
         self.explain.append(f"SCAN {src.name}")
-        return C.TableScan(store, table.db_name, ncols, defaults), conj
+        return C.TableScan(store, table.db_name, ncols, defaults, columns=it.columns, rowid=it.rowid_read), conj
 
     def _primary_key_index(self, table: Table) -> Index:
         """The unique index CREATE TABLE made for ``table``'s PRIMARY KEY."""
@@ -1081,16 +1126,22 @@ class SelectPlanner:
             if key is None or _search_keys(table, ix)[0] != key or comp.collation(call.expressions[0]):
                 continue
             reverse = (call.name.lower() == "max") != ix.parts[0].desc
+            columns = items[0].columns
+            cover = _covering_shape(table, ix, columns)
             op = C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), self._defaults(table),
-                             ix.desc_flags, [], True, [], True, None, None, reverse)
-            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name}")
+                             ix.desc_flags, [], True, [], True, None, None, reverse, columns=columns, cover=cover)
+            self.explain.append(f"SEARCH {src.name} USING {_index_words(table, ix, cover)}")
             not_null = C.IsNull(comp.compile(call.expressions[0]), True)
             return C.Limit(C.Filter(op, not_null), C.Const(1), None)
         return None
 
     def _index_scan(self, src: Source, table: Table, defaults: tuple | None, best: tuple,
-                    eqs: dict, bcomp: ExprCompiler, reverse: bool = False) -> Any:
-        """The IndexScan for the chosen index: equality prefix, then an IN list or a range."""
+                    eqs: dict, bcomp: ExprCompiler, reverse: bool = False,
+                    columns: tuple[int, ...] | None = None) -> Any:
+        """The IndexScan for the chosen index: equality prefix, then an IN list or a range.
+
+        When the index holds every column the query reads (``columns``), the
+        scan reads the index alone (a covering index, as SQLite says)."""
         _score, ix, keys, n_eq, in_terms, rng = best
         labels = [_part_label(table, p) for p in ix.parts]
         folds = index_key_folds(table, ix)
@@ -1118,12 +1169,13 @@ class SelectPlanner:
                 hi_list.append(self._probe(hi, hi_node, aff, bcomp, folds[n_eq]))
                 hi_incl = hi_i
                 desc.append(f"{labels[n_eq]}<?")
+        cover = _covering_shape(table, ix, columns)
         if desc:
-            self.explain.append(f"SEARCH {src.name} USING INDEX {ix.name} ({' AND '.join(desc)})")
+            self.explain.append(f"SEARCH {src.name} USING {_index_words(table, ix, cover)} ({' AND '.join(desc)})")
         else:
-            self.explain.append(f"SCAN {src.name} USING INDEX {ix.name}")
+            self.explain.append(f"SCAN {src.name} USING {_index_words(table, ix, cover)}")
         return C.IndexScan(self.store, table.db_name, ix.db_name, len(table.columns), defaults, ix.desc_flags,
-                           lo_list, lo_incl, hi_list, hi_incl, None, in_list, reverse)
+                           lo_list, lo_incl, hi_list, hi_incl, None, in_list, reverse, columns=columns, cover=cover)
 
     def _probe(self, bound: Any, bound_node: exp.Expression, aff: int | None, comp: ExprCompiler,
                fold: int) -> Any:
@@ -1137,12 +1189,21 @@ class SelectPlanner:
             bound = C.Affinity(bound, AFF_TEXT)
         return collated_key(bound, fold)
 
+    def _unkeyed_cond(self, residual: list[exp.Expression], keyed: list[exp.Expression], scope: Scope) -> Any:
+        """A hash join's condition: the conjuncts its keys do not already decide.
+
+        A hash match is SQLite equality for the keys (same values after
+        comparison affinity, no collation, NULL never matches), so checking
+        them again per joined row would only cost time."""
+        rest = [c for c in residual if not any(c is k for k in keyed)]
+        return ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(rest)) if rest else None
+
     def _hash_keys(self, residual: list[exp.Expression], scope: Scope, left_items: list[FromItem],
-                   right: FromItem) -> tuple[list, list] | None:
-        """Equality conjuncts usable as hash-join keys: (left key exprs, right key exprs)."""
+                   right: FromItem) -> tuple[list, list, list] | None:
+        """Equality conjuncts usable as hash-join keys: (left key exprs, right key exprs, those conjuncts)."""
         left_limit = sum(it.source.width for it in left_items)
         r0, r1 = right.source.offset, right.source.offset + right.source.width
-        lkeys, rkeys = [], []
+        lkeys, rkeys, keyed = [], [], []
         comp = ExprCompiler(scope, self.params, self.subquery_runner)
         # Right keys are evaluated on the right input's rows alone: compile them
         # against a scope where the right source starts at position 0.
@@ -1177,7 +1238,8 @@ class SelectPlanner:
                 lk, rk = _apply_comparison_affinity(lk, la, rk, ra)
                 lkeys.append(lk)
                 rkeys.append(rk)
-        return (lkeys, rkeys) if lkeys else None
+                keyed.append(c)
+        return (lkeys, rkeys, keyed) if lkeys else None
 
     def _defaults(self, table: Table) -> tuple | None:
         """Values for columns added by ALTER TABLE after a row was written."""
@@ -1429,6 +1491,12 @@ def _apply_comparison_affinity(a: Any, la: int | None, b: Any, ra: int | None) -
     if ra == AFF_TEXT and la is None:
         return C.Affinity(a, AFF_TEXT), b
     return a, b
+
+
+def _is_count_star(star: exp.Star) -> bool:
+    """Whether ``*`` is count(*)'s (which reads no column), not a column list."""
+    call = star.parent
+    return isinstance(call, exp.Count) or (isinstance(call, exp.Anonymous) and call.name.lower() == "count")
 
 
 def _is_inner(join: exp.Join | None) -> bool:
@@ -1747,6 +1815,56 @@ def _index_part_affinity(table: Table, part: IndexPart) -> int | None:
 def _stored_expression_affinity(expr_sql: str) -> int | None:
     # Only a CAST gives an expression an affinity; column references do not matter.
     return ExprCompiler(Scope([]), ParamSpec.EMPTY).affinity(parse_one("SELECT " + expr_sql).expressions[0])
+
+
+# Key-codec affinity letters for the column affinities whose values come back
+# exactly from an index key (keycodec.pxi): TEXT columns hold no numbers, REAL
+# ones no integers, INTEGER/NUMERIC ones store integral reals as integers.
+# A column without affinity may hold 5 and 5.0, which share one key.
+_KEY_AFFINITY = {AFF_INTEGER: ord("I"), AFF_REAL: ord("R"), AFF_NUMERIC: ord("N"), AFF_TEXT: ord("T")}
+
+
+def _covering_shape(table: Table, ix: Index, columns: tuple[int, ...] | None) -> Any:
+    """A KeyRowShape reading ``columns`` of ``table`` from ``ix``'s keys, or None
+    when the index does not hold them all.
+
+    Only plain-column BINARY parts can give a column's value (a collated part
+    may be stored folded; an expression part is not a column); JSON columns
+    are stored as JSONB documents in rows but not in keys; the rowid (and its
+    INTEGER PRIMARY KEY alias) is every entry's suffix.
+    """
+    if columns is None:
+        return None
+    from .ddl import json_column_positions
+    json_cols = set(json_column_positions(table))
+    positions: list[int] = []
+    letters = bytearray()
+    covered: set[int] = set()
+    for p in ix.parts:
+        col = p.column
+        letter = None
+        if col is not None and not p.collation and not table.columns[col].collation and col not in json_cols:
+            letter = _KEY_AFFINITY.get(table.columns[col].affinity)
+        positions.append(col if letter is not None and col in columns and col not in covered
+                         and col != table.rowid_alias else -1)
+        letters.append(letter or ord("B"))
+        if letter is not None:
+            covered.add(col)
+    if not set(columns) - {table.rowid_alias} <= covered:
+        return None
+    while positions and positions[-1] < 0:
+        positions.pop()
+        letters.pop()
+    alias = table.rowid_alias if table.rowid_alias is not None else -1
+    return C.KeyRowShape(len(table.columns), tuple(positions), bytes(letters), ix.desc_flags[:len(positions)], alias)
+
+
+def _index_words(table: Table, ix: Index, cover: Any) -> str:
+    """EXPLAIN QUERY PLAN's words for an index access, as SQLite writes them
+    (a WITHOUT ROWID table is its PRIMARY KEY's B-tree there)."""
+    if table.without_rowid and ix.origin == "pk":
+        return "PRIMARY KEY"
+    return f"{'COVERING ' if cover is not None else ''}INDEX {ix.name}"
 
 
 def _searchable(table: Table, ix: Index) -> bool:

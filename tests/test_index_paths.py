@@ -308,9 +308,9 @@ def test_or_on_the_inner_side_of_a_join(pair):
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sql, plan", [
-    ("SELECT min(n) FROM orders", ["SEARCH orders USING INDEX orders_n", "AGGREGATE"]),
-    ("SELECT max(n) AS top FROM orders", ["SEARCH orders USING INDEX orders_n", "AGGREGATE"]),
-    ("SELECT max(t) FROM orders", ["SEARCH orders USING INDEX orders_t_n", "AGGREGATE"]),
+    ("SELECT min(n) FROM orders", ["SEARCH orders USING COVERING INDEX orders_n", "AGGREGATE"]),
+    ("SELECT max(n) AS top FROM orders", ["SEARCH orders USING COVERING INDEX orders_n", "AGGREGATE"]),
+    ("SELECT max(t) FROM orders", ["SEARCH orders USING COVERING INDEX orders_t_n", "AGGREGATE"]),
     ("SELECT min(doc ->> '$.user.id') FROM orders", ["SEARCH orders USING INDEX orders_user", "AGGREGATE"]),
     ("SELECT max(doc ->> '$.user.id') FROM orders", ["SEARCH orders USING INDEX orders_user", "AGGREGATE"]),
     ("SELECT max(lower(name)) FROM customers", ["SEARCH customers USING INDEX customers_lname", "AGGREGATE"]),
