@@ -612,8 +612,9 @@ class SelectPlanner:
     def _from_item(self, tnode: exp.Expression, offset: int, parent: Scope | None) -> FromItem:
         if isinstance(tnode, exp.Table) and not isinstance(tnode.this, exp.Anonymous):
             item, space = self._named_item(tnode, offset, parent)
-            if space is not None and not tnode.alias:
-                item.source.aka = (f"{space}.{tnode.name}".lower(),)    # s.t.c names it too
+            if space is not None:
+                # s.t.c names an unaliased s.t too, and s.x.c names s.t AS x (as in SQLite).
+                item.source.aka = (f"{space}.{item.source.name}".lower(),)
             return item
         if isinstance(tnode, exp.Subquery):
             alias = tnode.alias or f"subquery_{offset}"
@@ -1258,11 +1259,14 @@ class SelectPlanner:
                     if it.join_kind != "coalesce":
                         out.extend(self._source_columns(it, hide_using=True, items=items))
             elif isinstance(n, exp.Column) and isinstance(n.this, exp.Star):
-                tname = n.table.lower()
-                match = [it for it in items if it.source.name == tname]
+                # Every item the qualifier names: t.* over s.t AS t JOIN main.t is
+                # both tables' columns, as in SQLite.
+                qualifier = column_qualifier(n)
+                match = [it for it in items if it.source.answers_to(qualifier.lower())]
                 if not match:
-                    raise NoSuchObjectError(f"no such table: {n.table}")
-                out.extend(self._source_columns(match[0], hide_using=False, items=items))
+                    raise NoSuchObjectError(f"no such table: {qualifier}")
+                for it in match:
+                    out.extend(self._source_columns(it, hide_using=False, items=items))
             else:
                 out.append(n)
         return out
@@ -1640,17 +1644,26 @@ def _output_name(node: exp.Expression, sql: str | None = None) -> str:
 
 
 def _check_distinct_name(items: list[FromItem], item: FromItem) -> None:
-    """A FROM item's name must be new at its level, except for same-named tables of
-    two schemas written without aliases (FROM s.t JOIN main.t): both are then
-    named ``schema.table``, and a bare ``t.c`` means whichever of them has c."""
+    """A FROM item's name must be new at its level, unless a schema can tell the
+    two same-named items apart: ``FROM s.t JOIN main.t`` (or ``FROM s.t AS t JOIN
+    main.t``, or a subquery named t beside main.t).  Each of them that lives in a
+    schema is then named ``schema.name`` and still answers to the bare name, so
+    ``main.t.c`` picks one and a bare ``t.c`` means whichever of them has c
+    (both having it is SQLite's "ambiguous column name")."""
     for it in items:
         if it.source.name != item.source.name:
             continue
         pair = (it.source, item.source)
-        if not all(s.aka and "." in s.aka[0] for s in pair) or pair[0].aka == pair[1].aka:
+        placed = [s for s in pair if _schema_qualified(s)]
+        if not placed or pair[0].aka == pair[1].aka:
             raise ProgrammingError(f"ambiguous table name in FROM: {item.source.name}")
-        for src in pair:
+        for src in placed:
             src.name, src.aka = src.aka[0], (src.name,)
+
+
+def _schema_qualified(src: Source) -> bool:
+    """Whether ``src`` (a table or view) also answers to ``schema.name``."""
+    return bool(src.aka) and "." in src.aka[0]
 
 
 def _local_columns(node: exp.Expression):

@@ -52,6 +52,16 @@ QUERIES = [
     "SELECT s.v.a2 FROM s.v ORDER BY s.v.id",
     "SELECT main.sqlite_master.name FROM main.sqlite_master ORDER BY 1",
     "SELECT (SELECT count(*) FROM main.t WHERE main.t.id < s.t.id) FROM s.t ORDER BY 1",
+    # An alias beside a schema-qualified table of the same bare name: main.t.c names the
+    # table, a bare t.c whichever of the two has c, t.* both.
+    "SELECT * FROM s.t AS t JOIN main.t ON t.a = main.t.id * 10 ORDER BY 1",
+    "SELECT t.b, main.t.name, s.t.id FROM s.t AS t JOIN main.t ON t.a = main.t.id * 10 ORDER BY 1",
+    "SELECT * FROM main.t JOIN s.t AS t ON t.a = main.t.id * 10 ORDER BY 1",
+    "SELECT * FROM main.t AS t JOIN s.t ON t.name LIKE 'main t%' AND s.t.b = 'y' ORDER BY 1",
+    "SELECT t.* FROM s.t AS t JOIN main.t ON t.a = main.t.id * 10 ORDER BY 1",
+    "SELECT s.x.b FROM s.t AS x ORDER BY 1",
+    "SELECT * FROM (SELECT 3 AS k) AS t JOIN main.t ON t.k = main.t.id",
+    "SELECT t.name FROM s.t AS t LEFT JOIN main.t ON main.t.id = t.a ORDER BY s.t.id",
 ]
 
 
@@ -123,6 +133,7 @@ def test_qualified_ddl_matches_sqlite(pair, steps: list[str], query: str) -> Non
     "DROP TABLE s.missing",
     "SELECT t.id FROM s.t JOIN main.t ON 1",
     "SELECT s.t.name FROM s.t JOIN main.t ON 1",
+    "SELECT t.id FROM s.t AS t JOIN main.t ON 1",
 ])
 def test_errors_match_sqlite(pair, sql: str) -> None:
     tern, lite = pair
@@ -131,6 +142,19 @@ def test_errors_match_sqlite(pair, sql: str) -> None:
     with pytest.raises(terndb.ProgrammingError) as tern_err:
         tern.execute(sql)
     assert str(tern_err.value) == str(lite_err.value)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM t JOIN t",
+    "SELECT * FROM s.t JOIN s.t",
+    "SELECT * FROM s.t AS x JOIN s.u AS x",
+    "SELECT * FROM (SELECT 1) AS t JOIN (SELECT 2) AS t",
+])
+def test_same_name_twice_in_one_schema_is_ambiguous(pair, sql: str) -> None:
+    """No schema tells these FROM items apart (SQLite fails on their columns instead)."""
+    tern, _ = pair
+    with pytest.raises(terndb.ProgrammingError, match="ambiguous table name in FROM"):
+        tern.execute(sql)
 
 
 def test_same_name_in_two_schemas_stays_apart(pair) -> None:
