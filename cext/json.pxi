@@ -13,7 +13,13 @@ A parsed document is a tree of plain Python objects:
 
   null/true/false -> None/True/False      string -> str (no escapes) or _JEsc
   integer -> int (int64) or _JRawInt      real   -> _JReal (its source text)
-  array -> list                           object -> dict (first of duplicate keys wins)
+  array -> list                           object -> dict (see below for duplicates)
+
+An object keeps every member in document order, as SQLite does: the first
+member of a label is stored under the label itself (so dict lookups find it,
+as SQLite's path lookups find the first match), each later member with the
+same label under a fresh _JDupKey wrapping the label (unequal to anything
+but itself).  _j_label() unwraps a key for rendering and json_each/json_tree.
 
 ``JsonText`` (a ``str`` subclass) marks values that SQLite would give the
 JSON subtype: functions that build JSON embed such arguments as JSON rather
@@ -30,10 +36,9 @@ returned as its minified source, which is SQLite's rendering).  Other calls
 parse into the tree; the last document parsed for read-only use is kept by
 identity, so several functions over one row's column parse it once.
 
-Known divergences from SQLite: duplicate object keys keep only the first
-member (SQLite keeps and renders all of them), and the tree walk compares
-path keys with decoded object keys (SQLite compares raw text, as the fast
-path does): only keys written with escapes can tell.
+Known divergence from SQLite: the tree walk compares path keys with decoded
+object keys (SQLite compares raw text, as the fast path does): only keys
+written with escapes can tell.
 
 Public names: JsonText; the scalar functions registered in SCALAR_FUNCTIONS
 (json, json_valid, json_type, json_extract, ->, ->>, json_array, json_object,
@@ -89,6 +94,30 @@ class _JEsc(str):
         self = str.__new__(cls, value)
         self.raw = raw
         return self
+
+
+class _JDupKey:
+    """The dict key of an object member whose label an earlier member of the
+    same object already has: distinct from every other key (identity
+    equality), so the member keeps its place without shadowing the first."""
+    __slots__ = ('label',)
+
+    def __init__(self, label):
+        self.label = label
+
+
+cdef inline object _j_label(object k):
+    """An object's dict key as the member's label (str or _JEsc)."""
+    return (<object>k).label if type(k) is _JDupKey else k
+
+
+cdef inline int _j_add_member(dict d, object k, object v) except -1:
+    """Add member ``k``: ``v`` in document order, keeping earlier members of the same label."""
+    if k in d:
+        d[_JDupKey(k)] = v
+    else:
+        d[k] = v
+    return 0
 
 
 cdef int _J_MAX_DEPTH = 2000
@@ -220,9 +249,7 @@ cdef class _JParser:
                 raise _JMalformed()
             self.i += 1
             self.ws()
-            v = self.value()
-            if k not in d:                            # SQLite finds the first
-                d[k] = v
+            _j_add_member(d, k, self.value())
             self.ws()
             c = self.at(self.i)
             self.i += 1
@@ -714,6 +741,7 @@ cdef int _j_render(object v, list out) except -1:
         for k, x in (<dict>v).items():
             out.append(sep)
             sep = ','
+            k = _j_label(k)
             if type(k) is _JEsc:
                 out.append('"' + k.raw + '"')
             else:
@@ -1514,7 +1542,7 @@ def fn_json_remove(*args):
     if root_removed:
         return None
     for d, k in members:
-        (<dict>d).pop(k, None)
+        (<dict>d).pop(k, None)           # the first member of that label (a later one stays)
     return _j_render_text(tree)
 
 
@@ -1525,21 +1553,56 @@ cdef object _j_strip_nulls(object patch):
             for k, v in (<dict>patch).items() if v is not None}
 
 
-cdef object _j_merge_patch(object target, object patch):
-    """RFC 7396 MergePatch, as SQLite's jsonMergePatch()."""
+cdef class _JPatchState:
+    """What SQLite's jsonMergePatch() flags while one json_patch() runs: the
+    target members it removed or replaced (a later patch member of the same
+    label leaves them alone), the members each merge appended to a target
+    object (a later merge into that object detaches them, as SQLite relinks
+    the object's append chain) and the removals, made at the end."""
+    cdef set flagged                  # (id(target object), label)
+    cdef dict appended                # id(target object) -> dict keys appended
+    cdef list removals                # (target object, label)
+
+    def __init__(self):
+        self.flagged = set()
+        self.appended = {}
+        self.removals = []
+
+
+cdef object _j_merge_patch(object target, object patch, _JPatchState st):
+    """RFC 7396 MergePatch, as SQLite's jsonMergePatch() (3.40), duplicate
+    labels included: a patch member finds the target's first member of its
+    label among the members the target had at the start (never one this
+    merge appended)."""
     if type(patch) is not dict:
         return patch
     if type(target) is not dict:
         return _j_strip_nulls(patch)
+    cdef dict t = <dict>target
+    cdef list added = []
+    for k in st.appended.pop(id(t), ()):
+        del t[k]
     for k, v in (<dict>patch).items():
-        if k in target:
+        label = _j_label(k)
+        if label in t and label not in added:
+            if (id(t), label) in st.flagged:
+                continue
             if v is None:
-                del target[k]
-            else:
-                target[k] = _j_merge_patch(target[k], v)
+                st.flagged.add((id(t), label))
+                st.removals.append((t, label))
+                continue
+            old = t[label]
+            new = _j_merge_patch(old, v, st)
+            if new is not old:
+                t[label] = new
+                st.flagged.add((id(t), label))
         elif v is not None:
-            target[k] = _j_strip_nulls(v) if type(v) is dict else v
-    return target
+            key = _JDupKey(label) if label in t else label
+            t[key] = _j_strip_nulls(v) if type(v) is dict else v
+            added.append(key)
+    if added:
+        st.appended[id(t)] = added
+    return t
 
 
 def fn_json_patch(x, p):
@@ -1550,7 +1613,11 @@ def fn_json_patch(x, p):
     patch = _j_parse_rw(p)
     if p is None:
         return None
-    return _j_render_text(_j_merge_patch(target, patch))
+    cdef _JPatchState st = _JPatchState()
+    result = _j_merge_patch(target, patch, st)
+    for d, label in st.removals:
+        (<dict>d).pop(label, None)       # the first member of that label
+    return _j_render_text(result)
 
 
 # ---------------------------------------------------------------------------
@@ -1676,6 +1743,7 @@ def json_each_rows(text, path=None):
             i += _j_size(v)
     elif type(root) is dict:
         for k, v in (<dict>root).items():
+            k = _j_label(k)
             rows.append((str(k), _j_sql_value(v), _j_type_name(v), _j_atom(v), i + 1, None,
                          zroot + _j_key_step(k), zroot))
             i += 1 + _j_size(v)
@@ -1728,6 +1796,7 @@ cdef void _j_tree_children(object node, Py_ssize_t nid, str full, list rows) exc
             i += _j_size(v)
     elif type(node) is dict:
         for k, v in (<dict>node).items():
+            k = _j_label(k)
             sub = full + _j_key_step(k)
             rows.append((str(k), _j_sql_value(v), _j_type_name(v), _j_atom(v), i + 1, nid,
                          sub, full))

@@ -431,7 +431,7 @@ cdef object _jb_node(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
 
 cdef object _jb_tree(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, int depth):
     """The element at ``pos`` as the tree json.pxi's parser builds from its
-    text (objects as dicts keeping a key's first value, arrays as lists,
+    text (objects as dicts, duplicate labels kept as json.pxi's parser keeps them, arrays as lists,
     leaves as _jb_node gives them): tree-walking functions read a JsonbDoc
     without rendering and re-parsing it."""
     cdef int etype
@@ -455,8 +455,7 @@ cdef object _jb_tree(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, int d
             q = _jb_skip(p, end, q)
             if q >= end:
                 raise _JbCorrupt("corrupt JSON document (object key without a value)")
-            if key not in members:                    # SQLite finds the first
-                members[key] = _jb_tree(p, end, q, depth + 1)
+            _j_add_member(members, key, _jb_tree(p, end, q, depth + 1))
             q = _jb_skip(p, end, q)
         return members
     return _jb_node(p, n, pos)

@@ -105,13 +105,30 @@ DOCS = st.recursive(
 )
 
 
+def _dumps_with_repeated_labels(doc: Any) -> str:
+    """Compact JSON text of ``doc`` in which every non-empty object repeats its
+    first label at the end, holding its last member's value: SQLite keeps both
+    members, and paths still find the first (the one ``doc`` holds)."""
+    if isinstance(doc, dict):
+        members = [json.dumps(k, ensure_ascii=False) + ":" + _dumps_with_repeated_labels(v) for k, v in doc.items()]
+        if doc:
+            first, last = next(iter(doc)), list(doc.values())[-1]
+            members.append(json.dumps(first, ensure_ascii=False) + ":" + _dumps_with_repeated_labels(last))
+        return "{" + ",".join(members) + "}"
+    if isinstance(doc, list):
+        return "[" + ",".join(_dumps_with_repeated_labels(x) for x in doc) + "]"
+    return json.dumps(doc, ensure_ascii=False)
+
+
 @st.composite
 def doc_texts(draw: st.DrawFn, docs: st.SearchStrategy = DOCS) -> tuple[Any, str]:
     """A document and a JSON text of it, spelled in one of several ways
     (escaped or raw unicode, compact or spaced, reals as 1E5 / 1.50)."""
     doc = draw(docs)
-    style = draw(st.sampled_from(["compact", "spaced", "ascii", "indent"]))
-    if style == "compact":
+    style = draw(st.sampled_from(["compact", "spaced", "ascii", "indent", "repeats"]))
+    if style == "repeats":
+        text = _dumps_with_repeated_labels(doc)
+    elif style == "compact":
         text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
     elif style == "spaced":
         text = json.dumps(doc, ensure_ascii=False)
@@ -216,6 +233,19 @@ def test_path_quirks(path: Any) -> None:
     Call("json_extract", "[1.00000000000000011102230246251565404236316680908203125]", "$[0]"),
     Call("->", "[5,6]", 1), Call("->", "[5,6]", -1), Call("->", "[5,6]", 1.5), Call("->", '{"1x":2}', "1x"),
     Call("->>", "[5,6]", "[1]"), Call("->", None, "$"), Call("->", "[1]", None), Call("->", "[1", None),
+    # Repeated object labels: kept and rendered; a path finds the first member.
+    Call("json", '{"a":1,"b":{"c":1,"c":[2]},"a":2}'), Call("json_extract", '{"a":1,"a":2}', "$.a"),
+    Call("->", '{"a":{"x":1},"a":2}', "a"), Call("->>", '{"a":1,"a":2}', "$.a"),
+    Call("json_type", '{"a":1,"a":"x"}', "$.a"), Call("json_array_length", '{"a":[1],"a":[1,2]}', "$.a"),
+    Call("json_set", '{"a":1,"a":2}', "$.a", 5, "$.a", 6), Call("json_insert", '{"a":1,"a":2}', "$.b", 5),
+    Call("json_replace", '{"a":{"b":1},"a":2}', "$.a.b", 5), Call("json_remove", '{"a":1,"a":2,"a":3}', "$.a", "$.a"),
+    Call("json_set", '{"a":1,"a":2}', "$.a", Call("json", '{"x":1,"x":2}')),
+    Call("json_patch", '{"a":1,"a":2}', '{"a":null}'), Call("json_patch", '{"a":1,"a":2}', '{"a":3}'),
+    Call("json_patch", '{"a":1}', '{"a":2,"a":3}'), Call("json_patch", "{}", '{"a":2,"a":3}'),
+    Call("json_patch", '{"a":1,"a":2}', '{"a":null,"a":5}'), Call("json_patch", '{"a":{"x":1}}', '{"a":{"y":1},"a":{"z":1}}'),
+    Call("json_patch", '{"a":1}', '{"a":{"y":1},"a":{"z":1}}'), Call("json_patch", '{"b":1}', '{"a":{"y":1,"q":null},"a":{"z":1}}'),
+    Call("json_patch", '{"a":{"x":1},"a":2}', '{"a":{"y":null,"z":1,"z":2}}'),
+    Call("json_patch", '{"a":1,"a":2}', '{"b":{"c":1,"c":null}}'),
 ], ids=repr)
 def test_edit_and_build_quirks(call: Call) -> None:
     assert_same(call)
@@ -257,6 +287,34 @@ def test_each_and_tree_rows_match_sqlite(data: st.DataObject) -> None:
         expected = _outcome(lambda: LITE.execute(q, args).fetchall(), (sqlite3.Error,))
         ours = _outcome(lambda: rows(text, path), (DataError, ProgrammingError))
         assert ours == expected, (fn, text, path)
+
+
+@pytest.mark.parametrize("doc_type", ["TEXT", "JSON"])
+def test_repeated_labels_are_kept_in_every_row_and_function(twin: Any, doc_type: str) -> None:
+    """SQLite keeps every member of an object, repeated labels included, in
+    text and in JSONB alike: json_each/json_tree list them all in document
+    order, json() renders them, a path finds the first."""
+    text = '{"a":1,"b":{"c":1,"c":[2]},"a":2,"d":[{"e":0,"e":{"f":1}}]}'
+    twin.both(f"CREATE TABLE o(id INTEGER PRIMARY KEY, doc {doc_type})")
+    if doc_type == "JSON":
+        twin.lite.execute("INSERT INTO o VALUES (1, jsonb(?))" if sqlite3.sqlite_version_info >= (3, 45)
+                          else "INSERT INTO o VALUES (1, json(?))", (text,))
+        twin.tern.execute("INSERT INTO o VALUES (1, ?)", (text,))
+    else:
+        twin.both("INSERT INTO o VALUES (1, ?)", (text,))
+    for sql in [
+        "SELECT j.* FROM o, json_each(o.doc) AS j",
+        "SELECT j.* FROM o, json_tree(o.doc) AS j",
+        "SELECT j.key, j.value, j.fullkey FROM o, json_each(o.doc, '$.b') AS j",
+        "SELECT j.key, j.value, j.fullkey, j.path FROM o, json_tree(o.doc, '$.d[0]') AS j",
+        "SELECT json(doc), doc -> '$.b', doc ->> '$.a', json_extract(doc, '$.b.c', '$.d[0].e') FROM o",
+        "SELECT json_type(doc, '$.b.c'), json_array_length(doc, '$.b.c') FROM o",
+        "SELECT json_set(doc, '$.a', 9), json_remove(doc, '$.b.c'), json_patch(doc, '{\"a\":null}') FROM o",
+        "SELECT key, count(*) FROM o, json_each(o.doc) GROUP BY key ORDER BY key",
+    ]:
+        _both(twin, sql)
+    assert twin.tern.execute(
+        "SELECT key, value FROM json_each('{\"a\":1,\"a\":2}')").fetchall() == [("a", 1), ("a", 2)]
 
 
 def test_each_rows_on_null_and_malformed() -> None:
