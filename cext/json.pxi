@@ -1557,8 +1557,9 @@ cdef class _JPatchState:
     """What SQLite's jsonMergePatch() flags while one json_patch() runs: the
     target members it removed or replaced (a later patch member of the same
     label leaves them alone), the members each merge appended to a target
-    object (a later merge into that object detaches them, as SQLite relinks
-    the object's append chain) and the removals, made at the end."""
+    object (a later merge into that object that appends too detaches them,
+    as SQLite relinks the object's append chain) and the removals, made at
+    the end."""
     cdef set flagged                  # (id(target object), label)
     cdef dict appended                # id(target object) -> dict keys appended
     cdef list removals                # (target object, label)
@@ -1580,11 +1581,10 @@ cdef object _j_merge_patch(object target, object patch, _JPatchState st):
         return _j_strip_nulls(patch)
     cdef dict t = <dict>target
     cdef list added = []
-    for k in st.appended.pop(id(t), ()):
-        del t[k]
+    cdef list before = st.appended.get(id(t))     # what an earlier merge appended to t
     for k, v in (<dict>patch).items():
         label = _j_label(k)
-        if label in t and label not in added:
+        if label in t and label not in added and (before is None or label not in before):
             if (id(t), label) in st.flagged:
                 continue
             if v is None:
@@ -1592,11 +1592,19 @@ cdef object _j_merge_patch(object target, object patch, _JPatchState st):
                 st.removals.append((t, label))
                 continue
             old = t[label]
-            new = _j_merge_patch(old, v, st)
-            if new is not old:
-                t[label] = new
+            if type(old) is dict and type(v) is dict:
+                _j_merge_patch(old, v, st)       # in place: the member stays open to later labels
+            else:
+                t[label] = _j_merge_patch(old, v, st)
                 st.flagged.add((id(t), label))
         elif v is not None:
+            if before is not None:
+                # SQLite links this merge's first append in place of the
+                # earlier merge's chain: those members drop out.
+                for key in before:
+                    del t[key]
+                del st.appended[id(t)]
+                before = None
             key = _JDupKey(label) if label in t else label
             t[key] = _j_strip_nulls(v) if type(v) is dict else v
             added.append(key)

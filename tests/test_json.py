@@ -246,6 +246,9 @@ def test_path_quirks(path: Any) -> None:
     Call("json_patch", '{"a":1}', '{"a":{"y":1},"a":{"z":1}}'), Call("json_patch", '{"b":1}', '{"a":{"y":1,"q":null},"a":{"z":1}}'),
     Call("json_patch", '{"a":{"x":1},"a":2}', '{"a":{"y":null,"z":1,"z":2}}'),
     Call("json_patch", '{"a":1,"a":2}', '{"b":{"c":1,"c":null}}'),
+    Call("json_patch", '{"a":{"b":1}}', '{"a":{"c":1},"a":{"b":2}}'),
+    Call("json_patch", '{"a":{"b":1}}', '{"a":{"c":1},"a":{"b":2,"d":3}}'),
+    Call("json_patch", '{"c":1}', '{"c":1,"c":[]}'), Call("json_patch", '{"b":"s"}', '{"b":"s","b":null}'),
 ], ids=repr)
 def test_edit_and_build_quirks(call: Call) -> None:
     assert_same(call)
