@@ -81,7 +81,6 @@ cdef class TableWriter:
     cdef public str table_name
     cdef public long long table_id
     cdef public Py_ssize_t ncols
-    cdef list affinities          # int per column
     cdef bytes aff_codes          # the same, one byte each (read per row without int conversions)
     cdef list notnull             # column positions with NOT NULL
     cdef list column_names
@@ -113,7 +112,6 @@ cdef class TableWriter:
         self.table_id = table_id
         self.column_names = column_names
         self.ncols = len(column_names)
-        self.affinities = affinities
         if len(affinities) != self.ncols:
             raise ValueError(f"{len(affinities)} affinities for {self.ncols} columns")
         self.aff_codes = bytes(affinities)

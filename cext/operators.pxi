@@ -46,10 +46,7 @@ cdef tuple _table_row_ptr(const unsigned char* kp, Py_ssize_t kn, const unsigned
         raise CorruptDatabaseError(f"rowid key must be 8 bytes, got {kn}")
     row = PyTuple_New(ncols + 1)     # NULL slots are safe if we raise midway
     for i in range(upto):
-        if json_docs and i < 64 and (json_docs >> i) & 1:
-            v = _rc_read_doc_cell(p, n, &pos)
-        else:
-            v = _rc_read_cell(p, n, &pos)
+        v = _rc_read_col_cell(p, n, &pos, json_docs, i)
         Py_INCREF(v)
         PyTuple_SET_ITEM(row, i, v)
     if upto == stored and pos != n:
@@ -124,10 +121,7 @@ cdef class RowShape:
                 if i < stored and i < self.upto:
                     pos = _rc_skip_cell(p, n, pos)
             elif i < stored:
-                if self.json_docs and i < 64 and (self.json_docs >> i) & 1:
-                    v = _rc_read_doc_cell(p, n, &pos)
-                else:
-                    v = _rc_read_cell(p, n, &pos)
+                v = _rc_read_col_cell(p, n, &pos, self.json_docs, i)
             else:
                 v = _rc_default(self.defaults, i)
             Py_INCREF(v)
@@ -180,14 +174,15 @@ cdef class KeyRowShape:
         when a value's type cannot be told from the key (the caller then
         reads the table row)."""
         cdef Py_ssize_t i, k
-        cdef Py_ssize_t ndesc = len(self.desc) if self.desc is not None else 0
+        cdef Py_ssize_t ndesc
+        cdef const unsigned char* desc = _kc_desc_ptr(self.desc, &ndesc)
         cdef tuple parts
         cdef tuple row
         cdef object v, rowid
         if kn < 8:
             raise CorruptDatabaseError(f"index key too short for a rowid suffix ({kn} bytes)")
-        parts = _decode_key_ptr(kp, kn - 8, PyBytes_AS_STRING(self.affinities), len(self.affinities),
-                                <const unsigned char*>PyBytes_AS_STRING(self.desc) if ndesc else NULL, ndesc)
+        parts = _decode_key_ptr(kp, kn - 8, PyBytes_AS_STRING(self.affinities), PyBytes_GET_SIZE(self.affinities),
+                                desc, ndesc)
         for v in parts:
             # An INTEGER/NUMERIC column keeps the REAL -2**63 as REAL (SQLite's
             # ticket #3922), but its key reads back as that int: ask the table.

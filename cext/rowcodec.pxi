@@ -383,6 +383,15 @@ cdef inline object _rc_read_doc_cell(const unsigned char* p, Py_ssize_t n, Py_ss
     return _rc_read_cell(p, n, ppos)
 
 
+cdef inline object _rc_read_col_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_t* ppos,
+                                     unsigned long long json_docs, Py_ssize_t i):
+    """The cell of column ``i``: a JsonbDoc when its bit is set in ``json_docs``
+    (TableReader.read_json_docs), else the plain value."""
+    if json_docs and i < 64 and (json_docs >> i) & 1:
+        return _rc_read_doc_cell(p, n, ppos)
+    return _rc_read_cell(p, n, ppos)
+
+
 cdef int _rc_cell_number(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos,
                          int64_t* ival, double* dval) except -1:
     """Classifies the cell at ``pos`` without making an object (aggregates read
