@@ -17,7 +17,7 @@ from sqlglot import exp
 from terndb._cext import _core as C
 
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NONE, AFF_NUMERIC, AFF_REAL, AFF_TEXT, affinity_of_type
-from .collation import COLLATIONS, collated_key
+from .collation import collated_key, collation_code
 from .errors import NoSuchObjectError, NotSupportedError, ProgrammingError
 from .params import ParamSpec, slot_of
 from .sqlparse import type_name
@@ -242,9 +242,7 @@ class ExprCompiler:
     def collation(self, node: exp.Expression) -> int:
         if isinstance(node, exp.Collate):
             name = node.expression.name.lower() if hasattr(node.expression, "name") else str(node.expression).lower()
-            if name not in COLLATIONS:
-                raise ProgrammingError(f"no such collation sequence: {name}")
-            return COLLATIONS[name]
+            return collation_code(name)
         while isinstance(node, exp.Paren):
             node = node.this
         if isinstance(node, exp.Column):

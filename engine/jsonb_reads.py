@@ -52,14 +52,17 @@ def json_columns_read_as_jsonb(tree: exp.Expression, alias: str, table: Table) -
     return sorted(i for name, i in wanted.items() if name not in plain)
 
 
+def is_count_star(star: exp.Star) -> bool:
+    """Whether ``*`` is count(*)'s (which reads no column), not a column list."""
+    call = star.parent
+    return isinstance(call, exp.Count) or (isinstance(call, exp.Anonymous) and call.name.lower() == "count")
+
+
 def _reads_whole_rows(tree: exp.Expression) -> bool:
     """A ``*`` (other than count(*)), ``USING`` or ``NATURAL``: columns are
     referenced without a Column node naming them."""
     for star in tree.find_all(exp.Star):
-        parent = star.parent
-        counted = isinstance(parent, exp.Count) or (
-            isinstance(parent, exp.Anonymous) and parent.name.lower() == "count")
-        if not counted:
+        if not is_count_star(star):
             return True
     for join in tree.find_all(exp.Join):
         if join.args.get("using") or (join.method or "").upper() == "NATURAL" \

@@ -35,8 +35,9 @@ from terndb._cext import _core as C
 from .catalog import AFF_BLOB, AFF_INTEGER, AFF_NUMERIC, AFF_REAL, AFF_TEXT, MAIN, TEMP, Index, IndexPart, Schema, Table
 from .errors import DataError, NoSuchObjectError, NotSupportedError, ProgrammingError
 from .collation import collated_key, collation_code, index_key_folds, search_collation
+from .ddl import json_column_positions
 from .exprcompile import ROWID_NAMES, AggregateContext, ExprCompiler, Scope, Source, column_qualifier, contains_aggregate
-from .jsonb_reads import json_columns_read_as_jsonb
+from .jsonb_reads import is_count_star, json_columns_read_as_jsonb
 from .params import ParamSpec
 from .sqlparse import list_item_texts, parse_one, qualifier_of, qualify_tables, source_text, to_sql, type_name
 from .window_planner import aggregate_calls_for_windows, collect_windows, named_windows, plan_windows
@@ -442,7 +443,7 @@ class SelectPlanner:
         for tree in [node] + [cte.body for cte in self.ctes.values()]:
             for n in tree.find_all(exp.Identifier, exp.Var, exp.Star):
                 if isinstance(n, exp.Star):
-                    if not _is_count_star(n) and n.find_ancestor(exp.Select) is node:
+                    if not is_count_star(n) and n.find_ancestor(exp.Select) is node:
                         return
                 else:
                     names.add(n.name.lower())
@@ -885,9 +886,6 @@ class SelectPlanner:
                     root = C.Filter(root, ExprCompiler(scope, self.params, self.subquery_runner)
                                     .compile(_and_all(residual)))
             else:
-                cond = None
-                if residual:
-                    cond = ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(residual))
                 # Keyed lookups, and table functions whose arguments read the left row,
                 # run per left row (nested loop) rather than through a hash table.
                 indexed = isinstance(access, (C.RowidLookup, C.IndexScan, C.RowidRange, C.IndexUnion)) or (
@@ -899,6 +897,8 @@ class SelectPlanner:
                                       it.join_kind == "left", it.source.width)
                     self.explain.append(f"HASH JOIN {it.source.name}")
                 else:
+                    cond = (ExprCompiler(scope, self.params, self.subquery_runner).compile(_and_all(residual))
+                            if residual else None)
                     nl = C.NestedLoopJoin(root, access, cond, it.join_kind == "left", it.source.width)
                     root = self._adaptive_join(nl, root, first_access, items[:i], it, residual, scope, cond)
             left_width += it.source.width
@@ -1497,12 +1497,6 @@ def _apply_comparison_affinity(a: Any, la: int | None, b: Any, ra: int | None) -
     return a, b
 
 
-def _is_count_star(star: exp.Star) -> bool:
-    """Whether ``*`` is count(*)'s (which reads no column), not a column list."""
-    call = star.parent
-    return isinstance(call, exp.Count) or (isinstance(call, exp.Anonymous) and call.name.lower() == "count")
-
-
 def _is_inner(join: exp.Join | None) -> bool:
     return join is None or not (join.side or "") or (join.side or "").upper() == "INNER"
 
@@ -1848,7 +1842,6 @@ def _covering_shape(table: Table, ix: Index, columns: tuple[int, ...] | None) ->
     """
     if columns is None:
         return None
-    from .ddl import json_column_positions
     json_cols = set(json_column_positions(table))
     positions: list[int] = []
     letters = bytearray()
