@@ -8,7 +8,7 @@ see the PEP 249 hierarchy.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, TypeVar
 
 import lmdb
 
@@ -36,16 +36,22 @@ def _translated(err: Exception) -> Exception:
     return E.InternalError(f"internal error: {type(err).__name__}: {err}")
 
 
+def _reraise(err: Exception) -> NoReturn:
+    """Raise ``err`` as its PEP 249 translation (chained), or unchanged; call it in
+    the ``except`` block that caught ``err``."""
+    exc = _translated(err)
+    if exc is err:
+        raise
+    raise exc from err
+
+
 def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            exc = _translated(err)
-            if exc is err:
-                raise
-            raise exc from err
+            _reraise(err)
     return wrapper  # type: ignore[return-value]
 
 
@@ -123,10 +129,7 @@ class Cursor:
             self._take(connection._session.execute(operation, parameters))
             return self
         except Exception as err:
-            exc = _translated(err)
-            if exc is err:
-                raise
-            raise exc from err
+            _reraise(err)
 
     @guarded
     def executemany(self, operation: str, seq_of_parameters: Iterable[Any]) -> "Cursor":
@@ -169,10 +172,7 @@ class Cursor:
                 rows = self._result.fetch(1)
             return rows[0] if rows else None
         except Exception as err:
-            exc = _translated(err)
-            if exc is err:
-                raise
-            raise exc from err
+            _reraise(err)
 
     @guarded
     def fetchmany(self, size: int | None = None) -> list:
