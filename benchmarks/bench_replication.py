@@ -389,7 +389,7 @@ def bench_commit(n: int, reps: int, durability: str) -> dict:
                 # Each run starts with every publisher idle: none works off the previous run's backlog.
                 publisher.wait_idle()
                 for other in writers.values():
-                    other.ask("wait")
+                    other.wait_idle()
                 rates[mode].append(float(w.ask(f"run {n} {r * n}")))
         published = {"process": publisher.finish(60)["published"]}
         for mode, w in writers.items():

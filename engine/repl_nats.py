@@ -69,12 +69,12 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 from .errors import OperationalError, ProgrammingError
 from .repl_apply import ApplyStats
 from .repl_feed import (
-    BATCH_ITEM_OVERHEAD, BATCH_OVERHEAD, Outgoing, encode_batch, encode_message, read_outgoing,
+    BATCH_ITEM_OVERHEAD, BATCH_OVERHEAD, Outgoing, encode_batch, read_outgoing,
 )
 from .repl_versions import bring_current
 from .repl_nats_snapshot import SnapshotService
@@ -212,12 +212,12 @@ class _Run:
 
     def __init__(self, subject: str, first: Outgoing) -> None:
         self.subject = subject
-        self.items = [first]
-        self.tables = dict(first.table_map)
-        self.size = BATCH_OVERHEAD + len(first.changeset) + BATCH_ITEM_OVERHEAD + sum(
-            _map_entry_bytes(name, sql) for name, sql in self.tables.values())
+        self.items: list[Outgoing] = []
+        self.tables: dict = {}
+        self.size = BATCH_OVERHEAD
+        self.add(first, float("inf"))       # the first change set is taken whatever its size
 
-    def add(self, o: Outgoing, limit: int) -> bool:
+    def add(self, o: Outgoing, limit: float) -> bool:
         """Take ``o`` if the batch stays within ``limit`` bytes (False: start a new run)."""
         grow = len(o.changeset) + BATCH_ITEM_OVERHEAD + sum(
             _map_entry_bytes(name, sql) for tid, (name, sql) in o.table_map.items() if tid not in self.tables)
@@ -319,8 +319,13 @@ class NatsReplicator:
             return
         if not force and time.monotonic() - self._acked_at < POSITION_SAVE_INTERVAL:
             return
+        self._write_position(lambda put: self.db.store.write(put, timeout=30.0))
+
+    def _write_position(self, run: Callable[[Callable[[Any], None]], Any]) -> None:
+        """Runs ``run(put)``, a write transaction calling ``put(wtxn)``; the stored position
+        counts as saved only once that transaction has committed."""
         written: list[int] = []
-        self.db.store.write(self._position_writer(written), timeout=30.0)
+        run(self._position_writer(written))
         if written:
             self._saved_pos = written[-1]
 
@@ -402,12 +407,9 @@ class NatsReplicator:
             self._acked_pos = self._saved_pos = self._stored_pub_position()
         sent = 0
         while True:
-            written: list[int] = []
             # Records current (what is sent carries its causal versions); the position acknowledged
             # last round rides in that write transaction.
-            bring_current(self.db, also=self._position_writer(written))
-            if written:
-                self._saved_pos = written[-1]
+            self._write_position(lambda put: bring_current(self.db, also=put))
             out = read_outgoing(self.db, self._acked_pos, self.rep.publish, limit=self.batch,
                                 only_origin=self.db.node_id, skip_empty=True, current=True)
             if not out:
@@ -461,7 +463,7 @@ class NatsReplicator:
         first, last = run.items[0], run.items[-1]
         origin = first.origin.hex()
         if len(run.items) == 1:
-            return run.subject, encode_message(first.changeset, first.table_map), f"{origin}:{first.origin_sequence}"
+            return run.subject, first.data, f"{origin}:{first.origin_sequence}"
         payload = encode_batch([o.changeset for o in run.items], run.tables)
         return run.subject, payload, f"{origin}:{first.origin_sequence}-{last.origin_sequence}"
 

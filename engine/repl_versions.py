@@ -116,6 +116,11 @@ _FLAG_PREVS = 2
 _FORMATS: dict[tuple[int, bool], struct.Struct] = {}
 
 
+def _u64(raw: bytes | None) -> int:
+    """A stored unsigned 64-bit counter (absent: 0)."""
+    return _U64.unpack(raw)[0] if raw else 0
+
+
 def _fmt(ncols: int, prevs: bool = True) -> struct.Struct:
     s = _FORMATS.get((ncols, prevs))
     if s is None:
@@ -387,7 +392,7 @@ class VersionStore:
         txn = wtxn.txn
         vdb, sdb = self.handles(wtxn)
         raw = txn.get(K_VERSIONS_SEQ, db=sdb)
-        since = _U64.unpack(raw)[0] if raw else 0
+        since = _u64(raw)
         last = self.db.binlog.last_sequence(txn)
         if last <= since:
             return 0
@@ -468,7 +473,7 @@ class VersionStore:
         txn = wtxn.txn
         vdb, sdb = self.handles(wtxn)
         raw = txn.get(K_VERSIONS_SEQ, db=sdb)
-        if (_U64.unpack(raw)[0] if raw else 0) != plan.since \
+        if _u64(raw) != plan.since \
                 or self.db.binlog.first_sequence(txn) != plan.first_sequence \
                 or self.db.catalog.version(txn) != plan.schema_version:
             return False
@@ -524,7 +529,7 @@ class VersionStore:
         """
         with self.store.begin_read() as rt:
             raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
-            since = _U64.unpack(raw)[0] if raw else 0
+            since = _u64(raw)
             if since >= self.db.binlog.last_sequence(rt.txn):
                 return 0
             # The merge work happens here, outside the write lock, which is then held only to check
@@ -570,7 +575,7 @@ class VersionStore:
 
     def gc_floor(self, txn: Any) -> int:
         raw = self.state_get(txn, K_GC_FLOOR)
-        return _U64.unpack(raw)[0] if raw else 0
+        return _u64(raw)
 
     def gc_tombstones(self, wtxn: Any, now_ms: int | None = None) -> int:
         """Remove dead records older than the horizon; returns how many went.
