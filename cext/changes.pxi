@@ -99,11 +99,16 @@ cdef inline uint64_t _chg_get_u64be(const uint8_t* p) noexcept nogil:
     return v
 
 
+cdef inline int _chg_check_table_id(long long table_id) except -1:
+    if table_id < 0 or table_id > 0xFFFFFFFF:
+        raise _ChgInternal(f"change capture: table id {table_id} out of range")
+    return 0
+
+
 cdef inline int _chg_check_row_args(long long table_id, bytes pk_key) except -1:
     # Typed ``bytes`` arguments of cpdef methods still admit None, which would
     # be dereferenced by PyBytes_AS_STRING: refuse it here.
-    if table_id < 0 or table_id > 0xFFFFFFFF:
-        raise _ChgInternal(f"change capture: table id {table_id} out of range")
+    _chg_check_table_id(table_id)
     if pk_key is None:
         raise _ChgInternal("change capture: primary key must be bytes, not None")
     return 0
@@ -185,13 +190,19 @@ cdef class ChangeCollector:
         _chg_check_row_args(table_id, pk_key)
         if row is None:
             raise _ChgInternal("change capture: row must be bytes, not None")
-        cdef Py_ssize_t nk = PyBytes_GET_SIZE(pk_key)
-        cdef Py_ssize_t nr = PyBytes_GET_SIZE(row)
+        self.insert_raw(table_id, PyBytes_AS_STRING(pk_key), PyBytes_GET_SIZE(pk_key),
+                        PyBytes_AS_STRING(row), PyBytes_GET_SIZE(row), prev_hlc)
+
+    cdef int insert_raw(self, long long table_id, const char* pk_key, Py_ssize_t nk,
+                        const char* row, Py_ssize_t nr, uint64_t prev_hlc) except -1:
+        """``insert`` of a key and record held in C buffers (the row writers' scratch)."""
+        _chg_check_table_id(table_id)
         self._reserve(nk + nr + _CHG_ENTRY_SLACK)
         self._put_row_head(_CHG_INSERT, table_id, prev_hlc)
-        self._put_bytes(PyBytes_AS_STRING(pk_key), nk)
-        self._put_bytes(PyBytes_AS_STRING(row), nr)
+        self._put_bytes(pk_key, nk)
+        self._put_bytes(row, nr)
         self.count += 1
+        return 0
 
     cpdef update(self, long long table_id, bytes pk_key, bytes row,
                  object changed, uint64_t prev_hlc=0):

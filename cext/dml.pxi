@@ -102,6 +102,10 @@ cdef class TableWriter:
     # Both VIRTUAL and STORED columns are computed here and stored.
     cdef public list generated
     cdef public tuple json_columns      # positions of columns declared JSON (stored as JSONB)
+    # The record being written: encoded here, then handed to LMDB and to the
+    # change set without a bytes object.  Only ``_insert`` uses it, between
+    # encoding and its last put; nothing it calls in between encodes into it.
+    cdef _RcBuf rowbuf
 
     def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,
                  list affinities, list notnull, list checks, list indexes, Py_ssize_t rowid_alias,
@@ -122,6 +126,9 @@ cdef class TableWriter:
         self.pk_positions = pk_positions
         self.autoincrement = autoincrement
         self.generated = []
+
+    def __dealloc__(self):
+        _rc_buf_free(&self.rowbuf)
 
     def index_writers(self):
         return list(self.indexes)
@@ -179,13 +186,25 @@ cdef class TableWriter:
 
     cdef tuple _prepare(self, tuple values, ExecContext ctx):
         """Applies column affinities and checks NOT NULL; returns the stored values."""
-        cdef Py_ssize_t i
-        cdef const unsigned char* aff = <const unsigned char*>PyBytes_AS_STRING(self.aff_codes)
         if PyTuple_GET_SIZE(values) < self.ncols:
             raise InternalError(f"{PyTuple_GET_SIZE(values)} values for {self.ncols} columns")
+        return self._prepare_gathered(values, NULL, None, ctx)
+
+    cdef tuple _prepare_gathered(self, tuple source, const Py_ssize_t* slots, list exprs,
+                                 ExecContext ctx):
+        """``_prepare`` of a row gathered on the fly: column i is ``source[slots[i]]``
+        when ``slots[i] >= 0``, else ``exprs[i]`` evaluated (``slots`` NULL: column i
+        is ``source[i]``).  executemany's parameters go straight into the one
+        tuple of stored values, with no tuple of unconverted values in between."""
+        cdef Py_ssize_t i, slot
+        cdef const unsigned char* aff = <const unsigned char*>PyBytes_AS_STRING(self.aff_codes)
         cdef tuple out = PyTuple_New(self.ncols)
         for i in range(self.ncols):
-            v = <object>PyTuple_GET_ITEM(values, i)
+            slot = i if slots == NULL else slots[i]
+            if slot >= 0:
+                v = <object>PyTuple_GET_ITEM(source, slot)
+            else:
+                v = (<Expr>exprs[i]).eval((), ctx)
             if v is not None:
                 v = v_apply_affinity(v, aff[i])
             Py_INCREF(v)
@@ -242,8 +261,18 @@ cdef class TableWriter:
         ``given_rowid`` is an explicit rowid for a table without an INTEGER
         PRIMARY KEY (``INSERT INTO t(rowid, ...)``); None allocates one.
         """
+        cdef long long rowid
+        if self._insert(self._prepare(values, ctx), ctx, mode, given_rowid,
+                        _session_collector(ctx), True, &rowid):
+            return rowid
+        return None
+
+    cdef bint _insert(self, tuple vals, ExecContext ctx, int mode, object given_rowid,
+                      ChangeCollector collector, bint keep_row, long long* rowid_out) except -1:
+        """Inserts one row of prepared values (``_prepare``); True when stored (its rowid
+        in ``rowid_out``), False when ignored.  ``keep_row`` keeps the full row in
+        ``last_row`` (for RETURNING and AFTER triggers; executemany needs neither)."""
         cdef object txn = ctx.txn
-        cdef tuple vals = self._prepare(values, ctx)
         cdef tuple stored = None
         cdef long long rowid
         cdef object given = None
@@ -267,29 +296,34 @@ cdef class TableWriter:
             vals = self._generate(vals, rowid, ctx)
         if self.json_columns:
             vals, stored = self._json_store(vals)
-        cdef tuple row = vals + (rowid,)
-        self._check(row, ctx)
-        cdef bytes key = encode_rowid(rowid)
-        cdef bytes data = encode_row(stored if stored is not None else vals)
+        cdef tuple row = None
+        if keep_row or self.checks or self.indexes:
+            row = vals + (rowid,)
+            self._check(row, ctx)
+        cdef unsigned char key[8]
+        _kc_put_rowid(key, rowid)
+        _encode_row_into(stored if stored is not None else vals, &self.rowbuf)
         # Primary key (rowid) conflict.  Rows usually come in rowid order: the
         # append hint holds until a row lands before the table's last key.
-        cdef int stored_as = lmdb_put(txn, self.handle, key, data, False, self.appending)
+        cdef int stored_as = lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data,
+                                          self.rowbuf.len, False, self.appending)
         if stored_as == 2:
             self.appending = False
         if stored_as == 0:
             if mode == CONFLICT_IGNORE:
-                return None
+                return False
             if mode == CONFLICT_UPSERT:
                 self.conflict_rowid = rowid
-                return None
+                return False
             if mode == CONFLICT_REPLACE:
                 self._delete_by_rowid(rowid, ctx)
-                lmdb_put(txn, self.handle, key, data, True)
+                lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data,
+                             self.rowbuf.len, True, False)
             else:
                 label = self._pk_label()
                 raise UniqueViolation(f"UNIQUE constraint failed: {label}", label)
         # Unique indexes, then the index entries themselves.
-        cdef list keyvals = []
+        cdef list keyvals = [] if self.indexes else None
         for ix in self.indexes:
             kv = ix.key_values(row, ctx)
             keyvals.append(kv)
@@ -298,10 +332,10 @@ cdef class TableWriter:
                 if other is not None:
                     if mode == CONFLICT_IGNORE or mode == CONFLICT_UPSERT:
                         # Only the table row is written so far (index entries come last).
-                        lmdb_delete(txn, self.handle, key)
+                        lmdb_delete(txn, self.handle, encode_rowid(rowid))
                         if mode == CONFLICT_UPSERT:
                             self.conflict_rowid = other
-                        return None
+                        return False
                     if mode == CONFLICT_REPLACE:
                         self._delete_by_rowid(other, ctx)
                     else:
@@ -314,12 +348,30 @@ cdef class TableWriter:
             seq = self.store.meta_get(txn, b"seq:%d" % self.table_id)
             if seq is None or int(seq) < rowid:
                 self.store.meta_put(txn, b"seq:%d" % self.table_id, b"%d" % rowid)
-        collector = ctx.session.changes
         if collector is not None:
-            (<ChangeCollector?>collector).insert(self.table_id, self._pk_key(vals, rowid), data)
+            self._capture_insert(collector, vals, rowid)
         self.last_rowid = rowid
         self.last_row = row
-        return rowid
+        rowid_out[0] = rowid
+        return True
+
+    cdef int _capture_insert(self, ChangeCollector collector, tuple vals, long long rowid) except -1:
+        """Records the insert just written (its record is in ``rowbuf``) in the change set."""
+        cdef unsigned char stack[32]
+        cdef _KcBuf pk
+        cdef bytes pk_bytes
+        if self.pk_positions:
+            pk_bytes = self._pk_key(vals, rowid)
+            return collector.insert_raw(self.table_id, PyBytes_AS_STRING(pk_bytes),
+                                        PyBytes_GET_SIZE(pk_bytes), <char*>self.rowbuf.data,
+                                        self.rowbuf.len, 0)
+        _kc_buf_init(&pk, stack, 32)
+        try:
+            _kc_put_int(&pk, rowid)      # a rowid table's key: encode_key((rowid,))
+            return collector.insert_raw(self.table_id, <char*>pk.data, pk.len,
+                                        <char*>self.rowbuf.data, self.rowbuf.len, 0)
+        finally:
+            _kc_buf_free(&pk)
 
     cdef str _pk_label(self):
         if self.pk_positions:
@@ -484,6 +536,11 @@ cdef void _switch_txn(ExecContext ctx, object txn):
     ctx.memos = None
 
 
+cdef inline ChangeCollector _session_collector(ExecContext ctx):
+    """The session's change collector (None when changes are not captured)."""
+    return <ChangeCollector?>ctx.session.changes
+
+
 cdef inline bint _native_params(object params, Py_ssize_t nslots):
     """True when ``params`` is a tuple of already-SQL values (no adaptation needed)."""
     cdef Py_ssize_t i
@@ -512,21 +569,44 @@ def insert_many(TableWriter writer, list value_exprs, object param_rows, ExecCon
 
     ``bind(spec, params) -> tuple`` adapts and orders one parameter set (only
     called when the set is not already a tuple of SQL values); ``value_exprs``
-    gives, per table column, the expression producing it.  Returns the row count.
+    gives, per table column, the expression producing it.  A column whose
+    expression is a bare parameter is read straight from the parameter tuple
+    into the row's stored values.  Returns the row count.
     """
-    cdef long long count = 0
+    cdef long long count = 0, rowid
     cdef Py_ssize_t nslots = spec.count
-    cdef tuple values
-    writer.begin(ctx)
-    for params in param_rows:
-        if _native_params(params, nslots) and not spec._has_names:
-            ctx.params = <tuple>params
-        else:
-            ctx.params = bind(spec, params)
-        values = eval_list(value_exprs, (), ctx)
-        if writer.insert(values, ctx, mode) is not None:
-            count += 1
+    cdef bint named = spec._has_names
+    cdef ChangeCollector collector = _session_collector(ctx)
+    cdef Py_ssize_t* slots = _param_slots(value_exprs, writer.ncols, nslots)
+    cdef tuple vals
+    try:
+        writer.begin(ctx)
+        for params in param_rows:
+            if not named and _native_params(params, nslots):
+                ctx.params = <tuple>params
+            else:
+                ctx.params = bind(spec, params)
+            vals = writer._prepare_gathered(ctx.params, slots, value_exprs, ctx)
+            if writer._insert(vals, ctx, mode, None, collector, False, &rowid):
+                count += 1
+    finally:
+        free(slots)
     return count
+
+
+cdef Py_ssize_t* _param_slots(list value_exprs, Py_ssize_t ncols, Py_ssize_t nslots) except NULL:
+    """Per column, the parameter slot its expression reads when it is a bare ``?``, else -1
+    (a malloc'd array of ``ncols``; the caller frees it)."""
+    cdef Py_ssize_t i
+    if len(value_exprs) != ncols:
+        raise InternalError(f"{len(value_exprs)} value expressions for {ncols} columns")
+    cdef Py_ssize_t* slots = <Py_ssize_t*>malloc((ncols + 1) * sizeof(Py_ssize_t))
+    if slots == NULL:
+        raise MemoryError()
+    for i in range(ncols):
+        e = value_exprs[i]
+        slots[i] = (<Param>e).slot if type(e) is Param and (<Param>e).slot < nslots else -1
+    return slots
 
 
 def modify_many(TableWriter writer, Operator source, list assignments, object param_rows, ExecContext ctx,

@@ -414,17 +414,26 @@ cdef int lmdb_put(object txn, object db, bytes key, bytes value, bint overwrite,
     keys on the way down, and when the key is not last (LMDB answers
     MDB_KEYEXIST and changes nothing) stores it the ordinary way and returns 2,
     so the caller can stop hinting.  The result is the same either way."""
+    return lmdb_put_raw(txn, db, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                        PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), overwrite, append)
+
+
+cdef int lmdb_put_raw(object txn, object db, const char* kp, Py_ssize_t kn,
+                      const char* vp, Py_ssize_t vn, bint overwrite, bint append) except -1:
+    """``lmdb_put`` of a key and value held in C buffers (the row writers' scratch
+    records): no bytes objects on the C path, which copies them into the page."""
     cdef unsigned int dbi
     cdef unsigned int flags = 0 if overwrite else TERNDB_MDB_NOOVERWRITE
     cdef terndb_mdb_val k, v
     cdef int rc
     cdef terndb_pylmdb_txn* t = _lc_txn(txn, db, &dbi)
     if t == NULL:
-        return 1 if txn.put(key, value, True, overwrite, False, db) else 0
-    k.mv_data = <void*>PyBytes_AS_STRING(key)
-    k.mv_size = <size_t>PyBytes_GET_SIZE(key)
-    v.mv_data = <void*>PyBytes_AS_STRING(value)
-    v.mv_size = <size_t>PyBytes_GET_SIZE(value)
+        return 1 if txn.put(PyBytes_FromStringAndSize(kp, kn), PyBytes_FromStringAndSize(vp, vn),
+                            True, overwrite, False, db) else 0
+    k.mv_data = <void*>kp
+    k.mv_size = <size_t>kn
+    v.mv_data = <void*>vp
+    v.mv_size = <size_t>vn
     # As py-lmdb does before every write: its cursors on this transaction
     # re-read their current entry when the count moved.
     t.mutations += 1

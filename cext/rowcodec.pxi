@@ -47,18 +47,18 @@ C-level entry points for the executor (no Python call overhead):
 * ``_decode_columns_into(p, n, idx, nidx, defaults, out) except -1``: writes
   new references for columns ``idx[0..nidx)`` into the ``PyObject*`` array
   ``out`` (e.g. a fresh tuple's items); on error every slot is left NULL.
-* ``_encode_row_c(values) -> bytes``
+* ``_encode_row_c(values) -> bytes``; ``_encode_row_into(values, &buf)`` into a reusable ``_RcBuf``
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8, PyUnicode_New
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.float cimport PyFloat_FromDouble, PyFloat_AS_DOUBLE
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.string cimport memcpy
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, realloc
 from libc.stdint cimport int64_t, uint64_t
 
 from terndb.engine.errors import CorruptDatabaseError, DataError, InterfaceError
@@ -241,14 +241,44 @@ cdef inline unsigned char* _rc_put_cell(unsigned char* out, _RcCell* cell) noexc
     return out + cell.size
 
 
-cdef bytes _encode_row_c(tuple values):
-    """C entry point of ``encode_row``: size every cell, then write once."""
+# A reusable record buffer (``_encode_row_into``): malloc'd, grown on demand,
+# owned and freed (``_rc_buf_free``) by whoever holds it.
+cdef struct _RcBuf:
+    unsigned char* data
+    Py_ssize_t cap
+    Py_ssize_t len            # length of the record last encoded into it
+
+
+cdef inline void _rc_buf_free(_RcBuf* buf) noexcept:
+    free(buf.data)
+    buf.data = NULL
+    buf.cap = 0
+    buf.len = 0
+
+
+cdef unsigned char* _rc_buf_room(_RcBuf* buf, Py_ssize_t total) except NULL:
+    """The buffer's storage with room for ``total`` bytes (grown geometrically)."""
+    cdef Py_ssize_t cap
+    cdef unsigned char* grown
+    if total > buf.cap or buf.data == NULL:
+        cap = buf.cap * 2 if buf.cap * 2 > total else total + 64
+        grown = <unsigned char*>realloc(buf.data, cap)
+        if grown == NULL:
+            raise MemoryError("out of memory while encoding a row")
+        buf.data = grown
+        buf.cap = cap
+    return buf.data
+
+
+cdef object _rc_encode(tuple values, _RcBuf* into):
+    """Size every cell, then write the record once: into ``into`` (returns None,
+    ``into.len`` is the length) or, when ``into`` is NULL, into a new bytes."""
     cdef Py_ssize_t ncols = len(values)
     cdef _RcCell stack[_RC_STACK_CELLS]
     cdef _RcCell* cells = stack
     cdef Py_ssize_t total, i
     cdef int size
-    cdef bytes out
+    cdef object out = None
     cdef unsigned char* w
     if ncols > _RC_STACK_CELLS:
         cells = <_RcCell*>malloc(ncols * sizeof(_RcCell))
@@ -257,16 +287,20 @@ cdef bytes _encode_row_c(tuple values):
     try:
         total = _rc_varint_len(<uint64_t>ncols)
         for i in range(ncols):
-            size = _rc_classify(<object>values[i], &cells[i])
+            size = _rc_classify(<object>PyTuple_GET_ITEM(values, i), &cells[i])
             if size == -2:
                 # Rare: buffer objects; re-run with them copied to bytes so the
                 # payload pointers stay valid without holding buffer views.
-                return _encode_row_c(tuple([
+                return _rc_encode(tuple([
                     bytes(v) if isinstance(v, (bytearray, memoryview)) else v
-                    for v in values]))
+                    for v in values]), into)
             total += size
-        out = PyBytes_FromStringAndSize(NULL, total)
-        w = <unsigned char*>PyBytes_AS_STRING(out)
+        if into == NULL:
+            out = PyBytes_FromStringAndSize(NULL, total)
+            w = <unsigned char*>PyBytes_AS_STRING(out)
+        else:
+            w = _rc_buf_room(into, total)
+            into.len = total
         w = _rc_put_varint(w, <uint64_t>ncols)
         for i in range(ncols):
             w = _rc_put_cell(w, &cells[i])
@@ -274,6 +308,18 @@ cdef bytes _encode_row_c(tuple values):
     finally:
         if cells != stack:
             free(cells)
+
+
+cdef bytes _encode_row_c(tuple values):
+    """C entry point of ``encode_row``."""
+    return <bytes>_rc_encode(values, NULL)
+
+
+cdef int _encode_row_into(tuple values, _RcBuf* buf) except -1:
+    """Encodes the record into ``buf`` (its ``len`` says how long): the row writers'
+    path, which hands the record to LMDB and the change set without a bytes object."""
+    _rc_encode(values, buf)
+    return 0
 
 
 cpdef bytes encode_row(tuple values):
