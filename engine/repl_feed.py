@@ -261,17 +261,31 @@ def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
     """
     if not current:
         bring_current(db)
-    out: list[Outgoing] = []
     with db.store.begin_read() as rt:
-        txn = rt.txn
-        schema = db.committed_schema(txn)
-        for seq, cs in db.binlog.read(txn, since, limit):
-            origin = cs.origin
-            if (only_origin is not None and origin != only_origin) or (
-                    exclude_origin is not None and origin == exclude_origin):
-                out.append(Outgoing(seq, origin, cs.origin_sequence, cs.hlc, None))
-                continue
-            out.append(_prepare(seq, cs, schema, publish, skip_empty))
+        return outgoing_in(rt.txn, db, since, publish, limit=limit, only_origin=only_origin,
+                           skip_empty=skip_empty, exclude_origin=exclude_origin)
+
+
+def outgoing_in(txn: Any, db: Any, since: int, publish: TableSet, *, limit: int = 1000,
+                only_origin: bytes | None = None, skip_empty: bool = False,
+                exclude_origin: bytes | None = None, upto: int | None = None,
+                rewritten: dict[int, bytes] | None = None) -> list[Outgoing]:
+    """``read_outgoing`` in read transaction ``txn``, records as they are there, stopping after
+    binlog position ``upto`` (when given); a change set in ``rewritten`` (sequence -> change set
+    with its causal versions, from a catch-up not written yet) is sent in that form."""
+    out: list[Outgoing] = []
+    schema = db.committed_schema(txn)
+    for seq, cs in db.binlog.read(txn, since, limit):
+        if upto is not None and seq > upto:
+            break
+        origin = cs.origin
+        if (only_origin is not None and origin != only_origin) or (
+                exclude_origin is not None and origin == exclude_origin):
+            out.append(Outgoing(seq, origin, cs.origin_sequence, cs.hlc, None))
+            continue
+        if rewritten and seq in rewritten:
+            cs = ChangeSet(seq, rewritten[seq])
+        out.append(_prepare(seq, cs, schema, publish, skip_empty))
     return out
 
 
@@ -414,5 +428,5 @@ def _to_change(seq: int, cs: ChangeSet, e: Any, schema: Schema) -> Change | None
 
 
 __all__ = ["encode_message", "decode_message", "encode_batch", "decode_batch", "decode_wire", "is_batch",
-           "BATCH_MAGIC", "Message", "read_outgoing", "Outgoing", "reencode",
+           "BATCH_MAGIC", "Message", "read_outgoing", "outgoing_in", "Outgoing", "reencode",
            "ChangeFeed", "Change", "ddl_subject", "MAGIC"]

@@ -8,8 +8,9 @@ several times that on a loaded one, against some 25 us for the commit
 itself.  In a thread all of it is taken under the application's GIL, so it
 comes straight out of the writer's throughput.  In a child process it runs
 on another core when there is one, and the writer meets the publisher only
-at the database's write lock, once per publishing round and briefly (the
-catch-up is merged outside the lock, ``VersionStore.ensure_current``).
+at the database's write lock, and seldom: the publisher writes the version
+records' catch-up and its position when the writer pauses or every few
+seconds, not every round (``engine/repl_nats.py``, "The write lock").
 Figures: benchmarks/bench_replication.py, section "commit".
 
 How: ``PublisherProcess`` starts ``python -m terndb.engine.repl_publisher``

@@ -66,6 +66,15 @@ versions found are the ones a per-commit merge would have found.  Change
 sets from peers are merged by the applier, which writes their records
 itself.
 
+The NATS publisher does not write the catch-up every round: it plans it in
+memory, in the read snapshot it sends from (``plan_ahead``, extended round
+after round), sends the change sets as the plan annotated them, and writes
+the plan now and then (``flush_ahead``; when, see ``engine/repl_nats.py``),
+so a writer at full speed seldom meets it at LMDB's write lock.  Any other
+writer of records catches up first, which moves the stored mark and makes
+the plan start again from the stored records; the merge being
+deterministic, the versions already sent are the ones the binlog then holds.
+
 Tombstones
 ----------
 Dead records are kept for ``horizon_ms`` (default 7 days) and then removed by
@@ -78,6 +87,7 @@ horizon must therefore be re-bootstrapped from a peer snapshot.
 from __future__ import annotations
 
 import struct
+import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable
@@ -332,6 +342,9 @@ class VersionStore:
         self.horizon_ms = horizon_ms
         self._schema: Schema | None = None
         self._installed = False
+        #: the catch-up planned but not written yet (``plan_ahead``), shared by this store's senders
+        self._ahead: _CatchUpPlan | None = None
+        self._ahead_lock = threading.Lock()
 
     # -- handles and small state ---------------------------------------------------------
 
@@ -401,14 +414,14 @@ class VersionStore:
         assert merged is not None           # only planning stops early
         count, rewrites, _ = merged
         # Rewritten after the scan: writing under an open cursor of the same database is avoided.
-        for seq, data in rewrites:
+        for seq, data in rewrites.items():
             self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
         return count
 
     def _merge_range(self, txn: Any, since: int, schema: Schema, get: Callable[[bytes], Any],
                      put: Callable[[bytes, bytes], Any],
-                     wtxn: Any = None) -> tuple[int, list[tuple[int, bytes]], int] | None:
+                     wtxn: Any = None) -> tuple[int, dict[int, bytes], int] | None:
         """Merge the local change sets after ``since`` into records read by ``get``, written by ``put``.
 
         Returns (change sets read, binlog rewrites to make, last sequence read).
@@ -418,7 +431,7 @@ class VersionStore:
         """
         count = 0
         last = since
-        rewrites: list[tuple[int, bytes]] = []
+        rewrites: dict[int, bytes] = {}
         for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
             count += 1
             last = seq
@@ -439,18 +452,46 @@ class VersionStore:
                 key = record_key(table.object_id, e.pk_key)
                 prevs[-1] = self._merge_local(get, put, key, e, cs.hlc, len(table.columns))
             if any(p != e.prev_hlc for p, e in zip(prevs, cs.entries)):
-                rewrites.append((seq, _with_prevs(cs, prevs)))
+                rewrites[seq] = _with_prevs(cs, prevs)
         return count, rewrites, last
 
-    def _plan_catch_up(self, txn: Any, since: int) -> "_CatchUpPlan | None":
-        """The catch-up computed in a read snapshot: records read and written, binlog rewrites.
+    def _base(self, txn: Any) -> tuple[int, int, int, int]:
+        """What a planned catch-up depends on besides the records it read (see ``_CatchUpPlan``)."""
+        return (_u64(self.state_get(txn, K_VERSIONS_SEQ)), self.db.binlog.first_sequence(txn),
+                self.db.catalog.version(txn), _u64(self.state_get(txn, K_GC_FLOOR)))
 
-        None when it cannot be planned (no records database yet, a local DDL entry)."""
+    def plan_ahead(self, txn: Any) -> "_CatchUpPlan | None":
+        """Extend the pending catch-up to the end of the binlog in read snapshot ``txn``, unwritten.
+
+        The pending catch-up lives in memory across calls, so a publisher can
+        send change sets with their causal versions (the plan's ``rewrites``,
+        up to its ``upto``) without taking the write lock every round;
+        ``flush_ahead`` writes it.  It is started again from the stored
+        records whenever someone else caught up meanwhile (the applier, another
+        sender): every writer of records catches up first, which moves the
+        stored mark, and the merge is deterministic, so what was sent from the
+        old plan is what the binlog now says.  None when it cannot be planned
+        (no records database yet, a local DDL entry: those need the write
+        transaction; ``flush_ahead`` does it).
+        """
+        with self._ahead_lock:
+            base = self._base(txn)
+            plan = self._ahead
+            if plan is None or plan.base != base:
+                plan = _CatchUpPlan(base[0], base)
+            self._ahead = plan if self._extend_plan(txn, plan) else None
+            return self._ahead
+
+    def _extend_plan(self, txn: Any, plan: "_CatchUpPlan") -> bool:
+        """Merge what the binlog holds after ``plan.upto`` into the plan; False if it cannot be planned.
+
+        A False leaves the plan half-extended: it must be dropped (merging a
+        local entry twice would give it its own version as previous one).
+        """
         try:
             vdb = self.store.db(VERSIONS_DB)
         except Exception:       # noqa: BLE001 - created by the first write transaction
-            return None
-        plan = _CatchUpPlan(since, self.db.binlog.first_sequence(txn), self.db.catalog.version(txn))
+            return False
 
         def get(key: bytes) -> bytes | None:
             if key in plan.written:
@@ -462,20 +503,19 @@ class VersionStore:
 
         def put(key: bytes, value: bytes) -> None:
             plan.written[key] = value
-        merged = self._merge_range(txn, since, self.schema(txn), get, put)
+        merged = self._merge_range(txn, plan.upto, self.schema(txn), get, put)
         if merged is None:
-            return None
-        plan.count, plan.rewrites, plan.upto = merged
-        return plan
+            return False
+        count, rewrites, plan.upto = merged
+        plan.count += count
+        plan.rewrites.update(rewrites)
+        return True
 
     def _apply_plan(self, wtxn: Any, plan: "_CatchUpPlan") -> bool:
         """Write a planned catch-up if nothing it read changed since (False: it is stale)."""
         txn = wtxn.txn
         vdb, sdb = self.handles(wtxn)
-        raw = txn.get(K_VERSIONS_SEQ, db=sdb)
-        if _u64(raw) != plan.since \
-                or self.db.binlog.first_sequence(txn) != plan.first_sequence \
-                or self.db.catalog.version(txn) != plan.schema_version:
+        if self._base(txn) != plan.base:
             return False
         for key, old in plan.read.items():
             now = txn.get(key, db=vdb)
@@ -483,7 +523,7 @@ class VersionStore:
                 return False
         for key, value in plan.written.items():
             txn.put(key, value, db=vdb)
-        for seq, data in plan.rewrites:
+        for seq, data in plan.rewrites.items():
             self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(plan.upto), db=sdb)
         return True
@@ -528,14 +568,26 @@ class VersionStore:
         stores its position there rather than in a write transaction of its own).
         """
         with self.store.begin_read() as rt:
-            raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
-            since = _u64(raw)
-            if since >= self.db.binlog.last_sequence(rt.txn):
+            if _u64(self.state_get(rt.txn, K_VERSIONS_SEQ)) >= self.db.binlog.last_sequence(rt.txn):
+                with self._ahead_lock:
+                    self._ahead = None      # someone else caught up: a pending plan is stale
                 return 0
             # The merge work happens here, outside the write lock, which is then held only to check
             # and store the result: an application committing meanwhile (in this process or
             # another) does not wait for the merge.
-            plan = self._plan_catch_up(rt.txn, since)
+            self.plan_ahead(rt.txn)
+        return self.flush_ahead(timeout, also)
+
+    def ahead_size(self) -> int:
+        """Records and change sets the pending (unwritten) catch-up holds; 0 when none."""
+        plan = self._ahead
+        return 0 if plan is None else plan.size()
+
+    def flush_ahead(self, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> int:
+        """Write the pending catch-up (``plan_ahead``) and whatever committed after it, in one write
+        transaction that also runs ``also(wtxn)``; returns how many change sets were merged."""
+        with self._ahead_lock:
+            plan, self._ahead = self._ahead, None
 
         def work(wtxn: Any) -> int:
             count = plan.count if plan is not None and self._apply_plan(wtxn, plan) else 0
@@ -620,19 +672,29 @@ _KEEPERS: "weakref.WeakKeyDictionary[Any, list[VersionStore]]" = weakref.WeakKey
 
 
 class _CatchUpPlan:
-    """A catch-up merged in a read snapshot, to be written if that snapshot is still current."""
+    """A catch-up merged in read snapshots, to be written if what it read is still current.
 
-    __slots__ = ("since", "first_sequence", "schema_version", "read", "written", "rewrites", "count", "upto")
+    It covers the binlog from ``since`` (the stored mark it started from) to
+    ``upto``; ``VersionStore.plan_ahead`` extends it snapshot after snapshot
+    while the stored state stays the one it started from (``base``).
+    """
 
-    def __init__(self, since: int, first_sequence: int, schema_version: int) -> None:
+    __slots__ = ("since", "base", "read", "written", "rewrites", "count", "upto")
+
+    def __init__(self, since: int, base: tuple[int, int, int, int]) -> None:
         self.since = since
-        self.first_sequence = first_sequence
-        self.schema_version = schema_version
+        #: (versions mark, first binlog sequence, schema version, gc floor) it was planned on
+        self.base = base
         self.read: dict[bytes, bytes | None] = {}      # record key -> value the merge started from
         self.written: dict[bytes, bytes] = {}          # record key -> merged value
-        self.rewrites: list[tuple[int, bytes]] = []
+        #: binlog sequence -> the change set with its causal versions (when they changed it)
+        self.rewrites: dict[int, bytes] = {}
         self.count = 0
         self.upto = since
+
+    def size(self) -> int:
+        """Records and change sets it holds in memory."""
+        return len(self.read) + len(self.written) + len(self.rewrites)
 
 
 def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> None:
