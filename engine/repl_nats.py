@@ -237,12 +237,15 @@ class _Run:
 
     def add(self, o: Outgoing, limit: float) -> bool:
         """Take ``o`` if the batch stays within ``limit`` bytes (False: start a new run)."""
-        grow = len(o.changeset) + BATCH_ITEM_OVERHEAD + sum(
-            _map_entry_bytes(name, sql) for tid, (name, sql) in o.table_map.items() if tid not in self.tables)
+        grow = len(o.changeset) + BATCH_ITEM_OVERHEAD
+        new_tables = o.table_map.keys() - self.tables.keys()     # usually none: a run is one subject
+        for tid in new_tables:
+            grow += _map_entry_bytes(*o.table_map[tid])
         if self.size + grow > limit:
             return False
         self.items.append(o)
-        self.tables.update(o.table_map)
+        if new_tables:
+            self.tables.update(o.table_map)
         self.size += grow
         return True
 
@@ -304,6 +307,7 @@ class NatsReplicator:
         self._js: Any = None
         self._nc: Any = None
         self._last_child_status: dict | None = None
+        self._subjects: dict[str, str] = {}          # table name -> its subject (subject_for)
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -347,10 +351,13 @@ class NatsReplicator:
     # -- subjects ------------------------------------------------------------------------------
 
     def subject_for(self, tables: tuple[str, ...], has_ddl: bool) -> str:
-        origin = self.db.node_id.hex()
         if len(tables) == 1 and not has_ddl:
-            return f"{self.prefix}.{subject_token(tables[0])}.{origin}"
-        return f"{self.prefix}._multi.{origin}"
+            subject = self._subjects.get(tables[0])      # asked once per change set: cached
+            if subject is None:
+                subject = self._subjects[tables[0]] = \
+                    f"{self.prefix}.{subject_token(tables[0])}.{self.db.node_id.hex()}"
+            return subject
+        return f"{self.prefix}._multi.{self.db.node_id.hex()}"
 
     def filter_subjects(self) -> list[str]:
         sub = self.rep.subscribe

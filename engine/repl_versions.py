@@ -432,26 +432,36 @@ class VersionStore:
         count = 0
         last = since
         rewrites: dict[int, bytes] = {}
+        tracked: dict[int, Table | None] = {}      # table id -> its table if it has records, per schema
         for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
             count += 1
             last = seq
             if cs.origin != self.node_id:
                 continue
-            prevs: list[int] = []
-            for e in cs.entries:
-                op = e.op
-                prevs.append(e.prev_hlc)
-                if op == OP_DDL:
+            entries = cs.entries
+            prevs: list[int] = [e.prev_hlc for e in entries]
+            annotated = False
+            for i, e in enumerate(entries):
+                if e.op == OP_DDL:
                     if wtxn is None:
                         return None
                     schema = self._local_ddl(wtxn, e.row, schema)
+                    tracked = {}
                     continue
-                table = schema.by_object_id.get(e.table_id)
-                if table is None or not replicable(table) or table.name not in self.tracked:
+                table = tracked.get(e.table_id, False)
+                if table is False:          # first entry of this table: look it up once
+                    table = schema.by_object_id.get(e.table_id)
+                    if table is not None and not (replicable(table) and table.name in self.tracked):
+                        table = None
+                    tracked[e.table_id] = table
+                if table is None:
                     continue
-                key = record_key(table.object_id, e.pk_key)
-                prevs[-1] = self._merge_local(get, put, key, e, cs.hlc, len(table.columns))
-            if any(p != e.prev_hlc for p, e in zip(prevs, cs.entries)):
+                prev = self._merge_local(get, put, record_key(table.object_id, e.pk_key), e, cs.hlc,
+                                         len(table.columns))
+                if prev != prevs[i]:
+                    prevs[i] = prev
+                    annotated = True
+            if annotated:
                 rewrites[seq] = _with_prevs(cs, prevs)
         return count, rewrites, last
 
