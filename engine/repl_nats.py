@@ -297,8 +297,7 @@ class NatsReplicator:
         self.pub_duplicates = 0              # messages the server's duplicate window dropped
         self._acked_pos: int | None = None   # binlog position acknowledged (None: read the stored one)
         self._saved_pos = 0                  # ... and the position written to the database
-        self._acked_at = 0.0                 # monotonic time _acked_pos last moved
-        self._flushed_at = 0.0               # monotonic time the catch-up and position were last written
+        self._flushed_at = time.monotonic()  # when the catch-up and position were last written (or none pending)
         self.last_error: str | None = None   # the error of the current (failing) round, if any
         self.error_count = 0                 # rounds that failed and were retried
         self._last_fetch_empty = False
@@ -447,7 +446,6 @@ class NatsReplicator:
             self.published += len(todo)
             self.pub_messages += len(pending)
             self._acked_pos = out[-1].sequence
-            self._acked_at = time.monotonic()
             self._flush(quiet=False)
             if not drain and len(out) < self.batch:
                 return sent
@@ -461,13 +459,17 @@ class NatsReplicator:
         planned (a local DDL statement) it is written now and planned again.
         """
         versions = self.rep.versions
+        since = self._acked_pos
+        assert since is not None
         for _ in range(2):
             with self.db.store.begin_read() as rt:
-                plan = versions.plan_ahead(rt.txn)
+                # Read once for both: the plan usually ends where the publisher's position is.
+                items = list(self.db.binlog.read(rt.txn, since, self.batch))
+                plan = versions.plan_ahead(rt.txn, (since, items))
                 if plan is not None:
-                    return outgoing_in(rt.txn, self.db, self._acked_pos, self.rep.publish, limit=self.batch,
+                    return outgoing_in(rt.txn, self.db, since, self.rep.publish, limit=self.batch,
                                        only_origin=self.db.node_id, skip_empty=True, upto=plan.upto,
-                                       rewritten=plan.rewrites)
+                                       rewritten=plan.rewrites, items=items)
             self._write_position(lambda put: versions.flush_ahead(also=put))
         return []           # DDL again meanwhile: the next round
 

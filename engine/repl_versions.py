@@ -420,20 +420,20 @@ class VersionStore:
         return count
 
     def _merge_range(self, txn: Any, since: int, schema: Schema, get: Callable[[bytes], Any],
-                     put: Callable[[bytes, bytes], Any],
-                     wtxn: Any = None) -> tuple[int, dict[int, bytes], int] | None:
+                     put: Callable[[bytes, bytes], Any], wtxn: Any = None,
+                     items: list | None = None) -> tuple[int, dict[int, bytes], int] | None:
         """Merge the local change sets after ``since`` into records read by ``get``, written by ``put``.
 
         Returns (change sets read, binlog rewrites to make, last sequence read).
         Without ``wtxn`` (planning, see ``ensure_current``) a local DDL entry
         stops it (None): forgetting a dropped table's records needs the write
-        transaction.
+        transaction.  ``items``: the change sets after ``since`` already read, instead of the binlog.
         """
         count = 0
         last = since
         rewrites: dict[int, bytes] = {}
         tracked: dict[int, Table | None] = {}      # table id -> its table if it has records, per schema
-        for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
+        for seq, cs in self.db.binlog.read(txn, since, allow_gap=True) if items is None else items:
             count += 1
             last = seq
             if cs.origin != self.node_id:
@@ -470,8 +470,13 @@ class VersionStore:
         return (_u64(self.state_get(txn, K_VERSIONS_SEQ)), self.db.binlog.first_sequence(txn),
                 self.db.catalog.version(txn), _u64(self.state_get(txn, K_GC_FLOOR)))
 
-    def plan_ahead(self, txn: Any) -> "_CatchUpPlan | None":
+    def plan_ahead(self, txn: Any, read: "tuple[int, list] | None" = None) -> "_CatchUpPlan | None":
         """Extend the pending catch-up to the end of the binlog in read snapshot ``txn``, unwritten.
+
+        ``read``: ``(since, change sets after it)`` the caller already read in
+        ``txn`` (``Binlog.read`` items); when the plan ends at ``since`` it is
+        extended over them only (one binlog read for both), else the binlog is
+        read to its end.
 
         The pending catch-up lives in memory across calls, so a publisher can
         send change sets with their causal versions (the plan's ``rewrites``,
@@ -489,10 +494,11 @@ class VersionStore:
             plan = self._ahead
             if plan is None or plan.base != base:
                 plan = _CatchUpPlan(base[0], base)
-            self._ahead = plan if self._extend_plan(txn, plan) else None
+            items = read[1] if read is not None and read[0] == plan.upto else None
+            self._ahead = plan if self._extend_plan(txn, plan, items) else None
             return self._ahead
 
-    def _extend_plan(self, txn: Any, plan: "_CatchUpPlan") -> bool:
+    def _extend_plan(self, txn: Any, plan: "_CatchUpPlan", items: list | None = None) -> bool:
         """Merge what the binlog holds after ``plan.upto`` into the plan; False if it cannot be planned.
 
         A False leaves the plan half-extended: it must be dropped (merging a
@@ -513,7 +519,7 @@ class VersionStore:
 
         def put(key: bytes, value: bytes) -> None:
             plan.written[key] = value
-        merged = self._merge_range(txn, plan.upto, self.schema(txn), get, put)
+        merged = self._merge_range(txn, plan.upto, self.schema(txn), get, put, items=items)
         if merged is None:
             return False
         count, rewrites, plan.upto = merged

@@ -22,7 +22,7 @@ from terndb._cext import _core as C
 from terndb.engine.dml_planner import build_writer
 from terndb.engine.params import ParamSpec
 from terndb.engine.repl_apply import Applier
-from terndb.engine.repl_feed import ChangeFeed, decode_message, outgoing_in, read_outgoing
+from terndb.engine.repl_feed import ChangeFeed, decode_message, decode_wire, outgoing_in, read_outgoing
 from terndb.engine.repl_local import LocalPeer
 from terndb.engine.repl_versions import K_VERSIONS_SEQ, Record, TableSet, VersionStore, merge
 from terndb.replication import Replicator
@@ -706,6 +706,55 @@ def test_a_planned_catch_up_starts_again_after_someone_else_caught_up(tmp_path):
               if o.changeset is not None and not o.has_ddl]
     assert stored == sent
     con.close()
+
+
+class _FakeJetStream:
+    """What NatsReplicator._publish_pending needs of nats-py's JetStream: acknowledged publishes."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, str]] = []
+
+    async def publish_async(self, subject, payload, headers):
+        import asyncio
+        from types import SimpleNamespace
+        self.messages.append((subject, payload, headers["Nats-Msg-Id"]))
+        ack = asyncio.get_running_loop().create_future()
+        ack.set_result(SimpleNamespace(duplicate=False))
+        return ack
+
+
+def test_the_publisher_writes_its_catch_up_when_the_writer_pauses(tmp_path):
+    """While every round finds new commits the publisher takes no write transaction; the first
+    round that finds none writes the planned catch-up and the acknowledged position."""
+    import asyncio
+    con = _connect(tmp_path / "w")
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.commit()
+    rep = Replicator(con, nats="nats://127.0.0.1:1", publish="*", subscribe=[])
+    try:
+        rep.versions.ensure_current()               # past the conflict table's CREATE
+        nr = rep._nats_replicator()
+        js = _FakeJetStream()
+        mark = _stored_mark(rep.versions, con._db)
+        for round_ in range(3):
+            for i in range(5):
+                con.execute("INSERT INTO kv VALUES (?, 'x')", (round_ * 5 + i,))
+                con.commit()
+            con.execute("UPDATE kv SET a = 'y' WHERE id = ?", (round_ * 5,))
+            con.commit()
+            assert asyncio.run(nr._publish_pending(js, drain=False)) > 0
+            assert _stored_mark(rep.versions, con._db) == mark and nr._stored_pub_position() == 0
+        assert asyncio.run(nr._publish_pending(js, drain=False)) == 0      # the writer paused
+        with con._db.store.begin_read() as rt:
+            last = con._db.binlog.last_sequence(rt.txn)
+        assert _stored_mark(rep.versions, con._db) == last and nr._stored_pub_position() == last
+        # Every update went out with the version it replaced.
+        updates = [m for _, payload, _ in js.messages for m in decode_wire(payload)
+                   if m.entries[0].op == C.CHANGE_OP_UPDATE]
+        assert len(updates) == 3 and all(u.entries[0].prev_hlc > 0 for u in updates)
+    finally:
+        rep.close()
+        con.close()
 
 
 def kind_of(rows: list, pk: str) -> str:
