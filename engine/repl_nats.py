@@ -42,10 +42,10 @@ writer at full speed therefore meets the publisher at LMDB's single write
 lock every few seconds instead of every round (a writer pausing between
 bursts, never): with that write transaction taken out, a writer in another
 process kept its commit rate in benchmarks/bench_replication.py's commit
-section, where it had lost a quarter to a third.  If someone else catches up meanwhile (an applier, a
-local sender), the plan is started again from the stored records; the merge
-is deterministic, so what was sent from the old plan is what the binlog then
-says.  A crash loses at most the unwritten plan and position: the restarted
+section, where it had lost a quarter to a third.  If someone else catches
+up meanwhile (an applier, a local sender), the plan is started again from
+the stored records; the merge is deterministic, so what was sent from the
+old plan is what the binlog then says.  A crash loses at most the unwritten plan and position: the restarted
 publisher plans again from the stored records and re-publishes from the
 stored position, the same change sets with the same versions
 (at-least-once, deduplicated as above).
@@ -597,7 +597,8 @@ class NatsReplicator:
                 pass
 
     def _save_position_quietly(self) -> None:
-        """Write the acknowledged position when stopping; a failure only means re-publishing later."""
+        """Write the planned catch-up and the acknowledged position when stopping; a failure only
+        means planning and re-publishing again later."""
         try:
             self._save_position()
         except Exception:           # noqa: BLE001 - at-least-once: the next start re-sends from the stored one
