@@ -113,10 +113,10 @@ _U64 = struct.Struct(">Q")
 #: Seconds a published batch waits for its JetStream acks (then the round fails and is redone).
 PUB_ACK_TIMEOUT = 10.0
 #: The publisher writes its planned catch-up of the version records and its position once a
-#: round finds no new commit, or when the plan holds this many records and change sets (memory)
-#: or is this many seconds old (what a crash makes it re-plan and re-publish): see the module
-#: docstring.
-AHEAD_MAX_ITEMS = 200_000
+#: round finds no new commit, or when the plan holds this many records and change sets (measured:
+#: 17 MB for 50k single-row commits, written in 30 ms with durability off) or is this many
+#: seconds old (what a crash makes it re-plan and re-publish): see the module docstring.
+AHEAD_MAX_ITEMS = 100_000
 AHEAD_MAX_AGE = 5.0
 #: Bytes of a message's max payload kept free for headers and the signature envelope.
 PAYLOAD_HEADROOM = 1024
