@@ -244,6 +244,10 @@ def test_started_replicator_publishes_from_a_child_process(nats_url, tmp_path):
         assert st["publisher"] == "process" and child["pid"] not in (None, os.getpid())
         assert st["published"] == 31 and st["published_messages"] <= 31 and st["last_error"] is None
         assert rb.status()["nats"]["publisher_process"] is None      # publisher="thread": no child
+        from terndb.engine.repl_publisher import PUBLISHER_NICENESS
+        # Background work: it yields the CPU to the application's commits.
+        assert os.getpriority(os.PRIO_PROCESS, child["pid"]) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + PUBLISHER_NICENESS)
         os.kill(child["pid"], signal.SIGKILL)                         # it dies: started again
         ca.execute("INSERT INTO kv VALUES (100, 'after the crash')")
         ca.commit()
