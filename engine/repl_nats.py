@@ -465,6 +465,8 @@ class NatsReplicator:
             with self.db.store.begin_read() as rt:
                 # Read once for both: the plan usually ends where the publisher's position is.
                 items = list(self.db.binlog.read(rt.txn, since, self.batch))
+                if not items:
+                    return []       # nothing committed since: an idle poll costs one small read
                 plan = versions.plan_ahead(rt.txn, (since, items))
                 if plan is not None:
                     return outgoing_in(rt.txn, self.db, since, self.rep.publish, limit=self.batch,
