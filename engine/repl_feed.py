@@ -51,7 +51,9 @@ from terndb._cext import _core as C
 from .binlog import ChangeSet
 from .catalog import MAIN, Schema
 from .errors import CorruptDatabaseError
-from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet, bring_current
+from .repl_versions import (
+    CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet, bring_current, versions_mark,
+)
 
 MAGIC = b"TRM1"
 BATCH_MAGIC = b"TRB1"
@@ -257,13 +259,16 @@ def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
 
     The database's version records are brought current first, so local change
     sets carry their causal versions (``repl_versions.bring_current``), unless
-    the caller says it just did (``current``).
+    the caller says it just did (``current``); where records are kept, the read
+    stops at the position they were brought to (a commit landing between the
+    catch-up and the read would otherwise go out without its previous versions).
     """
-    if not current:
-        bring_current(db)
+    kept = not current and bring_current(db)
     with db.store.begin_read() as rt:
+        # What committed after that catch-up has no previous versions yet: it goes next time.
+        upto = versions_mark(db, rt.txn) if kept else None
         return outgoing_in(rt.txn, db, since, publish, limit=limit, only_origin=only_origin,
-                           skip_empty=skip_empty, exclude_origin=exclude_origin)
+                           skip_empty=skip_empty, exclude_origin=exclude_origin, upto=upto)
 
 
 def outgoing_in(txn: Any, db: Any, since: int, publish: TableSet, *, limit: int = 1000,

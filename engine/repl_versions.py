@@ -713,7 +713,7 @@ class _CatchUpPlan:
         return len(self.read) + len(self.written) + len(self.rewrites)
 
 
-def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> None:
+def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> bool:
     """Merge ``db``'s local change sets into its records before its binlog is read for sending.
 
     The stores installed in this process do it; without one, a database a
@@ -721,25 +721,36 @@ def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | 
     brought current with the tables of its stored configuration.  A database
     never configured for replication has no records to keep.  ``also`` as for
     ``VersionStore.ensure_current`` (run at most once, and only if a write
-    transaction was needed).
+    transaction was needed).  True when records are kept (and now current up
+    to the stored mark, ``versions_mark``), False when there are none.
     """
     keepers = _KEEPERS.get(db)
     if keepers:
         for vs in list(keepers):
             vs.ensure_current(timeout, also)
             also = None
-        return
+        return True
     with db.store.begin_read() as rt:
         try:
             raw = rt.txn.get(K_CONFIG, db=db.store.db(STATE_DB))
         except NoSuchObjectError:       # no state database: never configured
-            return
+            return False
     if raw:
         import json
         config = json.loads(raw)
         tracked = TableSet(list(config.get("publish", [])) + list(config.get("subscribe", [])))
         if tracked:
             VersionStore(db, tracked).ensure_current(timeout, also)
+            return True
+    return False
+
+
+def versions_mark(db: Any, txn: Any) -> int:
+    """The binlog position up to which local change sets carry their causal versions (read in ``txn``)."""
+    try:
+        return _u64(txn.get(K_VERSIONS_SEQ, db=db.store.db(STATE_DB)))
+    except NoSuchObjectError:
+        return 0
 
 
 def _with_prevs(cs: Any, prevs: list[int]) -> bytes:
@@ -764,7 +775,7 @@ def wall_ms_of(hlc: int) -> int:
 
 
 __all__ = [
-    "VersionStore", "bring_current", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
+    "VersionStore", "bring_current", "versions_mark", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
     "check_replicable", "CONFLICT_TABLE", "DEAD_LETTER_TABLE", "LOCAL_TABLES", "DEFAULT_HORIZON_MS",
     "VERSIONS_DB", "STATE_DB", "BOTTOM",
     "NO_NODE", "OperationalError",

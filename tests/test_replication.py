@@ -757,6 +757,36 @@ def test_the_publisher_writes_its_catch_up_when_the_writer_pauses(tmp_path):
         con.close()
 
 
+def test_a_commit_between_catch_up_and_read_waits_for_its_versions(tmp_path, monkeypatch):
+    """read_outgoing sends nothing past the records' catch-up: a commit landing in between would go
+    out without the version its writer saw (a false conflict on every receiver)."""
+    from terndb.engine import repl_feed
+    con = _connect(tmp_path / "w")
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    rep = Replicator(con, publish="*", subscribe=[])
+    try:
+        real = repl_feed.bring_current
+
+        def catch_up_then_commit(db, *args, **kwargs):
+            kept = real(db, *args, **kwargs)
+            con.execute("UPDATE kv SET a = 'y' WHERE id = 1")      # lands after the catch-up
+            con.commit()
+            return kept
+        monkeypatch.setattr(repl_feed, "bring_current", catch_up_then_commit)
+        first = read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)
+        monkeypatch.setattr(repl_feed, "bring_current", real)
+        assert all(decode_message(o.data).entries[0].op != C.CHANGE_OP_UPDATE
+                   for o in first if o.changeset is not None and not o.has_ddl)
+        later = read_outgoing(con._db, first[-1].sequence, TableSet("*"), skip_empty=True)
+        update = decode_message(later[-1].data).entries[0]
+        assert update.op == C.CHANGE_OP_UPDATE and update.prev_hlc > 0     # with the version it replaced
+    finally:
+        rep.close()
+        con.close()
+
+
 def kind_of(rows: list, pk: str) -> str:
     kinds = [kind for p, kind, *_ in rows if p == pk]
     assert len(kinds) == 1 and kinds[0] in ("delete_lost", "update_deleted"), rows
