@@ -52,8 +52,8 @@ STATUS_INTERVAL = 0.05
 #: background work: where the cores are busy (other processes, nats-server), the application's
 #: commits should get the CPU and the publisher catch up when they pause, a little later.
 #: Measured (benchmarks/bench_replication.py, commit section, 2 cores shared with other work):
-#: in-process commit rate with publishing vs off 0.50-0.65 at 0, 0.76-1.0 at 10.  Without
-#: contention it changes nothing.
+#: in-process commit rate with publishing vs off 0.50-0.65 at 0, 0.76-1.27 at 10 (three
+#: interleaved pairs).  Without contention it changes nothing.
 PUBLISHER_NICENESS = 10
 #: Seconds before a publisher process that exited unexpectedly is started again.
 RESTART_PAUSE = 1.0
