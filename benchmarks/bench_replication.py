@@ -23,7 +23,9 @@
    ``engine/repl_publisher.py``), and with that one's publisher kept in a
    thread (``publisher="thread"``: it brings the version records current and
    runs nats-py under the writer's GIL); runs interleaved, medians.  Target:
-   publishing on within 10% of off.
+   publishing on within 10% of off.  Also the CPU time per commit of the
+   writer process and of the publisher (user + system): on a machine shared
+   with other work the rates swing with its load, these much less.
 
 Durability: "normal" for the apply section (as benchmarks/bench.py);
 ``--durability`` (default "off") for the lag and commit sections, whose
@@ -227,6 +229,8 @@ def _publisher(path: str, url: str, durability: str) -> None:
         if line.strip() == "wait":
             rep.wait_idle(30)
             print("idle", flush=True)
+        elif line.strip() == "cpu":             # CPU seconds this process has used so far
+            print(time.process_time(), flush=True)
     rep.wait_idle(30)
     nats_status = rep.status()["nats"]
     print(json.dumps({"published": nats_status["published"], "errors": nats_status.get("errors"),
@@ -337,6 +341,36 @@ def _commit_rate(con, n: int, base: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used, from /proc (None where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _publisher_pid(rep: Any) -> int | None:
+    child = rep.status()["nats"]["publisher_process"] if rep is not None else None
+    return child["pid"] if child else None
+
+
+def _measured_run(con, rep: Any, n: int, base: int) -> dict:
+    """One commit-section run: the rate, and the CPU time per commit of the writer process and of
+    its publisher child (until it published the run), which a shared machine disturbs far less."""
+    pid = _publisher_pid(rep)
+    pub0 = _process_cpu(pid) if pid else None
+    cpu0 = time.process_time()
+    rate = _commit_rate(con, n, base)
+    cpu = time.process_time() - cpu0
+    if rep is not None:
+        rep.wait_idle(30)
+    pub1 = _process_cpu(pid) if pid else None
+    return {"rate": rate, "writer_cpu_us": cpu / n * 1e6,
+            "publisher_cpu_us": None if pub0 is None or pub1 is None else (pub1 - pub0) / n * 1e6}
+
+
 #: commit section: where each mode's publisher runs (None: no replicator in the writing process)
 COMMIT_MODES = {"off": None, "process": None, "in_process": "process", "thread": "thread"}
 
@@ -354,7 +388,7 @@ def _writer(path: str, url: str, durability: str, mode: str) -> None:
     for line in sys.stdin:
         words = line.split()
         if words[0] == "run":
-            print(_commit_rate(con, int(words[1]), int(words[2])), flush=True)
+            print(json.dumps(_measured_run(con, rep, int(words[1]), int(words[2]))), flush=True)
         elif words[0] == "wait":
             if rep is not None:
                 rep.wait_idle(30)
@@ -383,29 +417,45 @@ def bench_commit(n: int, reps: int, durability: str) -> dict:
             children.append(writers[mode])
         publisher = _Child("--_publisher", os.path.join(tmp, "process"), server.url, durability)
         children.append(publisher)
-        rates: dict[str, list[float]] = {mode: [] for mode in writers}
+        runs: dict[str, list[dict]] = {mode: [] for mode in writers}
         for r in range(reps):                  # interleaved, so machine load hits all alike
             for mode, w in writers.items():
                 # Each run starts with every publisher idle: none works off the previous run's backlog.
                 publisher.wait_idle()
                 for other in writers.values():
                     other.wait_idle()
-                rates[mode].append(float(w.ask(f"run {n} {r * n}")))
+                helper_cpu = float(publisher.ask("cpu")) if mode == "process" else None
+                run = json.loads(w.ask(f"run {n} {r * n}"))
+                if helper_cpu is not None:
+                    publisher.wait_idle()
+                    run["publisher_cpu_us"] = (float(publisher.ask("cpu")) - helper_cpu) / n * 1e6
+                runs[mode].append(run)
+        rates = {mode: [run["rate"] for run in v] for mode, v in runs.items()}
         published = {"process": publisher.finish(60)["published"]}
         for mode, w in writers.items():
             out = w.finish(60)["published"]
             if out is not None:
                 published[mode] = out
         med = {mode: statistics.median(v) for mode, v in rates.items()}
+
+        def cpu_median(mode: str, key: str) -> float | None:
+            values = [run[key] for run in runs[mode] if run[key] is not None]
+            return round(statistics.median(values), 1) if values else None
         return {"durability": durability, "commits_per_rep": n, "reps": reps,
                 **{f"{mode}_commits_per_s": round(med[mode]) for mode in writers},
                 **{f"{mode}_vs_off": round(med[mode] / med["off"], 3) for mode in writers if mode != "off"},
+                "writer_cpu_us_per_commit": {mode: cpu_median(mode, "writer_cpu_us") for mode in writers},
+                "publisher_cpu_us_per_commit": {mode: cpu_median(mode, "publisher_cpu_us") for mode in writers
+                                                if mode != "off"},
                 "published": published, "target_vs_off": 0.9,
                 "note": "one writer process per mode, runs interleaved, all publishers idle before each run; "
                         "process: `terndb replicate`-style replicator in its own process; in_process: a "
                         "Replicator started in the writer as an application does (publisher in a child "
                         "process); thread: the same with nats_options publisher='thread' (publisher and "
-                        "nats-py share the writer's GIL)"}
+                        "nats-py share the writer's GIL); CPU figures are medians of user+system time: the "
+                        "writer process's during the run (for thread it includes its publisher), the "
+                        "publisher process's until it has published the run (from /proc for in_process; "
+                        "the whole helper process for process)"}
     finally:
         for ch in children:
             ch.kill()

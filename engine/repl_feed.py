@@ -51,7 +51,9 @@ from terndb._cext import _core as C
 from .binlog import ChangeSet
 from .catalog import MAIN, Schema
 from .errors import CorruptDatabaseError
-from .repl_versions import CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet, bring_current
+from .repl_versions import (
+    CONFLICT_TABLE, OP_DDL, OP_DELETE, OP_INSERT, OP_UPDATE, TableSet, bring_current, versions_mark,
+)
 
 MAGIC = b"TRM1"
 BATCH_MAGIC = b"TRB1"
@@ -257,21 +259,39 @@ def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
 
     The database's version records are brought current first, so local change
     sets carry their causal versions (``repl_versions.bring_current``), unless
-    the caller says it just did (``current``).
+    the caller says it just did (``current``); where records are kept, the read
+    stops at the position they were brought to (a commit landing between the
+    catch-up and the read would otherwise go out without its previous versions).
     """
-    if not current:
-        bring_current(db)
-    out: list[Outgoing] = []
+    kept = not current and bring_current(db)
     with db.store.begin_read() as rt:
-        txn = rt.txn
-        schema = db.committed_schema(txn)
-        for seq, cs in db.binlog.read(txn, since, limit):
-            origin = cs.origin
-            if (only_origin is not None and origin != only_origin) or (
-                    exclude_origin is not None and origin == exclude_origin):
-                out.append(Outgoing(seq, origin, cs.origin_sequence, cs.hlc, None))
-                continue
-            out.append(_prepare(seq, cs, schema, publish, skip_empty))
+        # What committed after that catch-up has no previous versions yet: it goes next time.
+        upto = versions_mark(db, rt.txn) if kept else None
+        return outgoing_in(rt.txn, db, since, publish, limit=limit, only_origin=only_origin,
+                           skip_empty=skip_empty, exclude_origin=exclude_origin, upto=upto)
+
+
+def outgoing_in(txn: Any, db: Any, since: int, publish: TableSet, *, limit: int = 1000,
+                only_origin: bytes | None = None, skip_empty: bool = False,
+                exclude_origin: bytes | None = None, upto: int | None = None,
+                rewritten: dict[int, bytes] | None = None, items: list | None = None) -> list[Outgoing]:
+    """``read_outgoing`` in read transaction ``txn``, records as they are there, stopping after
+    binlog position ``upto`` (when given); a change set in ``rewritten`` (sequence -> change set
+    with its causal versions, from a catch-up not written yet) is sent in that form.  ``items``:
+    what ``db.binlog.read(txn, since, limit)`` gives, when the caller has read it already."""
+    out: list[Outgoing] = []
+    schema = db.committed_schema(txn)
+    for seq, cs in db.binlog.read(txn, since, limit) if items is None else items:
+        if upto is not None and seq > upto:
+            break
+        origin = cs.origin
+        if (only_origin is not None and origin != only_origin) or (
+                exclude_origin is not None and origin == exclude_origin):
+            out.append(Outgoing(seq, origin, cs.origin_sequence, cs.hlc, None))
+            continue
+        if rewritten and seq in rewritten:
+            cs = ChangeSet(seq, rewritten[seq])
+        out.append(_prepare(seq, cs, schema, publish, skip_empty))
     return out
 
 
@@ -414,5 +434,5 @@ def _to_change(seq: int, cs: ChangeSet, e: Any, schema: Schema) -> Change | None
 
 
 __all__ = ["encode_message", "decode_message", "encode_batch", "decode_batch", "decode_wire", "is_batch",
-           "BATCH_MAGIC", "Message", "read_outgoing", "Outgoing", "reencode",
+           "BATCH_MAGIC", "Message", "read_outgoing", "outgoing_in", "Outgoing", "reencode",
            "ChangeFeed", "Change", "ddl_subject", "MAGIC"]

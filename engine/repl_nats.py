@@ -27,13 +27,28 @@ origin seq>-<last origin seq>``: one message and one acknowledgement per
 batch instead of per commit, which is what keeps a publisher sharing the
 writer's process (and GIL) cheap.  A re-publish after a crash is dropped by
 the server's duplicate window when its batch comes out the same, and by the
-subscribers' per-origin sequence tracking otherwise.  The position moves
-only after the server acknowledged everything before it; it is written in
-the next transaction that brings the version records current (every new
-local commit needs one), or on its own once the publisher is idle for
-``POSITION_SAVE_INTERVAL`` or stops, so publishing adds no write
-transaction of its own while the application writes.  A crash loses at most
-that much position, never a change set (at-least-once).
+subscribers' per-origin sequence tracking otherwise.
+
+The write lock: what is sent must carry its causal versions, which come
+from merging the change sets into the version records in binlog order
+(``VersionStore.catch_up``).  The publisher plans that merge in the read
+snapshot it reads the change sets from, in memory
+(``VersionStore.plan_ahead``; the plan grows round after round) and sends
+the change sets as the plan annotated them; it writes the plan and the
+acknowledged position in one write transaction only when a round finds no
+new commit (the writer paused), when the plan holds ``AHEAD_MAX_ITEMS``
+records and change sets or is ``AHEAD_MAX_AGE`` old, and when it stops.  A
+writer at full speed therefore meets the publisher at LMDB's single write
+lock every few seconds instead of every round (a writer pausing between
+bursts, never): with that write transaction taken out, a writer in another
+process kept its commit rate in benchmarks/bench_replication.py's commit
+section, where it had lost a quarter to a third.  If someone else catches
+up meanwhile (an applier, a local sender), the plan is started again from
+the stored records; the merge is deterministic, so what was sent from the
+old plan is what the binlog then says.  A crash loses at most the unwritten plan and position: the restarted
+publisher plans again from the stored records and re-publishes from the
+stored position, the same change sets with the same versions
+(at-least-once, deduplicated as above).
 
 Rounds: the running replicator publishes once per poll (``fetch_timeout``);
 while commits pour in (over ``PUBLISH_BURST_RATE`` change sets/s) rounds are
@@ -74,9 +89,8 @@ from typing import Any, Callable
 from .errors import OperationalError, ProgrammingError
 from .repl_apply import ApplyStats
 from .repl_feed import (
-    BATCH_ITEM_OVERHEAD, BATCH_OVERHEAD, Outgoing, encode_batch, read_outgoing,
+    BATCH_ITEM_OVERHEAD, BATCH_OVERHEAD, Outgoing, encode_batch, outgoing_in, read_outgoing,
 )
-from .repl_versions import bring_current
 from .repl_nats_snapshot import SnapshotService
 
 def nats_server_executable() -> str | None:
@@ -98,8 +112,12 @@ log = logging.getLogger("terndb.replication")
 _U64 = struct.Struct(">Q")
 #: Seconds a published batch waits for its JetStream acks (then the round fails and is redone).
 PUB_ACK_TIMEOUT = 10.0
-#: Seconds an idle publisher leaves its acknowledged position unwritten (see the module docstring).
-POSITION_SAVE_INTERVAL = 0.5
+#: The publisher writes its planned catch-up of the version records and its position once a
+#: round finds no new commit, or when the plan holds this many records and change sets (measured:
+#: 17 MB for 50k single-row commits, written in 30 ms with durability off) or is this many
+#: seconds old (what a crash makes it re-plan and re-publish): see the module docstring.
+AHEAD_MAX_ITEMS = 100_000
+AHEAD_MAX_AGE = 5.0
 #: Bytes of a message's max payload kept free for headers and the signature envelope.
 PAYLOAD_HEADROOM = 1024
 #: Seconds the replicator's thread sleeps between rounds when it neither publishes nor subscribes.
@@ -219,12 +237,15 @@ class _Run:
 
     def add(self, o: Outgoing, limit: float) -> bool:
         """Take ``o`` if the batch stays within ``limit`` bytes (False: start a new run)."""
-        grow = len(o.changeset) + BATCH_ITEM_OVERHEAD + sum(
-            _map_entry_bytes(name, sql) for tid, (name, sql) in o.table_map.items() if tid not in self.tables)
+        grow = len(o.changeset) + BATCH_ITEM_OVERHEAD
+        new_tables = o.table_map.keys() - self.tables.keys()     # usually none: a run is one subject
+        for tid in new_tables:
+            grow += _map_entry_bytes(*o.table_map[tid])
         if self.size + grow > limit:
             return False
         self.items.append(o)
-        self.tables.update(o.table_map)
+        if new_tables:
+            self.tables.update(o.table_map)
         self.size += grow
         return True
 
@@ -276,7 +297,7 @@ class NatsReplicator:
         self.pub_duplicates = 0              # messages the server's duplicate window dropped
         self._acked_pos: int | None = None   # binlog position acknowledged (None: read the stored one)
         self._saved_pos = 0                  # ... and the position written to the database
-        self._acked_at = 0.0                 # monotonic time _acked_pos last moved
+        self._flushed_at = time.monotonic()  # when the catch-up and position were last written (or none pending)
         self.last_error: str | None = None   # the error of the current (failing) round, if any
         self.error_count = 0                 # rounds that failed and were retried
         self._last_fetch_empty = False
@@ -285,6 +306,7 @@ class NatsReplicator:
         self._js: Any = None
         self._nc: Any = None
         self._last_child_status: dict | None = None
+        self._subjects: dict[str, str] = {}          # table name -> its subject (subject_for)
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -312,14 +334,10 @@ class NatsReplicator:
                 written.append(seq)
         return put
 
-    def _save_position(self, force: bool) -> None:
-        """Write the acknowledged position on its own transaction: when stopping (``force``) or
-        after ``POSITION_SAVE_INTERVAL`` without a catch-up transaction to carry it."""
-        if self._acked_pos is None or self._acked_pos <= self._saved_pos:
-            return
-        if not force and time.monotonic() - self._acked_at < POSITION_SAVE_INTERVAL:
-            return
-        self._write_position(lambda put: self.db.store.write(put, timeout=30.0))
+    def _save_position(self) -> None:
+        """Write the planned catch-up and the acknowledged position now (stopping, ``_flush``)."""
+        self._write_position(lambda put: self.rep.versions.flush_ahead(also=put))
+        self._flushed_at = time.monotonic()
 
     def _write_position(self, run: Callable[[Callable[[Any], None]], Any]) -> None:
         """Runs ``run(put)``, a write transaction calling ``put(wtxn)``; the stored position
@@ -332,10 +350,13 @@ class NatsReplicator:
     # -- subjects ------------------------------------------------------------------------------
 
     def subject_for(self, tables: tuple[str, ...], has_ddl: bool) -> str:
-        origin = self.db.node_id.hex()
         if len(tables) == 1 and not has_ddl:
-            return f"{self.prefix}.{subject_token(tables[0])}.{origin}"
-        return f"{self.prefix}._multi.{origin}"
+            subject = self._subjects.get(tables[0])      # asked once per change set: cached
+            if subject is None:
+                subject = self._subjects[tables[0]] = \
+                    f"{self.prefix}.{subject_token(tables[0])}.{self.db.node_id.hex()}"
+            return subject
+        return f"{self.prefix}._multi.{self.db.node_id.hex()}"
 
     def filter_subjects(self) -> list[str]:
         sub = self.rep.subscribe
@@ -407,13 +428,9 @@ class NatsReplicator:
             self._acked_pos = self._saved_pos = self._stored_pub_position()
         sent = 0
         while True:
-            # Records current (what is sent carries its causal versions); the position acknowledged
-            # last round rides in that write transaction.
-            self._write_position(lambda put: bring_current(self.db, also=put))
-            out = read_outgoing(self.db, self._acked_pos, self.rep.publish, limit=self.batch,
-                                only_origin=self.db.node_id, skip_empty=True, current=True)
+            out = self._read_annotated()
             if not out:
-                self._save_position(force=False)
+                self._flush(quiet=True)
                 return sent
             todo = [o for o in out if o.changeset is not None]
             # Pipelined: the messages are sent back to back and their acks awaited together (one
@@ -429,9 +446,47 @@ class NatsReplicator:
             self.published += len(todo)
             self.pub_messages += len(pending)
             self._acked_pos = out[-1].sequence
-            self._acked_at = time.monotonic()
+            self._flush(quiet=False)
             if not drain and len(out) < self.batch:
                 return sent
+
+    def _read_annotated(self) -> list[Outgoing]:
+        """The next change sets to publish, with their causal versions.
+
+        The version records' catch-up is planned in the same read snapshot and
+        only as far as that snapshot goes, so nothing is read ahead of its
+        previous versions; it is written later (``_flush``).  When it cannot be
+        planned (a local DDL statement) it is written now and planned again.
+        """
+        versions = self.rep.versions
+        since = self._acked_pos
+        assert since is not None
+        for _ in range(2):
+            with self.db.store.begin_read() as rt:
+                # Read once for both: the plan usually ends where the publisher's position is.
+                items = list(self.db.binlog.read(rt.txn, since, self.batch))
+                if not items:
+                    return []       # nothing committed since: an idle poll costs one small read
+                plan = versions.plan_ahead(rt.txn, (since, items))
+                if plan is not None:
+                    return outgoing_in(rt.txn, self.db, since, self.rep.publish, limit=self.batch,
+                                       only_origin=self.db.node_id, skip_empty=True, upto=plan.upto,
+                                       rewritten=plan.rewrites, items=items)
+            self._write_position(lambda put: versions.flush_ahead(also=put))
+        return []           # DDL again meanwhile: the next round
+
+    def _flush(self, quiet: bool) -> None:
+        """Write the planned catch-up and the acknowledged position when it is time (see
+        ``AHEAD_MAX_ITEMS``): once the writer paused (``quiet``: a round found nothing new), when
+        the plan grew large or old, never else, so a writer at full speed rarely meets the
+        publisher at the database's write lock."""
+        size = self.rep.versions.ahead_size()
+        behind = self._acked_pos is not None and self._acked_pos > self._saved_pos
+        if not size and not behind:
+            self._flushed_at = time.monotonic()
+            return
+        if quiet or size >= AHEAD_MAX_ITEMS or time.monotonic() - self._flushed_at >= AHEAD_MAX_AGE:
+            self._save_position()
 
     async def _publish_round(self, js: Any) -> None:
         """One publishing round of the running replicator; sets when the next may start."""
@@ -544,9 +599,10 @@ class NatsReplicator:
                 pass
 
     def _save_position_quietly(self) -> None:
-        """Write the acknowledged position when stopping; a failure only means re-publishing later."""
+        """Write the planned catch-up and the acknowledged position when stopping; a failure only
+        means planning and re-publishing again later."""
         try:
-            self._save_position(force=True)
+            self._save_position()
         except Exception:           # noqa: BLE001 - at-least-once: the next start re-sends from the stored one
             log.warning("could not store the NATS publish position", exc_info=True)
 
@@ -560,7 +616,7 @@ class NatsReplicator:
                 total.add(stats)
                 if stats.messages == 0:
                     break
-            self._save_position(force=True)
+            self._save_position()
         finally:
             await nc.close()
         return total
@@ -603,8 +659,10 @@ class NatsReplicator:
         """Nothing left to publish and (when subscribing) the last fetch found nothing."""
         with self.db.store.begin_read() as rt:
             last = self.db.binlog.last_sequence(rt.txn)
+        # current=True: whether anything is pending does not need the causal versions (no catch-up)
         pending = read_outgoing(self.db, self.pub_position(), self.rep.publish, limit=last + 1,
-                                only_origin=self.db.node_id, skip_empty=True) if self.rep.publish else []
+                                only_origin=self.db.node_id, skip_empty=True, current=True) \
+            if self.rep.publish else []
         return not any(o.changeset is not None for o in pending) and (
             self._last_fetch_empty or not self.rep.subscribe)
 

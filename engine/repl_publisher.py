@@ -3,14 +3,19 @@
 Why: a ``Replicator`` started inside the writing application would otherwise
 publish from a thread of that process.  Publishing costs CPU for every
 commit (bringing the version records current, reading the binlog, encoding,
-the NATS client): about 8 us per single-row change set on an idle core,
-several times that on a loaded one, against some 25 us for the commit
-itself.  In a thread all of it is taken under the application's GIL, so it
+the NATS client): 10-20 us of CPU per single-row change set on this
+project's 2-core test machine (``publisher_cpu_us_per_commit`` in the
+benchmark), against some 25-30 us for the commit itself.  In a thread all of it is taken under the application's GIL, so it
 comes straight out of the writer's throughput.  In a child process it runs
 on another core when there is one, and the writer meets the publisher only
-at the database's write lock, once per publishing round and briefly (the
-catch-up is merged outside the lock, ``VersionStore.ensure_current``).
+at the database's write lock, and seldom: the publisher writes the version
+records' catch-up and its position when the writer pauses or every few
+seconds, not every round (``engine/repl_nats.py``, "The write lock").
 Figures: benchmarks/bench_replication.py, section "commit".
+
+The child runs at a lower CPU priority (``PUBLISHER_NICENESS``): where
+cores are scarce the application's commits go first and publishing lags a
+little more, which is the trade a writer-first embedded database wants.
 
 How: ``PublisherProcess`` starts ``python -m terndb.engine.repl_publisher``
 (a fresh interpreter: no fork of a process with open LMDB environments and
@@ -43,6 +48,13 @@ log = logging.getLogger("terndb.replication")
 
 #: Seconds between the child's status lines (at most; none while nothing changes).
 STATUS_INTERVAL = 0.05
+#: How much the child lowers its CPU priority (``os.nice``).  Publishing is the application's
+#: background work: where the cores are busy (other processes, nats-server), the application's
+#: commits should get the CPU and the publisher catch up when they pause, a little later.
+#: Measured (benchmarks/bench_replication.py, commit section, 2 cores shared with other work):
+#: in-process commit rate with publishing vs off 0.50-0.65 at 0, 0.76-1.27 at 10 (three
+#: interleaved pairs).  Without contention it changes nothing.
+PUBLISHER_NICENESS = 10
 #: Seconds before a publisher process that exited unexpectedly is started again.
 RESTART_PAUSE = 1.0
 
@@ -189,6 +201,14 @@ def _report(nr: Any, done: threading.Event) -> None:
             return
 
 
+def _lower_priority() -> None:
+    """Yield the CPU to the application when they compete (``PUBLISHER_NICENESS``)."""
+    try:
+        os.nice(PUBLISHER_NICENESS)
+    except (AttributeError, OSError):       # no os.nice (Windows), or not permitted: run as is
+        pass
+
+
 def child_main() -> int:
     import asyncio
 
@@ -197,6 +217,7 @@ def child_main() -> int:
     from .repl_nats import NatsReplicator, NatsSecurity
     from .repl_versions import TableSet, VersionStore
     config = json.loads(sys.stdin.readline())
+    _lower_priority()
     # The application's durability: a "full" catch-up commit here would fsync while holding the
     # write lock the application's commits wait for.
     db = Database.open(config["path"], durability=config["durability"])

@@ -66,6 +66,15 @@ versions found are the ones a per-commit merge would have found.  Change
 sets from peers are merged by the applier, which writes their records
 itself.
 
+The NATS publisher does not write the catch-up every round: it plans it in
+memory, in the read snapshot it sends from (``plan_ahead``, extended round
+after round), sends the change sets as the plan annotated them, and writes
+the plan now and then (``flush_ahead``; when, see ``engine/repl_nats.py``),
+so a writer at full speed seldom meets it at LMDB's write lock.  Any other
+writer of records catches up first, which moves the stored mark and makes
+the plan start again from the stored records; the merge being
+deterministic, the versions already sent are the ones the binlog then holds.
+
 Tombstones
 ----------
 Dead records are kept for ``horizon_ms`` (default 7 days) and then removed by
@@ -78,6 +87,7 @@ horizon must therefore be re-bootstrapped from a peer snapshot.
 from __future__ import annotations
 
 import struct
+import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable
@@ -332,6 +342,9 @@ class VersionStore:
         self.horizon_ms = horizon_ms
         self._schema: Schema | None = None
         self._installed = False
+        #: the catch-up planned but not written yet (``plan_ahead``), shared by this store's senders
+        self._ahead: _CatchUpPlan | None = None
+        self._ahead_lock = threading.Lock()
 
     # -- handles and small state ---------------------------------------------------------
 
@@ -401,56 +414,100 @@ class VersionStore:
         assert merged is not None           # only planning stops early
         count, rewrites, _ = merged
         # Rewritten after the scan: writing under an open cursor of the same database is avoided.
-        for seq, data in rewrites:
+        for seq, data in rewrites.items():
             self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(last), db=sdb)
         return count
 
     def _merge_range(self, txn: Any, since: int, schema: Schema, get: Callable[[bytes], Any],
-                     put: Callable[[bytes, bytes], Any],
-                     wtxn: Any = None) -> tuple[int, list[tuple[int, bytes]], int] | None:
+                     put: Callable[[bytes, bytes], Any], wtxn: Any = None,
+                     items: list | None = None) -> tuple[int, dict[int, bytes], int] | None:
         """Merge the local change sets after ``since`` into records read by ``get``, written by ``put``.
 
         Returns (change sets read, binlog rewrites to make, last sequence read).
         Without ``wtxn`` (planning, see ``ensure_current``) a local DDL entry
         stops it (None): forgetting a dropped table's records needs the write
-        transaction.
+        transaction.  ``items``: the change sets after ``since`` already read, instead of the binlog.
         """
         count = 0
         last = since
-        rewrites: list[tuple[int, bytes]] = []
-        for seq, cs in self.db.binlog.read(txn, since, allow_gap=True):
+        rewrites: dict[int, bytes] = {}
+        tracked: dict[int, Table | None] = {}      # table id -> its table if it has records, per schema
+        for seq, cs in self.db.binlog.read(txn, since, allow_gap=True) if items is None else items:
             count += 1
             last = seq
             if cs.origin != self.node_id:
                 continue
-            prevs: list[int] = []
-            for e in cs.entries:
-                op = e.op
-                prevs.append(e.prev_hlc)
-                if op == OP_DDL:
+            entries = cs.entries
+            prevs: list[int] = [e.prev_hlc for e in entries]
+            annotated = False
+            for i, e in enumerate(entries):
+                if e.op == OP_DDL:
                     if wtxn is None:
                         return None
                     schema = self._local_ddl(wtxn, e.row, schema)
+                    tracked = {}
                     continue
-                table = schema.by_object_id.get(e.table_id)
-                if table is None or not replicable(table) or table.name not in self.tracked:
+                table = tracked.get(e.table_id, False)
+                if table is False:          # first entry of this table: look it up once
+                    table = schema.by_object_id.get(e.table_id)
+                    if table is not None and not (replicable(table) and table.name in self.tracked):
+                        table = None
+                    tracked[e.table_id] = table
+                if table is None:
                     continue
-                key = record_key(table.object_id, e.pk_key)
-                prevs[-1] = self._merge_local(get, put, key, e, cs.hlc, len(table.columns))
-            if any(p != e.prev_hlc for p, e in zip(prevs, cs.entries)):
-                rewrites.append((seq, _with_prevs(cs, prevs)))
+                prev = self._merge_local(get, put, record_key(table.object_id, e.pk_key), e, cs.hlc,
+                                         len(table.columns))
+                if prev != prevs[i]:
+                    prevs[i] = prev
+                    annotated = True
+            if annotated:
+                rewrites[seq] = _with_prevs(cs, prevs)
         return count, rewrites, last
 
-    def _plan_catch_up(self, txn: Any, since: int) -> "_CatchUpPlan | None":
-        """The catch-up computed in a read snapshot: records read and written, binlog rewrites.
+    def _base(self, txn: Any) -> tuple[int, int, int, int]:
+        """What a planned catch-up depends on besides the records it read (see ``_CatchUpPlan``)."""
+        return (_u64(self.state_get(txn, K_VERSIONS_SEQ)), self.db.binlog.first_sequence(txn),
+                self.db.catalog.version(txn), _u64(self.state_get(txn, K_GC_FLOOR)))
 
-        None when it cannot be planned (no records database yet, a local DDL entry)."""
+    def plan_ahead(self, txn: Any, read: "tuple[int, list] | None" = None) -> "_CatchUpPlan | None":
+        """Extend the pending catch-up to the end of the binlog in read snapshot ``txn``, unwritten.
+
+        ``read``: ``(since, change sets after it)`` the caller already read in
+        ``txn`` (``Binlog.read`` items); when the plan ends at ``since`` it is
+        extended over them only (one binlog read for both), else the binlog is
+        read to its end.
+
+        The pending catch-up lives in memory across calls, so a publisher can
+        send change sets with their causal versions (the plan's ``rewrites``,
+        up to its ``upto``) without taking the write lock every round;
+        ``flush_ahead`` writes it.  It is started again from the stored
+        records whenever someone else caught up meanwhile (the applier, another
+        sender): every writer of records catches up first, which moves the
+        stored mark, and the merge is deterministic, so what was sent from the
+        old plan is what the binlog now says.  None when it cannot be planned
+        (no records database yet, a local DDL entry: those need the write
+        transaction; ``flush_ahead`` does it).
+        """
+        with self._ahead_lock:
+            base = self._base(txn)
+            plan = self._ahead
+            if plan is None or plan.base != base:
+                plan = _CatchUpPlan(base[0], base)
+            items = read[1] if read is not None and read[0] == plan.upto else None
+            self._ahead = plan if self._extend_plan(txn, plan, items) else None
+            return self._ahead
+
+    def _extend_plan(self, txn: Any, plan: "_CatchUpPlan", items: list | None = None) -> bool:
+        """Merge what the binlog holds after ``plan.upto`` into the plan; False if it cannot be planned.
+
+        A False leaves the plan half-extended: it must be dropped (merging a
+        local entry twice would give it its own version as previous one).
+        """
         try:
             vdb = self.store.db(VERSIONS_DB)
         except Exception:       # noqa: BLE001 - created by the first write transaction
-            return None
-        plan = _CatchUpPlan(since, self.db.binlog.first_sequence(txn), self.db.catalog.version(txn))
+            return False
 
         def get(key: bytes) -> bytes | None:
             if key in plan.written:
@@ -462,20 +519,19 @@ class VersionStore:
 
         def put(key: bytes, value: bytes) -> None:
             plan.written[key] = value
-        merged = self._merge_range(txn, since, self.schema(txn), get, put)
+        merged = self._merge_range(txn, plan.upto, self.schema(txn), get, put, items=items)
         if merged is None:
-            return None
-        plan.count, plan.rewrites, plan.upto = merged
-        return plan
+            return False
+        count, rewrites, plan.upto = merged
+        plan.count += count
+        plan.rewrites.update(rewrites)
+        return True
 
     def _apply_plan(self, wtxn: Any, plan: "_CatchUpPlan") -> bool:
         """Write a planned catch-up if nothing it read changed since (False: it is stale)."""
         txn = wtxn.txn
         vdb, sdb = self.handles(wtxn)
-        raw = txn.get(K_VERSIONS_SEQ, db=sdb)
-        if _u64(raw) != plan.since \
-                or self.db.binlog.first_sequence(txn) != plan.first_sequence \
-                or self.db.catalog.version(txn) != plan.schema_version:
+        if self._base(txn) != plan.base:
             return False
         for key, old in plan.read.items():
             now = txn.get(key, db=vdb)
@@ -483,7 +539,7 @@ class VersionStore:
                 return False
         for key, value in plan.written.items():
             txn.put(key, value, db=vdb)
-        for seq, data in plan.rewrites:
+        for seq, data in plan.rewrites.items():
             self.db.binlog.rewrite(txn, seq, data)
         txn.put(K_VERSIONS_SEQ, _U64.pack(plan.upto), db=sdb)
         return True
@@ -528,14 +584,26 @@ class VersionStore:
         stores its position there rather than in a write transaction of its own).
         """
         with self.store.begin_read() as rt:
-            raw = self.state_get(rt.txn, K_VERSIONS_SEQ)
-            since = _u64(raw)
-            if since >= self.db.binlog.last_sequence(rt.txn):
+            if _u64(self.state_get(rt.txn, K_VERSIONS_SEQ)) >= self.db.binlog.last_sequence(rt.txn):
+                with self._ahead_lock:
+                    self._ahead = None      # someone else caught up: a pending plan is stale
                 return 0
             # The merge work happens here, outside the write lock, which is then held only to check
             # and store the result: an application committing meanwhile (in this process or
             # another) does not wait for the merge.
-            plan = self._plan_catch_up(rt.txn, since)
+            self.plan_ahead(rt.txn)
+        return self.flush_ahead(timeout, also)
+
+    def ahead_size(self) -> int:
+        """Records and change sets the pending (unwritten) catch-up holds; 0 when none."""
+        plan = self._ahead
+        return 0 if plan is None else plan.size()
+
+    def flush_ahead(self, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> int:
+        """Write the pending catch-up (``plan_ahead``) and whatever committed after it, in one write
+        transaction that also runs ``also(wtxn)``; returns how many change sets were merged."""
+        with self._ahead_lock:
+            plan, self._ahead = self._ahead, None
 
         def work(wtxn: Any) -> int:
             count = plan.count if plan is not None and self._apply_plan(wtxn, plan) else 0
@@ -620,22 +688,32 @@ _KEEPERS: "weakref.WeakKeyDictionary[Any, list[VersionStore]]" = weakref.WeakKey
 
 
 class _CatchUpPlan:
-    """A catch-up merged in a read snapshot, to be written if that snapshot is still current."""
+    """A catch-up merged in read snapshots, to be written if what it read is still current.
 
-    __slots__ = ("since", "first_sequence", "schema_version", "read", "written", "rewrites", "count", "upto")
+    It covers the binlog from ``since`` (the stored mark it started from) to
+    ``upto``; ``VersionStore.plan_ahead`` extends it snapshot after snapshot
+    while the stored state stays the one it started from (``base``).
+    """
 
-    def __init__(self, since: int, first_sequence: int, schema_version: int) -> None:
+    __slots__ = ("since", "base", "read", "written", "rewrites", "count", "upto")
+
+    def __init__(self, since: int, base: tuple[int, int, int, int]) -> None:
         self.since = since
-        self.first_sequence = first_sequence
-        self.schema_version = schema_version
+        #: (versions mark, first binlog sequence, schema version, gc floor) it was planned on
+        self.base = base
         self.read: dict[bytes, bytes | None] = {}      # record key -> value the merge started from
         self.written: dict[bytes, bytes] = {}          # record key -> merged value
-        self.rewrites: list[tuple[int, bytes]] = []
+        #: binlog sequence -> the change set with its causal versions (when they changed it)
+        self.rewrites: dict[int, bytes] = {}
         self.count = 0
         self.upto = since
 
+    def size(self) -> int:
+        """Records and change sets it holds in memory."""
+        return len(self.read) + len(self.written) + len(self.rewrites)
 
-def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> None:
+
+def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> bool:
     """Merge ``db``'s local change sets into its records before its binlog is read for sending.
 
     The stores installed in this process do it; without one, a database a
@@ -643,25 +721,36 @@ def bring_current(db: Any, timeout: float = 30.0, also: Callable[[Any], None] | 
     brought current with the tables of its stored configuration.  A database
     never configured for replication has no records to keep.  ``also`` as for
     ``VersionStore.ensure_current`` (run at most once, and only if a write
-    transaction was needed).
+    transaction was needed).  True when records are kept (and now current up
+    to the stored mark, ``versions_mark``), False when there are none.
     """
     keepers = _KEEPERS.get(db)
     if keepers:
         for vs in list(keepers):
             vs.ensure_current(timeout, also)
             also = None
-        return
+        return True
     with db.store.begin_read() as rt:
         try:
             raw = rt.txn.get(K_CONFIG, db=db.store.db(STATE_DB))
         except NoSuchObjectError:       # no state database: never configured
-            return
+            return False
     if raw:
         import json
         config = json.loads(raw)
         tracked = TableSet(list(config.get("publish", [])) + list(config.get("subscribe", [])))
         if tracked:
             VersionStore(db, tracked).ensure_current(timeout, also)
+            return True
+    return False
+
+
+def versions_mark(db: Any, txn: Any) -> int:
+    """The binlog position up to which local change sets carry their causal versions (read in ``txn``)."""
+    try:
+        return _u64(txn.get(K_VERSIONS_SEQ, db=db.store.db(STATE_DB)))
+    except NoSuchObjectError:
+        return 0
 
 
 def _with_prevs(cs: Any, prevs: list[int]) -> bytes:
@@ -686,7 +775,7 @@ def wall_ms_of(hlc: int) -> int:
 
 
 __all__ = [
-    "VersionStore", "bring_current", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
+    "VersionStore", "bring_current", "versions_mark", "Record", "MergeResult", "merge", "concurrent", "TableSet", "replicable", "record_key",
     "check_replicable", "CONFLICT_TABLE", "DEAD_LETTER_TABLE", "LOCAL_TABLES", "DEFAULT_HORIZON_MS",
     "VERSIONS_DB", "STATE_DB", "BOTTOM",
     "NO_NODE", "OperationalError",

@@ -22,9 +22,9 @@ from terndb._cext import _core as C
 from terndb.engine.dml_planner import build_writer
 from terndb.engine.params import ParamSpec
 from terndb.engine.repl_apply import Applier
-from terndb.engine.repl_feed import ChangeFeed, decode_message, read_outgoing
+from terndb.engine.repl_feed import ChangeFeed, decode_message, decode_wire, outgoing_in, read_outgoing
 from terndb.engine.repl_local import LocalPeer
-from terndb.engine.repl_versions import Record, TableSet, VersionStore, merge
+from terndb.engine.repl_versions import K_VERSIONS_SEQ, Record, TableSet, VersionStore, merge
 from terndb.replication import Replicator
 
 SCHEMA = [
@@ -605,6 +605,186 @@ def test_senders_add_causal_versions_to_writes_made_without_the_hook(tmp_path):
     assert upd.entries[0].prev_hlc == ins.hlc
     assert vs.ensure_current() == 0                                     # current: nothing to do
     con.close()
+
+
+def _planned_outgoing(vs, db):
+    """What a publisher sends from a planned, unwritten catch-up: (plan, prevs of each row entry)."""
+    with db.store.begin_read() as rt:
+        plan = vs.plan_ahead(rt.txn)
+        out = outgoing_in(rt.txn, db, 0, TableSet("*"), skip_empty=True, upto=plan.upto,
+                          rewritten=plan.rewrites)
+    rows = [o for o in out if o.changeset is not None and not o.has_ddl]
+    prevs = [e.prev_hlc for o in rows for e in decode_message(o.data).entries]
+    return plan, rows, prevs
+
+
+def _stored_mark(vs, db):
+    with db.store.begin_read() as rt:
+        raw = vs.state_get(rt.txn, K_VERSIONS_SEQ)
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+def test_a_planned_catch_up_annotates_what_is_sent_without_writing(tmp_path):
+    """plan_ahead gives change sets their causal versions in memory, round after round, and writes
+    nothing; flush_ahead then stores exactly what was sent."""
+    con = _connect(tmp_path / "w")
+    db = con._db
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.commit()
+    vs = VersionStore(db, TableSet("*"))
+    vs.ensure_current()                              # the CREATE: a local DDL entry needs a write
+    mark = _stored_mark(vs, db)
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
+    con.commit()
+    plan, out, prevs = _planned_outgoing(vs, db)
+    hlcs = [o.hlc for o in out]
+    assert prevs == [0, hlcs[0]]                     # the update saw the insert
+    assert _stored_mark(vs, db) == mark               # nothing written
+    con.execute("UPDATE kv SET a = 'z' WHERE id = 1")
+    con.commit()
+    plan2, out, prevs = _planned_outgoing(vs, db)
+    assert plan2 is plan and plan.since == mark      # the same plan, extended
+    hlcs = [o.hlc for o in out]
+    assert prevs == [0, hlcs[0], hlcs[1]]
+    sent = [o.changeset for o in out]
+    assert vs.flush_ahead() == 3 and vs.ahead_size() == 0
+    assert _stored_mark(vs, db) > mark
+    # The binlog now holds what was sent, and the records what a write-time catch-up would hold.
+    stored = [o.changeset for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
+              if o.changeset is not None and not o.has_ddl]
+    assert stored == sent
+    con.close()
+
+
+def test_a_planned_catch_up_reads_nothing_past_its_snapshot(tmp_path):
+    con = _connect(tmp_path / "w")
+    db = con._db
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    vs = VersionStore(db, TableSet("*"))
+    vs.ensure_current()
+    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
+    con.commit()
+    with db.store.begin_read() as rt:
+        plan = vs.plan_ahead(rt.txn)
+    con.execute("UPDATE kv SET a = 'z' WHERE id = 1")    # committed after the plan's snapshot
+    con.commit()
+    with db.store.begin_read() as rt:
+        out = outgoing_in(rt.txn, db, 0, TableSet("*"), skip_empty=True, upto=plan.upto,
+                          rewritten=plan.rewrites)
+        assert out[-1].sequence == plan.upto < db.binlog.last_sequence(rt.txn)
+    con.close()
+
+
+def test_a_planned_catch_up_starts_again_after_someone_else_caught_up(tmp_path):
+    """Another sender (or an applier) writing the records makes a pending plan stale: it is planned
+    again from the stored records, and what it sends is what the binlog holds."""
+    con = _connect(tmp_path / "w")
+    db = con._db
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    publisher, other = VersionStore(db, TableSet("*")), VersionStore(db, TableSet("*"))
+    publisher.ensure_current()
+    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
+    con.commit()
+    first, _, prevs_before = _planned_outgoing(publisher, db)
+    assert other.ensure_current() == 1              # writes the update's record and versions
+    con.execute("UPDATE kv SET a = 'z' WHERE id = 1")
+    con.commit()
+    plan, out, prevs = _planned_outgoing(publisher, db)
+    assert plan is not first and plan.since == _stored_mark(publisher, db)
+    assert prevs[:len(prevs_before)] == prevs_before   # the same versions either way
+    hlcs = [o.hlc for o in out]
+    assert prevs[-1] == hlcs[-2]                      # the last update saw the one before
+    sent = [o.changeset for o in out]
+    assert publisher.flush_ahead() == 1
+    stored = [o.changeset for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
+              if o.changeset is not None and not o.has_ddl]
+    assert stored == sent
+    con.close()
+
+
+class _FakeJetStream:
+    """What NatsReplicator._publish_pending needs of nats-py's JetStream: acknowledged publishes."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, str]] = []
+
+    async def publish_async(self, subject, payload, headers):
+        import asyncio
+        from types import SimpleNamespace
+        self.messages.append((subject, payload, headers["Nats-Msg-Id"]))
+        ack = asyncio.get_running_loop().create_future()
+        ack.set_result(SimpleNamespace(duplicate=False))
+        return ack
+
+
+def test_the_publisher_writes_its_catch_up_when_the_writer_pauses(tmp_path):
+    """While every round finds new commits the publisher takes no write transaction; the first
+    round that finds none writes the planned catch-up and the acknowledged position."""
+    import asyncio
+    con = _connect(tmp_path / "w")
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.commit()
+    rep = Replicator(con, nats="nats://127.0.0.1:1", publish="*", subscribe=[])
+    try:
+        rep.versions.ensure_current()               # past the conflict table's CREATE
+        nr = rep._nats_replicator()
+        js = _FakeJetStream()
+        mark = _stored_mark(rep.versions, con._db)
+        for round_ in range(3):
+            for i in range(5):
+                con.execute("INSERT INTO kv VALUES (?, 'x')", (round_ * 5 + i,))
+                con.commit()
+            con.execute("UPDATE kv SET a = 'y' WHERE id = ?", (round_ * 5,))
+            con.commit()
+            assert asyncio.run(nr._publish_pending(js, drain=False)) > 0
+            assert _stored_mark(rep.versions, con._db) == mark and nr._stored_pub_position() == 0
+        assert asyncio.run(nr._publish_pending(js, drain=False)) == 0      # the writer paused
+        with con._db.store.begin_read() as rt:
+            last = con._db.binlog.last_sequence(rt.txn)
+        assert _stored_mark(rep.versions, con._db) == last and nr._stored_pub_position() == last
+        # Every update went out with the version it replaced.
+        updates = [m for _, payload, _ in js.messages for m in decode_wire(payload)
+                   if m.entries[0].op == C.CHANGE_OP_UPDATE]
+        assert len(updates) == 3 and all(u.entries[0].prev_hlc > 0 for u in updates)
+    finally:
+        rep.close()
+        con.close()
+
+
+def test_a_commit_between_catch_up_and_read_waits_for_its_versions(tmp_path, monkeypatch):
+    """read_outgoing sends nothing past the records' catch-up: a commit landing in between would go
+    out without the version its writer saw (a false conflict on every receiver)."""
+    from terndb.engine import repl_feed
+    con = _connect(tmp_path / "w")
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    rep = Replicator(con, publish="*", subscribe=[])
+    try:
+        real = repl_feed.bring_current
+
+        def catch_up_then_commit(db, *args, **kwargs):
+            kept = real(db, *args, **kwargs)
+            con.execute("UPDATE kv SET a = 'y' WHERE id = 1")      # lands after the catch-up
+            con.commit()
+            return kept
+        monkeypatch.setattr(repl_feed, "bring_current", catch_up_then_commit)
+        first = read_outgoing(con._db, 0, TableSet("*"), skip_empty=True)
+        monkeypatch.setattr(repl_feed, "bring_current", real)
+        assert all(decode_message(o.data).entries[0].op != C.CHANGE_OP_UPDATE
+                   for o in first if o.changeset is not None and not o.has_ddl)
+        later = read_outgoing(con._db, first[-1].sequence, TableSet("*"), skip_empty=True)
+        update = decode_message(later[-1].data).entries[0]
+        assert update.op == C.CHANGE_OP_UPDATE and update.prev_hlc > 0     # with the version it replaced
+    finally:
+        rep.close()
+        con.close()
 
 
 def kind_of(rows: list, pk: str) -> str:

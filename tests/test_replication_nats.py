@@ -176,6 +176,53 @@ def test_a_publisher_behind_sends_batches_per_subject(nats_url, tmp_path):
         cb.close()
 
 
+def test_a_publisher_that_dies_before_writing_its_catch_up_loses_nothing(nats_url, tmp_path):
+    """The publisher sends change sets annotated by a catch-up it has not written yet; if it dies
+    then, a restarted one plans the same versions again from the stored records and re-publishes
+    from the stored position: the server drops the repeats, the subscriber converges, no conflict."""
+    ca, cb = _connect(tmp_path / "a"), _connect(tmp_path / "b")
+    opts = {"database": "unflushed", "batch": 1000}
+    ca.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    ca.commit()
+    ra = Replicator(ca, nats=nats_url, publish="*", subscribe=[], nats_options=opts)   # its applier would catch up
+    rb = Replicator(cb, nats=nats_url, nats_options=opts)
+    try:
+        ra.versions.ensure_current()        # past the conflict table's CREATE (DDL is merged in a write)
+        for i in range(20):
+            ca.execute("INSERT INTO kv VALUES (?, ?)", (i, "a"))
+            ca.commit()
+            ca.execute("UPDATE kv SET v = 'b' WHERE id = ?", (i,))
+            ca.commit()
+        dying = ra._nats_replicator()
+        mark = _versions_mark(ca)
+        dying._save_position = lambda: None             # dies before any write transaction
+        dying.run_once()
+        assert dying.status()["published"] == 41         # with the CREATE TABLE
+        assert _versions_mark(ca) == mark and dying._stored_pub_position() == 0
+        ra.versions._ahead = None                       # the crash takes the planned catch-up with it
+        again = ra._nats_replicator()
+        again.run_once()
+        st = again.status()
+        assert st["publish_duplicates"] == st["published_messages"] > 0      # same batches, same ids
+        assert _versions_mark(ca) > mark and again._stored_pub_position() > 0
+        rb.sync_nats()
+        assert _rows(cb) == _rows(ca) == [(i, "b") for i in range(20)]
+        assert cb.execute("SELECT count(*) FROM terndb_conflicts").fetchone() == (0,)
+    finally:
+        ra.close()
+        rb.close()
+        ca.close()
+        cb.close()
+
+
+def _versions_mark(con):
+    from terndb.engine.repl_versions import K_VERSIONS_SEQ, STATE_DB
+    db = con._db
+    with db.store.begin_read() as rt:
+        raw = rt.txn.get(K_VERSIONS_SEQ, db=db.store.db(STATE_DB))
+    return int.from_bytes(raw, "big") if raw else 0
+
+
 def test_started_replicator_publishes_from_a_child_process(nats_url, tmp_path):
     """``start()`` runs the publisher in a child process (the application keeps its GIL): same stream,
     counters in status(), the position stored when it stops, restarted if it dies."""
@@ -197,6 +244,10 @@ def test_started_replicator_publishes_from_a_child_process(nats_url, tmp_path):
         assert st["publisher"] == "process" and child["pid"] not in (None, os.getpid())
         assert st["published"] == 31 and st["published_messages"] <= 31 and st["last_error"] is None
         assert rb.status()["nats"]["publisher_process"] is None      # publisher="thread": no child
+        from terndb.engine.repl_publisher import PUBLISHER_NICENESS
+        # Background work: it yields the CPU to the application's commits.
+        assert os.getpriority(os.PRIO_PROCESS, child["pid"]) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + PUBLISHER_NICENESS)
         os.kill(child["pid"], signal.SIGKILL)                         # it dies: started again
         ca.execute("INSERT INTO kv VALUES (100, 'after the crash')")
         ca.commit()
