@@ -126,7 +126,15 @@ class Cursor:
                 self._result = None
             self.description = None
             self._converter = None
-            self._take(connection._session.execute(operation, parameters))
+            session = connection._session
+            # A cached INSERT/UPDATE/DELETE inside the open transaction runs with one
+            # call into C and leaves only counts (-1: it must take the planned path).
+            count = session.runner.run(operation, parameters)
+            if count >= 0:
+                self.rowcount = count
+                self.lastrowid = session.last_insert_rowid
+                return self
+            self._take(session.execute_planned(operation, parameters))
             return self
         except Exception as err:
             _reraise(err)

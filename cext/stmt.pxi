@@ -1,0 +1,138 @@
+# Prepared writes: a cached INSERT/UPDATE/DELETE re-executed with one call into C.
+#
+# A loop of single statements inside one transaction (``for k in keys:
+# cur.execute("UPDATE t SET ... WHERE id = ?", ...)``) spent about half of
+# each statement in Python above the compiled loop: session dispatch, the
+# statement's savepoint guard, the change-set mark, the statement journal.
+# ``StatementRunner.run`` does all of that here, for a statement whose plan
+# the session has already cached (engine/session.py builds a ``PreparedWrite``
+# beside the Plan of every eligible INSERT/UPDATE/DELETE) and only while a
+# write transaction is open.  Anything else -- the first statement of a
+# transaction, a stale plan, a statement with triggers or RETURNING -- gets
+# -1 back and goes the Python way, which stays the reference semantics.
+#
+# Validity is one identity compare: inside a write transaction only this
+# session's own DDL can change the schema (LMDB has one writer), and that
+# DDL (or a ROLLBACK TO) replaces ``session._write_schema``; between
+# transactions ``_finish_write`` clears it, so the first statement of the
+# next transaction reloads the committed schema (another connection's or
+# process's DDL included) through the Python path.
+
+
+cdef class _NestedOnDemand:
+    """The statement's nested transaction, begun only when the writer asks for it
+    (``modify_many``'s ``open_savepoint``); ``depth`` is None until then."""
+    cdef object write
+    cdef public object depth
+
+    def __cinit__(self, object write):
+        self.write = write
+        self.depth = None
+
+    def __call__(self):
+        self.depth = self.write.savepoint()
+        return self.write.txn
+
+
+cdef class PreparedWrite:
+    """One cached DML statement in the shape the compiled loops run in one call.
+
+    ``plan`` is the session's Plan (kept for the statement journal and for
+    error recovery), ``schema`` the Schema object it was planned under.
+    UPDATE/DELETE (``is_modify``) open their nested transaction lazily, as
+    ``modify_many`` decides; a one-row INSERT opens it up front.
+    """
+    cdef readonly object plan
+    cdef readonly object schema
+    cdef object writer
+    cdef object source              # UPDATE/DELETE: the operator yielding target rows
+    cdef object assignments         # UPDATE: new value per column; DELETE: None
+    cdef object value_exprs         # INSERT: the VALUES row's expressions
+    cdef object spec                # the statement's ParamSpec
+    cdef object binder              # the session's (ParamSpec, params) -> tuple
+    cdef int mode
+    cdef bint is_modify
+    cdef bint sets_last_rowid       # INSERT into a rowid table moves last_insert_rowid
+
+    def __init__(self, object plan, object schema, object binder, *, object modify=None,
+                 object insert=None, bint sets_last_rowid=False):
+        self.plan = plan
+        self.schema = schema
+        self.binder = binder
+        self.spec = plan.params
+        self.is_modify = modify is not None
+        if self.is_modify:
+            self.writer = modify.writer
+            self.source = modify.source
+            self.assignments = modify.assignments
+            self.mode = modify.mode
+        else:
+            self.writer = insert.writer
+            self.value_exprs = insert.value_rows[0]
+            self.mode = insert.mode
+            self.sets_last_rowid = sets_last_rowid
+
+    cdef long long execute(self, object session, object write, object params) except? -1:
+        """Run once in ``write`` with ``params``; the session's counters and journal
+        follow, exactly as ``Session._run_write`` leaves them."""
+        cdef ChangeCollector changes = <ChangeCollector?>session.changes
+        cdef tuple mark = changes.savepoint()
+        cdef _NestedOnDemand guard = _NestedOnDemand(write)
+        cdef ExecContext ctx
+        cdef long long count
+        cdef list journal
+        try:
+            if self.is_modify:
+                ctx = ExecContext((), write.txn, session, write)
+                count = modify_many(self.writer, self.source, self.assignments, [params], ctx,
+                                    self.mode, self.binder, self.spec, guard)
+            else:
+                guard()
+                ctx = ExecContext((), write.txn, session, write)
+                count = insert_many(self.writer, self.value_exprs, [params], ctx, self.mode,
+                                    self.binder, self.spec)
+        except BaseException as err:
+            # Undo (or, on a full map, grow and rerun) the Python way.
+            return session._statement_failed(err, write, guard.depth, self.is_modify, mark,
+                                             self.plan, [params], False, True).rowcount
+        if guard.depth is not None:
+            write.release(guard.depth)
+        journal = <list?>session.journal
+        journal.append(self.plan)
+        journal.append(params)
+        journal.append(False)
+        if count and self.sets_last_rowid:
+            session.last_insert_rowid = self.writer.last_rowid
+        session.changes_count = count
+        session.total_changes = session.total_changes + count
+        return count
+
+
+cdef class StatementRunner:
+    """A session's entry to its prepared writes (``session.runner.run(sql, params)``)."""
+    cdef object session
+
+    def __cinit__(self, object session):
+        self.session = session
+
+    def run(self, str sql, object params):
+        """The rowcount of ``sql`` run through its PreparedWrite, or -1 when it cannot
+        run that way now (not prepared, no open write transaction, stale schema)."""
+        cdef object session = self.session
+        cdef object write = session.write
+        if write is None:
+            return -1
+        plan = session.plans.get(sql)
+        if plan is None:
+            return -1
+        prepared = plan.prepared
+        if prepared is None:
+            return -1
+        schema = session._write_schema
+        # The test _schema_for() makes before trusting its cached schema, plus the plan's.
+        if (schema is None or schema is not session.schema
+                or schema is not (<PreparedWrite>prepared).schema):
+            return -1
+        # The LRU order is left alone: a statement evicted after PLAN_CACHE_SIZE others
+        # were planned costs one re-plan, and the hot path saves the move.
+        return (<PreparedWrite>prepared).execute(session, write, params)
