@@ -18,7 +18,11 @@ write loops.  At commit the change set collected by the writers is
 appended to the binlog in the same LMDB transaction.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
-as the schema it was planned against is the session's current schema.
+as the schema it was planned against is the session's current schema.  An
+eligible INSERT/UPDATE/DELETE plan also carries a ``C.PreparedWrite``:
+executed again while a write transaction is open, it runs through
+``runner.run`` (cext/stmt.pxi) with one call into C that does what
+``_run_write`` does, and falls back to this module (-1) whenever it cannot.
 
 Each session owns its temporary objects (engine/temp_objects.py): it sees the
 catalog through ``Schema.for_owner(temp_owner)``, drops its temp objects on
