@@ -1,4 +1,5 @@
-# Prepared writes: a cached INSERT/UPDATE/DELETE re-executed with one call into C.
+# Prepared statements: a cached INSERT/UPDATE/DELETE re-executed with one call into C,
+# and a cached SELECT opened without the session's Python dispatch.
 #
 # A loop of single statements inside one transaction (``for k in keys:
 # cur.execute("UPDATE t SET ... WHERE id = ?", ...)``) spent about half of
@@ -10,6 +11,11 @@
 # write transaction is open.  Anything else -- the first statement of a
 # transaction, a stale plan, a statement with triggers or RETURNING -- gets
 # -1 back and goes the Python way, which stays the reference semantics.
+#
+# A cached SELECT outside a write transaction goes through ``StatementRunner.query``:
+# the snapshot's schema (read once per LMDB snapshot, as ``execute_planned`` does),
+# the binding and the RowSource are done here, and the Result is the same streaming
+# one the planned path returns.
 #
 # Validity is one identity compare: inside a write transaction only this
 # session's own DDL can change the schema (LMDB has one writer), and that
@@ -115,7 +121,7 @@ cdef class StatementRunner:
     def __cinit__(self, object session):
         self.session = session
 
-    def run(self, str sql, object params):
+    def run(self, object sql, object params):
         """The rowcount of ``sql`` run through its PreparedWrite, or -1 when it cannot
         run that way now (not prepared, no open write transaction, stale schema)."""
         cdef object session = self.session
@@ -136,3 +142,69 @@ cdef class StatementRunner:
         # The LRU order is left alone: a statement evicted after PLAN_CACHE_SIZE others
         # were planned costs one re-plan, and the hot path saves the move.
         return (<PreparedWrite>prepared).execute(session, write, params)
+
+    def query(self, object sql, object params):
+        """A streaming Result of the cached SELECT ``sql``, read in a new snapshot, or
+        None when it must take the planned path (not prepared, a write transaction
+        open, its operators still being read by another cursor, a new schema)."""
+        cdef object session = self.session
+        if session.write is not None:
+            return None
+        plan = session.plans.get(sql)
+        if plan is None:
+            return None
+        prepared = plan.prepared
+        if type(prepared) is not PreparedQuery or plan.in_use:
+            return None
+        return (<PreparedQuery>prepared).open(session, params)
+
+
+cdef class PreparedQuery:
+    """A cached SELECT's compiled parts, opened in a new read snapshot by
+    ``StatementRunner.query`` without the session's Python dispatch."""
+    cdef readonly object plan
+    cdef readonly object schema
+    cdef Operator root
+    cdef object names, decl_types
+    cdef object spec, binder
+    cdef object make_result         # Result.streaming(names, decl_types, source, read_txn, plan)
+    cdef Py_ssize_t nslots
+    cdef bint has_names
+
+    def __init__(self, object plan, object schema, object binder, object make_result):
+        query = plan.query
+        self.plan = plan
+        self.schema = schema
+        self.root = query.root
+        self.names = query.names
+        self.decl_types = query.decl_types
+        self.spec = plan.params
+        self.nslots = plan.params.count
+        self.has_names = plan.params._has_names
+        self.binder = binder
+        self.make_result = make_result
+
+    cdef object open(self, object session, object params):
+        """What ``Session._run_query`` does with a fresh read snapshot; None (snapshot
+        ended) when the snapshot's schema is not the one this plan was made for."""
+        read = session._begin_read()
+        try:
+            txn = read.txn
+            if txn.id() == session._read_snapshot:
+                schema = session._read_schema
+            else:
+                schema = session._snapshot_schema(read)
+            if schema is not self.schema:
+                read.end()
+                return None
+            session.schema = schema
+            if _native_params(params, self.nslots) and not self.has_names:
+                bound = params
+            else:
+                bound = self.binder(self.spec, params)
+            source = RowSource(self.root, ExecContext(<tuple?>bound, txn, session, None))
+        except BaseException:
+            read.end()
+            raise
+        self.plan.in_use = True
+        return self.make_result(self.names, self.decl_types, source, read, self.plan)

@@ -134,7 +134,9 @@ class Cursor:
                 self.rowcount = count
                 self.lastrowid = session.last_insert_rowid
                 return self
-            self._take(session.execute_planned(operation, parameters))
+            # A cached SELECT outside a write transaction opens in C too (None: it can't).
+            self._take(session.runner.query(operation, parameters)
+                       or session.execute_planned(operation, parameters))
             return self
         except Exception as err:
             _reraise(err)

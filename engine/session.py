@@ -127,6 +127,19 @@ class Result:
         self._plan = plan
 
     @classmethod
+    def streaming(cls, names: list[str], decl_types: list | None, source: Any, read_txn: Any,
+                  plan: Plan) -> "Result":
+        """A query's rows streamed from ``source`` in ``read_txn`` (written out: the
+        result of every cached SELECT, see C.PreparedQuery)."""
+        result = cls.__new__(cls)
+        result.names = names
+        result.decl_types = decl_types
+        result._source = source
+        result._read_txn = read_txn
+        result._plan = plan
+        return result
+
+    @classmethod
     def counts(cls, rowcount: int, lastrowid: int | None) -> "Result":
         """A result with no rows, only counts (written out: one per DML statement)."""
         result = cls.__new__(cls)
@@ -385,13 +398,16 @@ class Session:
         return plan
 
     def _prepare(self, plan: Plan) -> Any:
-        """The C.PreparedWrite that re-runs ``plan`` in one call, or None when the
-        statement needs the Python path (triggers, RETURNING, joins, upserts...)."""
+        """The C.PreparedWrite that re-runs ``plan`` in one call (C.PreparedQuery for a
+        SELECT), or None when the statement needs the Python path (triggers,
+        RETURNING, joins, upserts...)."""
         if plan.kind == "modify" and self._compiled_modify(plan, many=False):
             return C.PreparedWrite(plan, plan.schema, self.binder, modify=plan.modify)
         if plan.kind == "insert" and plan.insert.returning is None and _single_values_insert(plan.insert):
             return C.PreparedWrite(plan, plan.schema, self.binder, insert=plan.insert,
                                    sets_last_rowid=_sets_last_rowid(plan.insert))
+        if plan.kind == "query":
+            return C.PreparedQuery(plan, plan.schema, self.binder, Result.streaming)
         return None
 
     def _make_plan(self, sql: str, schema: Schema | None) -> Plan:
@@ -473,10 +489,11 @@ class Session:
         count = self.runner.run(sql, params)
         if count >= 0:
             return Result.counts(count, self.last_insert_rowid)
-        return self.execute_planned(sql, params)
+        return self.runner.query(sql, params) or self.execute_planned(sql, params)
 
     def execute_planned(self, sql: str, params: Any = None) -> Result:
-        """``execute`` for a caller that has already tried ``runner.run(sql, params)``."""
+        """``execute`` for a caller that has already tried ``runner.run(sql, params)``
+        and ``runner.query(sql, params)``."""
         if self.closed:
             self._check_usable()
         cached = self.plans.get(sql)
@@ -500,12 +517,10 @@ class Session:
         try:
             # _schema_for() without a write transaction, written out (once per query);
             # the schema of a snapshot read before (same LMDB id: same content) is kept.
-            snapshot = read.txn.id()
-            if snapshot == self._read_snapshot:
+            if read.txn.id() == self._read_snapshot:
                 schema = self._read_schema
             else:
-                schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
-                self._read_snapshot, self._read_schema = snapshot, schema
+                schema = self._snapshot_schema(read)
             self.schema = schema
             plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
@@ -515,6 +530,13 @@ class Session:
             return self._run_query(plan, params, read)
         read.end()
         return self._run(plan, [params], many=False)
+
+    def _snapshot_schema(self, read: Any) -> Schema:
+        """The schema this session sees in the read snapshot ``read``, kept for later
+        reads of the same snapshot (same LMDB id: same content)."""
+        schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
+        self._read_snapshot, self._read_schema = read.txn.id(), schema
+        return schema
 
     def _reuse(self, cached: Plan | None, schema: Schema) -> Plan | None:
         """``cached`` if it can run now (planned for ``schema``, not being read), else None."""

@@ -291,3 +291,66 @@ def test_prepared_write_is_built_only_for_plain_dml(pair: Any) -> None:
         plan = tern._session.plans[sql]
         assert isinstance(plan.prepared, C.PreparedWrite) is expected, sql
     tern.rollback()
+
+
+# -- cached SELECTs (C.PreparedQuery) ------------------------------------------------
+
+
+SELECT = "SELECT * FROM t WHERE id = ?"
+
+
+def test_repeated_select_takes_the_prepared_path(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tern, lite = pair
+    calls = PlannedCalls(monkeypatch, tern)
+    cur = tern.cursor()
+    for key in (1, 2, 3, 99, 2):
+        cur.execute(SELECT, (key,))
+        assert [d[0] for d in cur.description] == [d[0] for d in lite.execute(SELECT, (key,)).description]
+        assert cur.fetchall() == lite.execute(SELECT, (key,)).fetchall()
+        assert cur.rowcount == -1
+    cur.execute("SELECT id FROM t WHERE id > :lo ORDER BY id", {"lo": 17})    # named parameters
+    cur.execute("SELECT id FROM t WHERE id > :lo ORDER BY id", {"lo": 18})
+    assert cur.fetchall() == [(19,), (20,)]
+    assert calls.sqls == [SELECT, "SELECT id FROM t WHERE id > :lo ORDER BY id"]
+    with pytest.raises(terndb.ProgrammingError):
+        cur.execute(SELECT, (1, 2))                                           # wrong binding count
+    assert cur.execute(SELECT, (4,)).fetchone() == lite.execute(SELECT, (4,)).fetchone()
+
+
+def test_two_open_cursors_on_one_cached_select(pair: Any) -> None:
+    tern, lite = pair
+    sql = "SELECT id FROM t WHERE id <= ? ORDER BY id"
+    tern.execute(sql, (1,)).fetchall()
+    first, second = tern.cursor(), tern.cursor()
+    first.execute(sql, (5,))
+    assert first.fetchone() == (1,)
+    second.execute(sql, (3,))                       # the plan's operators are being read
+    assert second.fetchall() == [(1,), (2,), (3,)]
+    assert first.fetchall() == [(2,), (3,), (4,), (5,)]
+
+
+def test_select_after_ddl_elsewhere_sees_the_new_schema(tmp_path: Any) -> None:
+    tern, lite = _open_pair(tmp_path)
+    other = terndb.connect(str(tmp_path / "db"))
+    try:
+        for _ in range(2):
+            assert tern.execute(SELECT, (3,)).fetchall() == lite.execute(SELECT, (3,)).fetchall()
+        for con in (other, lite):
+            con.execute("ALTER TABLE t ADD COLUMN z TEXT DEFAULT 'zz'")
+            con.execute("UPDATE t SET z = 'three' WHERE id = 3")
+            con.commit()
+        cur = tern.execute(SELECT, (3,))
+        assert cur.fetchall() == [(3, 30, "v3", 0.75, "three")]
+        assert [d[0] for d in cur.description] == ["id", "u", "v", "w", "z"]
+        # A temp table of this connection shadows the main one, as in SQLite.
+        tern.execute("CREATE TEMP TABLE t(id INTEGER PRIMARY KEY, only_temp)")
+        tern.execute("INSERT INTO t VALUES (3, 'temp row')")
+        tern.commit()
+        assert tern.execute(SELECT, (3,)).fetchall() == [(3, "temp row")]
+        tern.execute("DROP TABLE temp.t")
+        tern.commit()
+        assert tern.execute(SELECT, (3,)).fetchall() == [(3, 30, "v3", 0.75, "three")]
+    finally:
+        other.close()
+        tern.close()
+        lite.close()
