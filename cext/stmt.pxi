@@ -5,14 +5,14 @@
 # cur.execute("UPDATE t SET ... WHERE id = ?", ...)``) spent about half of
 # each statement in Python above the compiled loop: session dispatch, the
 # statement's savepoint guard, the change-set mark, the statement journal.
-# ``StatementRunner.run`` does all of that here, for a statement whose plan
+# ``run_prepared_write`` does all of that here, for a statement whose plan
 # the session has already cached (engine/session.py builds a ``PreparedWrite``
 # beside the Plan of every eligible INSERT/UPDATE/DELETE) and only while a
 # write transaction is open.  Anything else -- the first statement of a
 # transaction, a stale plan, a statement with triggers or RETURNING -- gets
 # -1 back and goes the Python way, which stays the reference semantics.
 #
-# A cached SELECT outside a write transaction goes through ``StatementRunner.query``:
+# A cached SELECT outside a write transaction goes through ``open_prepared_query``:
 # the snapshot's schema (read once per LMDB snapshot, as ``execute_planned`` does),
 # the binding and the RowSource are done here, and the Result is the same streaming
 # one the planned path returns.
@@ -23,6 +23,10 @@
 # transactions ``_finish_write`` clears it, so the first statement of the
 # next transaction reloads the committed schema (another connection's or
 # process's DDL included) through the Python path.
+#
+# The prepared objects keep no reference to their Plan or session (both are
+# passed in per call): no reference cycle, so a dropped session is freed at
+# once, as before, rather than at some later garbage collection.
 
 
 cdef class _NestedOnDemand:
@@ -43,12 +47,9 @@ cdef class _NestedOnDemand:
 cdef class PreparedWrite:
     """One cached DML statement in the shape the compiled loops run in one call.
 
-    ``plan`` is the session's Plan (kept for the statement journal and for
-    error recovery), ``schema`` the Schema object it was planned under.
-    UPDATE/DELETE (``is_modify``) open their nested transaction lazily, as
+    ``schema`` is the Schema object its plan was made under.  UPDATE/DELETE (``is_modify``) open their nested transaction lazily, as
     ``modify_many`` decides; a one-row INSERT opens it up front.
     """
-    cdef readonly object plan
     cdef readonly object schema
     cdef object writer
     cdef object source              # UPDATE/DELETE: the operator yielding target rows
@@ -62,7 +63,6 @@ cdef class PreparedWrite:
 
     def __init__(self, object plan, object schema, object binder, *, object modify=None,
                  object insert=None, bint sets_last_rowid=False):
-        self.plan = plan
         self.schema = schema
         self.binder = binder
         self.spec = plan.params
@@ -78,9 +78,9 @@ cdef class PreparedWrite:
             self.mode = insert.mode
             self.sets_last_rowid = sets_last_rowid
 
-    cdef long long execute(self, object session, object write, object params) except? -1:
+    cdef long long execute(self, object session, object write, object plan, object params) except? -1:
         """Run once in ``write`` with ``params``; the session's counters and journal
-        follow, exactly as ``Session._run_write`` leaves them."""
+        (which keeps ``plan``) follow, exactly as ``Session._run_write`` leaves them."""
         cdef ChangeCollector changes = <ChangeCollector?>session.changes
         cdef tuple mark = changes.savepoint()
         cdef _NestedOnDemand guard = _NestedOnDemand(write)
@@ -100,11 +100,11 @@ cdef class PreparedWrite:
         except BaseException as err:
             # Undo (or, on a full map, grow and rerun) the Python way.
             return session._statement_failed(err, write, guard.depth, self.is_modify, mark,
-                                             self.plan, [params], False, True).rowcount
+                                             plan, [params], False, True).rowcount
         if guard.depth is not None:
             write.release(guard.depth)
         journal = <list?>session.journal
-        journal.append(self.plan)
+        journal.append(plan)
         journal.append(params)
         journal.append(False)
         if count and self.sets_last_rowid:
@@ -114,55 +114,9 @@ cdef class PreparedWrite:
         return count
 
 
-cdef class StatementRunner:
-    """A session's entry to its prepared writes (``session.runner.run(sql, params)``)."""
-    cdef object session
-
-    def __cinit__(self, object session):
-        self.session = session
-
-    def run(self, object sql, object params):
-        """The rowcount of ``sql`` run through its PreparedWrite, or -1 when it cannot
-        run that way now (not prepared, no open write transaction, stale schema)."""
-        cdef object session = self.session
-        cdef object write = session.write
-        if write is None:
-            return -1
-        plan = session.plans.get(sql)
-        if plan is None:
-            return -1
-        prepared = plan.prepared
-        if prepared is None:
-            return -1
-        schema = session._write_schema
-        # The test _schema_for() makes before trusting its cached schema, plus the plan's.
-        if (schema is None or schema is not session.schema
-                or schema is not (<PreparedWrite>prepared).schema):
-            return -1
-        # The LRU order is left alone: a statement evicted after PLAN_CACHE_SIZE others
-        # were planned costs one re-plan, and the hot path saves the move.
-        return (<PreparedWrite>prepared).execute(session, write, params)
-
-    def query(self, object sql, object params):
-        """A streaming Result of the cached SELECT ``sql``, read in a new snapshot, or
-        None when it must take the planned path (not prepared, a write transaction
-        open, its operators still being read by another cursor, a new schema)."""
-        cdef object session = self.session
-        if session.write is not None:
-            return None
-        plan = session.plans.get(sql)
-        if plan is None:
-            return None
-        prepared = plan.prepared
-        if type(prepared) is not PreparedQuery or plan.in_use:
-            return None
-        return (<PreparedQuery>prepared).open(session, params)
-
-
 cdef class PreparedQuery:
     """A cached SELECT's compiled parts, opened in a new read snapshot by
-    ``StatementRunner.query`` without the session's Python dispatch."""
-    cdef readonly object plan
+    ``open_prepared_query`` without the session's Python dispatch."""
     cdef readonly object schema
     cdef Operator root
     cdef object names, decl_types
@@ -173,7 +127,6 @@ cdef class PreparedQuery:
 
     def __init__(self, object plan, object schema, object binder, object make_result):
         query = plan.query
-        self.plan = plan
         self.schema = schema
         self.root = query.root
         self.names = query.names
@@ -184,7 +137,7 @@ cdef class PreparedQuery:
         self.binder = binder
         self.make_result = make_result
 
-    cdef object open(self, object session, object params):
+    cdef object open(self, object session, object plan, object params):
         """What ``Session._run_query`` does with a fresh read snapshot; None (snapshot
         ended) when the snapshot's schema is not the one this plan was made for."""
         read = session._begin_read()
@@ -206,5 +159,42 @@ cdef class PreparedQuery:
         except BaseException:
             read.end()
             raise
-        self.plan.in_use = True
-        return self.make_result(self.names, self.decl_types, source, read, self.plan)
+        plan.in_use = True
+        return self.make_result(self.names, self.decl_types, source, read, plan)
+
+
+def run_prepared_write(object session, object sql, object params):
+    """The rowcount of ``sql`` run in ``session`` through its PreparedWrite, or -1 when
+    it cannot run that way now (not prepared, no open write transaction, stale schema)."""
+    cdef object write = session.write
+    if write is None:
+        return -1
+    plan = session.plans.get(sql)
+    if plan is None:
+        return -1
+    prepared = plan.prepared
+    if type(prepared) is not PreparedWrite:
+        return -1
+    schema = session._write_schema
+    # The test _schema_for() makes before trusting its cached schema, plus the plan's.
+    if (schema is None or schema is not session.schema
+            or schema is not (<PreparedWrite>prepared).schema):
+        return -1
+    # The LRU order is left alone: a statement evicted after PLAN_CACHE_SIZE others
+    # were planned costs one re-plan, and the hot path saves the move.
+    return (<PreparedWrite>prepared).execute(session, write, plan, params)
+
+
+def open_prepared_query(object session, object sql, object params):
+    """A streaming Result of the cached SELECT ``sql`` in ``session``, read in a new
+    snapshot, or None when it must take the planned path (not prepared, a write
+    transaction open, its operators still being read by another cursor, a new schema)."""
+    if session.write is not None:
+        return None
+    plan = session.plans.get(sql)
+    if plan is None:
+        return None
+    prepared = plan.prepared
+    if type(prepared) is not PreparedQuery or plan.in_use:
+        return None
+    return (<PreparedQuery>prepared).open(session, plan, params)

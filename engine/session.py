@@ -21,8 +21,10 @@ Plans are cached per session by SQL text; a cached plan is reused as long
 as the schema it was planned against is the session's current schema.  An
 eligible INSERT/UPDATE/DELETE plan also carries a ``C.PreparedWrite``:
 executed again while a write transaction is open, it runs through
-``runner.run`` (cext/stmt.pxi) with one call into C that does what
-``_run_write`` does, and falls back to this module (-1) whenever it cannot.
+``C.run_prepared_write`` (cext/stmt.pxi) with one call into C that does what
+``_run_write`` does, and falls back to this module (-1) whenever it cannot; a
+cached SELECT outside a write transaction opens through
+``C.open_prepared_query`` the same way.
 
 Each session owns its temporary objects (engine/temp_objects.py): it sees the
 catalog through ``Schema.for_owner(temp_owner)``, drops its temp objects on
@@ -235,8 +237,6 @@ class Session:
         self.temp_owner = temp_objects.new_owner_token(self)
         self.temp_table_ids: set[int] = set()     # object ids of temp tables this session created
         self.made_temp_objects = False            # close() must look for temp objects to drop
-        # Re-executes cached DML plans inside the open write transaction in one C call.
-        self.runner = C.StatementRunner(self)
         self._drop_temp_objects(dead_owners_only=True)
 
     # -- transaction state -------------------------------------------------------------
@@ -486,14 +486,14 @@ class Session:
     # -- execution ---------------------------------------------------------------------
 
     def execute(self, sql: str, params: Any = None) -> Result:
-        count = self.runner.run(sql, params)
+        count = C.run_prepared_write(self, sql, params)
         if count >= 0:
             return Result.counts(count, self.last_insert_rowid)
-        return self.runner.query(sql, params) or self.execute_planned(sql, params)
+        return C.open_prepared_query(self, sql, params) or self.execute_planned(sql, params)
 
     def execute_planned(self, sql: str, params: Any = None) -> Result:
-        """``execute`` for a caller that has already tried ``runner.run(sql, params)``
-        and ``runner.query(sql, params)``."""
+        """``execute`` for a caller that has already tried ``C.run_prepared_write`` and
+        ``C.open_prepared_query``."""
         if self.closed:
             self._check_usable()
         cached = self.plans.get(sql)
