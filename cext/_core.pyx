@@ -16,6 +16,7 @@ layout), each with one job:
 * ``exprs.pxi``     - compiled expression trees
 * ``operators.pxi`` - query operators (scans, joins, sort, aggregate, limit)
 * ``dml.pxi``       - row writes with constraints, indexes and change capture
+* ``stmt.pxi``      - prepared statements: cached DML re-executed, cached SELECTs opened, in one call
 * ``arrow.pxi``     - result rows -> Arrow column buffers (fetch_arrow_table / fetch_df)
 * ``window.pxi``    - window functions and the RIGHT/FULL outer join operator
 """
@@ -41,5 +42,6 @@ include "lmdbc.pxi"
 include "exprs.pxi"
 include "operators.pxi"
 include "dml.pxi"
+include "stmt.pxi"
 include "arrow.pxi"
 include "window.pxi"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, T
 
 import lmdb
 
+from terndb._cext._core import open_prepared_query, run_prepared_write
 from terndb.engine import errors as E
 from terndb.engine.sqlparse import split_script
 
@@ -126,7 +127,17 @@ class Cursor:
                 self._result = None
             self.description = None
             self._converter = None
-            self._take(connection._session.execute(operation, parameters))
+            session = connection._session
+            # A cached INSERT/UPDATE/DELETE inside the open transaction runs with one
+            # call into C and leaves only counts (-1: it must take the planned path).
+            count = run_prepared_write(session, operation, parameters)
+            if count >= 0:
+                self.rowcount = count
+                self.lastrowid = session.last_insert_rowid
+                return self
+            # A cached SELECT outside a write transaction opens in C too (None: it can't).
+            self._take(open_prepared_query(session, operation, parameters)
+                       or session.execute_planned(operation, parameters))
             return self
         except Exception as err:
             _reraise(err)

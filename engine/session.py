@@ -18,7 +18,13 @@ write loops.  At commit the change set collected by the writers is
 appended to the binlog in the same LMDB transaction.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
-as the schema it was planned against is the session's current schema.
+as the schema it was planned against is the session's current schema.  An
+eligible INSERT/UPDATE/DELETE plan also carries a ``C.PreparedWrite``:
+executed again while a write transaction is open, it runs through
+``C.run_prepared_write`` (cext/stmt.pxi) with one call into C that does what
+``_run_write`` does, and falls back to this module (-1) whenever it cannot; a
+cached SELECT outside a write transaction opens through
+``C.open_prepared_query`` the same way.
 
 Each session owns its temporary objects (engine/temp_objects.py): it sees the
 catalog through ``Schema.for_owner(temp_owner)``, drops its temp objects on
@@ -72,7 +78,7 @@ class Plan:
     """A cached, ready-to-run statement."""
 
     __slots__ = ("kind", "sql", "params", "schema", "query", "insert", "modify", "node", "mode", "txn",
-                 "in_use", "explain")
+                 "in_use", "explain", "prepared")
 
     def __init__(self, kind: str, sql: str, params: ParamSpec, schema: Schema | None) -> None:
         self.kind = kind          # query / insert / modify / ddl / txn / explain
@@ -87,6 +93,8 @@ class Plan:
         self.txn: TxnControl | None = None
         self.in_use = False
         self.explain: list[str] | None = None
+        # The compiled re-execution of an eligible INSERT/UPDATE/DELETE (see _prepare).
+        self.prepared: Any = None
 
     @property
     def writes(self) -> bool:
@@ -119,6 +127,19 @@ class Result:
         self.rowcount = rowcount
         self.lastrowid = lastrowid
         self._plan = plan
+
+    @classmethod
+    def streaming(cls, names: list[str], decl_types: list | None, source: Any, read_txn: Any,
+                  plan: Plan) -> "Result":
+        """A query's rows streamed from ``source`` in ``read_txn`` (written out: the
+        result of every cached SELECT, see C.PreparedQuery)."""
+        result = cls.__new__(cls)
+        result.names = names
+        result.decl_types = decl_types
+        result._source = source
+        result._read_txn = read_txn
+        result._plan = plan
+        return result
 
     @classmethod
     def counts(cls, rowcount: int, lastrowid: int | None) -> "Result":
@@ -370,10 +391,24 @@ class Session:
             return plan
         plan = self._make_plan(sql, schema)
         if plan.kind not in ("ddl",):
+            plan.prepared = self._prepare(plan)
             self.plans[sql] = plan
             if len(self.plans) > PLAN_CACHE_SIZE:
                 self.plans.popitem(last=False)
         return plan
+
+    def _prepare(self, plan: Plan) -> Any:
+        """The C.PreparedWrite that re-runs ``plan`` in one call (C.PreparedQuery for a
+        SELECT), or None when the statement needs the Python path (triggers,
+        RETURNING, joins, upserts...)."""
+        if plan.kind == "modify" and self._compiled_modify(plan, many=False):
+            return C.PreparedWrite(plan, plan.schema, self.binder, modify=plan.modify)
+        if plan.kind == "insert" and plan.insert.returning is None and _single_values_insert(plan.insert):
+            return C.PreparedWrite(plan, plan.schema, self.binder, insert=plan.insert,
+                                   sets_last_rowid=_sets_last_rowid(plan.insert))
+        if plan.kind == "query":
+            return C.PreparedQuery(plan, plan.schema, self.binder, Result.streaming)
+        return None
 
     def _make_plan(self, sql: str, schema: Schema | None) -> Plan:
         tc = parse_txn_control(sql)
@@ -451,6 +486,14 @@ class Session:
     # -- execution ---------------------------------------------------------------------
 
     def execute(self, sql: str, params: Any = None) -> Result:
+        count = C.run_prepared_write(self, sql, params)
+        if count >= 0:
+            return Result.counts(count, self.last_insert_rowid)
+        return C.open_prepared_query(self, sql, params) or self.execute_planned(sql, params)
+
+    def execute_planned(self, sql: str, params: Any = None) -> Result:
+        """``execute`` for a caller that has already tried ``C.run_prepared_write`` and
+        ``C.open_prepared_query``."""
         if self.closed:
             self._check_usable()
         cached = self.plans.get(sql)
@@ -474,12 +517,10 @@ class Session:
         try:
             # _schema_for() without a write transaction, written out (once per query);
             # the schema of a snapshot read before (same LMDB id: same content) is kept.
-            snapshot = read.txn.id()
-            if snapshot == self._read_snapshot:
+            if read.txn.id() == self._read_snapshot:
                 schema = self._read_schema
             else:
-                schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
-                self._read_snapshot, self._read_schema = snapshot, schema
+                schema = self._snapshot_schema(read)
             self.schema = schema
             plan = self._reuse(cached, schema) or self._get_plan(sql, schema)
         except BaseException:
@@ -489,6 +530,13 @@ class Session:
             return self._run_query(plan, params, read)
         read.end()
         return self._run(plan, [params], many=False)
+
+    def _snapshot_schema(self, read: Any) -> Schema:
+        """The schema this session sees in the read snapshot ``read``, kept for later
+        reads of the same snapshot (same LMDB id: same content)."""
+        schema = self.db.committed_schema(read.txn).for_owner(self.temp_owner)
+        self._read_snapshot, self._read_schema = read.txn.id(), schema
+        return schema
 
     def _reuse(self, cached: Plan | None, schema: Schema) -> Plan | None:
         """``cached`` if it can run now (planned for ``schema``, not being read), else None."""
@@ -595,27 +643,39 @@ class Session:
         try:
             result = self._dispatch_write(plan, params_kept, many, guard.open if lazy else None)
         except BaseException as err:
-            if is_map_full(err) and self.write is write:
-                self._grow_and_replay()
-                return self._run_write(plan, params_kept, many, statement_savepoint)
-            if self.write is write:
-                if guard.depth is not None:
-                    write.rollback_to(guard.depth, keep=False)
-                elif lazy and not isinstance(err, Error):
-                    # Constraint and evaluation errors come before the first write; anything
-                    # else (a storage failure) may have left part of the row written, and
-                    # with no nested transaction only the whole transaction can be undone.
-                    self._abort_quietly()
-                    raise OperationalError(
-                        f"storage error: {err}; the transaction was rolled back") from err
-                self.changes.rollback_to(mark)
-            if isinstance(err, lmdb.Error):
-                raise OperationalError(f"storage error: {err}") from err
-            raise
+            return self._statement_failed(err, write, guard.depth, lazy, mark, plan, params_kept, many,
+                                          statement_savepoint)
         if guard.depth is not None:
             write.release(guard.depth)
         self.journal += (plan, params_kept if many else next(iter(params_kept)), many)
         return result
+
+    def _statement_failed(self, err: BaseException, write: Any, depth: int | None, lazy: bool,
+                          mark: tuple, plan: Plan, params_kept: Any, many: bool,
+                          statement_savepoint: bool) -> Result:
+        """Undo a failed statement's effects and raise its PEP 249 error; call it in the
+        ``except`` block that caught ``err``.  ``depth`` is the statement's nested
+        transaction (None if none was opened), ``lazy`` whether it was to be opened on
+        demand, ``mark`` the change set's mark before the statement.  On a full map the
+        transaction is grown and replayed, and the statement's rerun result returned.
+        (Also the error path of C.PreparedWrite.)"""
+        if is_map_full(err) and self.write is write:
+            self._grow_and_replay()
+            return self._run_write(plan, params_kept, many, statement_savepoint)
+        if self.write is write:
+            if depth is not None:
+                write.rollback_to(depth, keep=False)
+            elif lazy and not isinstance(err, Error):
+                # Constraint and evaluation errors come before the first write; anything
+                # else (a storage failure) may have left part of the row written, and
+                # with no nested transaction only the whole transaction can be undone.
+                self._abort_quietly()
+                raise OperationalError(
+                    f"storage error: {err}; the transaction was rolled back") from err
+            self.changes.rollback_to(mark)
+        if isinstance(err, lmdb.Error):
+            raise OperationalError(f"storage error: {err}") from err
+        raise err
 
     @staticmethod
     def _compiled_modify(plan: Plan, many: bool) -> bool:
@@ -636,8 +696,7 @@ class Session:
         ins = plan.insert
         returning = (ins.returning if ins is not None else plan.modify.returning)
         out: list | None = [] if returning is not None and not many else None
-        if (ins is not None and ins.value_rows is not None and len(ins.value_rows) == 1
-                and ins.upsert is None and out is None and ins.triggers is None and not ins.explicit_rowid):
+        if ins is not None and out is None and _single_values_insert(ins):
             # The common executemany shape: one compiled loop over all parameter sets.
             ctx = C.ExecContext((), self.write.txn, self, self.write)
             total = C.insert_many(ins.writer, ins.value_rows[0], param_sets, ctx, ins.mode,
@@ -830,6 +889,14 @@ def _unsupported_command(node: exp.Command, sql: str) -> Error:
         return NotSupportedError(f"{word} is not supported yet")
     from .errors import SQLSyntaxError
     return SQLSyntaxError(f'near "{word}": syntax error')
+
+
+def _single_values_insert(ins: InsertPlan) -> bool:
+    """``INSERT ... VALUES (one row)`` with no upsert, triggers or explicit rowid: the
+    shape C.insert_many runs as one compiled loop (which ignores RETURNING: the
+    caller decides whether rows must be returned)."""
+    return (ins.value_rows is not None and len(ins.value_rows) == 1 and ins.upsert is None
+            and ins.triggers is None and not ins.explicit_rowid)
 
 
 def _sets_last_rowid(ins: Any) -> bool:

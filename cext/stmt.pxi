@@ -1,0 +1,200 @@
+# Prepared statements: a cached INSERT/UPDATE/DELETE re-executed with one call into C,
+# and a cached SELECT opened without the session's Python dispatch.
+#
+# A loop of single statements inside one transaction (``for k in keys:
+# cur.execute("UPDATE t SET ... WHERE id = ?", ...)``) spent about half of
+# each statement in Python above the compiled loop: session dispatch, the
+# statement's savepoint guard, the change-set mark, the statement journal.
+# ``run_prepared_write`` does all of that here, for a statement whose plan
+# the session has already cached (engine/session.py builds a ``PreparedWrite``
+# beside the Plan of every eligible INSERT/UPDATE/DELETE) and only while a
+# write transaction is open.  Anything else -- the first statement of a
+# transaction, a stale plan, a statement with triggers or RETURNING -- gets
+# -1 back and goes the Python way, which stays the reference semantics.
+#
+# A cached SELECT outside a write transaction goes through ``open_prepared_query``:
+# the snapshot's schema (read once per LMDB snapshot, as ``execute_planned`` does),
+# the binding and the RowSource are done here, and the Result is the same streaming
+# one the planned path returns.
+#
+# Validity is one identity compare: inside a write transaction only this
+# session's own DDL can change the schema (LMDB has one writer), and that
+# DDL (or a ROLLBACK TO) replaces ``session._write_schema``; between
+# transactions ``_finish_write`` clears it, so the first statement of the
+# next transaction reloads the committed schema (another connection's or
+# process's DDL included) through the Python path.
+#
+# The prepared objects keep no reference to their Plan or session (both are
+# passed in per call): no reference cycle, so a dropped session is freed at
+# once, as before, rather than at some later garbage collection.
+
+
+cdef class _NestedOnDemand:
+    """The statement's nested transaction, begun only when the writer asks for it
+    (``modify_many``'s ``open_savepoint``); ``depth`` is None until then."""
+    cdef object write
+    cdef public object depth
+
+    def __cinit__(self, object write):
+        self.write = write
+        self.depth = None
+
+    def __call__(self):
+        self.depth = self.write.savepoint()
+        return self.write.txn
+
+
+cdef class PreparedWrite:
+    """One cached DML statement in the shape the compiled loops run in one call.
+
+    ``schema`` is the Schema object its plan was made under.  UPDATE/DELETE (``is_modify``) open their nested transaction lazily, as
+    ``modify_many`` decides; a one-row INSERT opens it up front.
+    """
+    cdef readonly object schema
+    cdef object writer
+    cdef object source              # UPDATE/DELETE: the operator yielding target rows
+    cdef object assignments         # UPDATE: new value per column; DELETE: None
+    cdef object value_exprs         # INSERT: the VALUES row's expressions
+    cdef object spec                # the statement's ParamSpec
+    cdef object binder              # the session's (ParamSpec, params) -> tuple
+    cdef int mode
+    cdef bint is_modify
+    cdef bint sets_last_rowid       # INSERT into a rowid table moves last_insert_rowid
+
+    def __init__(self, object plan, object schema, object binder, *, object modify=None,
+                 object insert=None, bint sets_last_rowid=False):
+        self.schema = schema
+        self.binder = binder
+        self.spec = plan.params
+        self.is_modify = modify is not None
+        if self.is_modify:
+            self.writer = modify.writer
+            self.source = modify.source
+            self.assignments = modify.assignments
+            self.mode = modify.mode
+        else:
+            self.writer = insert.writer
+            self.value_exprs = insert.value_rows[0]
+            self.mode = insert.mode
+            self.sets_last_rowid = sets_last_rowid
+
+    cdef long long execute(self, object session, object write, object plan, object params) except? -1:
+        """Run once in ``write`` with ``params``; the session's counters and journal
+        (which keeps ``plan``) follow, exactly as ``Session._run_write`` leaves them."""
+        cdef ChangeCollector changes = <ChangeCollector?>session.changes
+        cdef tuple mark = changes.savepoint()
+        cdef _NestedOnDemand guard = _NestedOnDemand(write)
+        cdef ExecContext ctx
+        cdef long long count
+        cdef list journal
+        try:
+            if self.is_modify:
+                ctx = ExecContext((), write.txn, session, write)
+                count = modify_many(self.writer, self.source, self.assignments, [params], ctx,
+                                    self.mode, self.binder, self.spec, guard)
+            else:
+                guard()
+                ctx = ExecContext((), write.txn, session, write)
+                count = insert_many(self.writer, self.value_exprs, [params], ctx, self.mode,
+                                    self.binder, self.spec)
+        except BaseException as err:
+            # Undo (or, on a full map, grow and rerun) the Python way.
+            return session._statement_failed(err, write, guard.depth, self.is_modify, mark,
+                                             plan, [params], False, True).rowcount
+        if guard.depth is not None:
+            write.release(guard.depth)
+        journal = <list?>session.journal
+        journal.append(plan)
+        journal.append(params)
+        journal.append(False)
+        if count and self.sets_last_rowid:
+            session.last_insert_rowid = self.writer.last_rowid
+        session.changes_count = count
+        session.total_changes = session.total_changes + count
+        return count
+
+
+cdef class PreparedQuery:
+    """A cached SELECT's compiled parts, opened in a new read snapshot by
+    ``open_prepared_query`` without the session's Python dispatch."""
+    cdef readonly object schema
+    cdef Operator root
+    cdef object names, decl_types
+    cdef object spec, binder
+    cdef object make_result         # Result.streaming(names, decl_types, source, read_txn, plan)
+    cdef Py_ssize_t nslots
+    cdef bint has_names
+
+    def __init__(self, object plan, object schema, object binder, object make_result):
+        query = plan.query
+        self.schema = schema
+        self.root = query.root
+        self.names = query.names
+        self.decl_types = query.decl_types
+        self.spec = plan.params
+        self.nslots = plan.params.count
+        self.has_names = plan.params._has_names
+        self.binder = binder
+        self.make_result = make_result
+
+    cdef object open(self, object session, object plan, object params):
+        """What ``Session._run_query`` does with a fresh read snapshot; None (snapshot
+        ended) when the snapshot's schema is not the one this plan was made for."""
+        read = session._begin_read()
+        try:
+            txn = read.txn
+            if txn.id() == session._read_snapshot:
+                schema = session._read_schema
+            else:
+                schema = session._snapshot_schema(read)
+            if schema is not self.schema:
+                read.end()
+                return None
+            session.schema = schema
+            if _native_params(params, self.nslots) and not self.has_names:
+                bound = params
+            else:
+                bound = self.binder(self.spec, params)
+            source = RowSource(self.root, ExecContext(<tuple?>bound, txn, session, None))
+        except BaseException:
+            read.end()
+            raise
+        plan.in_use = True
+        return self.make_result(self.names, self.decl_types, source, read, plan)
+
+
+def run_prepared_write(object session, object sql, object params):
+    """The rowcount of ``sql`` run in ``session`` through its PreparedWrite, or -1 when
+    it cannot run that way now (not prepared, no open write transaction, stale schema)."""
+    cdef object write = session.write
+    if write is None:
+        return -1
+    plan = session.plans.get(sql)
+    if plan is None:
+        return -1
+    prepared = plan.prepared
+    if type(prepared) is not PreparedWrite:
+        return -1
+    schema = session._write_schema
+    # The test _schema_for() makes before trusting its cached schema, plus the plan's.
+    if (schema is None or schema is not session.schema
+            or schema is not (<PreparedWrite>prepared).schema):
+        return -1
+    # The LRU order is left alone: a statement evicted after PLAN_CACHE_SIZE others
+    # were planned costs one re-plan, and the hot path saves the move.
+    return (<PreparedWrite>prepared).execute(session, write, plan, params)
+
+
+def open_prepared_query(object session, object sql, object params):
+    """A streaming Result of the cached SELECT ``sql`` in ``session``, read in a new
+    snapshot, or None when it must take the planned path (not prepared, a write
+    transaction open, its operators still being read by another cursor, a new schema)."""
+    if session.write is not None:
+        return None
+    plan = session.plans.get(sql)
+    if plan is None:
+        return None
+    prepared = plan.prepared
+    if type(prepared) is not PreparedQuery or plan.in_use:
+        return None
+    return (<PreparedQuery>prepared).open(session, plan, params)
