@@ -219,7 +219,7 @@ class Connection:
         if not getattr(self, "_closed", True):
             try:
                 self._session.close()
-                self._db.release()
+                self._db.release(finalizing=True)
             except Exception:
                 pass
             self._closed = True

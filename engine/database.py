@@ -23,6 +23,9 @@ from .storage import Durability, Store
 
 _REGISTRY: dict[tuple[int, str], "Database"] = {}
 _LOCK = threading.Lock()
+# Releases asked for by finalizers that found _LOCK taken (see Database.release); whoever
+# holds the lock performs them before letting go.  list.append/pop are atomic under the GIL.
+_PENDING_RELEASES: list["Database"] = []
 BINLOG_DB = b"_binlog"
 
 DURABILITY_NAMES = {"full": Durability.FULL, "normal": Durability.NORMAL, "off": Durability.OFF}
@@ -82,6 +85,31 @@ def node_label(node_id: bytes) -> str:
     return text if _NODE_NAME.match(text) and b"\0" not in name else node_id.hex()
 
 
+class _RegistryLock:
+    """``with _RegistryLock():`` holds _LOCK and, on the way out, performs the releases
+    finalizers queued meanwhile (``Database.release(finalizing=True)``)."""
+
+    def __enter__(self) -> None:
+        _LOCK.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()
+
+    @staticmethod
+    def leave() -> None:
+        """Performs pending releases, then lets go of _LOCK (which the caller holds)."""
+        while True:
+            try:
+                while _PENDING_RELEASES:
+                    _PENDING_RELEASES.pop()._release_locked()
+            finally:
+                _LOCK.release()
+            # A finalizer on another thread may have queued after the loop and found the
+            # lock still taken: take it again to perform that release rather than leave it.
+            if not _PENDING_RELEASES or not _LOCK.acquire(blocking=False):
+                return
+
+
 class Database:
     def __init__(self, path: str, store: Store, temporary: bool) -> None:
         self.path = path
@@ -117,7 +145,7 @@ class Database:
         else:
             real = os.path.realpath(os.fspath(path))
         key = (os.getpid(), real)
-        with _LOCK:
+        with _RegistryLock():
             db = _REGISTRY.get(key)
             if db is None:
                 store = Store.open(real, map_size=map_size, readonly=readonly,
@@ -127,12 +155,29 @@ class Database:
             db.refs += 1
             return db
 
-    def release(self) -> None:
-        with _LOCK:
-            self.refs -= 1
-            if self.refs > 0:
-                return
-            _REGISTRY.pop((os.getpid(), self.path), None)
+    def release(self, *, finalizing: bool = False) -> None:
+        """Drop one reference; the last one closes the store.
+
+        ``finalizing``: the caller is a ``__del__``.  A finalizer can run inside open() or
+        release() on this very thread (a garbage collection triggered while the lock is
+        held, e.g. by Store.open's allocations), where waiting for the lock would deadlock;
+        it then leaves the release to the lock's holder, which performs it on the way out.
+        """
+        if finalizing:
+            _PENDING_RELEASES.append(self)
+            if _LOCK.acquire(blocking=False):
+                _RegistryLock.leave()
+            return
+        with _RegistryLock():
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        self.refs -= 1
+        if self.refs > 0:
+            return
+        _REGISTRY.pop((os.getpid(), self.path), None)
+        # Closed under the lock: Store's own registry lock is then only ever taken inside
+        # this one, so a finalizer can never hold the one while waiting for the other.
         self.store.close()
         if self.temporary:
             shutil.rmtree(self.path, ignore_errors=True)

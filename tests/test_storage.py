@@ -526,3 +526,36 @@ def test_fork_child_gets_clear_error_and_can_reopen(store, path):
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
     assert read_all(store, b"t") == {b"k": b"v", b"child": b"1"}   # parent still works
+
+
+def test_connection_collected_while_the_registry_lock_is_held(tmp_path, monkeypatch):
+    """A connection freed by the garbage collector inside Database.open (a collection that
+    the open's own allocations trigger) releases its database instead of deadlocking on the
+    registry lock the same thread already holds."""
+    import gc
+
+    import terndb
+    from terndb.engine import database
+
+    garbage = terndb.connect(str(tmp_path / "first"))
+    garbage.cycle = garbage             # only the collector can free it now
+    first_key = (os.getpid(), os.path.realpath(tmp_path / "first"))
+    del garbage
+    real_open = Store.open
+
+    def open_after_a_collection(*args, **kwargs):
+        gc.collect()
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Store, "open", open_after_a_collection)
+    opened = []
+    worker = threading.Thread(
+        target=lambda: opened.append(terndb.connect(str(tmp_path / "second"), check_same_thread=False)),
+        daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "Database.open deadlocked on a finalizer's release"
+    opened[0].execute("CREATE TABLE t (a)")
+    opened[0].close()
+    assert first_key not in database._REGISTRY     # the finalizer's release was performed
+    assert not database._PENDING_RELEASES
