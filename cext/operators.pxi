@@ -787,6 +787,19 @@ cdef class _JoinMatch:
         self.row = row
 
 
+from libc.stdlib cimport calloc
+
+
+cdef struct _IntSlot:
+    int64_t key
+    PyObject* head        # the key's chain, borrowed from HashJoin.table; NULL: an empty slot
+
+
+cdef inline size_t _int_slot_of(int64_t key, int shift):
+    """Fibonacci hashing: the top bits of key * 2**64/phi spread consecutive keys."""
+    return <size_t>((<uint64_t>key * <uint64_t>0x9E3779B97F4A7C15ULL) >> shift)
+
+
 cdef class HashJoin(Operator):
     """Equi-join: builds a hash table on the right input, probes with left rows.
 
@@ -807,6 +820,10 @@ cdef class HashJoin(Operator):
     cdef _JoinMatch match             # the next right row to try with cur_left
     cdef bint matched
     cdef ExecContext ctx
+    # When the table's keys are all integers (``_index_int_keys``): an
+    # open-addressing copy of it over int64 keys, 2**(64 - int_shift) slots.
+    cdef _IntSlot* int_slots
+    cdef int int_shift
 
     def __init__(self, Operator left, Operator right, list left_keys, list right_keys,
                  Expr residual, bint left_outer, Py_ssize_t right_width):
@@ -832,6 +849,7 @@ cdef class HashJoin(Operator):
         cdef _JoinMatch m, head
         cdef dict table = {}
         self.ctx = ctx
+        self._drop_int_keys()
         self.table = table
         self.right.open(ctx)
         try:
@@ -854,13 +872,78 @@ cdef class HashJoin(Operator):
                     head.last = m
         finally:
             self.right.close()
+        self._index_int_keys()
 
     cdef _JoinMatch probe(self, tuple left_row):
         """The chain of right rows matching ``left_row`` (None: no match)."""
+        cdef int overflow = 0
+        cdef int64_t ikey
+        cdef double d
         k = self._key(self.left_keys, left_row)
         if k is None:
             return None
+        if self.int_slots != NULL:
+            # Only numbers equal integers (as in the dict: 3.0 == 3); any other
+            # class still asks the dict, so the two agree on every value.
+            if type(k) is int:
+                ikey = PyLong_AsLongLongAndOverflow(k, &overflow)
+                return None if overflow else self._int_probe(ikey)
+            if type(k) is float:
+                d = PyFloat_AS_DOUBLE(k)
+                if -9223372036854775808.0 <= d < 9223372036854775808.0 and d == <double>(<int64_t>d):
+                    return self._int_probe(<int64_t>d)
+                return None
         return <_JoinMatch>self.table.get(k)
+
+    cdef _JoinMatch _int_probe(self, int64_t key):
+        cdef size_t mask = (<size_t>1 << (64 - self.int_shift)) - 1
+        cdef size_t i = _int_slot_of(key, self.int_shift)
+        cdef _IntSlot* slot
+        while True:
+            slot = &self.int_slots[i]
+            if slot.head == NULL:
+                return None
+            if slot.key == key:
+                return <_JoinMatch><object>slot.head
+            i = (i + 1) & mask
+
+    cdef void _index_int_keys(self) except *:
+        """Indexes a one-key table whose keys are all integers within int64 in
+        ``int_slots``: probing it hashes and compares C integers, and touches
+        one slot rather than the dict's entry and its key object (the probe
+        of a large right side is bound by those memory reads)."""
+        cdef Py_ssize_t n = len(self.table)
+        cdef int bits = 1
+        cdef int overflow = 0
+        cdef int64_t ikey
+        cdef size_t i, mask
+        if len(self.right_keys) != 1 or n == 0:
+            return
+        while (<Py_ssize_t>1 << bits) < 2 * n:      # at most half full
+            bits += 1
+        self.int_shift = 64 - bits
+        mask = (<size_t>1 << bits) - 1
+        self.int_slots = <_IntSlot*>calloc(<size_t>1 << bits, sizeof(_IntSlot))
+        if self.int_slots == NULL:
+            raise MemoryError("out of memory while building a hash join")
+        for k, head in self.table.items():
+            if type(k) is int:
+                ikey = PyLong_AsLongLongAndOverflow(k, &overflow)
+            if type(k) is not int or overflow:
+                self._drop_int_keys()           # the dict serves this table
+                return
+            i = _int_slot_of(ikey, self.int_shift)
+            while self.int_slots[i].head != NULL:
+                i = (i + 1) & mask
+            self.int_slots[i].key = ikey
+            self.int_slots[i].head = <PyObject*>head
+
+    cdef void _drop_int_keys(self):
+        free(self.int_slots)
+        self.int_slots = NULL
+
+    def __dealloc__(self):
+        self._drop_int_keys()
 
     cdef void open(self, ExecContext ctx) except *:
         self.build(ctx)
@@ -893,6 +976,7 @@ cdef class HashJoin(Operator):
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.left.close()
+        self._drop_int_keys()
         self.table = None
         self.match = None
 
@@ -1287,7 +1371,9 @@ cdef class HashAggregate(Operator):
     beside aggregates, and they read it) -- or, when the query has exactly one
     min()/max() (``min_max`` = (spec index, +1 max / -1 min, collation)), the
     row that aggregate's value came from, as SQLite documents -- then the
-    group values, then the aggregate results.  Groups
+    group values (read from that same row: of rows that group together, 1 and
+    1.0 or 'a' and 'A' under NOCASE, SQLite shows the one bare columns read),
+    then the aggregate results.  Groups
     come out ordered by their key, as SQLite's sorter-based GROUP BY does.
     With ``fold`` (per-term collations, when a term is NOCASE or RTRIM) rows
     group by their folded values and the group shows the first row's values,
@@ -1411,6 +1497,7 @@ cdef class HashAggregate(Operator):
                     (<Aggregate>state[i]).step(v)
                     if i == self.mm_index and self._takes_row(entry, state[i], v):
                         entry[1] = row
+                        entry[2] = key
                 else:
                     (<Aggregate>state[i]).step(eval_list(s.args, row, ctx))
         self.child.close()
@@ -1478,30 +1565,39 @@ cdef class HashAggregate(Operator):
                     row = left_row + m.row if need_row else None
                     if join.residual is None or sql_truth(join.residual.eval(row, ctx)):
                         matched = True
-                        self._step_joined(ctx, groups, left_row, m, row, sides, spec_sides, cache_groups)
+                        self._step_joined(ctx, groups, left_row, m, row, lw, sides, spec_sides, cache_groups)
                     m = m.next
                 if pad is not None and not matched:
                     row = left_row + pad.row if need_row else None
-                    self._step_joined(ctx, groups, left_row, pad, row, sides, spec_sides, cache_groups)
+                    self._step_joined(ctx, groups, left_row, pad, row, lw, sides, spec_sides, cache_groups)
         finally:
             free(sides)
             join.close()
 
-    cdef object _joined_value(self, Expr e, int side, tuple left_row, tuple right_row, tuple row,
+    cdef object _joined_value(self, Expr e, int side, tuple left_row, _JoinMatch m, tuple row,
                               Py_ssize_t lw, ExecContext ctx):
         """``e``'s value on the joined row, read from the side ``side`` names."""
         if side == _SIDE_LEFT:
             return e.eval(left_row, ctx)
         if side == _SIDE_RIGHT_COL:
-            return <object>PyTuple_GET_ITEM(right_row, (<ColRef>e).pos - lw)
+            return <object>PyTuple_GET_ITEM(m.row, (<ColRef>e).pos - lw)
         return e.eval(row, ctx)
 
+    cdef object _joined_key(self, tuple left_row, _JoinMatch m, tuple row, Py_ssize_t lw, int* sides,
+                            ExecContext ctx):
+        """The GROUP BY value(s) of a joined row (the value itself for one term)."""
+        cdef Py_ssize_t i
+        if len(self.group_exprs) == 1:
+            return self._joined_value(<Expr>self.group_exprs[0], sides[0], left_row, m, row, lw, ctx)
+        return tuple([self._joined_value(<Expr>self.group_exprs[i], sides[i], left_row, m, row, lw, ctx)
+                      for i in range(len(self.group_exprs))])
+
     cdef void _step_joined(self, ExecContext ctx, dict groups, tuple left_row, _JoinMatch m, tuple row,
-                           int* sides, int* spec_sides, bint cache_groups) except *:
+                           Py_ssize_t lw, int* sides, int* spec_sides, bint cache_groups) except *:
         """Steps the aggregates with one joined row (``left_row`` + ``m.row``;
-        ``row`` is that concatenation when a term needs it, else None)."""
-        cdef tuple right_row = m.row
-        cdef Py_ssize_t lw = self.input_width - PyTuple_GET_SIZE(right_row)
+        ``row`` is that concatenation when a term needs it, else None).  The
+        right row is read only by terms that need it: with the group cached
+        and left-side arguments, a match costs no read of it at all."""
         cdef Py_ssize_t i, ngroup = len(self.group_exprs), nspecs = len(self.specs)
         cdef bint single = ngroup == 1
         cdef list entry = m.entry if cache_groups else None
@@ -1509,16 +1605,12 @@ cdef class HashAggregate(Operator):
         cdef AggSpec s
         cdef object key, hkey, v
         if entry is None:
-            if single:
-                key = self._joined_value(<Expr>self.group_exprs[0], sides[0], left_row, right_row, row, lw, ctx)
-            else:
-                key = tuple([self._joined_value(<Expr>self.group_exprs[i], sides[i], left_row, right_row, row,
-                                                lw, ctx) for i in range(ngroup)])
+            key = self._joined_key(left_row, m, row, lw, sides, ctx)
             hkey = self._hash_key(key, single)
             entry = <list>groups.get(hkey)
             if entry is None:
                 # state, bare-column row, group values, best min/max (as in _aggregate_rows)
-                entry = [self._new_state(), row if row is not None else left_row + right_row, key, None]
+                entry = [self._new_state(), row if row is not None else left_row + m.row, key, None]
                 groups[hkey] = entry
             if cache_groups:
                 m.entry = entry
@@ -1528,10 +1620,11 @@ cdef class HashAggregate(Operator):
             if s.star:
                 (<Aggregate>state[i]).step(None)
             elif len(s.args) == 1:
-                v = self._joined_value(<Expr>s.args[0], spec_sides[i], left_row, right_row, row, lw, ctx)
+                v = self._joined_value(<Expr>s.args[0], spec_sides[i], left_row, m, row, lw, ctx)
                 (<Aggregate>state[i]).step(v)
                 if i == self.mm_index and self._takes_row(entry, state[i], v):
-                    entry[1] = row if row is not None else left_row + right_row
+                    entry[1] = row if row is not None else left_row + m.row
+                    entry[2] = self._joined_key(left_row, m, row, lw, sides, ctx)
             else:
                 (<Aggregate>state[i]).step(eval_list(s.args, row if spec_sides[i] == _SIDE_ROW else left_row, ctx))
 
@@ -1649,6 +1742,7 @@ cdef class HashAggregate(Operator):
                     (<Aggregate>st).step(v)
                     if i == self.mm_index and self._takes_row(entry, st, v):
                         entry[1] = shape.decode(c.kp, c.kn, p, n)
+                        entry[2] = key
         finally:
             free(offs)
             scan.close()

@@ -157,3 +157,46 @@ def test_join_aggregate_bad_argument_raises_terndb_error(shop):
                           "GROUP BY c.region").fetchall()
     # The connection stays usable.
     _assert_same(shop.tern, shop.lite, QUERIES[0])
+
+
+def test_integer_keyed_join_agrees_on_edge_numbers(twin):
+    """Integer join keys are probed as C integers: a REAL probe finds its
+    integer only when exactly equal (3.0 = 3, 2**53 <> 2**53 + 1), and keys at
+    int64's ends, text keys and values beyond int64 behave as in SQLite."""
+    big = [2 ** 63 - 1, -2 ** 63, 2 ** 53 + 1, 2 ** 53, 0, 3, -5]
+    for con in (twin.tern, twin.lite):
+        con.execute("CREATE TABLE l (id INTEGER PRIMARY KEY, r REAL, i INTEGER, t TEXT, v)")
+        con.execute("CREATE TABLE g (id INTEGER PRIMARY KEY, k INTEGER, grp TEXT)")
+        con.executemany("INSERT INTO g (k, grp) VALUES (?, ?)", [(k, f"g{n % 3}") for n, k in enumerate(big)]
+                        + [(3, "dup"), (None, "null")])
+        con.executemany("INSERT INTO l (r, i, t, v) VALUES (?, ?, ?, ?)",
+                        [(3.0, 3, "3", 3.5), (2.0 ** 53, 2 ** 53 + 1, "9007199254740993", "x"),
+                         (9.3e18, 2 ** 63 - 1, " 3", 3.0), (-9.223372036854775808e18, -2 ** 63, "-5", b"\x03"),
+                         (-5.0, None, None, None), (1e300, 0, "0.0", 0)] * 3)
+        con.commit()
+    for col in ("r", "i", "t", "v"):
+        _assert_same(twin.tern, twin.lite,
+                     f"SELECT g.grp, COUNT(*), SUM(l.id), COUNT(g.k) FROM l JOIN g ON l.{col} = g.k GROUP BY g.grp")
+        _assert_same(twin.tern, twin.lite,
+                     f"SELECT l.{col}, COUNT(g.id) FROM l LEFT JOIN g ON g.k = l.{col} GROUP BY 1")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT tag, MAX(v) FROM t GROUP BY tag",
+    "SELECT x, MAX(v), tag FROM t GROUP BY x",
+    "SELECT x, MIN(v) FROM t GROUP BY x",
+    "SELECT x, MAX(w) FROM t GROUP BY x",          # all NULL: the group's last row
+    "SELECT x, tag, COUNT(v) FROM t GROUP BY x",   # no min/max: the first row
+    "SELECT t.x, MAX(u.v) FROM t JOIN t AS u ON u.id = t.id GROUP BY t.x",
+    "SELECT u.tag, MAX(t.v * 10 + u.id) FROM t JOIN t AS u ON u.x = t.x GROUP BY u.tag",  # no ties
+])
+def test_lone_min_max_shows_group_values_of_its_row(twin, sql):
+    """Rows that group together may differ (1 and 1.0; 'a' and 'A' under NOCASE):
+    with one min()/max(), SQLite shows the GROUP BY values of the row it
+    came from, as it does for bare columns."""
+    for con in (twin.tern, twin.lite):
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x, tag TEXT COLLATE NOCASE, v, w)")
+        con.executemany("INSERT INTO t (x, tag, v) VALUES (?, ?, ?)",
+                        [(1, "a", 5), (1.0, "A", 7), (1, "a", 6), (2.0, "b", 1), (2, "B", None)])
+        con.commit()
+    _assert_same(twin.tern, twin.lite, sql)
