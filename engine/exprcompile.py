@@ -268,6 +268,25 @@ class ExprCompiler:
                 return hit[3]
         return 0
 
+    def row_span(self, nodes: list[exp.Expression]) -> tuple[int, int] | None:
+        """The lowest and highest positions of this level's row that ``nodes`` read;
+        (-1, -1) when they read none.  None when the syntax cannot tell: a
+        subquery or window call may read the row by other means.  Lets an
+        operator evaluate an expression on part of a row (a join's left row)."""
+        positions: list[int] = []
+        stack = list(nodes)
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (exp.Subquery, exp.Select, exp.Exists, exp.Window)):
+                return None
+            if isinstance(n, exp.Column):
+                hit = self._lookup_quiet(n)
+                if hit is not None and hit[0] == 0:
+                    positions.append(hit[1])
+                continue
+            stack.extend(n.iter_expressions())
+        return (min(positions), max(positions)) if positions else (-1, -1)
+
     def _lookup_quiet(self, node: exp.Column) -> tuple | None:
         try:
             return self.scope.lookup(node.name, column_qualifier(node))
@@ -853,7 +872,7 @@ class ExprCompiler:
         if coll is None:
             coll = inner.collation(args[0]) if args and not star else 0
         factory = fn.factory(nargs, star, coll, distinct)
-        spec = C.AggSpec(factory, compiled, False, star)
+        spec = C.AggSpec(factory, compiled, False, star, (-1, -1) if star else inner.row_span(args))
         if name in ("min", "max") and nargs == 1:
             self.agg.min_max.append((len(self.agg.specs), 1 if name == "max" else -1, coll))
         self.agg.specs.append(spec)

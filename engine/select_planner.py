@@ -347,7 +347,7 @@ class SelectPlanner:
             having_expr = post.compile(having.this) if having is not None else None
             folds = [pre.collation(g) for g in group_nodes]
             root = C.HashAggregate(root, group_exprs, agg.specs, scope.width, folds if any(folds) else None,
-                                   agg.min_max)
+                                   agg.min_max, [pre.row_span([g]) for g in group_nodes])
             self.explain.append("USE TEMP B-TREE FOR GROUP BY" if group_nodes else "AGGREGATE")
             if having_expr is not None:
                 root = C.Filter(root, having_expr)
