@@ -77,3 +77,16 @@ def tcon() -> Iterator[Any]:
         con.close()
     except Exception:
         pass
+
+
+@pytest.fixture(params=["c", "fallback"])
+def path_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test once on the C LMDB path and once on py-lmdb's Python API."""
+    from terndb._cext import _core as C
+    available, why = C.lmdb_c_status()
+    if request.param == "c" and not available:
+        pytest.skip(f"C LMDB path unavailable: {why}")
+    old = C.lmdb_c_enable(request.param == "c") if available else False
+    yield request.param
+    if available:
+        C.lmdb_c_enable(old)

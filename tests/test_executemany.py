@@ -24,20 +24,6 @@ import terndb
 from terndb._cext import _core as C
 from terndb.engine.integrity import check_database
 
-C_PATH_AVAILABLE = C.lmdb_c_status()[0]
-
-
-@pytest.fixture(params=["c", "fallback"])
-def path_mode(request) -> Iterator[str]:
-    """Runs a test once on the C LMDB path and once on py-lmdb's Python API."""
-    if request.param == "c" and not C_PATH_AVAILABLE:
-        pytest.skip(f"C LMDB path unavailable: {C.lmdb_c_status()[1]}")
-    old = C.lmdb_c_enable(request.param == "c") if C_PATH_AVAILABLE else False
-    yield request.param
-    if C_PATH_AVAILABLE:
-        C.lmdb_c_enable(old)
-
-
 @pytest.fixture
 def pair(tmp_path, path_mode) -> Iterator[tuple[Any, sqlite3.Connection]]:
     """A terndb connection and an in-memory sqlite3 one, to run the same SQL on both."""

@@ -28,17 +28,6 @@ from terndb.engine.errors import OperationalError
 C_PATH_AVAILABLE = C.lmdb_c_status()[0]
 
 
-@pytest.fixture(params=["c", "fallback"])
-def path_mode(request) -> Iterator[str]:
-    """Runs a test once on the C path and once on py-lmdb's Python API."""
-    if request.param == "c" and not C_PATH_AVAILABLE:
-        pytest.skip(f"C LMDB path unavailable: {C.lmdb_c_status()[1]}")
-    old = C.lmdb_c_enable(request.param == "c") if C_PATH_AVAILABLE else False
-    yield request.param
-    if C_PATH_AVAILABLE:
-        C.lmdb_c_enable(old)
-
-
 @pytest.fixture
 def env(tmp_path) -> Iterator[Any]:
     e = lmdb.open(str(tmp_path / "env"), max_dbs=4, map_size=1 << 26)
