@@ -230,3 +230,252 @@ def repl_merge_entry(object raw, int op, uint64_t hlc, bytes node, object row, o
     finally:
         free(regs)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole change sets: the publisher's per-round work without a Python object per entry.
+#
+# Both functions below read a change set that this node's binlog holds (the
+# caller decoded its header already) but still check every length, so a
+# corrupt record raises CorruptDatabaseError instead of reading out of bounds.
+# They copy entries byte for byte: a local change set is ChangeCollector
+# output, so the copy is what ``repl_feed.reencode`` would produce (the tests
+# compare them on random change sets).  A change set with a DDL entry is left
+# to the Python reference (schema changes mid-change-set need the catalog).
+
+cdef struct _RlEntry:
+    uint8_t op
+    uint8_t tag
+    uint64_t table_id
+    uint64_t prev
+    Py_ssize_t start        # the tag byte
+    Py_ssize_t tid_end      # after the table id varint (where the previous version goes)
+    Py_ssize_t body         # after the previous version: the pk key's length
+    Py_ssize_t key_off
+    Py_ssize_t key_len
+    Py_ssize_t row_off      # -1: no row
+    Py_ssize_t row_len
+    Py_ssize_t mask_off     # an update's changed-column bitmap
+    Py_ssize_t mask_len
+    Py_ssize_t end          # after the entry
+
+
+cdef inline Py_ssize_t _rl_skip_blob(_ChgReader r, Py_ssize_t* length) except -1:
+    """Skip a varint length and its bytes; returns where the bytes start."""
+    cdef uint64_t n = r.varint()
+    if n > <uint64_t>(r.end - r.pos):
+        raise _ChgCorrupt(f"change set declares a {n}-byte field with {r.end - r.pos} bytes left")
+    cdef Py_ssize_t at = r.pos
+    r.pos += <Py_ssize_t>n
+    length[0] = <Py_ssize_t>n
+    return at
+
+
+cdef _RlEntry* _rl_scan(bytes data, Py_ssize_t* count, bint* has_ddl) except NULL:
+    """Locate every entry of a stored change set (``count`` set to how many; free the result)."""
+    cdef _ChgReader r = _chg_reader(data)
+    cdef Py_ssize_t n, i
+    cdef _RlEntry* out
+    cdef _RlEntry* e
+    if r.end < _CHG_HEADER:
+        raise _ChgCorrupt(f"change set of {r.end} bytes is shorter than its header")
+    n = ((<Py_ssize_t>r.p[44] << 24) | (<Py_ssize_t>r.p[45] << 16) | (<Py_ssize_t>r.p[46] << 8) | r.p[47])
+    r.pos = _CHG_HEADER
+    if n * 2 > r.end - r.pos:
+        raise _ChgCorrupt(f"change set declares {n} entries in {r.end - r.pos} bytes")
+    out = <_RlEntry*>malloc((n if n else 1) * sizeof(_RlEntry))
+    if out == NULL:
+        raise MemoryError()
+    has_ddl[0] = False
+    try:
+        for i in range(n):
+            if r.pos >= r.end:
+                raise _ChgCorrupt(f"change set truncated after {i} of {n} entries")
+            e = &out[i]
+            e.start = r.pos
+            e.tag = r.p[r.pos]
+            e.op = e.tag & _CHG_OP_MASK
+            r.pos += 1
+            e.prev = 0
+            e.table_id = 0
+            e.row_off = -1
+            e.row_len = 0
+            if e.op == _CHG_DDL:
+                has_ddl[0] = True
+                e.tid_end = e.body = r.pos
+                e.key_off = _rl_skip_blob(r, &e.key_len)      # the payload
+                e.end = r.pos
+                continue
+            if e.op < _CHG_INSERT or e.op > _CHG_DELETE:
+                raise _ChgCorrupt(f"change set has unknown op {e.op}")
+            e.table_id = r.varint()
+            if e.table_id > 0xFFFFFFFF:
+                raise _ChgCorrupt(f"change set table id {e.table_id} out of range")
+            e.tid_end = r.pos
+            if e.tag & _CHG_HAS_PREV:
+                e.prev = r.u64()
+            e.body = r.pos
+            e.key_off = _rl_skip_blob(r, &e.key_len)
+            if e.op != _CHG_DELETE or e.tag & _CHG_HAS_ROW:
+                e.row_off = _rl_skip_blob(r, &e.row_len)
+            if e.op == _CHG_UPDATE:
+                e.mask_off = _rl_skip_blob(r, &e.mask_len)
+                if e.mask_len > _CHG_MAX_BITMAP:
+                    raise _ChgCorrupt(f"change set has a {e.mask_len}-byte changed-column bitmap")
+            e.end = r.pos
+        if r.pos != r.end:
+            raise _ChgCorrupt(f"change set has {r.end - r.pos} bytes after its {n} entries")
+    except BaseException:
+        free(out)
+        raise
+    count[0] = n
+    return out
+
+
+cdef inline object _rl_changed(const uint8_t* p, _RlEntry* e):
+    """An update's changed-column mask as ``ChangeEntry.changed`` has it."""
+    return _chg_mask(PyBytes_FromStringAndSize(<const char*>(p + e.mask_off), e.mask_len))
+
+
+cdef bytes _rl_build(bytes data, _RlEntry* entries, Py_ssize_t n, const uint8_t* keep,
+                     const uint64_t* prevs):
+    """The change set with the same header and the kept entries (all when ``keep`` is NULL),
+    each with its previous version from ``prevs`` (as stored when NULL), entries copied verbatim."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = _CHG_HEADER, i, kept = 0
+    cdef uint64_t prev
+    cdef _RlEntry* e
+    for i in range(n):
+        if keep == NULL or keep[i]:
+            size += entries[i].end - entries[i].start + 8      # room for a previous version
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef uint8_t* q = <uint8_t*>PyBytes_AS_STRING(out)
+    cdef uint8_t* w = q + _CHG_HEADER
+    memcpy(q, p, _CHG_HEADER)
+    for i in range(n):
+        if keep != NULL and not keep[i]:
+            continue
+        e = &entries[i]
+        kept += 1
+        if e.op == _CHG_DDL or prevs == NULL:
+            memcpy(w, p + e.start, e.end - e.start)
+            w += e.end - e.start
+            continue
+        prev = prevs[i]
+        # the collector writes the flag and the 8 bytes only for a non-zero previous version
+        w[0] = (e.tag & ~_CHG_HAS_PREV) | (_CHG_HAS_PREV if prev else 0)
+        memcpy(w + 1, p + e.start + 1, e.tid_end - e.start - 1)
+        w += e.tid_end - e.start
+        if prev:
+            _chg_put_u64be(w, prev)
+            w += 8
+        memcpy(w, p + e.body, e.end - e.body)
+        w += e.end - e.body
+    q[44] = <uint8_t>(kept >> 24)
+    q[45] = <uint8_t>(kept >> 16)
+    q[46] = <uint8_t>(kept >> 8)
+    q[47] = <uint8_t>kept
+    return out[:w - q]
+
+
+def repl_merge_local_changeset(bytes data, uint64_t hlc, bytes node, dict ncols, object get,
+                               object put, object slow):
+    """``VersionStore._merge_range``'s per-change-set loop for one local change set.
+
+    ``ncols`` maps the table id of every table whose records are kept to its
+    column count; entries of other tables are skipped.  Each row entry is
+    merged into its record (``get(key)`` / ``put(key, record)``) by
+    ``repl_merge_entry``, or by ``slow(old, key, op, hlc, row, changed, n)`` (the
+    Python merge, which puts and returns the previous version) where that
+    declines.  Returns False, having merged nothing, when the change set has a
+    DDL entry (the caller's Python loop handles it); else the change set
+    re-encoded with the previous versions found, or None when they are the
+    stored ones.
+    """
+    cdef Py_ssize_t n = 0, i, ncol, stored_cols
+    cdef bint has_ddl, annotated = False
+    cdef _RlEntry* entries = _rl_scan(data, &n, &has_ddl)
+    cdef uint64_t* prevs = NULL
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(data)
+    cdef _RlEntry* e
+    cdef object width, row, changed, old, merged
+    cdef bytes key
+    cdef uint8_t* k
+    cdef uint64_t prev
+    try:
+        if has_ddl:
+            return False
+        prevs = <uint64_t*>malloc((n if n else 1) * sizeof(uint64_t))
+        if prevs == NULL:
+            raise MemoryError()
+        for i in range(n):
+            e = &entries[i]
+            prevs[i] = e.prev
+            width = ncols.get(<long long>e.table_id)
+            if width is None:
+                continue
+            ncol = width
+            row = None
+            if e.row_off >= 0:
+                row = PyBytes_FromStringAndSize(<const char*>(p + e.row_off), e.row_len)
+            if e.op != _CHG_DELETE:
+                # a column added since the commit stays unversioned (see _merge_local)
+                stored_cols = row_column_count(row)
+                if stored_cols < ncol:
+                    ncol = stored_cols
+            changed = _rl_changed(p, e) if e.op == _CHG_UPDATE else None
+            key = PyBytes_FromStringAndSize(NULL, 4 + e.key_len)      # repl_versions.record_key
+            k = <uint8_t*>PyBytes_AS_STRING(key)
+            k[0] = <uint8_t>(e.table_id >> 24)
+            k[1] = <uint8_t>(e.table_id >> 16)
+            k[2] = <uint8_t>(e.table_id >> 8)
+            k[3] = <uint8_t>e.table_id
+            memcpy(k + 4, p + e.key_off, e.key_len)
+            old = get(key)
+            merged = repl_merge_entry(old, e.op, hlc, node, row, changed, 0, ncol, True)
+            if merged is None:
+                prev = slow(old, key, e.op, hlc, row, changed, ncol)
+            else:
+                if merged[0]:
+                    put(key, merged[3])
+                prev = merged[4]
+            if prev != prevs[i]:
+                prevs[i] = prev
+                annotated = True
+        return _rl_build(data, entries, n, NULL, prevs) if annotated else None
+    finally:
+        free(entries)
+        free(prevs)
+
+
+def repl_cut_changeset(bytes data, dict keep):
+    """``repl_feed._prepare``'s filter for a change set without DDL: its entries of the tables in
+    ``keep`` (table id -> anything).  Returns ``(change set, kept table ids in order of first
+    appearance)``, the change set being ``data`` itself when nothing was cut; or None, having done nothing, when it has a DDL entry (the Python reference does)."""
+    cdef Py_ssize_t n = 0, i, kept = 0
+    cdef bint has_ddl
+    cdef _RlEntry* entries = _rl_scan(data, &n, &has_ddl)
+    cdef uint8_t* mask = NULL
+    cdef list ids = []
+    cdef object tid
+    cdef object last = None
+    try:
+        if has_ddl:
+            return None
+        mask = <uint8_t*>malloc(n if n else 1)
+        if mask == NULL:
+            raise MemoryError()
+        for i in range(n):
+            tid = <long long>entries[i].table_id
+            mask[i] = tid in keep
+            if mask[i]:
+                kept += 1
+                if tid != last and tid not in ids:
+                    ids.append(tid)
+                last = tid
+        if kept == n:
+            return data, tuple(ids)
+        return _rl_build(data, entries, n, mask, NULL), tuple(ids)
+    finally:
+        free(entries)
+        free(mask)

@@ -226,19 +226,21 @@ def _map_entry_bytes(name: str, sql: str) -> int:
 class _Run:
     """Consecutive change sets for one subject, published as one message."""
 
-    __slots__ = ("subject", "items", "tables", "size")
+    __slots__ = ("subject", "items", "tables", "size", "_maps")
 
     def __init__(self, subject: str, first: Outgoing) -> None:
         self.subject = subject
         self.items: list[Outgoing] = []
         self.tables: dict = {}
         self.size = BATCH_OVERHEAD
+        self._maps: set[int] = set()        # ids of the (shared, read-only) table maps merged in
         self.add(first, float("inf"))       # the first change set is taken whatever its size
 
     def add(self, o: Outgoing, limit: float) -> bool:
         """Take ``o`` if the batch stays within ``limit`` bytes (False: start a new run)."""
         grow = len(o.changeset) + BATCH_ITEM_OVERHEAD
-        new_tables = o.table_map.keys() - self.tables.keys()     # usually none: a run is one subject
+        # A round's change sets of the same tables share one table map: it is merged in once.
+        new_tables = () if id(o.table_map) in self._maps else o.table_map.keys() - self.tables.keys()
         for tid in new_tables:
             grow += _map_entry_bytes(*o.table_map[tid])
         if self.size + grow > limit:
@@ -246,6 +248,7 @@ class _Run:
         self.items.append(o)
         if new_tables:
             self.tables.update(o.table_map)
+        self._maps.add(id(o.table_map))
         self.size += grow
         return True
 

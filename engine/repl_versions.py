@@ -345,6 +345,7 @@ class VersionStore:
         #: the catch-up planned but not written yet (``plan_ahead``), shared by this store's senders
         self._ahead: _CatchUpPlan | None = None
         self._ahead_lock = threading.Lock()
+        self._widths_cache: tuple[Schema, dict[int, int]] | None = None
 
     # -- handles and small state ---------------------------------------------------------
 
@@ -433,10 +434,19 @@ class VersionStore:
         last = since
         rewrites: dict[int, bytes] = {}
         tracked: dict[int, Table | None] = {}      # table id -> its table if it has records, per schema
+        widths = self._widths(schema)
+        slow = self._merge_local_py(get, put)
         for seq, cs in self.db.binlog.read(txn, since, allow_gap=True) if items is None else items:
             count += 1
             last = seq
             if cs.origin != self.node_id:
+                continue
+            # The compiled loop (cext/repl.pxi) merges a change set without DDL; one with DDL takes
+            # the Python loop below, which can change the schema between its entries.
+            fast = C.repl_merge_local_changeset(cs.data, cs.hlc, self.node_id, widths, get, put, slow)
+            if fast is not False:
+                if fast is not None:
+                    rewrites[seq] = fast
                 continue
             entries = cs.entries
             prevs: list[int] = [e.prev_hlc for e in entries]
@@ -447,12 +457,11 @@ class VersionStore:
                         return None
                     schema = self._local_ddl(wtxn, e.row, schema)
                     tracked = {}
+                    widths = self._widths(schema)
                     continue
                 table = tracked.get(e.table_id, False)
                 if table is False:          # first entry of this table: look it up once
-                    table = schema.by_object_id.get(e.table_id)
-                    if table is not None and not (replicable(table) and table.name in self.tracked):
-                        table = None
+                    table = self._tracked_table(schema, e.table_id)
                     tracked[e.table_id] = table
                 if table is None:
                     continue
@@ -464,6 +473,24 @@ class VersionStore:
             if annotated:
                 rewrites[seq] = _with_prevs(cs, prevs)
         return count, rewrites, last
+
+    def _tracked_table(self, schema: Schema, table_id: int) -> Table | None:
+        """The table ``table_id`` names if its rows have version records here, else None."""
+        table = schema.by_object_id.get(table_id)
+        if isinstance(table, Table) and replicable(table) and table.name in self.tracked:
+            return table
+        return None
+
+    def _widths(self, schema: Schema) -> dict[int, int]:
+        """Table id -> column count of every table with records (what the compiled merge needs);
+        computed once per schema version."""
+        cached = self._widths_cache
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        widths = {tid: len(t.columns) for tid in schema.by_object_id
+                  if (t := self._tracked_table(schema, tid)) is not None}
+        self._widths_cache = (schema, widths)
+        return widths
 
     def _base(self, txn: Any) -> tuple[int, int, int, int]:
         """What a planned catch-up depends on besides the records it read (see ``_CatchUpPlan``)."""
@@ -563,15 +590,25 @@ class VersionStore:
             if changed:
                 put(key, rec_bytes)
             return prev
-        rec = Record.decode(old, n) if old is not None else None
-        prev = rec.seen_hlc() if rec is not None else 0
-        values = C.decode_row(e.row, n, None) if e.op != OP_DELETE else None
-        inc = Record.from_entry(e.op, hlc, self.node_id, values, e.changed, n, prev)
-        if rec is None:
-            put(key, inc.encode())
-        elif merge(rec, inc, e.op != OP_DELETE).changed:
-            put(key, rec.encode())
-        return prev
+        return self._merge_local_py(get, put)(old, key, e.op, hlc, e.row, e.changed, n)
+
+    def _merge_local_py(self, get: Callable[[bytes], Any],
+                        put: Callable[[bytes, bytes], Any]) -> Callable[..., int]:
+        """``merge(old, key, op, hlc, row, changed, n)``: the Python merge of one local entry into
+        its record ``old`` (stored bytes or None), for what the compiled one leaves to it; puts the
+        record and returns the entry's previous version."""
+        def merge_py(old: bytes | None, key: bytes, op: int, hlc: int, row: bytes | None,
+                     changed: int | None, n: int) -> int:
+            rec = Record.decode(old, n) if old is not None else None
+            prev = rec.seen_hlc() if rec is not None else 0
+            values = C.decode_row(row, n, None) if op != OP_DELETE else None
+            inc = Record.from_entry(op, hlc, self.node_id, values, changed, n, prev)
+            if rec is None:
+                put(key, inc.encode())
+            elif merge(rec, inc, op != OP_DELETE).changed:
+                put(key, rec.encode())
+            return prev
+        return merge_py
 
     def ensure_current(self, timeout: float = 30.0, also: Callable[[Any], None] | None = None) -> int:
         """Catch up in a write transaction of its own if local change sets are not merged yet.
