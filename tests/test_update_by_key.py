@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Twin
+# Twin pairs come from tests/conftest.py (typed Any: a sub-suite's conftest shadows the module name).
 
 PROBES: list[Any] = [
     5, "5", 5.0, 5.5, "5.0", "5.5", " 5", "5 ", "5abc", "0x5", "+5", "5e0", None, b"5", "",
@@ -36,7 +36,7 @@ def _rows(con: Any, sql: str) -> list[tuple]:
     return con.execute(sql).fetchall()
 
 
-def _both_write(pair: Twin, sql: str, params: tuple) -> None:
+def _both_write(pair: Any, sql: str, params: tuple) -> None:
     """Runs a write on both; the rowcount or the PEP 249 error class must agree."""
     results = []
     for con in (pair.lite, pair.tern):
@@ -56,7 +56,7 @@ def _pep249_name(err: Exception) -> str:
     return type(err).__name__
 
 
-def _load(pair: Twin, table: str) -> None:
+def _load(pair: Any, table: str) -> None:
     ddl, rows = TABLES[table]
     pair.both(ddl)
     marks = ", ".join("?" * len(rows[0]))
@@ -68,7 +68,7 @@ def _load(pair: Twin, table: str) -> None:
 
 @pytest.mark.parametrize("table", sorted(TABLES))
 @pytest.mark.parametrize("verb", ["update", "delete"])
-def test_probe_values_match_sqlite(twin_factory: Callable[[], Twin], table: str, verb: str) -> None:
+def test_probe_values_match_sqlite(twin_factory: Callable[[], Any], table: str, verb: str) -> None:
     key = "id" if table == "ipk" else "rowid"
     for probe in PROBES:
         with twin_factory() as pair:
@@ -101,7 +101,7 @@ def _literal(v: Any) -> str:
     return repr(v)
 
 
-def test_key_with_another_condition(twin: Twin) -> None:
+def test_key_with_another_condition(twin: Any) -> None:
     """The filter keeps every conjunct but the probed equality."""
     _load(twin, "ipk")
     for sql, params in [
@@ -119,7 +119,7 @@ def test_key_with_another_condition(twin: Twin) -> None:
     assert _rows(twin.tern, "SELECT * FROM t ORDER BY id") == _rows(twin.lite, "SELECT * FROM t ORDER BY id")
 
 
-def test_key_expression_evaluated_once(twin: Twin) -> None:
+def test_key_expression_evaluated_once(twin: Any) -> None:
     """A volatile probe is evaluated once, as SQLite does: with ids 1..3 all present,
     ``id = abs(random()) % 3 + 1`` always designates exactly one row."""
     twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)")
@@ -132,7 +132,7 @@ def test_key_expression_evaluated_once(twin: Twin) -> None:
 
 
 @pytest.mark.parametrize("probe", ["abc", "ABC", "abc ", 5, "5", None])
-def test_text_key_with_collation(twin: Twin, probe: Any) -> None:
+def test_text_key_with_collation(twin: Any, probe: Any) -> None:
     twin.both("CREATE TABLE t(k TEXT COLLATE NOCASE PRIMARY KEY, n INTEGER)")
     for k in ("abc", "5", "xyz"):
         twin.both("INSERT INTO t VALUES (?, 0)", (k,))
@@ -145,7 +145,7 @@ def test_text_key_with_collation(twin: Twin, probe: Any) -> None:
 
 
 @pytest.mark.parametrize("probe", [(1, "a"), ("1", "a"), (1.0, "A"), (1.5, "a"), (None, "a"), (2, "b")])
-def test_without_rowid_composite_key(twin: Twin, probe: tuple) -> None:
+def test_without_rowid_composite_key(twin: Any, probe: tuple) -> None:
     twin.both("CREATE TABLE t(a INTEGER, b TEXT, n INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID")
     for a, b in ((1, "a"), (1, "b"), (2, "b")):
         twin.both("INSERT INTO t VALUES (?, ?, 0)", (a, b))
@@ -157,7 +157,7 @@ def test_without_rowid_composite_key(twin: Twin, probe: tuple) -> None:
     assert _rows(twin.tern, "SELECT * FROM t ORDER BY a, b") == _rows(twin.lite, "SELECT * FROM t ORDER BY a, b")
 
 
-def test_prepared_update_sees_its_previous_executions(twin: Twin) -> None:
+def test_prepared_update_sees_its_previous_executions(twin: Any) -> None:
     """A re-executed UPDATE (its execution context reused within the transaction)
     recomputes an uncorrelated sub-select each time: the last run's write shows."""
     twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)")
@@ -171,7 +171,7 @@ def test_prepared_update_sees_its_previous_executions(twin: Twin) -> None:
     assert _rows(twin.tern, "SELECT * FROM t ORDER BY id") == _rows(twin.lite, "SELECT * FROM t ORDER BY id")
 
 
-def test_prepared_update_across_savepoints(twin: Twin) -> None:
+def test_prepared_update_across_savepoints(twin: Any) -> None:
     """Executions of one UPDATE between SAVEPOINT, ROLLBACK TO and RELEASE (each
     changes the LMDB transaction underneath) read and write the right one."""
     twin.both("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, u INTEGER UNIQUE)")
