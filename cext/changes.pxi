@@ -214,6 +214,13 @@ cdef class ChangeCollector:
         _chg_check_row_args(table_id, pk_key)
         if row is None:
             raise _ChgInternal("change capture: row must be bytes, not None")
+        self.update_raw(table_id, PyBytes_AS_STRING(pk_key), PyBytes_GET_SIZE(pk_key),
+                        PyBytes_AS_STRING(row), PyBytes_GET_SIZE(row), changed, prev_hlc)
+
+    cdef int update_raw(self, long long table_id, const char* pk_key, Py_ssize_t nk,
+                        const char* row, Py_ssize_t nr, object changed, uint64_t prev_hlc) except -1:
+        """``update`` of a key and record held in C buffers (the row writers' scratch)."""
+        _chg_check_table_id(table_id)
         cdef uint64_t mask = 0
         cdef bytes bitmap = None
         if type(changed) is int:
@@ -229,18 +236,17 @@ cdef class ChangeCollector:
                 f"bytes bitmap, not {type(changed).__name__}")
         if bitmap is not None and PyBytes_GET_SIZE(bitmap) > _CHG_MAX_BITMAP:
             raise _ChgInternal("change capture: changed-column bitmap too long")
-        cdef Py_ssize_t nk = PyBytes_GET_SIZE(pk_key)
-        cdef Py_ssize_t nr = PyBytes_GET_SIZE(row)
         cdef Py_ssize_t nb = 8 if bitmap is None else PyBytes_GET_SIZE(bitmap)
         self._reserve(nk + nr + nb + _CHG_ENTRY_SLACK)
         self._put_row_head(_CHG_UPDATE, table_id, prev_hlc)
-        self._put_bytes(PyBytes_AS_STRING(pk_key), nk)
-        self._put_bytes(PyBytes_AS_STRING(row), nr)
+        self._put_bytes(pk_key, nk)
+        self._put_bytes(row, nr)
         if bitmap is None:
             self._put_mask(mask)
         else:
             self._put_bytes(PyBytes_AS_STRING(bitmap), nb)
         self.count += 1
+        return 0
 
     cdef inline void _put_mask(self, uint64_t mask) noexcept:
         """Append a <= 64-bit mask as a little-endian bitmap without zero tail."""

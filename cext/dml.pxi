@@ -425,8 +425,7 @@ cdef class TableWriter:
             vals, stored = self._json_store(vals)
         cdef tuple row = vals + (rowid,)
         self._check(row, ctx)
-        cdef bytes key = encode_rowid(rowid)
-        if rowid != old_rowid and lmdb_get(txn, self.handle, key) is not None:
+        if rowid != old_rowid and lmdb_get(txn, self.handle, encode_rowid(rowid)) is not None:
             if mode == CONFLICT_IGNORE:
                 return False
             if mode == CONFLICT_REPLACE:
@@ -450,28 +449,52 @@ cdef class TableWriter:
                         self._delete_by_rowid(other, ctx)
                     else:
                         raise UniqueViolation(f"UNIQUE constraint failed: {ix.label}", ix.name)
-        cdef bytes data = encode_row(stored if stored is not None else vals)
+        # Every check has passed: write.  The record goes from the scratch buffer
+        # (no bytes object) to LMDB and to the change set, as in _insert.
+        cdef unsigned char key[8]
+        _kc_put_rowid(key, rowid)
+        _encode_row_into(stored if stored is not None else vals, &self.rowbuf)
         if rowid != old_rowid:
             lmdb_delete(txn, self.handle, encode_rowid(old_rowid))
-        lmdb_put(txn, self.handle, key, data, True)
+        lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data, self.rowbuf.len, True, False)
         cdef Py_ssize_t j = 0
         for ix in self.indexes:
             if old_keys[j] != new_keys[j] or rowid != old_rowid:
                 lmdb_delete(txn, ix.handle, ix.entry_key(<tuple>old_keys[j], old_rowid))
                 lmdb_put(txn, ix.handle, ix.entry_key(<tuple>new_keys[j], rowid), b"", True)
             j += 1
-        collector = ctx.session.changes
+        cdef ChangeCollector collector = _session_collector(ctx)
         if collector is not None:
-            old_pk = self._pk_key(old_row, old_rowid)
-            # A rowid table's key is the rowid: encode it once when it did not move.
-            new_pk = old_pk if not self.pk_positions and rowid == old_rowid else self._pk_key(vals, rowid)
-            if old_pk != new_pk:
-                (<ChangeCollector?>collector).delete(self.table_id, old_pk, 0, encode_row(old_row[:self.ncols]))
-                (<ChangeCollector?>collector).insert(self.table_id, new_pk, data)
-            else:
-                (<ChangeCollector?>collector).update(self.table_id, new_pk, data, _changed_mask(old_row, vals, self.ncols))
+            self._capture_update(collector, old_row, vals, rowid)
         self.last_row = row
         return True
+
+    cdef int _capture_update(self, ChangeCollector collector, tuple old_row, tuple vals,
+                             long long rowid) except -1:
+        """Records the update just written (its record is in ``rowbuf``) in the change set:
+        an update when the primary key stayed, else the old key's delete and an insert."""
+        cdef long long old_rowid = old_row[self.ncols]
+        cdef unsigned char stack[32]
+        cdef _KcBuf pk
+        cdef bytes old_pk, new_pk
+        if not self.pk_positions and rowid == old_rowid:
+            # The common case, a rowid table's row updated in place: its key on the stack.
+            _kc_buf_init(&pk, stack, 32)
+            try:
+                _kc_put_int(&pk, rowid)      # encode_key((rowid,)), as _pk_key gives it
+                return collector.update_raw(self.table_id, <char*>pk.data, pk.len, <char*>self.rowbuf.data,
+                                            self.rowbuf.len, _changed_mask(old_row, vals, self.ncols), 0)
+            finally:
+                _kc_buf_free(&pk)
+        old_pk = self._pk_key(old_row, old_rowid)
+        new_pk = self._pk_key(vals, rowid)
+        if old_pk != new_pk:
+            collector.delete(self.table_id, old_pk, 0, encode_row(old_row[:self.ncols]))
+            return collector.insert_raw(self.table_id, PyBytes_AS_STRING(new_pk), PyBytes_GET_SIZE(new_pk),
+                                        <char*>self.rowbuf.data, self.rowbuf.len, 0)
+        return collector.update_raw(self.table_id, PyBytes_AS_STRING(new_pk), PyBytes_GET_SIZE(new_pk),
+                                    <char*>self.rowbuf.data, self.rowbuf.len,
+                                    _changed_mask(old_row, vals, self.ncols), 0)
 
 
 cdef bytes _rowid_pk_key(long long rowid):

@@ -344,15 +344,23 @@ cdef object rowid_probe_value(object v):
     if type(v) is int:
         return v
     if type(v) is float:
-        if v == <double><long long>v:
-            return int(v)
-        return None
+        return _real_rowid(v)
     if type(v) is str:
         n = apply_affinity(v, AFF_INTEGER)
         if type(n) is int:
             return n
-        if type(n) is float and n == <double><long long>n:
-            return int(n)
+        if type(n) is float:
+            return _real_rowid(n)
+    return None
+
+
+cdef object _real_rowid(double d):
+    """The rowid a real probe designates: an integral value strictly inside the
+    int64 range, as SQLite's rowid seek takes it (-2**63 as a real finds no row
+    there, though it is exact); None otherwise (NaN and infinities included).
+    The range test comes first: casting a double outside it to C is undefined."""
+    if -9223372036854775808.0 < d < 9223372036854775808.0 and d == <double><long long>d:
+        return <long long>d
     return None
 
 

@@ -60,6 +60,9 @@ cdef class PreparedWrite:
     cdef int mode
     cdef bint is_modify
     cdef bint sets_last_rowid       # INSERT into a rowid table moves last_insert_rowid
+    # The last execution's context, kept for the next one (see _context); between
+    # executions it holds no session, so no reference cycle through the plan cache.
+    cdef ExecContext ctx
 
     def __init__(self, object plan, object schema, object binder, *, object modify=None,
                  object insert=None, bint sets_last_rowid=False):
@@ -89,18 +92,22 @@ cdef class PreparedWrite:
         cdef list journal
         try:
             if self.is_modify:
-                ctx = ExecContext((), write.txn, session, write)
+                ctx = self._context(session, write)
                 count = modify_many(self.writer, self.source, self.assignments, [params], ctx,
                                     self.mode, self.binder, self.spec, guard)
             else:
                 guard()
-                ctx = ExecContext((), write.txn, session, write)
+                ctx = self._context(session, write)
                 count = insert_many(self.writer, self.value_exprs, [params], ctx, self.mode,
                                     self.binder, self.spec)
         except BaseException as err:
+            self.ctx = None                # whatever state it was left in, not reused
             # Undo (or, on a full map, grow and rerun) the Python way.
             return session._statement_failed(err, write, guard.depth, self.is_modify, mark,
                                              plan, [params], False, True).rowcount
+        ctx.session = None
+        ctx.wtxn = None
+        ctx.params = ()
         if guard.depth is not None:
             write.release(guard.depth)
         journal = <list?>session.journal
@@ -112,6 +119,27 @@ cdef class PreparedWrite:
         session.changes_count = count
         session.total_changes = session.total_changes + count
         return count
+
+
+    cdef ExecContext _context(self, object session, object write):
+        """The ExecContext of one execution in ``write``: the previous execution's again
+        while ``write.txn`` is the very transaction object it was made for (its lookup
+        cursors read through that object, which a commit or abort retires for good;
+        a statement that opened its nested transaction left the context on that
+        one, so the next execution starts afresh), else a new one."""
+        cdef ExecContext ctx = self.ctx
+        txn = write.txn
+        if ctx is None or ctx.txn is not txn:
+            ctx = ExecContext((), txn, session, write)
+            self.ctx = ctx
+            return ctx
+        ctx.session = session
+        ctx.wtxn = write
+        if ctx.subquery_cache:
+            ctx.subquery_cache = {}        # uncorrelated sub-selects are per execution
+        if ctx.outer:
+            ctx.outer = []
+        return ctx
 
 
 cdef class PreparedQuery:

@@ -384,7 +384,7 @@ def _target_rows_operator(store: Any, schema: Schema, table: Table, alias: str |
     scope = Scope([src], parent)
     item = FromItem(src, table=table)
     conj = _split_and(where) if where is not None else []
-    op, residual = planner._access_path(item, scope, conj, 0, 0)
+    op, residual = planner._access_path(item, scope, conj, 0, 0, consume_key=True)
     if residual:
         comp = ExprCompiler(scope, params, planner.subquery_runner)
         cond = comp.compile(residual[0] if len(residual) == 1 else exp.and_(*residual))

@@ -970,12 +970,20 @@ class SelectPlanner:
         return True
 
     def _access_path(self, it: FromItem, scope: Scope, conj: list[exp.Expression], left_width: int,
-                     bias: int, order: "_OrderHint | None" = None) -> tuple[Any, list[exp.Expression]]:
+                     bias: int, order: "_OrderHint | None" = None,
+                     consume_key: bool = False) -> tuple[Any, list[exp.Expression]]:
         """Chooses how to read one FROM item; returns (operator, conjuncts still to apply).
 
         With ``order`` (the query's ORDER BY, for its only table), records in
         ``order.satisfied`` whether the rows come out in that order already;
         with a LIMIT, an index in that order is read rather than sorting.
+
+        With ``consume_key``, a single-row rowid lookup leaves out of the
+        conjuncts the ``rowid = expr`` it probes with: RowidLookup converts the
+        probe value as that comparison does (rowid_probe_value: numeric
+        affinity, exact integer equality, NULL matches nothing), so the filter
+        could only repeat the answer.  Callers that mine the conjuncts for join
+        keys (hash or adaptive joins) keep the default and see every conjunct.
         """
         if it.tvf is not None:
             return self._table_function_operator(it, scope, left_width, bias), conj
@@ -992,7 +1000,7 @@ class SelectPlanner:
         ccomp = ExprCompiler(scope, self.params)        # comparison collations only
         for c in conj:
             for key, op, bound, coll in _index_terms(c, scope, src, expr_affs, ccomp):
-                terms.add(_search_key(key, coll), op, bound, bcomp, expr_affs)
+                terms.add(_search_key(key, coll), op, bound, bcomp, expr_affs, c)
         eqs, ranges, ins = terms.eqs, terms.ranges, terms.ins
         rowid_col = ncols  # the rowid's slot in the source
         key_cols = {rowid_col}
@@ -1007,6 +1015,9 @@ class SelectPlanner:
                 op = C.RowidLookup(store, table.db_name, ncols, defaults, eqs[kc][0], columns=it.columns)
                 if order is not None:
                     order.satisfied = True        # at most one row
+                if consume_key:
+                    probed = terms.eq_sources[kc]
+                    return op, [c for c in conj if c is not probed]
                 return op, conj
         # The index with the longest equality prefix, then an IN list or a range on the next part.
         best = None
@@ -2003,8 +2014,11 @@ class _IndexTerms:
         self.eqs: dict[Any, tuple[Any, exp.Expression]] = {}
         self.ins: dict[Any, list[tuple[Any, exp.Expression]]] = {}
         self.ranges: dict[Any, list[tuple[str, Any, exp.Expression]]] = {}
+        # The conjunct each entry of ``eqs`` came from (a plain ``=``: one term per conjunct).
+        self.eq_sources: dict[Any, exp.Expression] = {}
 
-    def add(self, key: Any, op: str, bound: Any, bcomp: ExprCompiler, expr_affs: dict[str, int | None]) -> None:
+    def add(self, key: Any, op: str, bound: Any, bcomp: ExprCompiler, expr_affs: dict[str, int | None],
+            source: exp.Expression) -> None:
         nodes = bound if op == "in" else [bound]
         try:
             compiled = [bcomp.compile(n) for n in nodes]
@@ -2015,7 +2029,9 @@ class _IndexTerms:
                                                for n in nodes):
             return
         if op == "eq":
-            self.eqs.setdefault(key, (compiled[0], nodes[0]))
+            if key not in self.eqs:
+                self.eqs[key] = (compiled[0], nodes[0])
+                self.eq_sources[key] = source
         elif op == "in":
             self.ins.setdefault(key, list(zip(compiled, nodes)))
         else:
