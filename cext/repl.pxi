@@ -449,7 +449,7 @@ def repl_merge_local_changeset(bytes data, uint64_t hlc, bytes node, dict ncols,
 
 
 def repl_cut_changeset(bytes data, dict keep):
-    """``repl_feed._prepare``'s filter for a change set without DDL: its entries of the tables in
+    """``repl_feed.prepare_outgoing``'s filter for a change set without DDL: its entries of the tables in
     ``keep`` (table id -> anything).  Returns ``(change set, kept table ids in order of first
     appearance)``, the change set being ``data`` itself when nothing was cut; or None, having done nothing, when it has a DDL entry (the Python reference does)."""
     cdef Py_ssize_t n = 0, i, kept = 0
@@ -479,3 +479,182 @@ def repl_cut_changeset(bytes data, dict keep):
     finally:
         free(entries)
         free(mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# A publishing round: cut, batch and frame a round's change sets in one call.
+#
+# ``repl_frame_round`` is ``repl_feed.outgoing_in`` (publisher's options) +
+# ``repl_feed.encode_message`` / ``encode_batch`` and the run batching the
+# NATS publisher did in Python, without an ``Outgoing`` object, a run object
+# or a Python call per change set.  Only a change set with DDL calls back into
+# Python (``slow``: the DDL filter needs the catalog); so the DDL rules have one
+# implementation, ``repl_feed.prepare_outgoing``.  The tests compare the
+# messages with the Python framing of the same change sets.
+
+cdef enum:
+    _RF_BATCH_OVERHEAD = 12     # magic, map length, count (repl_feed.BATCH_OVERHEAD)
+    _RF_ITEM_OVERHEAD = 4       # a change set's length prefix in a batch
+
+
+cdef inline bytes _rf_u32(Py_ssize_t n):
+    cdef char b[4]
+    b[0] = <char>((n >> 24) & 0xff)
+    b[1] = <char>((n >> 16) & 0xff)
+    b[2] = <char>((n >> 8) & 0xff)
+    b[3] = <char>(n & 0xff)
+    return PyBytes_FromStringAndSize(b, 4)
+
+
+cdef inline Py_ssize_t _rf_map_entry_bytes(tuple entry) except -1:
+    """An upper bound of one table's bytes in the JSON table map (escaping at most doubles the text)."""
+    return 2 * (len(<str>entry[0]) + len(<str>entry[1])) + 32
+
+
+cdef class _RfRun:
+    """Consecutive change sets for one subject: one message."""
+    cdef object subject
+    cdef list changesets
+    cdef dict tables            # table id -> (name, CREATE): the union of their table maps
+    cdef Py_ssize_t size        # bytes of the batch so far, table map estimated
+    cdef uint64_t first         # origin sequences of the first and the last change set
+    cdef uint64_t last
+
+
+cdef tuple _rf_frame(_RfRun run, str origin, object map_json):
+    """(subject, payload, Nats-Msg-Id, change sets) of one run: a TRM1 message for one change
+    set, else a TRB1 batch (formats in engine/repl_feed.py)."""
+    cdef bytes meta = map_json(run.tables)
+    cdef Py_ssize_t n = len(run.changesets)
+    cdef list parts
+    cdef bytes cs
+    if n == 1:
+        return (run.subject, b"".join((b"TRM1", _rf_u32(len(meta)), meta, run.changesets[0])),
+                f"{origin}:{run.first}", 1)
+    parts = [b"TRB1", _rf_u32(len(meta)), meta, _rf_u32(n)]
+    for cs in run.changesets:
+        parts.append(_rf_u32(len(cs)))
+        parts.append(cs)
+    return run.subject, b"".join(parts), f"{origin}:{run.first}-{run.last}", n
+
+
+cdef inline tuple _rf_entry(object tid, dict tables, dict published):
+    """Table ``tid``'s map entry: from a DDL change set's own map (``tables``) or the published ones."""
+    return <tuple>(tables[tid] if tables is not None else (<tuple>published[tid])[1])
+
+
+cdef Py_ssize_t _rf_grow(_RfRun run, bytes cs, list tids, dict tables, dict published) except -1:
+    """Bytes ``cs`` adds to ``run`` (None: to a new run): its length prefix, the table-map entries
+    new to the run."""
+    cdef Py_ssize_t grow = PyBytes_GET_SIZE(cs) + _RF_ITEM_OVERHEAD
+    cdef object tid
+    for tid in tids:
+        if run is None or tid not in run.tables:
+            grow += _rf_map_entry_bytes(_rf_entry(tid, tables, published))
+    return grow
+
+
+def repl_frame_round(list items, bytes node, dict published, str multi, dict rewrites,
+                     uint64_t upto, Py_ssize_t limit, object slow, object map_json):
+    """The messages of one publishing round.
+
+    ``items``: ``Binlog.read`` pairs ``(sequence, ChangeSet)`` in binlog
+    order; those after ``upto`` are left for the next round, those of other
+    origins than ``node`` are skipped, one in ``rewrites`` (sequence -> change
+    set with its causal versions) is sent in that form.  ``published``: table
+    id -> ``(subject, (name, CREATE sql))`` of each published table; a change
+    set of several tables goes to ``multi``.  Entries of other tables are cut,
+    a change set left empty is skipped.  ``slow(sequence, change set)`` handles
+    a change set with DDL: None to skip it, else ``(subject, change set cut,
+    table map)``.  Consecutive change sets with the same subject go as one
+    batch of at most ``limit`` bytes (a larger change set alone);
+    ``map_json(tables)`` encodes a table map.
+
+    Returns ``(messages, change sets in them, last sequence covered, items
+    covered)``; a message is ``(subject, payload, Nats-Msg-Id, change sets)``.
+    """
+    cdef list messages = []
+    cdef _RfRun run = None
+    cdef str origin = node.hex()
+    cdef Py_ssize_t covered = 0, sent = 0, n = 0, i, kept, grow
+    cdef uint64_t seq, last_seq = 0
+    cdef bint has_ddl
+    cdef _RlEntry* entries
+    cdef uint8_t* mask = NULL
+    cdef const uint8_t* p
+    cdef object item, got, subject, info, tid, prev_tid, stored
+    cdef bytes data, out_cs
+    cdef dict tables
+    cdef list tids
+    if len(node) != 16:
+        raise _ChgInternal("repl_frame_round: node id must be 16 bytes")
+    for item in items:
+        seq = item[0]
+        if seq > upto:
+            break
+        covered += 1
+        last_seq = seq
+        stored = rewrites.get(item[0]) if rewrites else None
+        data = bytes(stored if stored is not None else item[1].data)
+        if PyBytes_GET_SIZE(data) < _CHG_HEADER:
+            raise _ChgCorrupt(f"change set of {PyBytes_GET_SIZE(data)} bytes is shorter than its header")
+        p = <const uint8_t*>PyBytes_AS_STRING(data)
+        if memcmp(p + 12, PyBytes_AS_STRING(node), 16) != 0:
+            continue                            # relayed from a peer: never re-published (no echo)
+        tables = None
+        entries = _rl_scan(data, &n, &has_ddl)
+        try:
+            if has_ddl:
+                got = slow(item[0], data)
+                if got is None:
+                    continue
+                subject, out_cs, tables = got
+                tids = list(tables)
+            else:
+                mask = <uint8_t*>malloc(n if n else 1)
+                if mask == NULL:
+                    raise MemoryError()
+                kept = 0
+                tids = []
+                prev_tid = None
+                info = None
+                for i in range(n):
+                    tid = <long long>entries[i].table_id
+                    if tid != prev_tid:
+                        info = published.get(tid)
+                        prev_tid = tid
+                        if info is not None and tid not in tids:
+                            tids.append(tid)
+                    mask[i] = info is not None
+                    kept += mask[i]
+                if kept == 0:
+                    continue                    # nothing published in it
+                subject = (<tuple>published[tids[0]])[0] if len(tids) == 1 else multi
+                out_cs = data if kept == n else _rl_build(data, entries, n, mask, NULL)
+        finally:
+            free(entries)
+            free(mask)
+            mask = NULL
+        # The run goes on while the subject stays and the batch fits; a new run takes the change
+        # set whatever its size.
+        grow = _rf_grow(run, out_cs, tids, tables, published)
+        if run is None or not (run.subject is subject or run.subject == subject) or run.size + grow > limit:
+            if run is not None:
+                messages.append(_rf_frame(run, origin, map_json))
+            run = _RfRun()
+            run.subject = subject
+            run.changesets = []
+            run.tables = {}
+            run.size = _RF_BATCH_OVERHEAD
+            run.first = _chg_get_u64be(p + 28)
+            grow = _rf_grow(None, out_cs, tids, tables, published)
+        run.changesets.append(out_cs)
+        run.size += grow
+        run.last = _chg_get_u64be(p + 28)
+        for tid in tids:
+            if tid not in run.tables:
+                run.tables[tid] = _rf_entry(tid, tables, published)
+        sent += 1
+    if run is not None:
+        messages.append(_rf_frame(run, origin, map_json))
+    return messages, sent, last_seq, covered

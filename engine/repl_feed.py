@@ -61,18 +61,18 @@ _LEN = struct.Struct(">I")
 OP_NAMES = {OP_INSERT: "insert", OP_UPDATE: "update", OP_DELETE: "delete", OP_DDL: "ddl"}
 
 
-def _table_map_json(tables: dict[int, tuple[str, str]]) -> bytes:
+def table_map_json(tables: dict[int, tuple[str, str]]) -> bytes:
     return json.dumps({"t": {str(k): list(v) for k, v in tables.items()}}, separators=(",", ":")).encode()
 
 
 def encode_message(changeset: bytes, tables: dict[int, tuple[str, str]]) -> bytes:
-    meta = _table_map_json(tables)
+    meta = table_map_json(tables)
     return MAGIC + _LEN.pack(len(meta)) + meta + changeset
 
 
 def encode_batch(changesets: list[bytes], tables: dict[int, tuple[str, str]]) -> bytes:
     """One batch message: ``changesets`` (in order) with the union of their table maps."""
-    meta = _table_map_json(tables)
+    meta = table_map_json(tables)
     parts = [BATCH_MAGIC, _LEN.pack(len(meta)), meta, _LEN.pack(len(changesets))]
     for cs in changesets:
         parts.append(_LEN.pack(len(cs)))
@@ -282,7 +282,7 @@ def outgoing_in(txn: Any, db: Any, since: int, publish: TableSet, *, limit: int 
     what ``db.binlog.read(txn, since, limit)`` gives, when the caller has read it already."""
     out: list[Outgoing] = []
     schema = db.committed_schema(txn)
-    published = _published(schema, publish)
+    published = published_tables(schema, publish)
     maps: dict[tuple, tuple] = {}        # kept table ids -> (table map, names), shared by the round's change sets
     for seq, cs in db.binlog.read(txn, since, limit) if items is None else items:
         if upto is not None and seq > upto:
@@ -294,20 +294,20 @@ def outgoing_in(txn: Any, db: Any, since: int, publish: TableSet, *, limit: int 
             continue
         if rewritten and seq in rewritten:
             cs = ChangeSet(seq, rewritten[seq])
-        out.append(_prepare(seq, cs, schema, publish, skip_empty, published, maps))
+        out.append(prepare_outgoing(seq, cs, schema, publish, skip_empty, published, maps))
     return out
 
 
-def _published(schema: Schema, publish: TableSet) -> dict[int, Table]:
+def published_tables(schema: Schema, publish: TableSet) -> dict[int, Table]:
     """Table id -> table of the tables whose rows are sent: main's (replicas address tables by bare
     name), published, with a primary key."""
     return {tid: t for tid, t in schema.by_object_id.items()
             if isinstance(t, Table) and t.schema_name == MAIN and t.name in publish and t.pk}
 
 
-def _prepare(seq: int, cs: ChangeSet, schema: Schema, publish: TableSet, skip_empty: bool,
+def prepare_outgoing(seq: int, cs: ChangeSet, schema: Schema, publish: TableSet, skip_empty: bool,
              published: dict[int, Table], maps: dict[tuple, tuple]) -> Outgoing:
-    """``cs`` cut to what is published (``published``: ``_published(schema, publish)``; ``maps``
+    """``cs`` cut to what is published (``published``: ``published_tables(schema, publish)``; ``maps``
     caches table maps by the table ids kept, so consecutive change sets share one read-only map)."""
     # The compiled filter (cext/repl.pxi) handles a change set without DDL, the usual one.
     fast = C.repl_cut_changeset(cs.data, published)
@@ -456,6 +456,6 @@ def _to_change(seq: int, cs: ChangeSet, e: Any, schema: Schema) -> Change | None
     return Change(seq, OP_NAMES[e.op], t.qualified_name, key, row, changed, cs.hlc, origin)
 
 
-__all__ = ["encode_message", "decode_message", "encode_batch", "decode_batch", "decode_wire", "is_batch",
+__all__ = ["encode_message", "table_map_json", "published_tables", "prepare_outgoing", "decode_message", "encode_batch", "decode_batch", "decode_wire", "is_batch",
            "BATCH_MAGIC", "Message", "read_outgoing", "outgoing_in", "Outgoing", "reencode",
            "ChangeFeed", "Change", "ddl_subject", "MAGIC"]

@@ -21,11 +21,14 @@ Publishing: the publisher reads the local binlog after its position
 and publishes them in binlog order.  A change set alone is one message with
 header ``Nats-Msg-Id: <origin hex>:<origin seq>``; when the publisher is
 behind, each run of consecutive change sets bound for the same subject goes
-as one *batch* message (``repl_feed.encode_batch``; at most ``batch`` change
-sets and the server's max payload) with ``Nats-Msg-Id: <origin hex>:<first
+as one *batch* message (the TRB1 format of ``repl_feed``; at most ``batch``
+change sets and the server's max payload) with ``Nats-Msg-Id: <origin hex>:<first
 origin seq>-<last origin seq>``: one message and one acknowledgement per
 batch instead of per commit, which is what keeps a publisher sharing the
-writer's process (and GIL) cheap.  A re-publish after a crash is dropped by
+writer's process (and GIL) cheap.  One compiled call per round
+(``repl_frame_round``, cext/repl.pxi) cuts, batches and frames the round's
+change sets; only one with DDL comes back to Python
+(``repl_feed.prepare_outgoing``).  A re-publish after a crash is dropped by
 the server's duplicate window when its batch comes out the same, and by the
 subscribers' per-origin sequence tracking otherwise.
 
@@ -86,11 +89,12 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
+from terndb._cext import _core as C
+
+from .binlog import ChangeSet
 from .errors import OperationalError, ProgrammingError
 from .repl_apply import ApplyStats
-from .repl_feed import (
-    BATCH_ITEM_OVERHEAD, BATCH_OVERHEAD, Outgoing, encode_batch, outgoing_in, read_outgoing,
-)
+from .repl_feed import prepare_outgoing, published_tables, read_outgoing, table_map_json
 from .repl_nats_snapshot import SnapshotService
 
 def nats_server_executable() -> str | None:
@@ -218,41 +222,6 @@ def _connect_error(url: str, exc: BaseException, errors: list[BaseException]) ->
     return OperationalError(f"cannot connect to NATS server {url} ({text})")
 
 
-def _map_entry_bytes(name: str, sql: str) -> int:
-    """An upper bound of one table's bytes in a JSON table map (escaping at most doubles the text)."""
-    return 2 * (len(name) + len(sql)) + 32
-
-
-class _Run:
-    """Consecutive change sets for one subject, published as one message."""
-
-    __slots__ = ("subject", "items", "tables", "size", "_maps")
-
-    def __init__(self, subject: str, first: Outgoing) -> None:
-        self.subject = subject
-        self.items: list[Outgoing] = []
-        self.tables: dict = {}
-        self.size = BATCH_OVERHEAD
-        self._maps: set[int] = set()        # ids of the (shared, read-only) table maps merged in
-        self.add(first, float("inf"))       # the first change set is taken whatever its size
-
-    def add(self, o: Outgoing, limit: float) -> bool:
-        """Take ``o`` if the batch stays within ``limit`` bytes (False: start a new run)."""
-        grow = len(o.changeset) + BATCH_ITEM_OVERHEAD
-        # A round's change sets of the same tables share one table map: it is merged in once.
-        new_tables = () if id(o.table_map) in self._maps else o.table_map.keys() - self.tables.keys()
-        for tid in new_tables:
-            grow += _map_entry_bytes(*o.table_map[tid])
-        if self.size + grow > limit:
-            return False
-        self.items.append(o)
-        if new_tables:
-            self.tables.update(o.table_map)
-        self._maps.add(id(o.table_map))
-        self.size += grow
-        return True
-
-
 class NatsReplicator:
     """Publishes this node's change sets to JetStream and applies its subscriptions."""
 
@@ -310,6 +279,7 @@ class NatsReplicator:
         self._nc: Any = None
         self._last_child_status: dict | None = None
         self._subjects: dict[str, str] = {}          # table name -> its subject (subject_for)
+        self._targets_cache: tuple | None = None      # (schema, published tables, their subjects): _targets
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -359,6 +329,10 @@ class NatsReplicator:
                 subject = self._subjects[tables[0]] = \
                     f"{self.prefix}.{subject_token(tables[0])}.{self.db.node_id.hex()}"
             return subject
+        return self._multi_subject()
+
+    def _multi_subject(self) -> str:
+        """The subject of change sets with DDL or of several tables."""
         return f"{self.prefix}._multi.{self.db.node_id.hex()}"
 
     def filter_subjects(self) -> list[str]:
@@ -431,30 +405,31 @@ class NatsReplicator:
             self._acked_pos = self._saved_pos = self._stored_pub_position()
         sent = 0
         while True:
-            out = self._read_annotated()
-            if not out:
+            framed = self._read_framed()
+            if framed is None:
                 self._flush(quiet=True)
                 return sent
-            todo = [o for o in out if o.changeset is not None]
+            messages, count, last, covered = framed
             # Pipelined: the messages are sent back to back and their acks awaited together (one
             # round trip).  If any fails, the position stays and everything is sent again later.
             sign = self.signer.wrap if self.signer is not None else (lambda data: data)
             pending = []
-            for run in self._batches(todo):
-                subject, payload, msg_id = self._message(run)
+            for subject, payload, msg_id, _ in messages:
                 pending.append(await js.publish_async(subject, sign(payload), headers={"Nats-Msg-Id": msg_id}))
             acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=PUB_ACK_TIMEOUT)
             self.pub_duplicates += sum(1 for ack in acks if ack.duplicate)
-            sent += len(todo)
-            self.published += len(todo)
+            sent += count
+            self.published += count
             self.pub_messages += len(pending)
-            self._acked_pos = out[-1].sequence
+            self._acked_pos = last
             self._flush(quiet=False)
-            if not drain and len(out) < self.batch:
+            if not drain and covered < self.batch:
                 return sent
 
-    def _read_annotated(self) -> list[Outgoing]:
-        """The next change sets to publish, with their causal versions.
+    def _read_framed(self) -> tuple[list, int, int, int] | None:
+        """The next messages to publish, their change sets carrying their causal versions:
+        ``repl_frame_round``'s (messages, change sets, last binlog position covered, change sets
+        covered), or None when nothing new was committed.
 
         The version records' catch-up is planned in the same read snapshot and
         only as far as that snapshot goes, so nothing is read ahead of its
@@ -469,14 +444,39 @@ class NatsReplicator:
                 # Read once for both: the plan usually ends where the publisher's position is.
                 items = list(self.db.binlog.read(rt.txn, since, self.batch))
                 if not items:
-                    return []       # nothing committed since: an idle poll costs one small read
+                    return None     # nothing committed since: an idle poll costs one small read
                 plan = versions.plan_ahead(rt.txn, (since, items))
                 if plan is not None:
-                    return outgoing_in(rt.txn, self.db, since, self.rep.publish, limit=self.batch,
-                                       only_origin=self.db.node_id, skip_empty=True, upto=plan.upto,
-                                       rewritten=plan.rewrites, items=items)
+                    framed = self._frame(rt.txn, items, plan.upto, plan.rewrites)
+                    return framed if framed[3] else None
             self._write_position(lambda put: versions.flush_ahead(also=put))
-        return []           # DDL again meanwhile: the next round
+        return None         # DDL again meanwhile: the next round
+
+    def _frame(self, txn: Any, items: list, upto: int, rewrites: dict[int, bytes]) -> tuple[list, int, int, int]:
+        """``items`` (``Binlog.read`` pairs, up to ``upto``) cut to the published tables and framed
+        as messages, in one compiled call (``cext/repl.pxi``); a change set with DDL comes back
+        to ``repl_feed.prepare_outgoing`` (the same filter as the local transport's)."""
+        schema = self.db.committed_schema(txn)
+        published, targets = self._targets(schema)
+        maps: dict[tuple, tuple] = {}
+
+        def slow(seq: int, data: bytes) -> tuple[str, bytes, dict] | None:
+            o = prepare_outgoing(seq, ChangeSet(seq, data), schema, self.rep.publish, True, published, maps)
+            if o.changeset is None:
+                return None
+            return self.subject_for(o.tables, o.has_ddl), o.changeset, o.table_map
+        return C.repl_frame_round(items, self.db.node_id, targets, self._multi_subject(), rewrites, upto,
+                                  self._max_message_bytes(), slow, table_map_json)
+
+    def _targets(self, schema: Any) -> tuple[dict, dict[int, tuple[str, tuple[str, str]]]]:
+        """(table id -> published table, table id -> (its subject, its table-map entry)) of
+        ``schema``; computed once per schema version."""
+        cached = self._targets_cache
+        if cached is None or cached[0] is not schema:
+            published = published_tables(schema, self.rep.publish)
+            targets = {tid: (self.subject_for((t.name,), False), (t.name, t.sql)) for tid, t in published.items()}
+            cached = self._targets_cache = (schema, published, targets)
+        return cached[1], cached[2]
 
     def _flush(self, quiet: bool) -> None:
         """Write the planned catch-up and the acknowledged position when it is time (see
@@ -504,26 +504,6 @@ class NatsReplicator:
         """Payload bytes a batch may fill: the server's max payload less headers and signature."""
         limit = getattr(self._nc, "max_payload", 0) or (1 << 20)
         return max(4096, limit - PAYLOAD_HEADROOM)
-
-    def _batches(self, todo: list[Outgoing]) -> list["_Run"]:
-        """Runs of consecutive change sets with the same subject, each within the payload limit."""
-        limit = self._max_message_bytes()
-        runs: list[_Run] = []
-        for o in todo:
-            subject = self.subject_for(o.tables, o.has_ddl)
-            if not (runs and runs[-1].subject == subject and runs[-1].add(o, limit)):
-                runs.append(_Run(subject, o))
-        return runs
-
-    @staticmethod
-    def _message(run: "_Run") -> tuple[str, bytes, str]:
-        """(subject, payload, Nats-Msg-Id) of one run: a single message, or a batch."""
-        first, last = run.items[0], run.items[-1]
-        origin = first.origin.hex()
-        if len(run.items) == 1:
-            return run.subject, first.data, f"{origin}:{first.origin_sequence}"
-        payload = encode_batch([o.changeset for o in run.items], run.tables)
-        return run.subject, payload, f"{origin}:{first.origin_sequence}-{last.origin_sequence}"
 
     async def _consume_once(self, sub: Any) -> ApplyStats:
         import nats.errors

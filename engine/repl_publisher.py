@@ -3,9 +3,10 @@
 Why: a ``Replicator`` started inside the writing application would otherwise
 publish from a thread of that process.  Publishing costs CPU for every
 commit (bringing the version records current, reading the binlog, encoding,
-the NATS client): 10-20 us of CPU per single-row change set on this
+the NATS client): 4-5 us of CPU per single-row change set on this
 project's 2-core test machine (``publisher_cpu_us_per_commit`` in the
-benchmark), against some 25-30 us for the commit itself.  In a thread all of it is taken under the application's GIL, so it
+benchmark; 10-20 us before the per-change-set work was compiled), against
+some 20-30 us for the commit itself.  In a thread all of it is taken under the application's GIL, so it
 comes straight out of the writer's throughput.  In a child process it runs
 on another core when there is one, and the writer meets the publisher only
 at the database's write lock, and seldom: the publisher writes the version

@@ -126,6 +126,9 @@ _FLAG_PREVS = 2
 _FORMATS: dict[tuple[int, bool], struct.Struct] = {}
 
 
+_ABSENT = object()       # a dict.get default no stored value can be
+
+
 def _u64(raw: bytes | None) -> int:
     """A stored unsigned 64-bit counter (absent: 0)."""
     return _U64.unpack(raw)[0] if raw else 0
@@ -536,17 +539,18 @@ class VersionStore:
         except Exception:       # noqa: BLE001 - created by the first write transaction
             return False
 
-        def get(key: bytes) -> bytes | None:
-            if key in plan.written:
-                return plan.written[key]
-            if key not in plan.read:
-                old = txn.get(key, db=vdb)
-                plan.read[key] = bytes(old) if old is not None else None
-            return plan.read[key]
+        # Called once per row entry by the compiled merge: local names, one lookup per dict.
+        written, read, txn_get = plan.written, plan.read, txn.get
 
-        def put(key: bytes, value: bytes) -> None:
-            plan.written[key] = value
-        merged = self._merge_range(txn, plan.upto, self.schema(txn), get, put, items=items)
+        def get(key: bytes) -> bytes | None:
+            value = written.get(key, _ABSENT)
+            if value is _ABSENT:
+                value = read.get(key, _ABSENT)
+                if value is _ABSENT:
+                    old = txn_get(key, None, vdb)
+                    value = read[key] = bytes(old) if old is not None else None
+            return value
+        merged = self._merge_range(txn, plan.upto, self.schema(txn), get, written.__setitem__, items=items)
         if merged is None:
             return False
         count, rewrites, plan.upto = merged
