@@ -264,26 +264,16 @@ cdef class _ArrowColumn:
         cdef Py_ssize_t at = ppos[0]
         cdef Py_ssize_t size = _rc_payload(p, n, &at, &code)
         cdef const unsigned char* q = p + at
-        cdef uint64_t u = 0
-        cdef long long i
-        cdef int k, shift
+        cdef int64_t i
         cdef double d
         if code == _RC_NULL:
             ppos[0] = at
             return self._append_null()
         if code <= _RC_INT8 and self.kind == _AK_INT:
-            if code == _RC_ZERO or code == _RC_ONE:
-                i = code - _RC_ZERO
-            else:
-                for k in range(size):
-                    u |= (<uint64_t>q[k]) << (8 * k)
-                shift = 64 - 8 * <int>size
-                i = (<long long>(u << shift)) >> shift if shift else <long long>u
+            _rc_numeric(code, q, size, &i, &d)
             self._put8(&i)
         elif code == _RC_REAL and self.kind == _AK_FLOAT:
-            for k in range(8):
-                u |= (<uint64_t>q[k]) << (8 * k)
-            memcpy(&d, &u, 8)
+            _rc_numeric(code, q, size, &i, &d)
             self._put8(&d)
         elif (code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT) and self.kind == _AK_TEXT \
                 and _arrow_ascii(q, size):

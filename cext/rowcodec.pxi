@@ -370,6 +370,33 @@ cdef inline bint _rc_is_ascii(const unsigned char* q, Py_ssize_t size) noexcept:
     return acc < 0x80
 
 
+cdef inline int _rc_numeric(unsigned char code, const unsigned char* q, Py_ssize_t size,
+                            int64_t* ival, double* dval) noexcept:
+    """The number in a cell's payload ``q[:size]`` (``code`` and ``size`` as read by
+    ``_rc_payload``, which checked the payload lies in the record): 1 an integer
+    (into ``ival``), 2 a REAL (into ``dval``), 0 not a number (NULL, text, blob, JSON).
+
+    The one decoder of numeric cells, shared by every reader (objects, in-place
+    aggregates, Arrow buffers) so they cannot disagree on a value."""
+    cdef uint64_t u = 0
+    cdef int k, shift
+    if code == _RC_NULL or code > _RC_REAL:
+        return 0
+    if code <= _RC_ONE:                      # 0 and 1 have no payload
+        ival[0] = code - _RC_ZERO
+        return 1
+    for k in range(size):                    # 1..8 bytes, little-endian
+        u |= (<uint64_t>q[k]) << (8 * k)
+    if code == _RC_REAL:
+        memcpy(dval, &u, 8)
+        return 2
+    # Sign-extend a short integer: its sign bit to the top, arithmetic shift back
+    # (shift is 0..56 here, never the undefined 64).
+    shift = 64 - 8 * <int>size
+    ival[0] = (<int64_t>(u << shift)) >> shift
+    return 1
+
+
 cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_t* ppos):
     """Decode the cell at ``ppos[0]`` and advance past it."""
     cdef object v
@@ -377,29 +404,15 @@ cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_
     cdef Py_ssize_t size = _rc_payload(p, n, ppos, &code)
     cdef Py_ssize_t pos = ppos[0]
     cdef const unsigned char* q = p + pos
-    cdef uint64_t u = 0
-    cdef int k, shift
-    cdef double d
+    cdef int64_t ival
+    cdef double dval
     ppos[0] = pos + size
     if code == _RC_NULL:
         return None
-    if code <= _RC_INT8:
-        if code == _RC_ZERO:
-            return 0
-        if code == _RC_ONE:
-            return 1
-        for k in range(size):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        shift = 64 - 8 * <int>size
-        if shift:
-            # Sign-extend: shift the sign bit to the top, arithmetic shift back.
-            return PyLong_FromLongLong((<long long>(u << shift)) >> shift)
-        return PyLong_FromLongLong(<long long>u)
-    if code == _RC_REAL:
-        for k in range(8):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        memcpy(&d, &u, 8)
-        return PyFloat_FromDouble(d)
+    if code <= _RC_REAL:
+        if _rc_numeric(code, q, size, &ival, &dval) == 1:
+            return PyLong_FromLongLong(ival)
+        return PyFloat_FromDouble(dval)
     if code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT:
         if size <= _RC_ASCII_FAST_MAX and _rc_is_ascii(q, size):
             # Short ASCII text (most keys and labels): copy into a compact str
@@ -445,29 +458,9 @@ cdef int _rc_cell_number(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos,
     ``dval``), 3 anything else (text, blob, JSON: decode it)."""
     cdef unsigned char code
     cdef Py_ssize_t size = _rc_payload(p, n, &pos, &code)
-    cdef const unsigned char* q = p + pos
-    cdef uint64_t u = 0
-    cdef int k, shift
-    if code == _RC_NULL:
-        return 0
-    if code <= _RC_INT8:
-        for k in range(size):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        shift = 64 - 8 * <int>size
-        if code == _RC_ONE:
-            ival[0] = 1
-        elif shift == 64:                  # _RC_ZERO: no payload
-            ival[0] = 0
-        elif shift:
-            ival[0] = (<int64_t>(u << shift)) >> shift
-        else:
-            ival[0] = <int64_t>u
-        return 1
-    if code == _RC_REAL:
-        for k in range(8):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        memcpy(dval, &u, 8)
-        return 2
+    cdef int cls = _rc_numeric(code, p + pos, size, ival, dval)
+    if cls or code == _RC_NULL:
+        return cls
     return 3
 
 
