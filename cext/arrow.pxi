@@ -510,15 +510,10 @@ cdef class _ArrowScan:
     cdef int append_record(self, list columns, const unsigned char* kp, Py_ssize_t kn,
                            const unsigned char* p, Py_ssize_t n) except -1:
         """Appends the stored row at ``p[:n]`` (key ``kp[:kn]``), read where LmdbCursor found it."""
-        cdef Py_ssize_t pos = 0, stored, upto, i, k, col, at
+        cdef Py_ssize_t stored, k, col, at
         cdef long long rowid
         cdef _ArrowColumn c
-        stored = _rc_header(p, n, &pos)
-        upto = self.hi if self.hi < stored else stored - 1
-        for i in range(upto + 1):
-            self.offs[i] = pos
-            if i < upto:
-                pos = _rc_skip_cell(p, n, pos)
+        stored = _rc_cell_offsets(p, n, self.hi, self.offs)
         for k in range(self.nwant):
             c = <_ArrowColumn>PyList_GET_ITEM(columns, k)
             col = self.want[k]

@@ -43,7 +43,11 @@ C-level entry points for the executor (no Python call overhead):
 * ``_decode_row_ptr(p, n, ncols, defaults) -> tuple``
 * ``_decode_column_ptr(p, n, index, default) -> object``
 * ``_rc_cell_number(p, n, pos, &ival, &dval) except -1``: a cell's integer or
-  REAL value read in place (no object), or its kind when it is neither.
+  REAL value read in place (no object), or its kind when it is neither;
+  ``_rc_numeric(code, payload, size, &ival, &dval)`` the same from a cell
+  already read by ``_rc_payload``.
+* ``_rc_cell_offsets(p, n, hi, offs) -> stored``: where the cells of columns
+  ``0..hi`` start, found in one walk (then read any of them in any order).
 * ``_decode_columns_into(p, n, idx, nidx, defaults, out) except -1``: writes
   new references for columns ``idx[0..nidx)`` into the ``PyObject*`` array
   ``out`` (e.g. a fresh tuple's items); on error every slot is left NULL.
@@ -480,6 +484,30 @@ cdef inline Py_ssize_t _rc_header(const unsigned char* p, Py_ssize_t n,
     return stored
 
 
+cdef inline Py_ssize_t _rc_cell_offsets(const unsigned char* p, Py_ssize_t n, Py_ssize_t hi,
+                                        Py_ssize_t* offs) except -1:
+    """Reads the record's header, then sets ``offs[i]`` to where cell ``i`` starts
+    for every stored column ``i <= hi``, in one pass (cells are skipped, never
+    decoded, and none after ``hi`` is walked).  Returns the stored column count:
+    columns from it on are not in the record (pad them from the defaults).
+
+    The walk of readers that want several columns in any order (decode_columns,
+    the in-place aggregate, the Arrow scan): they then read ``offs[col]``.
+    ``offs`` needs room for ``min(hi + 1, stored)`` entries; every cell takes a
+    byte, so ``min(hi + 1, n)`` always suffices.
+    """
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+    cdef Py_ssize_t last = hi if hi < stored else stored - 1
+    cdef Py_ssize_t i
+    for i in range(last):
+        offs[i] = pos
+        pos = _rc_skip_cell(p, n, pos)
+    if last >= 0:
+        offs[last] = pos                 # the last wanted cell: its start is enough
+    return stored
+
+
 cdef tuple _decode_row_ptr(const unsigned char* p, Py_ssize_t n, Py_ssize_t ncols,
                            tuple defaults):
     """C entry point: decode ``ncols`` columns (-1: as stored), padding from defaults."""
@@ -527,30 +555,27 @@ cdef int _decode_columns_into(const unsigned char* p, Py_ssize_t n, const Py_ssi
     Any order and repeats are allowed; the record is walked once to find the
     cell offsets up to the highest wanted column.  On error all slots are NULL.
     """
-    cdef Py_ssize_t pos = 0
-    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
     cdef Py_ssize_t offs_stack[_RC_STACK_OFFS]
     cdef Py_ssize_t* offs = offs_stack
     cdef Py_ssize_t hi = -1
-    cdef Py_ssize_t i, k, col, at
+    cdef Py_ssize_t k, col, at, stored
     cdef object v
     for k in range(nidx):
         out[k] = NULL
+    for k in range(nidx):
         if idx[k] < 0:
             raise InterfaceError(f"column index must be >= 0, got {idx[k]}")
         if idx[k] > hi:
             hi = idx[k]
-    if hi >= stored:
-        hi = stored - 1
+    # A record of n bytes holds at most n cells: bounds offs before the header is read.
+    if hi >= n:
+        hi = n - 1
     if hi + 1 > _RC_STACK_OFFS:
         offs = <Py_ssize_t*>malloc((hi + 1) * sizeof(Py_ssize_t))
         if offs == NULL:
             raise MemoryError("out of memory while decoding a row")
     try:
-        for i in range(hi + 1):
-            offs[i] = pos
-            if i < hi:
-                pos = _rc_skip_cell(p, n, pos)
+        stored = _rc_cell_offsets(p, n, hi, offs)
         for k in range(nidx):
             col = idx[k]
             if col < stored:
