@@ -389,11 +389,13 @@ cdef inline int _rc_numeric(unsigned char code, const unsigned char* q, Py_ssize
     if code <= _RC_ONE:                      # 0 and 1 have no payload
         ival[0] = code - _RC_ZERO
         return 1
-    for k in range(size):                    # 1..8 bytes, little-endian
-        u |= (<uint64_t>q[k]) << (8 * k)
     if code == _RC_REAL:
+        for k in range(8):                   # constant count: foldable into one 8-byte load
+            u |= (<uint64_t>q[k]) << (8 * k)
         memcpy(dval, &u, 8)
         return 2
+    for k in range(size):                    # 1..8 bytes, little-endian
+        u |= (<uint64_t>q[k]) << (8 * k)
     # Sign-extend a short integer: its sign bit to the top, arithmetic shift back
     # (shift is 0..56 here, never the undefined 64).
     shift = 64 - 8 * <int>size
