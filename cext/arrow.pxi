@@ -264,26 +264,16 @@ cdef class _ArrowColumn:
         cdef Py_ssize_t at = ppos[0]
         cdef Py_ssize_t size = _rc_payload(p, n, &at, &code)
         cdef const unsigned char* q = p + at
-        cdef uint64_t u = 0
-        cdef long long i
-        cdef int k, shift
+        cdef int64_t i
         cdef double d
         if code == _RC_NULL:
             ppos[0] = at
             return self._append_null()
         if code <= _RC_INT8 and self.kind == _AK_INT:
-            if code == _RC_ZERO or code == _RC_ONE:
-                i = code - _RC_ZERO
-            else:
-                for k in range(size):
-                    u |= (<uint64_t>q[k]) << (8 * k)
-                shift = 64 - 8 * <int>size
-                i = (<long long>(u << shift)) >> shift if shift else <long long>u
+            _rc_numeric(code, q, size, &i, &d)
             self._put8(&i)
         elif code == _RC_REAL and self.kind == _AK_FLOAT:
-            for k in range(8):
-                u |= (<uint64_t>q[k]) << (8 * k)
-            memcpy(&d, &u, 8)
+            _rc_numeric(code, q, size, &i, &d)
             self._put8(&d)
         elif (code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT) and self.kind == _AK_TEXT \
                 and _arrow_ascii(q, size):
@@ -520,15 +510,10 @@ cdef class _ArrowScan:
     cdef int append_record(self, list columns, const unsigned char* kp, Py_ssize_t kn,
                            const unsigned char* p, Py_ssize_t n) except -1:
         """Appends the stored row at ``p[:n]`` (key ``kp[:kn]``), read where LmdbCursor found it."""
-        cdef Py_ssize_t pos = 0, stored, upto, i, k, col, at
+        cdef Py_ssize_t stored, k, col, at
         cdef long long rowid
         cdef _ArrowColumn c
-        stored = _rc_header(p, n, &pos)
-        upto = self.hi if self.hi < stored else stored - 1
-        for i in range(upto + 1):
-            self.offs[i] = pos
-            if i < upto:
-                pos = _rc_skip_cell(p, n, pos)
+        stored = _rc_cell_offsets(p, n, self.hi, self.offs)
         for k in range(self.nwant):
             c = <_ArrowColumn>PyList_GET_ITEM(columns, k)
             col = self.want[k]

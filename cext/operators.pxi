@@ -1696,7 +1696,7 @@ cdef class HashAggregate(Operator):
         cdef list gpos = [(<ColRef>e).pos for e in self.group_exprs]
         cdef list apos = [-1 if (<AggSpec>s).star else (<ColRef>(<AggSpec>s).args[0]).pos for s in self.specs]
         cdef list kinds = None
-        cdef Py_ssize_t hi = -1, i, k, col, at, pos, stored, upto
+        cdef Py_ssize_t hi = -1, i, col, stored
         cdef Py_ssize_t* offs = NULL
         cdef const unsigned char* p
         cdef Py_ssize_t n
@@ -1720,13 +1720,7 @@ cdef class HashAggregate(Operator):
             while c is not None and c.next():
                 p = c.vp
                 n = c.vn
-                pos = 0
-                stored = _rc_header(p, n, &pos)
-                upto = hi if hi < stored else stored - 1
-                for i in range(upto + 1):
-                    offs[i] = pos
-                    if i < upto:
-                        pos = _rc_skip_cell(p, n, pos)
+                stored = _rc_cell_offsets(p, n, hi, offs)
                 if single:
                     key = self._cell(p, n, offs, stored, <Py_ssize_t>gpos[0], c, shape)
                 else:

@@ -43,7 +43,11 @@ C-level entry points for the executor (no Python call overhead):
 * ``_decode_row_ptr(p, n, ncols, defaults) -> tuple``
 * ``_decode_column_ptr(p, n, index, default) -> object``
 * ``_rc_cell_number(p, n, pos, &ival, &dval) except -1``: a cell's integer or
-  REAL value read in place (no object), or its kind when it is neither.
+  REAL value read in place (no object), or its kind when it is neither;
+  ``_rc_numeric(code, payload, size, &ival, &dval)`` the same from a cell
+  already read by ``_rc_payload``.
+* ``_rc_cell_offsets(p, n, hi, offs) -> stored``: where the cells of columns
+  ``0..hi`` start, found in one walk (then read any of them in any order).
 * ``_decode_columns_into(p, n, idx, nidx, defaults, out) except -1``: writes
   new references for columns ``idx[0..nidx)`` into the ``PyObject*`` array
   ``out`` (e.g. a fresh tuple's items); on error every slot is left NULL.
@@ -370,6 +374,35 @@ cdef inline bint _rc_is_ascii(const unsigned char* q, Py_ssize_t size) noexcept:
     return acc < 0x80
 
 
+cdef inline int _rc_numeric(unsigned char code, const unsigned char* q, Py_ssize_t size,
+                            int64_t* ival, double* dval) noexcept:
+    """The number in a cell's payload ``q[:size]`` (``code`` and ``size`` as read by
+    ``_rc_payload``, which checked the payload lies in the record): 1 an integer
+    (into ``ival``), 2 a REAL (into ``dval``), 0 not a number (NULL, text, blob, JSON).
+
+    The one decoder of numeric cells, shared by every reader (objects, in-place
+    aggregates, Arrow buffers) so they cannot disagree on a value."""
+    cdef uint64_t u = 0
+    cdef int k, shift
+    if code == _RC_NULL or code > _RC_REAL:
+        return 0
+    if code <= _RC_ONE:                      # 0 and 1 have no payload
+        ival[0] = code - _RC_ZERO
+        return 1
+    if code == _RC_REAL:
+        for k in range(8):                   # constant count: foldable into one 8-byte load
+            u |= (<uint64_t>q[k]) << (8 * k)
+        memcpy(dval, &u, 8)
+        return 2
+    for k in range(size):                    # 1..8 bytes, little-endian
+        u |= (<uint64_t>q[k]) << (8 * k)
+    # Sign-extend a short integer: its sign bit to the top, arithmetic shift back
+    # (shift is 0..56 here, never the undefined 64).
+    shift = 64 - 8 * <int>size
+    ival[0] = (<int64_t>(u << shift)) >> shift
+    return 1
+
+
 cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_t* ppos):
     """Decode the cell at ``ppos[0]`` and advance past it."""
     cdef object v
@@ -377,29 +410,15 @@ cdef inline object _rc_read_cell(const unsigned char* p, Py_ssize_t n, Py_ssize_
     cdef Py_ssize_t size = _rc_payload(p, n, ppos, &code)
     cdef Py_ssize_t pos = ppos[0]
     cdef const unsigned char* q = p + pos
-    cdef uint64_t u = 0
-    cdef int k, shift
-    cdef double d
+    cdef int64_t ival
+    cdef double dval
     ppos[0] = pos + size
     if code == _RC_NULL:
         return None
-    if code <= _RC_INT8:
-        if code == _RC_ZERO:
-            return 0
-        if code == _RC_ONE:
-            return 1
-        for k in range(size):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        shift = 64 - 8 * <int>size
-        if shift:
-            # Sign-extend: shift the sign bit to the top, arithmetic shift back.
-            return PyLong_FromLongLong((<long long>(u << shift)) >> shift)
-        return PyLong_FromLongLong(<long long>u)
-    if code == _RC_REAL:
-        for k in range(8):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        memcpy(&d, &u, 8)
-        return PyFloat_FromDouble(d)
+    if code <= _RC_REAL:
+        if _rc_numeric(code, q, size, &ival, &dval) == 1:
+            return PyLong_FromLongLong(ival)
+        return PyFloat_FromDouble(dval)
     if code == _RC_TEXT or (code & 0xC0) == _RC_SHORT_TEXT:
         if size <= _RC_ASCII_FAST_MAX and _rc_is_ascii(q, size):
             # Short ASCII text (most keys and labels): copy into a compact str
@@ -445,29 +464,9 @@ cdef int _rc_cell_number(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos,
     ``dval``), 3 anything else (text, blob, JSON: decode it)."""
     cdef unsigned char code
     cdef Py_ssize_t size = _rc_payload(p, n, &pos, &code)
-    cdef const unsigned char* q = p + pos
-    cdef uint64_t u = 0
-    cdef int k, shift
-    if code == _RC_NULL:
-        return 0
-    if code <= _RC_INT8:
-        for k in range(size):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        shift = 64 - 8 * <int>size
-        if code == _RC_ONE:
-            ival[0] = 1
-        elif shift == 64:                  # _RC_ZERO: no payload
-            ival[0] = 0
-        elif shift:
-            ival[0] = (<int64_t>(u << shift)) >> shift
-        else:
-            ival[0] = <int64_t>u
-        return 1
-    if code == _RC_REAL:
-        for k in range(8):
-            u |= (<uint64_t>q[k]) << (8 * k)
-        memcpy(dval, &u, 8)
-        return 2
+    cdef int cls = _rc_numeric(code, p + pos, size, ival, dval)
+    if cls or code == _RC_NULL:
+        return cls
     return 3
 
 
@@ -484,6 +483,30 @@ cdef inline Py_ssize_t _rc_header(const unsigned char* p, Py_ssize_t n,
     cdef Py_ssize_t stored = _rc_get_varint(p, n, ppos)
     if stored > n - ppos[0]:
         _rc_corrupt(f"column count {stored} exceeds the record size", 0)
+    return stored
+
+
+cdef inline Py_ssize_t _rc_cell_offsets(const unsigned char* p, Py_ssize_t n, Py_ssize_t hi,
+                                        Py_ssize_t* offs) except -1:
+    """Reads the record's header, then sets ``offs[i]`` to where cell ``i`` starts
+    for every stored column ``i <= hi``, in one pass (cells are skipped, never
+    decoded, and none after ``hi`` is walked).  Returns the stored column count:
+    columns from it on are not in the record (pad them from the defaults).
+
+    The walk of readers that want several columns in any order (decode_columns,
+    the in-place aggregate, the Arrow scan): they then read ``offs[col]``.
+    ``offs`` needs room for ``min(hi + 1, stored)`` entries; every cell takes a
+    byte, so ``min(hi + 1, n)`` always suffices.
+    """
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
+    cdef Py_ssize_t last = hi if hi < stored else stored - 1
+    cdef Py_ssize_t i
+    for i in range(last):
+        offs[i] = pos
+        pos = _rc_skip_cell(p, n, pos)
+    if last >= 0:
+        offs[last] = pos                 # the last wanted cell: its start is enough
     return stored
 
 
@@ -534,30 +557,27 @@ cdef int _decode_columns_into(const unsigned char* p, Py_ssize_t n, const Py_ssi
     Any order and repeats are allowed; the record is walked once to find the
     cell offsets up to the highest wanted column.  On error all slots are NULL.
     """
-    cdef Py_ssize_t pos = 0
-    cdef Py_ssize_t stored = _rc_header(p, n, &pos)
     cdef Py_ssize_t offs_stack[_RC_STACK_OFFS]
     cdef Py_ssize_t* offs = offs_stack
     cdef Py_ssize_t hi = -1
-    cdef Py_ssize_t i, k, col, at
+    cdef Py_ssize_t k, col, at, stored
     cdef object v
     for k in range(nidx):
         out[k] = NULL
+    for k in range(nidx):
         if idx[k] < 0:
             raise InterfaceError(f"column index must be >= 0, got {idx[k]}")
         if idx[k] > hi:
             hi = idx[k]
-    if hi >= stored:
-        hi = stored - 1
+    # A record of n bytes holds at most n cells: bounds offs before the header is read.
+    if hi >= n:
+        hi = n - 1
     if hi + 1 > _RC_STACK_OFFS:
         offs = <Py_ssize_t*>malloc((hi + 1) * sizeof(Py_ssize_t))
         if offs == NULL:
             raise MemoryError("out of memory while decoding a row")
     try:
-        for i in range(hi + 1):
-            offs[i] = pos
-            if i < hi:
-                pos = _rc_skip_cell(p, n, pos)
+        stored = _rc_cell_offsets(p, n, hi, offs)
         for k in range(nidx):
             col = idx[k]
             if col < stored:
