@@ -136,7 +136,7 @@ cdef class TableWriter:
     def index_writers(self):
         return list(self.indexes)
 
-    def begin(self, ExecContext ctx):
+    cpdef void begin(self, ExecContext ctx) except *:
         """Per-execution setup: LMDB handles (resolved once per writer), fresh rowid cache.
 
         A handle stays valid for the writer's life: dropping or re-creating a
@@ -398,10 +398,10 @@ cdef class TableWriter:
         lmdb_delete(txn, self.handle, encode_rowid(rowid))
         for ix in self.indexes:
             lmdb_delete(txn, ix.handle, ix.entry_key(ix.key_values(row, ctx), rowid))
-        collector = ctx.session.changes
+        cdef ChangeCollector collector = _session_collector(ctx)
         if collector is not None:
             # The old row travels with the delete so feed consumers see what went.
-            (<ChangeCollector?>collector).delete(self.table_id, self._pk_key(row, rowid), 0, encode_row(row[:self.ncols]))
+            collector.delete(self.table_id, self._pk_key(row, rowid), 0, encode_row(row[:self.ncols]))
 
     cpdef bint update(self, tuple old_row, tuple new_values, ExecContext ctx, int mode) except -1:
         """Replaces ``old_row`` (rowid last) with ``new_values`` (every column). False if ignored."""
@@ -563,7 +563,10 @@ cdef void _switch_txn(ExecContext ctx, object txn):
 
 
 cdef inline ChangeCollector _session_collector(ExecContext ctx):
-    """The session's change collector (None when changes are not captured)."""
+    """The session's change collector (None when changes are not captured): the one the
+    statement's runner fixed on ``ctx`` if it did, else the session's current one."""
+    if ctx.collector_set:
+        return <ChangeCollector>ctx.collector
     changes = ctx.session.changes
     if changes is None:
         return None          # <ChangeCollector?> refuses None

@@ -21,6 +21,12 @@ cdef class ExecContext:
     cdef public dict subquery_cache   # uncorrelated subquery results, per execution
     cdef dict lookups                 # sub-db handle -> LmdbCursor for exact-key lookups
     cdef dict memos                   # sub-db handle -> {rowid: row or ()} (read-only runs)
+    # The session's change collector as a statement's runner read it once for the whole
+    # statement (PreparedWrite.execute), saving the Python attribute lookups of
+    # ``session.changes`` per written row; when not set, _session_collector reads the
+    # session each time, as every other path has always done.
+    cdef object collector
+    cdef bint collector_set
 
     def __init__(self, tuple params, object txn, object session, object wtxn=None):
         self.params = params

@@ -29,15 +29,18 @@
 # once, as before, rather than at some later garbage collection.
 
 
+from cpython.dict cimport PyDict_GetItem
+
+
 cdef class _NestedOnDemand:
     """The statement's nested transaction, begun only when the writer asks for it
-    (``modify_many``'s ``open_savepoint``); ``depth`` is None until then."""
+    (``modify_many``'s ``open_savepoint``); ``depth`` is None until then.
+
+    A PreparedWrite keeps one between executions (``PreparedWrite.guard``) with both
+    fields None: a new one per execution cost an allocation of a GC-tracked object
+    per statement, and with it a share of the gen-0 collections."""
     cdef object write
     cdef public object depth
-
-    def __cinit__(self, object write):
-        self.write = write
-        self.depth = None
 
     def __call__(self):
         self.depth = self.write.savepoint()
@@ -63,6 +66,8 @@ cdef class PreparedWrite:
     # The last execution's context, kept for the next one (see _context); between
     # executions it holds no session, so no reference cycle through the plan cache.
     cdef ExecContext ctx
+    # The spare statement guard (see _NestedOnDemand), None while an execution has it.
+    cdef _NestedOnDemand guard
 
     def __init__(self, object plan, object schema, object binder, *, object modify=None,
                  object insert=None, bint sets_last_rowid=False):
@@ -86,30 +91,48 @@ cdef class PreparedWrite:
         (which keeps ``plan``) follow, exactly as ``Session._run_write`` leaves them."""
         cdef ChangeCollector changes = <ChangeCollector?>session.changes
         cdef tuple mark = changes.savepoint()
-        cdef _NestedOnDemand guard = _NestedOnDemand(write)
+        cdef _NestedOnDemand guard = self.guard
         cdef ExecContext ctx
         cdef long long count
         cdef list journal
+        if guard is None:
+            guard = _NestedOnDemand.__new__(_NestedOnDemand)
+        else:
+            # Taken, not shared: an execution re-entered from inside this one (a
+            # function calling back into the connection) makes its own.
+            self.guard = None
+        guard.write = write
+        guard.depth = None
         try:
             if self.is_modify:
                 ctx = self._context(session, write)
+                # One statement, one collector: read above, fixed for every row written.
+                ctx.collector = changes
+                ctx.collector_set = True
                 count = modify_many(self.writer, self.source, self.assignments, [params], ctx,
                                     self.mode, self.binder, self.spec, guard)
             else:
                 guard()
                 ctx = self._context(session, write)
+                ctx.collector = changes
+                ctx.collector_set = True
                 count = insert_many(self.writer, self.value_exprs, [params], ctx, self.mode,
                                     self.binder, self.spec)
         except BaseException as err:
             self.ctx = None                # whatever state it was left in, not reused
+            depth = guard.depth
+            self._put_back(guard)
             # Undo (or, on a full map, grow and rerun) the Python way.
-            return session._statement_failed(err, write, guard.depth, self.is_modify, mark,
+            return session._statement_failed(err, write, depth, self.is_modify, mark,
                                              plan, [params], False, True).rowcount
         ctx.session = None
         ctx.wtxn = None
         ctx.params = ()
+        ctx.collector = None               # the next execution may run under another one
+        ctx.collector_set = False
         if guard.depth is not None:
             write.release(guard.depth)
+        self._put_back(guard)
         journal = <list?>session.journal
         journal.append(plan)
         journal.append(params)
@@ -120,6 +143,13 @@ cdef class PreparedWrite:
         session.total_changes = session.total_changes + count
         return count
 
+
+    cdef inline void _put_back(self, _NestedOnDemand guard):
+        """Keeps ``guard`` for the next execution, holding neither this one's WriteTxn
+        nor its depth."""
+        guard.write = None
+        guard.depth = None
+        self.guard = guard
 
     cdef ExecContext _context(self, object session, object write):
         """The ExecContext of one execution in ``write``: the previous execution's again
@@ -197,9 +227,12 @@ def run_prepared_write(object session, object sql, object params):
     cdef object write = session.write
     if write is None:
         return -1
-    plan = session.plans.get(sql)
-    if plan is None:
+    # session.plans is an OrderedDict, a dict subclass whose entries are the dict's
+    # own: the plain dict lookup finds them without a bound-method call.
+    cdef PyObject* found = PyDict_GetItem(<dict>session.plans, sql)
+    if found is NULL:
         return -1
+    plan = <object>found
     prepared = plan.prepared
     if type(prepared) is not PreparedWrite:
         return -1

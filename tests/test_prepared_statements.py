@@ -143,6 +143,25 @@ def test_failing_prepared_statement_leaves_earlier_statements(pair: Any, sql: st
     assert _table(tern) == _table(lite)
 
 
+def test_prepared_statement_guard_starts_clean_each_execution(pair: Any) -> None:
+    """A PreparedWrite keeps its statement guard between executions: the nested
+    transaction one execution opened (several rows) must not be what a later
+    execution's failure rolls back to, with or without a nested transaction of its own."""
+    tern, lite = pair
+    sql = "UPDATE t SET w = w + ? WHERE id >= ?"
+    for con in (tern, lite):
+        con.execute(sql, (0.0, 10_000))                        # planned; prepared from now on
+        con.execute(sql, (1.0, 15))                            # six rows: a nested transaction
+    assert _run_both(pair, sql, (1000.0, 20)) == ("IntegrityError", "IntegrityError")  # one row
+    got, want = _run_both(pair, sql, (1.0, 12))               # nine rows, after a failure
+    assert got == want and got[0] == 9
+    assert _run_both(pair, sql, (95.0, 1)) == ("IntegrityError", "IntegrityError")  # fails midway
+    assert _table(tern) == _table(lite)
+    tern.commit()
+    lite.commit()
+    assert _table(tern) == _table(lite)
+
+
 def test_failing_prepared_statement_leaves_no_change_set_entry(pair: Any) -> None:
     tern, _ = pair
     before = _change_count(tern)
