@@ -525,7 +525,14 @@ class VersionStore:
             if plan is None or plan.base != base:
                 plan = _CatchUpPlan(base[0], base)
             items = read[1] if read is not None and read[0] == plan.upto else None
-            self._ahead = plan if self._extend_plan(txn, plan, items) else None
+            try:
+                extended = self._extend_plan(txn, plan, items)
+            except BaseException:
+                # Half merged (entries folded in, ``upto`` not moved): extending it
+                # again would merge them twice.  The next round starts afresh.
+                self._ahead = None
+                raise
+            self._ahead = plan if extended else None
             return self._ahead
 
     def _extend_plan(self, txn: Any, plan: "_CatchUpPlan", items: list | None = None) -> bool:
@@ -692,6 +699,10 @@ class VersionStore:
         The floor becomes the cutoff HLC, so an insert or update older than
         it, for a row without a record, is refused from then on.
         """
+        # Every writer of records catches up first (see plan_ahead): a change set
+        # a publisher already sent with a tombstone as its previous version must
+        # find that version merged before the tombstone may go.
+        self.catch_up(wtxn)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         cutoff = max(0, now_ms - self.horizon_ms) << 16
         vdb, sdb = self.handles(wtxn)

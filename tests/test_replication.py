@@ -723,6 +723,69 @@ class _FakeJetStream:
         return ack
 
 
+def test_a_planned_catch_up_that_failed_midway_is_planned_afresh(tmp_path, monkeypatch):
+    """A round whose extension raises (an LMDB or memory error) leaves no half-merged plan: the
+    next round sends and stores each change set with the version it really replaced."""
+    from terndb.engine import repl_versions
+    con = _connect(tmp_path / "w")
+    db = con._db
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    vs = VersionStore(db, TableSet("*"))
+    vs.ensure_current()
+    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
+    con.commit()
+    _planned_outgoing(vs, db)                       # round 1: a plan pending
+    for value in ("z", "w"):
+        con.execute("UPDATE kv SET a = ? WHERE id = 1", (value,))
+        con.commit()
+    merge_changeset, calls = repl_versions.C.repl_merge_local_changeset, []
+
+    def fails_on_the_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("transient read error")
+        return merge_changeset(*args)
+
+    monkeypatch.setattr(repl_versions.C, "repl_merge_local_changeset", fails_on_the_second)
+    with pytest.raises(OSError), db.store.begin_read() as rt:
+        vs.plan_ahead(rt.txn)                        # round 2 fails after one merge
+    monkeypatch.setattr(repl_versions.C, "repl_merge_local_changeset", merge_changeset)
+    _, out, prevs = _planned_outgoing(vs, db)
+    hlcs = [o.hlc for o in out]
+    assert prevs == [0] + hlcs[:-1]                 # each update replaced the one before it
+    vs.flush_ahead()
+    stored = [e.prev_hlc for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
+              if o.changeset is not None and not o.has_ddl for e in decode_message(o.data).entries]
+    assert stored == prevs
+    con.close()
+
+
+def test_tombstone_gc_catches_up_before_it_removes(tmp_path):
+    """A re-insert sent with a tombstone as its previous version keeps it in the binlog when the
+    tombstones are collected before the publisher flushes its plan."""
+    con = _connect(tmp_path / "w")
+    db = con._db
+    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
+    con.execute("INSERT INTO kv VALUES (1, 'x')")
+    con.commit()
+    con.execute("DELETE FROM kv WHERE id = 1")
+    con.commit()
+    vs = VersionStore(db, TableSet("*"))
+    vs.ensure_current()                              # the tombstone of id 1
+    con.execute("INSERT INTO kv VALUES (1, 'y')")
+    con.commit()
+    _, _, sent = _planned_outgoing(vs, db)
+    assert sent[-1] != 0                              # the re-insert replaced the tombstone
+    db.store.write(lambda w: vs.gc_tombstones(w, now_ms=2**42), timeout=30.0)
+    vs.flush_ahead()
+    stored = [e.prev_hlc for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
+              if o.changeset is not None and not o.has_ddl for e in decode_message(o.data).entries]
+    assert stored[-1] == sent[-1]
+    con.close()
+
+
 def test_the_publisher_writes_its_catch_up_when_the_writer_pauses(tmp_path):
     """While every round finds new commits the publisher takes no write transaction; the first
     round that finds none writes the planned catch-up and the acknowledged position."""
