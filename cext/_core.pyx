@@ -20,7 +20,7 @@ layout), each with one job:
 * ``arrow.pxi``     - result rows -> Arrow column buffers (fetch_arrow_table / fetch_df)
 * ``window.pxi``    - window functions and the RIGHT/FULL outer join operator
 """
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_REFCNT
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 from terndb.engine.errors import (

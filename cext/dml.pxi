@@ -23,10 +23,10 @@ cdef long long MAX_ROWID = 9223372036854775807
 # The row writers put, delete and get through lmdb_put / lmdb_delete /
 # lmdb_get (lmdbc.pxi): LMDB's own functions called on the py-lmdb
 # transaction, with py-lmdb's Python API as the fallback; a py-lmdb call
-# costs ~0.3 us more per row than the LMDB work itself.  An insert encodes
-# its record into the writer's scratch buffer (``rowbuf``), which goes to
-# LMDB (lmdb_put_raw) and to the change set (insert_raw) as it is: no bytes
-# object per row.
+# costs ~0.3 us more per row than the LMDB work itself.  An insert or update
+# encodes its record into the writer's scratch buffer (``rowbuf``), which goes
+# to LMDB (lmdb_put_raw) and to the change set (insert_raw / update_raw) as it
+# is: no bytes object per row.
 
 
 cdef class IndexWriter:
@@ -106,8 +106,8 @@ cdef class TableWriter:
     cdef public list generated
     cdef public tuple json_columns      # positions of columns declared JSON (stored as JSONB)
     # The record being written: encoded here, then handed to LMDB and to the
-    # change set without a bytes object.  Only ``_insert`` uses it, between
-    # encoding and its last put; nothing it calls in between encodes into it.
+    # change set without a bytes object.  ``_insert`` and ``update`` use it, each
+    # between encoding and its last put; nothing they call in between encodes into it.
     cdef _RcBuf rowbuf
 
     def __init__(self, store, bytes dbname, str table_name, long long table_id, list column_names,

@@ -802,6 +802,23 @@ cdef class _JoinMatch:
     def __cinit__(self, tuple row):
         self.row = row
 
+    def __dealloc__(self):
+        # Freed naively, a chain (one key, many right rows) would free each next match
+        # from inside the previous one's dealloc: one C stack frame per row, a crash on
+        # a low-cardinality key.  Unlink it here in a loop instead: each successor this
+        # chain alone holds is cut from its own next, then freed with nothing to recurse
+        # into.  A successor held elsewhere too (a join's current match) is left to that
+        # holder, whose release runs this same loop.
+        cdef _JoinMatch cur = self.next
+        cdef _JoinMatch nxt
+        self.next = None
+        self.last = None
+        while cur is not None and Py_REFCNT(cur) == 1:
+            nxt = cur.next
+            cur.next = None
+            cur = nxt
+            nxt = None
+
 
 from libc.stdlib cimport calloc
 

@@ -17,7 +17,7 @@
 # the binding and the RowSource are done here, and the Result is the same streaming
 # one the planned path returns.
 #
-# Validity is one identity compare: inside a write transaction only this
+# Validity is identity compares of Schema objects: inside a write transaction only this
 # session's own DDL can change the schema (LMDB has one writer), and that
 # DDL (or a ROLLBACK TO) replaces ``session._write_schema``; between
 # transactions ``_finish_write`` clears it, so the first statement of the
@@ -130,6 +130,10 @@ cdef class PreparedWrite:
         ctx.params = ()
         ctx.collector = None               # the next execution may run under another one
         ctx.collector_set = False
+        if self.is_modify:
+            # Kept for the next execution (an INSERT's context is on its nested
+            # transaction, never the same one twice: not kept).
+            self.ctx = ctx
         if guard.depth is not None:
             write.release(guard.depth)
         self._put_back(guard)
@@ -160,9 +164,10 @@ cdef class PreparedWrite:
         cdef ExecContext ctx = self.ctx
         txn = write.txn
         if ctx is None or ctx.txn is not txn:
-            ctx = ExecContext((), txn, session, write)
-            self.ctx = ctx
-            return ctx
+            return ExecContext((), txn, session, write)
+        # Taken, not shared (as the guard): an execution re-entered from inside this one
+        # (an adapter calling back into the connection) must not clear its state.
+        self.ctx = None
         ctx.session = session
         ctx.wtxn = write
         if ctx.subquery_cache:

@@ -85,6 +85,15 @@ def node_label(node_id: bytes) -> str:
     return text if _NODE_NAME.match(text) and b"\0" not in name else node_id.hex()
 
 
+def _release_for_finalizer(db: "Database") -> None:
+    """A queued finalizer's release.  Its errors stay with it, as a finalizer's own
+    would: they must not surface from the unrelated open() or release() running it."""
+    try:
+        db._release_locked()
+    except Exception:
+        pass
+
+
 class _RegistryLock:
     """``with _RegistryLock():`` holds _LOCK and, on the way out, performs the releases
     finalizers queued meanwhile (``Database.release(finalizing=True)``)."""
@@ -101,7 +110,7 @@ class _RegistryLock:
         while True:
             try:
                 while _PENDING_RELEASES:
-                    _PENDING_RELEASES.pop()._release_locked()
+                    _release_for_finalizer(_PENDING_RELEASES.pop())
             finally:
                 _LOCK.release()
             # A finalizer on another thread may have queued after the loop and found the

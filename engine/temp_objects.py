@@ -48,7 +48,9 @@ OP_INSERT, OP_UPDATE, OP_DELETE, OP_DDL = (
     C.CHANGE_OP_INSERT, C.CHANGE_OP_UPDATE, C.CHANGE_OP_DELETE, C.CHANGE_OP_DDL)
 
 _LIVE: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
-_LIVE_LOCK = threading.Lock()
+# Reentrant: a connection's finalizer (forget_owner) can run inside new_owner_token on
+# the same thread, when the insert's allocation triggers a garbage collection.
+_LIVE_LOCK = threading.RLock()
 
 
 def _process_start_time(pid: int) -> str:

@@ -222,3 +222,35 @@ def test_hash_join_build_leaves_the_gc_as_it_found_it(shop):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_key_matching_many_right_rows_is_freed_without_deep_recursion(tmp_path):
+    """One key shared by 200k right rows makes one long chain of matches in the hash table;
+    freeing it took one C stack frame per row and crashed a thread with a 1 MB stack.
+    Run in a child process: the failure is a crash, not an exception."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import threading, terndb
+        con = terndb.connect({str(tmp_path / "db")!r}, check_same_thread=False)
+        con.execute("CREATE TABLE o (id INTEGER PRIMARY KEY, cid INTEGER)")
+        con.execute("CREATE TABLE c (id INTEGER PRIMARY KEY, ref INTEGER)")
+        con.executemany("INSERT INTO o VALUES (?, 1)", [(i,) for i in range(200_000)])
+        con.executemany("INSERT INTO c VALUES (?, 1)", [(i,) for i in range(200_000)])
+        con.commit()
+        found = []
+        def join():
+            # LIMIT: the join stops after 5 of its 4e10 rows and drops its table.
+            sql = "SELECT o.cid, c.ref FROM o JOIN c ON o.cid = c.ref LIMIT 5"
+            found.extend(con.execute(sql).fetchall())
+        threading.stack_size(1 << 20)
+        worker = threading.Thread(target=join)
+        worker.start()
+        worker.join()
+        print(found)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str([(1, 1)] * 5)

@@ -373,3 +373,37 @@ def test_select_after_ddl_elsewhere_sees_the_new_schema(tmp_path: Any) -> None:
         other.close()
         tern.close()
         lite.close()
+
+
+def test_a_prepared_update_re_entered_from_an_adapter(pair: tuple[Any, sqlite3.Connection]) -> None:
+    """An adapter that runs the same cached UPDATE while the outer execution binds its
+    parameters leaves both executions intact (the re-entered one took the outer one's
+    execution state and rolled back the whole transaction)."""
+    from terndb import adapters
+
+    tern, lite = pair
+    sql = "UPDATE t SET w = ? WHERE id = ?"
+
+    class Box:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+    def run(con: Any) -> None:
+        def adapt(box: Box) -> float:
+            con.execute(sql, (7.0, 3))
+            return box.value
+        register = terndb.register_adapter if con is tern else sqlite3.register_adapter
+        register(Box, adapt)
+        try:
+            con.execute(sql, (1.0, 1))
+            con.execute(sql, (1.0, 2))             # planned once: the next runs prepared
+            con.execute(sql, (Box(5.0), 1))
+            con.commit()
+        finally:
+            adapters._user_adapters.pop(Box, None)
+            sqlite3.adapters.pop((Box, sqlite3.PrepareProtocol), None)
+
+    run(lite)
+    run(tern)
+    query = "SELECT id, w FROM t ORDER BY id"
+    assert tern.execute(query).fetchall() == lite.execute(query).fetchall()
