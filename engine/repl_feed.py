@@ -71,7 +71,10 @@ def encode_message(changeset: bytes, tables: dict[int, tuple[str, str]]) -> byte
 
 
 def encode_batch(changesets: list[bytes], tables: dict[int, tuple[str, str]]) -> bytes:
-    """One batch message: ``changesets`` (in order) with the union of their table maps."""
+    """One batch message: ``changesets`` (in order) with the union of their table maps.
+
+    The format's Python statement, beside ``decode_batch``: the publisher frames its
+    batches in C (``repl_frame_round``), and tests hold that framing to this one."""
     meta = table_map_json(tables)
     parts = [BATCH_MAGIC, _LEN.pack(len(meta)), meta, _LEN.pack(len(changesets))]
     for cs in changesets:
