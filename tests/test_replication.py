@@ -658,7 +658,9 @@ def test_a_planned_catch_up_annotates_what_is_sent_without_writing(tmp_path):
     con.close()
 
 
-def test_a_planned_catch_up_reads_nothing_past_its_snapshot(tmp_path):
+def _kv_updated_after_catch_up(tmp_path):
+    """A table kv whose row 1 was inserted, caught up in the records, then updated:
+    (connection, database, version store)."""
     con = _connect(tmp_path / "w")
     db = con._db
     con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
@@ -668,6 +670,17 @@ def test_a_planned_catch_up_reads_nothing_past_its_snapshot(tmp_path):
     vs.ensure_current()
     con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
     con.commit()
+    return con, db, vs
+
+
+def _stored_prevs(db):
+    """The previous versions the binlog's row entries carry, in order."""
+    return [e.prev_hlc for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
+            if o.changeset is not None and not o.has_ddl for e in decode_message(o.data).entries]
+
+
+def test_a_planned_catch_up_reads_nothing_past_its_snapshot(tmp_path):
+    con, db, vs = _kv_updated_after_catch_up(tmp_path)
     with db.store.begin_read() as rt:
         plan = vs.plan_ahead(rt.txn)
     con.execute("UPDATE kv SET a = 'z' WHERE id = 1")    # committed after the plan's snapshot
@@ -727,15 +740,7 @@ def test_a_planned_catch_up_that_failed_midway_is_planned_afresh(tmp_path, monke
     """A round whose extension raises (an LMDB or memory error) leaves no half-merged plan: the
     next round sends and stores each change set with the version it really replaced."""
     from terndb.engine import repl_versions
-    con = _connect(tmp_path / "w")
-    db = con._db
-    con.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, a TEXT)")
-    con.execute("INSERT INTO kv VALUES (1, 'x')")
-    con.commit()
-    vs = VersionStore(db, TableSet("*"))
-    vs.ensure_current()
-    con.execute("UPDATE kv SET a = 'y' WHERE id = 1")
-    con.commit()
+    con, db, vs = _kv_updated_after_catch_up(tmp_path)
     _planned_outgoing(vs, db)                       # round 1: a plan pending
     for value in ("z", "w"):
         con.execute("UPDATE kv SET a = ? WHERE id = 1", (value,))
@@ -756,8 +761,7 @@ def test_a_planned_catch_up_that_failed_midway_is_planned_afresh(tmp_path, monke
     hlcs = [o.hlc for o in out]
     assert prevs == [0] + hlcs[:-1]                 # each update replaced the one before it
     vs.flush_ahead()
-    stored = [e.prev_hlc for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
-              if o.changeset is not None and not o.has_ddl for e in decode_message(o.data).entries]
+    stored = _stored_prevs(db)
     assert stored == prevs
     con.close()
 
@@ -780,8 +784,7 @@ def test_tombstone_gc_catches_up_before_it_removes(tmp_path):
     assert sent[-1] != 0                              # the re-insert replaced the tombstone
     db.store.write(lambda w: vs.gc_tombstones(w, now_ms=2**42), timeout=30.0)
     vs.flush_ahead()
-    stored = [e.prev_hlc for o in read_outgoing(db, 0, TableSet("*"), skip_empty=True, current=True)
-              if o.changeset is not None and not o.has_ddl for e in decode_message(o.data).entries]
+    stored = _stored_prevs(db)
     assert stored[-1] == sent[-1]
     con.close()
 
