@@ -459,16 +459,23 @@ cdef _ChgReader _chg_reader(object data):
     return r
 
 
+cdef int _chg_check_header(const uint8_t* p, Py_ssize_t n) except -1:
+    """Raise unless the ``n`` bytes at ``p`` begin with a change-set header this
+    version reads (length, magic, format version, flags)."""
+    if n < _CHG_HEADER:
+        raise _ChgCorrupt(f"change set of {n} bytes is shorter than its header")
+    if p[0] != _CHG_MAGIC0 or p[1] != _CHG_MAGIC1:
+        raise _ChgCorrupt("not a change set (bad magic)")
+    if p[2] != _CHG_VERSION:
+        raise _ChgCorrupt(f"unsupported change set format version {p[2]}")
+    if p[3] != 0:
+        raise _ChgCorrupt(f"change set has unknown flags {p[3]:#x}")
+    return 0
+
+
 cdef dict _chg_header(_ChgReader r):
     """Validate and decode the fixed header; leaves ``r`` at the first entry."""
-    if r.end < _CHG_HEADER:
-        raise _ChgCorrupt(f"change set of {r.end} bytes is shorter than its header")
-    if r.p[0] != _CHG_MAGIC0 or r.p[1] != _CHG_MAGIC1:
-        raise _ChgCorrupt("not a change set (bad magic)")
-    if r.p[2] != _CHG_VERSION:
-        raise _ChgCorrupt(f"unsupported change set format version {r.p[2]}")
-    if r.p[3] != 0:
-        raise _ChgCorrupt(f"change set has unknown flags {r.p[3]:#x}")
+    _chg_check_header(r.p, r.end)
     cdef uint32_t count = ((<uint32_t>r.p[44] << 24) | (<uint32_t>r.p[45] << 16)
                            | (<uint32_t>r.p[46] << 8) | r.p[47])
     r.pos = _CHG_HEADER

@@ -596,9 +596,8 @@ def repl_frame_round(list items, bytes node, dict published, str multi, dict rew
         last_seq = seq
         stored = rewrites.get(item[0]) if rewrites else None
         data = bytes(stored if stored is not None else item[1].data)
-        if PyBytes_GET_SIZE(data) < _CHG_HEADER:
-            raise _ChgCorrupt(f"change set of {PyBytes_GET_SIZE(data)} bytes is shorter than its header")
         p = <const uint8_t*>PyBytes_AS_STRING(data)
+        _chg_check_header(p, PyBytes_GET_SIZE(data))
         if memcmp(p + 12, PyBytes_AS_STRING(node), 16) != 0:
             continue                            # relayed from a peer: never re-published (no echo)
         tables = None

@@ -165,3 +165,7 @@ def test_corrupt_change_set_raises_the_pep249_error() -> None:
     Item.data = good[:44] + b"\x00\x00\x00\x05" + b"\x01\x07"   # ... or 5 it does not hold
     with pytest.raises(CorruptDatabaseError):
         C.repl_frame_round([(1, Item())], node, {}, "m", {}, 5, 4096, None, None)
+    for damaged in (b"XC", b"TC\x02", b"TC\x01\x80"):       # magic, format version, flags
+        Item.data = damaged + good[len(damaged):]           # the origin still this node's
+        with pytest.raises(CorruptDatabaseError):
+            C.repl_frame_round([(1, Item())], node, {}, "m", {}, 5, 4096, None, None)
