@@ -361,20 +361,14 @@ cdef class TableWriter:
     cdef int _capture_insert(self, ChangeCollector collector, tuple vals, long long rowid) except -1:
         """Records the insert just written (its record is in ``rowbuf``) in the change set."""
         cdef unsigned char stack[32]
-        cdef _KcBuf pk
         cdef bytes pk_bytes
         if self.pk_positions:
             pk_bytes = self._pk_key(vals, rowid)
             return collector.insert_raw(self.table_id, PyBytes_AS_STRING(pk_bytes),
                                         PyBytes_GET_SIZE(pk_bytes), <char*>self.rowbuf.data,
                                         self.rowbuf.len, 0)
-        _kc_buf_init(&pk, stack, 32)
-        try:
-            _kc_put_int(&pk, rowid)      # a rowid table's key: encode_key((rowid,))
-            return collector.insert_raw(self.table_id, <char*>pk.data, pk.len,
-                                        <char*>self.rowbuf.data, self.rowbuf.len, 0)
-        finally:
-            _kc_buf_free(&pk)
+        return collector.insert_raw(self.table_id, <char*>stack, _rowid_key_into(stack, rowid),
+                                    <char*>self.rowbuf.data, self.rowbuf.len, 0)
 
     cdef str _pk_label(self):
         if self.pk_positions:
@@ -475,17 +469,12 @@ cdef class TableWriter:
         an update when the primary key stayed, else the old key's delete and an insert."""
         cdef long long old_rowid = old_row[self.ncols]
         cdef unsigned char stack[32]
-        cdef _KcBuf pk
         cdef bytes old_pk, new_pk
         if not self.pk_positions and rowid == old_rowid:
             # The common case, a rowid table's row updated in place: its key on the stack.
-            _kc_buf_init(&pk, stack, 32)
-            try:
-                _kc_put_int(&pk, rowid)      # encode_key((rowid,)), as _pk_key gives it
-                return collector.update_raw(self.table_id, <char*>pk.data, pk.len, <char*>self.rowbuf.data,
-                                            self.rowbuf.len, _changed_mask(old_row, vals, self.ncols), 0)
-            finally:
-                _kc_buf_free(&pk)
+            return collector.update_raw(self.table_id, <char*>stack, _rowid_key_into(stack, rowid),
+                                        <char*>self.rowbuf.data, self.rowbuf.len,
+                                        _changed_mask(old_row, vals, self.ncols), 0)
         old_pk = self._pk_key(old_row, old_rowid)
         new_pk = self._pk_key(vals, rowid)
         if old_pk != new_pk:
@@ -497,16 +486,20 @@ cdef class TableWriter:
                                     _changed_mask(old_row, vals, self.ncols), 0)
 
 
-cdef bytes _rowid_pk_key(long long rowid):
-    """``encode_key((rowid,))`` without the tuple: a rowid table's primary-key key."""
-    cdef unsigned char stack[32]
+cdef inline Py_ssize_t _rowid_key_into(unsigned char* out, long long rowid) except -1:
+    """``encode_key((rowid,))`` written to ``out`` (32 bytes; a number key is far
+    shorter, so the buffer never moves to the heap): a rowid table's primary-key key.
+    Returns its length."""
     cdef _KcBuf b
-    _kc_buf_init(&b, stack, 32)
-    try:
-        _kc_put_int(&b, rowid)
-        return PyBytes_FromStringAndSize(<char*>b.data, b.len)
-    finally:
-        _kc_buf_free(&b)
+    _kc_buf_init(&b, out, 32)
+    _kc_put_int(&b, rowid)
+    return b.len
+
+
+cdef bytes _rowid_pk_key(long long rowid):
+    """``encode_key((rowid,))`` without the tuple, as bytes."""
+    cdef unsigned char stack[32]
+    return PyBytes_FromStringAndSize(<char*>stack, _rowid_key_into(stack, rowid))
 
 
 cdef object _changed_mask(tuple old_row, tuple new_vals, Py_ssize_t ncols):
