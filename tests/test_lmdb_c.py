@@ -12,7 +12,6 @@ path off instead of crashing.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -279,24 +278,19 @@ def _dml(con: Any) -> None:
     con.commit()
 
 
-def test_writes_give_sqlite3_rows_on_both_paths(path_mode: str) -> None:
-    tern = terndb.connect(":memory:")
-    lite = sqlite3.connect(":memory:")
-    try:
-        _dml(tern)
-        _dml(lite)
-        for sql in ("SELECT * FROM w ORDER BY id", "SELECT n, count(*) FROM w GROUP BY n",
-                    "SELECT id, u FROM w WHERE u > 'u3' ORDER BY u", "SELECT * FROM w WHERE id = 1055"):
-            assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall(), sql
-        with pytest.raises(terndb.IntegrityError, match="UNIQUE constraint failed: w.u"):
-            tern.execute("UPDATE w SET u = 'u1' WHERE id = 3")
-        with pytest.raises(terndb.IntegrityError, match="UNIQUE constraint failed: w.id"):
-            tern.execute("INSERT INTO w (id) VALUES (1)")
-        tern.commit()
-        assert tern.execute("SELECT u FROM w WHERE id = 3").fetchone() == ("u3",)
-    finally:
-        tern.close()
-        lite.close()
+def test_writes_give_sqlite3_rows_on_both_paths(path_mode: str, twin: Any) -> None:
+    tern, lite = twin.tern, twin.lite
+    _dml(tern)
+    _dml(lite)
+    for sql in ("SELECT * FROM w ORDER BY id", "SELECT n, count(*) FROM w GROUP BY n",
+                "SELECT id, u FROM w WHERE u > 'u3' ORDER BY u", "SELECT * FROM w WHERE id = 1055"):
+        assert tern.execute(sql).fetchall() == lite.execute(sql).fetchall(), sql
+    with pytest.raises(terndb.IntegrityError, match="UNIQUE constraint failed: w.u"):
+        tern.execute("UPDATE w SET u = 'u1' WHERE id = 3")
+    with pytest.raises(terndb.IntegrityError, match="UNIQUE constraint failed: w.id"):
+        tern.execute("INSERT INTO w (id) VALUES (1)")
+    tern.commit()
+    assert tern.execute("SELECT u FROM w WHERE id = 3").fetchone() == ("u3",)
 
 
 def test_map_growth_replays_writes_on_both_paths(tmp_path: Any, path_mode: str) -> None:
@@ -348,19 +342,13 @@ def _load(con: Any) -> None:
     con.commit()
 
 
-def test_scans_give_sqlite3_rows_on_both_paths(path_mode: str) -> None:
-    tern = terndb.connect(":memory:")
-    lite = sqlite3.connect(":memory:")
-    try:
-        _load(tern)
-        _load(lite)
-        for sql in QUERIES:
-            got = tern.execute(sql).fetchall()
-            want = lite.execute(sql).fetchall()
-            assert sorted(got, key=repr) == sorted(want, key=repr), sql
-    finally:
-        tern.close()
-        lite.close()
+def test_scans_give_sqlite3_rows_on_both_paths(path_mode: str, twin: Any) -> None:
+    _load(twin.tern)
+    _load(twin.lite)
+    for sql in QUERIES:
+        got = twin.tern.execute(sql).fetchall()
+        want = twin.lite.execute(sql).fetchall()
+        assert sorted(got, key=repr) == sorted(want, key=repr), sql
 
 
 def test_arrow_direct_scan_on_both_paths(path_mode: str) -> None:
