@@ -278,16 +278,16 @@ def read_outgoing(db: Any, since: int, publish: TableSet, *, limit: int = 1000,
 def outgoing_in(txn: Any, db: Any, since: int, publish: TableSet, *, limit: int = 1000,
                 only_origin: bytes | None = None, skip_empty: bool = False,
                 exclude_origin: bytes | None = None, upto: int | None = None,
-                rewritten: dict[int, bytes] | None = None, items: list | None = None) -> list[Outgoing]:
+                rewritten: dict[int, bytes] | None = None) -> list[Outgoing]:
     """``read_outgoing`` in read transaction ``txn``, records as they are there, stopping after
     binlog position ``upto`` (when given); a change set in ``rewritten`` (sequence -> change set
-    with its causal versions, from a catch-up not written yet) is sent in that form.  ``items``:
-    what ``db.binlog.read(txn, since, limit)`` gives, when the caller has read it already."""
+    with its causal versions, from a catch-up not written yet) is sent in that form: the Python
+    statement of what the publisher's compiled round (``repl_frame_round``) sends."""
     out: list[Outgoing] = []
     schema = db.committed_schema(txn)
     published = published_tables(schema, publish)
     maps: dict[tuple, tuple] = {}        # kept table ids -> (table map, names), shared by the round's change sets
-    for seq, cs in db.binlog.read(txn, since, limit) if items is None else items:
+    for seq, cs in db.binlog.read(txn, since, limit):
         if upto is not None and seq > upto:
             break
         origin = cs.origin
