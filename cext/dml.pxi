@@ -450,7 +450,14 @@ cdef class TableWriter:
         _encode_row_into(stored if stored is not None else vals, &self.rowbuf)
         if rowid != old_rowid:
             lmdb_delete(txn, self.handle, encode_rowid(old_rowid))
-        lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data, self.rowbuf.len, True, False)
+            lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data, self.rowbuf.len,
+                         True, False)
+        elif not ctx.replace_found(self.handle, <char*>key, 8, <char*>self.rowbuf.data,
+                                   self.rowbuf.len):
+            # Not through the cursor that found the row (it moved, or something wrote
+            # since): the ordinary put, a second descent of the B-tree.
+            lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data, self.rowbuf.len,
+                         True, False)
         cdef Py_ssize_t j = 0
         for ix in self.indexes:
             if old_keys[j] != new_keys[j] or rowid != old_rowid:

@@ -39,18 +39,33 @@ cdef class ExecContext:
     cdef LmdbCursor lookup_cursor(self, object db):
         """This execution's cursor for exact-key lookups in ``db``, made once and reused.
 
-        A lookup cursor (``lmdb_lookup``) needs no MDB_cursor: a point select
-        pays one mdb_get, not a cursor open and close.  Every lookup on ``db`` in the
-        plan shares it, so callers decode the entry found before anything
-        else runs."""
+        Reading, a lookup cursor (``lmdb_lookup``) needs no MDB_cursor: a point
+        select pays one mdb_get, not a cursor open and close.  Writing (``wtxn`` set),
+        it is a real cursor: the UPDATE that found a row through it rewrites the row
+        in place (``replace_current``) without a second descent of the B-tree, and a
+        prepared statement's context keeps it for every execution in the transaction.
+        Every lookup on ``db`` in the plan shares it, so callers decode the entry
+        found before anything else runs."""
         cdef LmdbCursor c
         if self.lookups is None:
             self.lookups = {}
         c = self.lookups.get(db)
         if c is None:
-            c = lmdb_lookup(self.txn, db)
+            c = lmdb_lookup(self.txn, db) if self.wtxn is None else lmdb_cursor(self.txn, db)
             self.lookups[db] = c
         return c
+
+    cdef bint replace_found(self, object db, const char* kp, Py_ssize_t kn,
+                            const char* vp, Py_ssize_t vn) except -1:
+        """Stores ``vp[:vn]`` under key ``kp[:kn]`` of ``db`` through this execution's
+        lookup cursor when it still stands on that key (see ``LmdbCursor.replace_current``);
+        False when it does not and the caller must put the ordinary way."""
+        if self.lookups is None:
+            return False
+        c = self.lookups.get(db)
+        if c is None:
+            return False
+        return (<LmdbCursor>c).replace_current(self.txn, kp, kn, vp, vn) == 1
 
     cdef dict row_memo(self, object db):
         """Rows already fetched by rowid from ``db`` in this execution, or None.

@@ -58,7 +58,11 @@ call the ``put``/``del``/``get`` entries of the same verified table (also checke
 the exported symbols at import) on the py-lmdb Transaction's MDB_txn and the _Database's
 dbi, after the same kind of checks per call (``_lc_txn``: exact types, layouts
 size-checked at import, both objects valid, the transaction not ended, the handle of the
-same environment).  They do what py-lmdb's methods do around the call: the transaction's
+same environment).  An UPDATE that found its row through a cursor in the write transaction
+rewrites it through that cursor (``LmdbCursor.replace_current``: ``cursor_put`` with
+MDB_CURRENT, checked against the export the same way) instead of a second descent of the
+B-tree; only while the cursor still stands on that very key with no write since it got
+there (the transaction's mutation counter), else the caller puts the ordinary way.  They do what py-lmdb's methods do around the call: the transaction's
 mutation counter is bumped so its py-lmdb cursors re-read their entry, and an LMDB error
 raises py-lmdb's own exception class with its message, so callers (map growth on
 ``MapFullError``, ``translate_lmdb_error``) cannot tell the paths apart.  The GIL is held
@@ -106,7 +110,9 @@ cdef extern from *:
         int (*cursor_open)(void *txn, unsigned int dbi, void **cursor);
         void (*cursor_close)(void *cursor);
         int (*cursor_get)(void *cursor, terndb_mdb_val *key, terndb_mdb_val *data, int op);
-        void *cursor_put, *cursor_del, *cursor_count;
+        int (*cursor_put)(void *cursor, terndb_mdb_val *key, terndb_mdb_val *data,
+                          unsigned int flags);
+        void *cursor_del, *cursor_count;
         char *(*strerror_fn)(int err);
         void *version_fn;
     } terndb_mdb_api;
@@ -158,7 +164,7 @@ cdef extern from *:
     enum { TERNDB_MDB_KEYEXIST = -30799, TERNDB_MDB_NOTFOUND = -30798,
            TERNDB_MDB_PAGE_NOTFOUND = -30797, TERNDB_MDB_CORRUPTED = -30796,
            TERNDB_MDB_MAP_FULL = -30792, TERNDB_MDB_NOOVERWRITE = 0x10,
-           TERNDB_MDB_APPEND = 0x20000 };
+           TERNDB_MDB_CURRENT = 0x40, TERNDB_MDB_APPEND = 0x20000 };
     """
     ctypedef struct terndb_mdb_val:
         size_t mv_size
@@ -173,6 +179,7 @@ cdef extern from *:
         int (*cursor_open)(void*, unsigned int, void**)
         void (*cursor_close)(void*)
         int (*cursor_get)(void*, terndb_mdb_val*, terndb_mdb_val*, int)
+        int (*cursor_put)(void*, terndb_mdb_val*, terndb_mdb_val*, unsigned int)
         char* (*strerror_fn)(int)
 
     ctypedef struct terndb_pylmdb_cursor:
@@ -196,7 +203,7 @@ cdef extern from *:
     enum:
         TERNDB_MDB_FIRST, TERNDB_MDB_NEXT, TERNDB_MDB_SET_KEY, TERNDB_MDB_SET_RANGE
         TERNDB_MDB_KEYEXIST, TERNDB_MDB_NOTFOUND, TERNDB_MDB_PAGE_NOTFOUND, TERNDB_MDB_CORRUPTED
-        TERNDB_MDB_MAP_FULL, TERNDB_MDB_NOOVERWRITE, TERNDB_MDB_APPEND
+        TERNDB_MDB_MAP_FULL, TERNDB_MDB_NOOVERWRITE, TERNDB_MDB_CURRENT, TERNDB_MDB_APPEND
 
 
 # The verified engine tables (at most three: v09, v10, sys).
@@ -208,6 +215,9 @@ cdef object _lc_txn_type = None        # py-lmdb's Transaction type, exactly
 cdef object _lc_db_type = None         # py-lmdb's _Database type, exactly
 cdef dict _lc_errors = {}              # LMDB error code -> the py-lmdb exception class
 cdef str _lc_reason = "not initialised"
+# Rows rewritten in place through the cursor that found them (replace_current), for
+# tests and diagnosis: the count shows the fast path is taken, not only that it agrees.
+cdef unsigned long long _lc_in_place_writes = 0
 
 
 cdef bint _lc_exported(void* handle, bytes prefix, bytes name, void* addr):
@@ -227,6 +237,7 @@ cdef str _lc_check_engine(void* handle, const terndb_mdb_api* api, bytes prefix,
     if not (_lc_exported(handle, prefix, b"cursor_get", <void*>api.cursor_get)
             and _lc_exported(handle, prefix, b"cursor_open", <void*>api.cursor_open)
             and _lc_exported(handle, prefix, b"cursor_close", <void*>api.cursor_close)
+            and _lc_exported(handle, prefix, b"cursor_put", <void*>api.cursor_put)
             and _lc_exported(handle, prefix, b"get", <void*>api.get)
             and _lc_exported(handle, prefix, b"put", <void*>api.put)
             and _lc_exported(handle, prefix, b"del", <void*>api.del_fn)
@@ -528,6 +539,10 @@ cdef class LmdbCursor:
     cdef bint lookup
     cdef object ltxn, ldb
     cdef unsigned char kcopy[64]
+    # The transaction's mutation counter when the C cursor last reached an entry: while
+    # it has not moved, no write happened since, so ``kp``/``kn`` still address the
+    # current key and the cursor still stands on it (replace_current).
+    cdef int at_mutation
 
     cdef inline int _ready(self) except -1:
         if self.raw.valid == 0 or self.raw.curs == NULL:
@@ -541,6 +556,8 @@ cdef class LmdbCursor:
             self.vp = <const unsigned char*>self.v.mv_data
             self.vn = <Py_ssize_t>self.v.mv_size
             self.positioned = True
+            if self.raw != NULL:
+                self.at_mutation = (<terndb_pylmdb_txn*>self.raw.trans).mutations
             return 1
         if rc == TERNDB_MDB_NOTFOUND:
             return 0
@@ -630,6 +647,35 @@ cdef class LmdbCursor:
         value = self.ltxn.get(kb, None, self.ldb)
         return 0 if value is None else self._fb_take((kb, value))
 
+    cdef int replace_current(self, object txn, const char* kp, Py_ssize_t kn,
+                             const char* vp, Py_ssize_t vn) except -1:
+        """Stores ``vp[:vn]`` as the value of the entry this cursor stands on, whose key
+        must be ``kp[:kn]``, through ``cursor_put(MDB_CURRENT)``: no B-tree descent.
+        1 when written; 0 (nothing done: the caller puts the ordinary way) unless this is
+        a C cursor in ``txn`` that reached exactly that key with no write in ``txn``
+        since.  Errors as ``lmdb_put_raw``'s (MapFullError included)."""
+        cdef terndb_pylmdb_txn* t
+        cdef terndb_mdb_val k, v
+        cdef int rc
+        if (self.raw == NULL or not self.positioned or self.raw.valid == 0 or self.raw.curs == NULL
+                or self.raw.trans != <PyObject*>txn):
+            return 0
+        t = <terndb_pylmdb_txn*>self.raw.trans
+        if (t.valid == 0 or t.txn == NULL or t.mutations != self.at_mutation
+                or kn != self.kn or memcmp(self.kp, kp, kn) != 0):
+            return 0
+        k.mv_data = <void*>kp
+        k.mv_size = <size_t>kn
+        v.mv_data = <void*>vp
+        v.mv_size = <size_t>vn
+        t.mutations += 1           # as lmdb_put_raw: py-lmdb cursors re-read their entry
+        rc = self.api.cursor_put(self.raw.curs, &k, &v, TERNDB_MDB_CURRENT)
+        if rc != 0:
+            return _lc_raise_lmdb(self.api, "mdb_cursor_put", rc)
+        global _lc_in_place_writes
+        _lc_in_place_writes += 1
+        return 1
+
     cdef inline int key_cmp(self, bytes bound):
         """<0, 0, >0 as the current key sorts before, equal to, after ``bound`` (LMDB's memcmp order)."""
         cdef Py_ssize_t bn = PyBytes_GET_SIZE(bound)
@@ -678,6 +724,26 @@ cdef LmdbCursor lmdb_lookup(object txn, object db):
     c.ltxn = txn
     c.ldb = db
     return c
+
+
+def lmdb_c_in_place_writes():
+    """How many values were rewritten through the cursor that found them (process total)."""
+    return _lc_in_place_writes
+
+
+def lmdb_c_find_and_replace(txn, db, bytes find_key not None, bytes key not None,
+                            bytes value not None, tuple between=None):
+    """For tests: positions a cursor of ``txn`` on ``find_key``, puts ``between`` (a key and a
+    value) if given, then answers ``replace_current(key, value)`` (1 written, 0 not)."""
+    cdef LmdbCursor c = lmdb_cursor(txn, db)
+    try:
+        c.find(<const unsigned char*>PyBytes_AS_STRING(find_key), PyBytes_GET_SIZE(find_key))
+        if between is not None:
+            lmdb_put(txn, db, <bytes?>between[0], <bytes?>between[1], True)
+        return c.replace_current(txn, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                                 PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    finally:
+        c.close()
 
 
 def lmdb_c_lookup(txn, db, bytes key not None):
