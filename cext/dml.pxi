@@ -659,25 +659,37 @@ def modify_many(TableWriter writer, Operator source, list assignments, object pa
     """
     cdef long long count = 0
     cdef Py_ssize_t nslots = spec.count
-    cdef list rows
-    cdef tuple r
+    cdef bint named = spec._has_names
     if open_savepoint is not None and len(param_rows) != 1:
         raise ValueError("open_savepoint is for a statement run with one parameter set")
     writer.begin(ctx)
     for params in param_rows:
-        if _native_params(params, nslots) and not spec._has_names:
-            ctx.params = <tuple>params
-        else:
-            ctx.params = bind(spec, params)
-        rows = run_operator(source, ctx, -1)
-        if open_savepoint is not None and (len(rows) > 1 or assignments is None
-                                           or mode == CONFLICT_REPLACE):
-            _switch_txn(ctx, open_savepoint())
-            open_savepoint = None
-        for r in rows:
-            if assignments is None:
-                writer.delete(r, ctx)
-                count += 1
-            elif writer.update(r, eval_list(assignments, r, ctx), ctx, mode):
-                count += 1
+        count += modify_for_params(writer, source, assignments, params, ctx, mode, bind, spec,
+                                   nslots, named, open_savepoint)
+    return count
+
+
+cdef long long modify_for_params(TableWriter writer, Operator source, list assignments, object params,
+                                 ExecContext ctx, int mode, object bind, object spec,
+                                 Py_ssize_t nslots, bint named, object open_savepoint) except -1:
+    """``modify_many``'s work for one parameter set (``writer.begin`` done): the number of
+    rows changed.  ``nslots`` and ``named`` are ``spec.count`` and ``spec._has_names``,
+    read once by the caller; a prepared statement (stmt.pxi) calls this straight from C."""
+    cdef long long count = 0
+    cdef list rows
+    cdef tuple r
+    if not named and _native_params(params, nslots):
+        ctx.params = <tuple>params
+    else:
+        ctx.params = bind(spec, params)
+    rows = collect_rows(source, ctx, -1)
+    if open_savepoint is not None and (len(rows) > 1 or assignments is None
+                                       or mode == CONFLICT_REPLACE):
+        _switch_txn(ctx, open_savepoint())
+    for r in rows:
+        if assignments is None:
+            writer.delete(r, ctx)
+            count += 1
+        elif writer.update(r, eval_list(assignments, r, ctx), ctx, mode):
+            count += 1
     return count

@@ -1854,6 +1854,11 @@ cdef class RowSource:
 
 def run_operator(Operator root, ExecContext ctx, Py_ssize_t limit=-1):
     """Runs a tree to completion (subqueries, INSERT ... SELECT); ``limit`` < 0 = all rows."""
+    return collect_rows(root, ctx, limit)
+
+
+cdef list collect_rows(Operator root, ExecContext ctx, Py_ssize_t limit):
+    """``run_operator`` for compiled callers, without a Python-level call."""
     cdef list out = []
     cdef tuple r
     root.open(ctx)

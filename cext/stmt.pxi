@@ -60,6 +60,8 @@ cdef class PreparedWrite:
     cdef object value_exprs         # INSERT: the VALUES row's expressions
     cdef object spec                # the statement's ParamSpec
     cdef object binder              # the session's (ParamSpec, params) -> tuple
+    cdef Py_ssize_t nslots          # spec.count and spec._has_names, read once
+    cdef bint named
     cdef int mode
     cdef bint is_modify
     cdef bint sets_last_rowid       # INSERT into a rowid table moves last_insert_rowid
@@ -74,11 +76,14 @@ cdef class PreparedWrite:
         self.schema = schema
         self.binder = binder
         self.spec = plan.params
+        self.nslots = self.spec.count
+        self.named = self.spec._has_names
         self.is_modify = modify is not None
         if self.is_modify:
-            self.writer = modify.writer
-            self.source = modify.source
-            self.assignments = modify.assignments
+            # Typed here: execute() hands them to modify_for_params without checks.
+            self.writer = <TableWriter?>modify.writer
+            self.source = <Operator?>modify.source
+            self.assignments = <list?>modify.assignments if modify.assignments is not None else None
             self.mode = modify.mode
         else:
             self.writer = insert.writer
@@ -90,7 +95,9 @@ cdef class PreparedWrite:
         """Run once in ``write`` with ``params``; the session's counters and journal
         (which keeps ``plan``) follow, exactly as ``Session._run_write`` leaves them."""
         cdef ChangeCollector changes = <ChangeCollector?>session.changes
-        cdef tuple mark = changes.savepoint()
+        # The collector's savepoint mark, kept as two numbers: its tuple is only made
+        # when the statement fails (a tuple and two ints fewer per statement).
+        cdef Py_ssize_t mark_len = changes._len, mark_count = changes.count
         cdef _NestedOnDemand guard = self.guard
         cdef ExecContext ctx
         cdef long long count
@@ -109,8 +116,10 @@ cdef class PreparedWrite:
                 # One statement, one collector: read above, fixed for every row written.
                 ctx.collector = changes
                 ctx.collector_set = True
-                count = modify_many(self.writer, self.source, self.assignments, [params], ctx,
-                                    self.mode, self.binder, self.spec, guard)
+                (<TableWriter>self.writer).begin(ctx)
+                count = modify_for_params(<TableWriter>self.writer, <Operator>self.source,
+                                          <list>self.assignments, params, ctx, self.mode,
+                                          self.binder, self.spec, self.nslots, self.named, guard)
             else:
                 guard()
                 ctx = self._context(session, write)
@@ -123,8 +132,9 @@ cdef class PreparedWrite:
             depth = guard.depth
             self._put_back(guard)
             # Undo (or, on a full map, grow and rerun) the Python way.
-            return session._statement_failed(err, write, depth, self.is_modify, mark,
-                                             plan, [params], False, True).rowcount
+            return session._statement_failed(err, write, depth, self.is_modify,
+                                             (mark_len, mark_count), plan, [params], False,
+                                             True).rowcount
         ctx.session = None
         ctx.wtxn = None
         ctx.params = ()
