@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import lmdb
 from sqlglot import exp
@@ -272,16 +272,9 @@ class Session:
             if self.temp_table_ids and self.changes is not None:
                 self.changes = temp_objects.without_temp_changes(self.changes, self.temp_table_ids)
             if self.changes is not None and self.changes.count:
-                schema_version = self.db.catalog.version(write.txn)
-                node_id = self.store.committed_node_id(write)
-                if node_id != self.db.node_id:
-                    self.db.node_id = node_id        # set by another process since this one opened
-                seq = self.db.binlog.append(write.txn, self.changes, self.db.hlc, node_id, schema_version)
-                # Hooks (replication's version bookkeeping) run inside the committing
-                # transaction, so their state can never disagree with the data.
-                for hook in self.db.commit_hooks:
-                    hook(self, write, seq)
-            write.commit()
+                write.commit(self._append_changes(write))
+            else:
+                write.commit()
         except BaseException as err:
             if is_map_full(err) and self.write is write:
                 self._grow_and_replay()
@@ -293,6 +286,28 @@ class Session:
         finally:
             if self.write is write:
                 self._finish_write()
+
+    def _append_changes(self, write: Any) -> _CommitStamp:
+        """Stores the transaction's change set in the binlog and runs the commit hooks;
+        returns what the committed state will be known by (see ``_CommitStamp``)."""
+        db = self.db
+        known: _CommitStamp | None = write.own_stamp
+        if known is not None and not self.own_ddl:
+            # Nothing was committed since this process's last commit, and this
+            # transaction changed no schema: version and node id are as stamped then.
+            schema_version, node_id = known.schema_version, known.node_id
+        else:
+            schema_version = db.catalog.version(write.txn)
+            node_id = self.store.committed_node_id(write)
+            if node_id != db.node_id:
+                db.node_id = node_id        # set by another process since this one opened
+        tail = known.binlog_tail if known is not None else None
+        seq, hlc = db.binlog.append_after(write.txn, self.changes, db.hlc, node_id, schema_version, tail)
+        # Hooks (replication's version bookkeeping) run inside the committing
+        # transaction, so their state can never disagree with the data.
+        for hook in db.commit_hooks:
+            hook(self, write, seq)
+        return _CommitStamp(schema_version, node_id, (seq, hlc))
 
     def rollback(self) -> None:
         if self.write is None:
@@ -866,6 +881,16 @@ class Session:
                 self._write_schema = None
                 self.plans.clear()
         return Result(rowcount=-1)
+
+
+class _CommitStamp(NamedTuple):
+    """Facts about the state a session commit leaves, kept by the storage
+    (``WriteTxn.commit(stamp)``) for the next write transaction of this process that
+    begins on that very state: it need not read them back."""
+
+    schema_version: int
+    node_id: bytes
+    binlog_tail: tuple[int, int]       # (sequence, commit HLC) of the stored change set
 
 
 class _StatementSavepoint:

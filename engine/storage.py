@@ -346,6 +346,11 @@ class _SharedEnv:
         # the same snapshot needs no second look at its epoch (the common case: reads
         # with no commit in between).
         self.fresh_snapshot = -1
+        # (LMDB id, stamp) of the last transaction this process committed that is known to
+        # have changed the database (see WriteTxn.commit).  A write transaction whose
+        # snapshot is that commit knows nothing happened since: no other process wrote,
+        # so the epoch is current and the committer's stamp still describes the database.
+        self.last_commit: tuple[int, object] = (-1, None)
         self.dbi_lock = threading.RLock()       # serializes every open_db (LMDB requires it)
         # Writer exclusion: threads via a lock, processes via flock on write.lock.
         self.writer_lock = threading.Lock()
@@ -473,10 +478,16 @@ class _SharedEnv:
             txn = self.env.begin(write=write)
         except lmdb.Error:
             return self._begin_slow(write)
-        # A write txn's id is not a snapshot's (an aborted writer's id is reused).
-        snapshot = -1 if write else txn.id()
-        if snapshot == self.fresh_snapshot and snapshot >= 0:
-            return txn
+        # A write txn's id is not a snapshot's (an aborted writer's id is reused): it
+        # begins on the snapshot one below, which is fresh if this process committed it.
+        if write:
+            if txn.id() - 1 == self.last_commit[0]:
+                return txn
+            snapshot = -1
+        else:
+            snapshot = txn.id()
+            if snapshot == self.fresh_snapshot or snapshot == self.last_commit[0]:
+                return txn
         try:
             fresh = txn.get(K_EPOCH, _ZERO_EPOCH, db=self.meta_db) <= self.epoch
         except lmdb.Error as exc:
@@ -936,7 +947,11 @@ class Store:
         except BaseException:
             _release_write_lock(shared)
             raise
-        return WriteTxn(shared, raw)
+        wtxn = WriteTxn(shared, raw)
+        last_id, stamp = shared.last_commit
+        if last_id == raw.id() - 1:
+            wtxn.own_stamp = stamp
+        return wtxn
 
     def write(self, work: Callable[["WriteTxn"], T], timeout: float, max_grows: int = 8) -> T:
         """Run ``work(wtxn)`` in a write transaction and commit; on a full map, abort, grow
@@ -1049,7 +1064,7 @@ class WriteTxn:
     that began it.
     """
 
-    __slots__ = ("txn", "_shared", "_stack", "_opened", "_dropped", "_epoch", "_thread")
+    __slots__ = ("txn", "_shared", "_stack", "_opened", "_dropped", "_epoch", "_thread", "own_stamp")
 
     def __init__(self, shared: _SharedEnv, txn: lmdb.Transaction) -> None:
         self.txn = txn
@@ -1060,6 +1075,10 @@ class WriteTxn:
         self._dropped = False
         self._epoch: bytes | None = None
         self._thread = threading.get_ident()
+        #: The ``stamp`` this process committed with (see :meth:`commit`) when this
+        #: transaction began on exactly that commit's snapshot (nothing written since,
+        #: by any process), else None.
+        self.own_stamp: object = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _live(self) -> _SharedEnv:
@@ -1192,23 +1211,37 @@ class WriteTxn:
             self.savepoint()
 
     # -- ending --------------------------------------------------------------------------------
-    def commit(self) -> None:
-        """Commit every level, make it durable per the store's durability, release the lock."""
+    def commit(self, stamp: object = None) -> None:
+        """Commit every level, make it durable per the store's durability, release the lock.
+
+        ``stamp`` (not None) says the caller knows this transaction changed the database
+        (LMDB gives an unchanged one no new snapshot id): the next write transaction of
+        this process that begins on the snapshot committed here gets it as ``own_stamp``,
+        so the caller can keep facts about the committed state (sequence numbers, the
+        schema version) instead of reading them again.
+        """
         shared = self._live()
+        stack = self._stack
         try:
             with shared.dbi_lock:
+                commit_id = stack[0].id()
                 try:
-                    while len(self._stack) > 1:
-                        self._stack.pop().commit()
-                    self._stack.pop().commit()
+                    while len(stack) > 1:
+                        stack.pop().commit()
+                    stack.pop().commit()
                 except lmdb.Error as exc:
                     self._abort_levels()
                     raise translate_lmdb_error(exc, "committing") from exc
                 # Committed: the handles opened here are now valid for everyone.
-                for name, (_, handle) in self._opened.items():
-                    shared.handles[name] = handle
+                if self._opened:
+                    for name, (_, handle) in self._opened.items():
+                        shared.handles[name] = handle
                 if self._epoch is not None and self._epoch > shared.epoch:
                     shared.epoch = self._epoch
+                if stamp is not None:
+                    # Published before the write lock is released: the next writer of
+                    # this process sees it (or a later commit's).
+                    shared.last_commit = (commit_id, stamp)
         finally:
             self._finish(shared)
 
