@@ -33,6 +33,7 @@ from the change set it commits.
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -307,7 +308,7 @@ class Session:
         # transaction, so their state can never disagree with the data.
         for hook in db.commit_hooks:
             hook(self, write, seq)
-        return _CommitStamp(schema_version, node_id, (seq, hlc))
+        return _new_stamp((schema_version, node_id, (seq, hlc)))
 
     def rollback(self) -> None:
         if self.write is None:
@@ -891,6 +892,10 @@ class _CommitStamp(NamedTuple):
     schema_version: int
     node_id: bytes
     binlog_tail: tuple[int, int]       # (sequence, commit HLC) of the stored change set
+
+
+# _CommitStamp(...) runs a generated Python __new__; this builds the same tuple in C.
+_new_stamp = functools.partial(tuple.__new__, _CommitStamp)
 
 
 class _StatementSavepoint:
