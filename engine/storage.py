@@ -8,7 +8,8 @@ sub-database handles, and map growth.  Row-level work is *not* wrapped: the engi
 On-disk layout of a database directory
 --------------------------------------
 ``data.mdb``/``lock.mdb``  the LMDB environment (LMDB 0.9 engine, data format v1, see below);
-``write.lock``             an empty file locked with ``flock`` by the current terndb writer.
+``write.lock``             the writer lock between processes: a robust shared mutex (set up
+                           once under the file's ``flock``; see ``cext/writelock.pxi``).
 
 Format choice.  py-lmdb 3.0 bundles LMDB 0.9 (data format v1) and LMDB 1.0 (data format v3);
 the two cannot read each other.  terndb creates every database with LMDB 0.9 (``lib_version=0``,
@@ -49,9 +50,13 @@ Concurrency rules enforced here
   ``(pid, realpath)``; each call returns its own :class:`Store` handle on the shared
   environment, released by :meth:`Store.close`.
 * One writer: LMDB's writer mutex blocks forever, so :meth:`Store.begin_write` first takes a
-  thread lock (threads of this process) and an ``flock`` on ``write.lock`` (other processes),
-  polling until a busy timeout, then raises :class:`DatabaseLockedError`.  A write transaction
-  is bound to the thread that began it.
+  thread lock (threads of this process) and the mutex in ``write.lock`` (other processes),
+  waiting up to a busy timeout, then raises :class:`DatabaseLockedError`.  Uncontended,
+  both are taken without a system call.  A write transaction is bound to the thread that
+  began it (the mutex is released on the thread that took it).  Versions of terndb before
+  the mutex took an ``flock`` per transaction instead: run against one of those, a writer
+  still never corrupts anything (LMDB's own mutex serialises them) but may wait past its
+  busy timeout.
 * Remapping (:meth:`Store.grow`, adopting a map grown by another process) is only legal with
   no transaction of this process open, so every transaction is counted and remaps wait for
   the count to drain (bounded by a timeout).
@@ -84,6 +89,8 @@ from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 import lmdb
+
+from terndb._cext import _core as C
 
 from .errors import (
     CorruptDatabaseError,
@@ -352,10 +359,11 @@ class _SharedEnv:
         # so the epoch is current and the committer's stamp still describes the database.
         self.last_commit: tuple[int, object] = (-1, None)
         self.dbi_lock = threading.RLock()       # serializes every open_db (LMDB requires it)
-        # Writer exclusion: threads via a lock, processes via flock on write.lock.
+        # Writer exclusion: threads via a lock, processes via the mutex in write.lock.
         self.writer_lock = threading.Lock()
         self.writer_thread: int | None = None
         self.lock_fd = -1
+        self.writer_mutex: C.WriterMutex | None = None
         # Transaction accounting for remaps (set_mapsize needs no txn of this process open).
         self.gate = threading.Condition(threading.Lock())
         self.open_txns: list[None] = []
@@ -537,6 +545,9 @@ class _SharedEnv:
         raise OperationalError("could not begin a transaction: the database kept changing shape")
 
     def close_env(self) -> None:
+        if self.writer_mutex is not None:
+            self.writer_mutex.close()
+            self.writer_mutex = None
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
@@ -676,6 +687,8 @@ def _finish_open(shared: _SharedEnv) -> None:
                                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise OperationalError(f"unable to open {WRITE_LOCK_FILE} in {path}: {exc}") from exc
+        shared.writer_mutex = _open_writer_mutex(shared.lock_fd,
+                                                 float(shared.options["busy_timeout"]))  # type: ignore[arg-type]
     try:
         env.reader_check()              # free slots left by crashed processes
         if META_DB not in env.dbs():
@@ -988,46 +1001,76 @@ class Store:
             raise translate_lmdb_error(exc, "checking readers") from exc
 
 
-def _acquire_write_lock(shared: _SharedEnv, timeout: float) -> None:
-    """Take the writer lock of this process's threads, then write.lock's flock, waiting up
-    to ``timeout`` seconds in all."""
-    # Uncontended (every commit of a lone writer): one try of each, no clock reads.
-    if shared.writer_lock.acquire(blocking=False):
-        if _try_flock(shared):
-            return
-        deadline = time.monotonic() + timeout
-    else:
-        deadline = time.monotonic() + timeout
-        if not shared.writer_lock.acquire(timeout=max(0.0, timeout)):
-            raise DatabaseLockedError("database is locked")
+def _open_writer_mutex(fd: int, timeout: float) -> "C.WriterMutex":
+    """The writer mutex in the ``write.lock`` file ``fd``; its first opener sets it up,
+    holding the file's flock so that two first openers cannot both do it."""
+    mutex = C.WriterMutex.open(fd)
+    if mutex is not None:
+        return mutex
+    deadline = time.monotonic() + timeout
     step = 0
-    while not _try_flock(shared):
+    while not _try_flock(fd):
         left = deadline - time.monotonic()
         if left <= 0:
-            shared.writer_lock.release()
-            raise DatabaseLockedError("database is locked")
+            raise DatabaseLockedError("database is locked (setting up its writer lock)")
         time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
         step += 1
-
-
-def _try_flock(shared: _SharedEnv) -> bool:
-    """One non-blocking try at write.lock's flock (the caller holds ``writer_lock``, which
-    is released if the try fails for any reason but another process holding it)."""
     try:
-        fcntl.flock(shared.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        C.init_writer_mutex(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    mutex = C.WriterMutex.open(fd)
+    if mutex is None:
+        raise OperationalError(f"unable to set up the writer lock in {WRITE_LOCK_FILE}")
+    return mutex
+
+
+def _try_flock(fd: int) -> bool:
+    """One non-blocking try at an exclusive flock on ``fd``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
-        shared.writer_lock.release()
         raise OperationalError(f"unable to lock the database: {exc}") from exc
-    shared.writer_thread = threading.get_ident()
     return True
+
+
+def _acquire_write_lock(shared: _SharedEnv, timeout: float) -> None:
+    """Take the writer lock of this process's threads, then the writer mutex between
+    processes, waiting up to ``timeout`` seconds in all."""
+    mutex = shared.writer_mutex
+    if mutex is None:
+        raise OperationalError("the database's writer lock is closed")
+    threads = shared.writer_lock
+    # Uncontended (every commit of a lone writer): one try of each, no clock reads.
+    if threads.acquire(blocking=False):
+        deadline = None
+    else:
+        deadline = time.monotonic() + timeout
+        if not threads.acquire(timeout=max(0.0, timeout)):
+            raise DatabaseLockedError("database is locked")
+    try:
+        taken = mutex.try_acquire()
+        if not taken:
+            if deadline is None:
+                deadline = time.monotonic() + timeout
+            taken = mutex.acquire(max(0.0, deadline - time.monotonic()))
+    except BaseException:
+        threads.release()
+        raise
+    if not taken:
+        threads.release()
+        raise DatabaseLockedError("database is locked")
+    shared.writer_thread = threading.get_ident()
 
 
 def _release_write_lock(shared: _SharedEnv) -> None:
     shared.writer_thread = None
     try:
-        fcntl.flock(shared.lock_fd, fcntl.LOCK_UN)
+        mutex = shared.writer_mutex
+        if mutex is not None:           # None: the environment was closed meanwhile
+            mutex.release()
     finally:
         shared.writer_lock.release()
 
