@@ -273,7 +273,8 @@ class Session:
             if self.temp_table_ids and self.changes is not None:
                 self.changes = temp_objects.without_temp_changes(self.changes, self.temp_table_ids)
             if self.changes is not None and self.changes.count:
-                write.commit(self._append_changes(write))
+                stamp = self._append_changes(write)
+                self._keep_read_schema(write.commit(stamp), stamp)
             else:
                 write.commit()
         except BaseException as err:
@@ -309,6 +310,12 @@ class Session:
         for hook in db.commit_hooks:
             hook(self, write, seq)
         return _new_stamp((schema_version, node_id, (seq, hlc)))
+
+    def _keep_read_schema(self, snapshot: int, stamp: _CommitStamp) -> None:
+        """After committing ``snapshot`` with the schema version the session last read,
+        that schema still describes it: the next read of it skips the check."""
+        if self._read_schema is not None and self._read_schema.version == stamp.schema_version:
+            self._read_snapshot = snapshot
 
     def rollback(self) -> None:
         if self.write is None:

@@ -1267,8 +1267,10 @@ class WriteTxn:
             self.savepoint()
 
     # -- ending --------------------------------------------------------------------------------
-    def commit(self, stamp: object = None) -> None:
-        """Commit every level, make it durable per the store's durability, release the lock.
+    def commit(self, stamp: object = None) -> int:
+        """Commit every level, make it durable per the store's durability, release the lock;
+        returns the transaction's LMDB id (the id of the snapshot it made, if it changed
+        anything).
 
         ``stamp`` (not None) says the caller knows this transaction changed the database
         (LMDB gives an unchanged one no new snapshot id): the next write transaction of
@@ -1300,6 +1302,7 @@ class WriteTxn:
                     shared.last_commit = (commit_id, stamp)
         finally:
             self._finish(shared)
+        return commit_id
 
     def abort(self) -> None:
         """Abandon every level and release the write lock (idempotent)."""

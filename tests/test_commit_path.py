@@ -175,3 +175,22 @@ def test_forwarded_change_set_in_the_same_transaction(con: Any) -> None:
     assert sets[2].data == relayed
     clocks = [cs.hlc for i, cs in enumerate(sets) if i != 2]
     assert all(x < y for x, y in zip(clocks, clocks[1:])), clocks
+
+
+def test_schema_kept_for_the_own_snapshot_follows_ddl_elsewhere(con: Any) -> None:
+    """After a commit the session reuses the schema it read for the snapshot it made;
+    DDL committed afterwards (another connection, another process) is still seen."""
+    insert_and_commit(con, "a")
+    assert con.execute("SELECT * FROM t").fetchall() == [(1, "a")]
+    other = terndb.connect(con.path, durability="off")
+    try:
+        other.execute("ALTER TABLE t ADD COLUMN w INTEGER DEFAULT 7")
+        other.commit()
+    finally:
+        other.close()
+    assert con.execute("SELECT * FROM t").fetchall() == [(1, "a", 7)]
+    insert_and_commit(con, "b")
+    other_process(con.path, "con.execute('ALTER TABLE t ADD COLUMN z TEXT'); con.commit()")
+    assert con.execute("SELECT * FROM t ORDER BY id").fetchall() == [(1, "a", 7, None), (2, "b", 7, None)]
+    insert_and_commit(con, "c")
+    assert con.execute("SELECT v, w, z FROM t WHERE id = 3").fetchall() == [("c", 7, None)]
