@@ -231,12 +231,14 @@ class Binlog:
         # A tail known from before this transaction is stale in it from now on.
         self._touched_in = txn.id()
         try:
-            # append=True (MDB_APPEND) skips the B-tree search: keys only grow.
-            stored = txn.put(_seq_key(seq), data, db=self.db, append=True)
+            # Appended (MDB_APPEND skips the B-tree search: keys only grow), through the
+            # compiled put (py-lmdb's keyword parsing costs as much as the write).
+            stored = _core.lmdb_c_put(txn, self.db, _SEQ.pack(seq), data, False, True)
         except lmdb.Error as exc:
             raise OperationalError(f"binlog write failed: {exc}") from exc
-        if not stored:
-            raise InternalError(f"binlog sequence {seq} already exists")
+        if stored != 1:
+            # 0: the key exists; 2: stored, but below the last key (the tail was wrong).
+            raise InternalError(f"binlog sequence {seq} already exists or is out of order")
 
     @staticmethod
     def _next_sequence(last: int) -> int:

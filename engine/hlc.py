@@ -96,8 +96,11 @@ class HLC:
             # When the wall clock has not moved past the last timestamp (same
             # millisecond, or it stepped back), count up from the last one; a
             # full counter carries into the millisecond part, still monotonic.
-            ts = physical if physical > self._last else self._last + 1
-            self._store(ts)
+            last = self._last
+            ts = physical if physical > last else last + 1
+            if ts > MAX_TIMESTAMP:
+                self._store(ts)             # raises
+            self._last = ts
             return ts
 
     def observe(self, remote: int) -> int:
