@@ -15,7 +15,12 @@ most one row (not in REPLACE mode): its writer checks every constraint
 before writing, so it runs without one (see ``C.modify_many``), which
 saves the nested transaction's page copies on the commonest statement of
 write loops.  At commit the change set collected by the writers is
-appended to the binlog in the same LMDB transaction.
+appended to the binlog in the same LMDB transaction.  The commit leaves a
+``_CommitStamp`` with the storage (binlog tail, schema version, node id):
+the next write transaction that begins on the snapshot it made (nothing
+committed in between, by any process) takes them from there instead of
+reading them again, and the schema read before the commit stays valid for
+that snapshot.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
 as the schema it was planned against is the session's current schema.  An

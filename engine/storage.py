@@ -67,7 +67,13 @@ Concurrency rules enforced here
   transaction and published only when it commits.  A ``storage.dbi_epoch`` counter, bumped
   whenever a sub-database is created or dropped, is read at every transaction begin (one
   get, ~0.6 us), so every transaction starts with handles for all databases of its snapshot,
-  including ones another process created.
+  including ones another process created.  Not read again for a snapshot already checked,
+  nor for one this process committed itself (``_SharedEnv.last_commit``).
+* Own commits: a caller that knows its write transaction changed the database passes a
+  ``stamp`` to :meth:`WriteTxn.commit`; the next write transaction of this process that
+  begins on exactly that snapshot (LMDB ids: the snapshot's id plus one) gets it back as
+  ``own_stamp``, proof that no transaction of any process committed in between.  The
+  session stamps the binlog tail, schema version and node id this way (engine/session.py).
 * py-lmdb 3.0 caveat: aborting a write or nested transaction waits until no other thread of
   the process is inside an LMDB call (``active_ops``); with two threads scanning cursors an
   abort was measured at ~1 s median, 4 s worst.  Commits do not wait.
