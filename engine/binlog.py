@@ -58,6 +58,13 @@ def _key_seq(key: bytes) -> int:
     return _SEQ.unpack(key)[0]
 
 
+def _check_appended(seq: int, stored: int) -> None:
+    """Raise unless the compiled append stored ``seq`` as the last key (``lmdb_put``'s 1)."""
+    if stored != 1:
+        # 0: the key exists; 2: stored, but below the last key (the tail was wrong).
+        raise InternalError(f"binlog sequence {seq} already exists or is out of order")
+
+
 class ChangeSet:
     """A read-only view of one stored change set.
 
@@ -195,7 +202,13 @@ class Binlog:
             seq = tail[0]       # and ``hlc`` issued tail[1]: it is already past it
         seq = self._next_sequence(seq)
         ts = hlc.now()
-        self._put(txn, seq, collector.finish(ts, node_id, seq, schema_version))
+        self._touched_in = txn.id()
+        try:
+            # Finished and appended in one compiled call (see _put).
+            stored = _core.append_changeset(txn, self.db, collector, ts, node_id, seq, schema_version)
+        except lmdb.Error as exc:
+            raise OperationalError(f"binlog write failed: {exc}") from exc
+        _check_appended(seq, stored)
         return seq, ts
 
     def append_encoded(self, txn: lmdb.Transaction, data: bytes) -> int:
@@ -236,9 +249,7 @@ class Binlog:
             stored = _core.lmdb_c_put(txn, self.db, _SEQ.pack(seq), data, False, True)
         except lmdb.Error as exc:
             raise OperationalError(f"binlog write failed: {exc}") from exc
-        if stored != 1:
-            # 0: the key exists; 2: stored, but below the last key (the tail was wrong).
-            raise InternalError(f"binlog sequence {seq} already exists or is out of order")
+        _check_appended(seq, stored)
 
     @staticmethod
     def _next_sequence(last: int) -> int:
