@@ -13,6 +13,8 @@ layout), each with one job:
 * ``changes.pxi``   - change capture for the binlog
 * ``repl.pxi``      - the replication version-record merge (engine/repl_versions.py), compiled
 * ``lmdbc.pxi``     - C-level LMDB cursors borrowed from py-lmdb (scans without per-entry objects)
+* ``writelock.pxi`` - the writer lock between processes (a robust shared mutex in write.lock)
+* ``commit.pxi``    - every commit's compiled steps: the HLC's state, the binlog append
 * ``exprs.pxi``     - compiled expression trees
 * ``operators.pxi`` - query operators (scans, joins, sort, aggregate, limit)
 * ``dml.pxi``       - row writes with constraints, indexes and change capture
@@ -39,6 +41,8 @@ include "rowcodec.pxi"
 include "changes.pxi"
 include "repl.pxi"
 include "lmdbc.pxi"
+include "writelock.pxi"
+include "commit.pxi"
 include "exprs.pxi"
 include "operators.pxi"
 include "dml.pxi"

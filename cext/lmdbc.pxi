@@ -501,7 +501,8 @@ cdef object lmdb_get(object txn, object db, bytes key):
 
 def lmdb_c_put(txn, db, bytes key not None, bytes value not None, bint overwrite=True,
                bint append=False):
-    """``lmdb_put`` for tests: 0 (key exists), 1 (stored) or 2 (stored, not appended)."""
+    """``lmdb_put`` from Python (tests, the binlog's appends): 0 (key exists), 1 (stored)
+    or 2 (stored, not appended)."""
     return lmdb_put(txn, db, key, value, overwrite, append)
 
 

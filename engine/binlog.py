@@ -9,9 +9,11 @@ numbers starting at 1; values are change sets encoded by
 
 Crash consistency comes from deriving everything from what is stored: the
 next sequence number is the last key plus one and the clock floor is the HLC
-in the last change set, both read inside the writing transaction.  Nothing is
-cached across transactions, so aborted transactions and other processes
-writing the same environment cannot make them drift.
+in the last change set, both read inside the writing transaction.  The one
+shortcut (``append_after``): a caller whose write transaction began on a
+snapshot this process itself committed (``WriteTxn.own_stamp``) may pass the
+tail it stored then, since no transaction, aborted or from another process,
+can have stored anything in between.
 
 Retention: ``truncate_before`` deletes old change sets but always keeps the
 newest one, so the sequence and the clock floor survive any truncation.  A
@@ -54,6 +56,13 @@ def _key_seq(key: bytes) -> int:
     if len(key) != _SEQ_SIZE:
         raise CorruptDatabaseError(f"binlog key of {len(key)} bytes (expected 8)")
     return _SEQ.unpack(key)[0]
+
+
+def _check_appended(seq: int, stored: int) -> None:
+    """Raise unless the compiled append stored ``seq`` as the last key (``lmdb_put``'s 1)."""
+    if stored != 1:
+        # 0: the key exists; 2: stored, but below the last key (the tail was wrong).
+        raise InternalError(f"binlog sequence {seq} already exists or is out of order")
 
 
 class ChangeSet:
@@ -145,6 +154,8 @@ class Binlog:
         self.env = env
         self.db = db
         self.retention: RetentionPolicy = retention if retention is not None else KeepAll()
+        # LMDB id of the last write transaction that stored a change set (see append_after).
+        self._touched_in = -1
 
     @classmethod
     def open(cls, env: lmdb.Environment,
@@ -170,15 +181,35 @@ class Binlog:
         """
         if collector.count == 0:
             return None
+        return self.append_after(txn, collector, hlc, node_id, schema_version, None)[0]
+
+    def append_after(self, txn: lmdb.Transaction, collector: Any, hlc: HLC, node_id: bytes,
+                     schema_version: int, tail: tuple[int, int] | None) -> tuple[int, int]:
+        """``append`` of a non-empty collector for a caller that may know the tail.
+
+        ``tail`` is (sequence, commit HLC) of the last change set as this process
+        committed it with this ``hlc``, when ``txn`` began on exactly that commit
+        (``WriteTxn.own_stamp``): nothing can have been stored since, so neither is
+        read back.  None reads them.  Returns (new sequence, its commit HLC).
+        """
         if type(node_id) is not bytes or len(node_id) != 16:
             raise InternalError("binlog: node id must be 16 bytes")
-        seq, last_data = self._last(txn)
-        if last_data is not None:
-            hlc.advance_to(self._stored_hlc(last_data))
+        if tail is None or self._touched_in == txn.id():
+            seq, last_data = self._last(txn)
+            if last_data is not None:
+                hlc.advance_to(self._stored_hlc(last_data))
+        else:
+            seq = tail[0]       # and ``hlc`` issued tail[1]: it is already past it
         seq = self._next_sequence(seq)
-        data = collector.finish(hlc.now(), node_id, seq, schema_version)
-        self._put(txn, seq, data)
-        return seq
+        ts = hlc.now()
+        self._touched_in = txn.id()
+        try:
+            # Finished and appended in one compiled call (see _put).
+            stored = _core.append_changeset(txn, self.db, collector, ts, node_id, seq, schema_version)
+        except lmdb.Error as exc:
+            raise OperationalError(f"binlog write failed: {exc}") from exc
+        _check_appended(seq, stored)
+        return seq, ts
 
     def append_encoded(self, txn: lmdb.Transaction, data: bytes) -> int:
         """Store a change set received from a peer, verbatim, under a new
@@ -210,13 +241,15 @@ class Binlog:
             raise OperationalError(f"binlog write failed: {exc}") from exc
 
     def _put(self, txn: lmdb.Transaction, seq: int, data: bytes) -> None:
+        # A tail known from before this transaction is stale in it from now on.
+        self._touched_in = txn.id()
         try:
-            # append=True (MDB_APPEND) skips the B-tree search: keys only grow.
-            stored = txn.put(_seq_key(seq), data, db=self.db, append=True)
+            # Appended (MDB_APPEND skips the B-tree search: keys only grow), through the
+            # compiled put (py-lmdb's keyword parsing costs as much as the write).
+            stored = _core.lmdb_c_put(txn, self.db, _SEQ.pack(seq), data, False, True)
         except lmdb.Error as exc:
             raise OperationalError(f"binlog write failed: {exc}") from exc
-        if not stored:
-            raise InternalError(f"binlog sequence {seq} already exists")
+        _check_appended(seq, stored)
 
     @staticmethod
     def _next_sequence(last: int) -> int:

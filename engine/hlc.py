@@ -20,10 +20,10 @@ smaller timestamp than one already committed.
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 from typing import Callable
 
+from terndb._cext import _core
 from terndb.engine.errors import DataError, OperationalError
 
 LOGICAL_BITS = 16
@@ -68,15 +68,16 @@ class HLC:
     """A thread-safe hybrid logical clock (one per process and database).
 
     ``wall_clock`` returns milliseconds since the epoch; tests substitute it.
+    The last timestamp lives in a compiled ``HLCState`` whose every update is one
+    atomic step, so the clock takes no lock.
     """
 
-    __slots__ = ("_last", "_lock", "_wall", "max_drift_ms")
+    __slots__ = ("_state", "_wall", "max_drift_ms")
 
     def __init__(self, last: int = 0, *,
                  max_drift_ms: int | None = DEFAULT_MAX_DRIFT_MS,
                  wall_clock: Callable[[], int] = _wall_ms) -> None:
-        self._last = _check_timestamp(last, "initial HLC")
-        self._lock = threading.Lock()
+        self._state = _core.HLCState(_check_timestamp(last, "initial HLC"))
         self._wall = wall_clock
         #: Largest lead (ms) a peer timestamp may have over our wall clock;
         #: None accepts any timestamp.
@@ -85,18 +86,19 @@ class HLC:
     @property
     def last(self) -> int:
         """The largest timestamp issued or observed so far."""
-        return self._last
+        return self._state.last
 
     def now(self) -> int:
         """Issue a new timestamp, larger than every earlier one."""
-        physical = self._wall() << LOGICAL_BITS
-        with self._lock:
-            # When the wall clock has not moved past the last timestamp (same
-            # millisecond, or it stepped back), count up from the last one; a
-            # full counter carries into the millisecond part, still monotonic.
-            ts = physical if physical > self._last else self._last + 1
-            self._store(ts)
-            return ts
+        wall = self._wall
+        # The default clock inlined: now() runs once per commit.
+        physical = (time.time_ns() // 1_000_000 if wall is _wall_ms else wall()) << LOGICAL_BITS
+        # When the wall clock has not moved past the last timestamp (same
+        # millisecond, or it stepped back), count up from the last one; a
+        # full counter carries into the millisecond part, still monotonic.
+        if not 0 <= physical <= MAX_TIMESTAMP:
+            physical = _floor(physical)
+        return self._state.move(physical, True)
 
     def observe(self, remote: int) -> int:
         """Merge a peer's timestamp; return a new local timestamp above both.
@@ -112,11 +114,8 @@ class HLC:
             raise OperationalError(
                 f"peer clock is {(remote >> LOGICAL_BITS) - wall} ms ahead of "
                 f"ours (limit {self.max_drift_ms} ms): refusing its timestamp")
-        physical = wall << LOGICAL_BITS
-        with self._lock:
-            ts = max(physical, max(self._last, remote) + 1)
-            self._store(ts)
-            return ts
+        # max(physical, max(last, remote) + 1) == max(max(physical, remote + 1), last + 1)
+        return self._state.move(_floor(max(wall << LOGICAL_BITS, remote + 1)), True)
 
     def advance_to(self, ts: int) -> None:
         """Make every later timestamp larger than ``ts`` (restart recovery).
@@ -124,19 +123,19 @@ class HLC:
         Unlike ``observe`` this trusts ``ts`` (it comes from our own storage)
         and issues nothing.
         """
-        _check_timestamp(ts, "HLC timestamp")
-        with self._lock:
-            if ts > self._last:
-                self._last = ts
-
-    def _store(self, ts: int) -> None:
-        if ts > MAX_TIMESTAMP:
-            raise OperationalError("HLC exhausted: timestamp exceeds 64 bits")
-        self._last = ts
+        self._state.move(_check_timestamp(ts, "HLC timestamp"), False)
 
     def __repr__(self) -> str:
-        wall_ms, logical = divmod(self._last, 1 << LOGICAL_BITS)
+        wall_ms, logical = divmod(self._state.last, 1 << LOGICAL_BITS)
         return f"HLC(last={wall_ms}ms+{logical})"
+
+
+def _floor(ts: int) -> int:
+    """``ts`` as the lower bound of the next timestamp: a wall clock before the epoch
+    bounds nothing, one past 64 bits exhausts the clock."""
+    if ts > MAX_TIMESTAMP:
+        raise OperationalError("HLC exhausted: timestamp exceeds 64 bits")
+    return ts if ts > 0 else 0
 
 
 __all__ = [

@@ -15,7 +15,12 @@ most one row (not in REPLACE mode): its writer checks every constraint
 before writing, so it runs without one (see ``C.modify_many``), which
 saves the nested transaction's page copies on the commonest statement of
 write loops.  At commit the change set collected by the writers is
-appended to the binlog in the same LMDB transaction.
+appended to the binlog in the same LMDB transaction.  The commit leaves a
+``_CommitStamp`` with the storage (binlog tail, schema version, node id):
+the next write transaction that begins on the snapshot it made (nothing
+committed in between, by any process) takes them from there instead of
+reading them again, and the schema read before the commit stays valid for
+that snapshot.
 
 Plans are cached per session by SQL text; a cached plan is reused as long
 as the schema it was planned against is the session's current schema.  An
@@ -33,10 +38,11 @@ from the change set it commits.
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import lmdb
 from sqlglot import exp
@@ -272,16 +278,10 @@ class Session:
             if self.temp_table_ids and self.changes is not None:
                 self.changes = temp_objects.without_temp_changes(self.changes, self.temp_table_ids)
             if self.changes is not None and self.changes.count:
-                schema_version = self.db.catalog.version(write.txn)
-                node_id = self.store.committed_node_id(write)
-                if node_id != self.db.node_id:
-                    self.db.node_id = node_id        # set by another process since this one opened
-                seq = self.db.binlog.append(write.txn, self.changes, self.db.hlc, node_id, schema_version)
-                # Hooks (replication's version bookkeeping) run inside the committing
-                # transaction, so their state can never disagree with the data.
-                for hook in self.db.commit_hooks:
-                    hook(self, write, seq)
-            write.commit()
+                stamp = self._append_changes(write)
+                self._keep_read_schema(write.commit(stamp), stamp)
+            else:
+                write.commit()
         except BaseException as err:
             if is_map_full(err) and self.write is write:
                 self._grow_and_replay()
@@ -293,6 +293,34 @@ class Session:
         finally:
             if self.write is write:
                 self._finish_write()
+
+    def _append_changes(self, write: Any) -> _CommitStamp:
+        """Stores the transaction's change set in the binlog and runs the commit hooks;
+        returns what the committed state will be known by (see ``_CommitStamp``)."""
+        db = self.db
+        known: _CommitStamp | None = write.own_stamp
+        if known is not None and not self.own_ddl:
+            # Nothing was committed since this process's last commit, and this
+            # transaction changed no schema: version and node id are as stamped then.
+            schema_version, node_id = known.schema_version, known.node_id
+        else:
+            schema_version = db.catalog.version(write.txn)
+            node_id = self.store.committed_node_id(write)
+            if node_id != db.node_id:
+                db.node_id = node_id        # set by another process since this one opened
+        tail = known.binlog_tail if known is not None else None
+        seq, hlc = db.binlog.append_after(write.txn, self.changes, db.hlc, node_id, schema_version, tail)
+        # Hooks (replication's version bookkeeping) run inside the committing
+        # transaction, so their state can never disagree with the data.
+        for hook in db.commit_hooks:
+            hook(self, write, seq)
+        return _new_stamp((schema_version, node_id, (seq, hlc)))
+
+    def _keep_read_schema(self, snapshot: int, stamp: _CommitStamp) -> None:
+        """After committing ``snapshot`` with the schema version the session last read,
+        that schema still describes it: the next read of it skips the check."""
+        if self._read_schema is not None and self._read_schema.version == stamp.schema_version:
+            self._read_snapshot = snapshot
 
     def rollback(self) -> None:
         if self.write is None:
@@ -866,6 +894,20 @@ class Session:
                 self._write_schema = None
                 self.plans.clear()
         return Result(rowcount=-1)
+
+
+class _CommitStamp(NamedTuple):
+    """Facts about the state a session commit leaves, kept by the storage
+    (``WriteTxn.commit(stamp)``) for the next write transaction of this process that
+    begins on that very state: it need not read them back."""
+
+    schema_version: int
+    node_id: bytes
+    binlog_tail: tuple[int, int]       # (sequence, commit HLC) of the stored change set
+
+
+# _CommitStamp(...) runs a generated Python __new__; this builds the same tuple in C.
+_new_stamp = functools.partial(tuple.__new__, _CommitStamp)
 
 
 class _StatementSavepoint:

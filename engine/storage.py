@@ -8,7 +8,8 @@ sub-database handles, and map growth.  Row-level work is *not* wrapped: the engi
 On-disk layout of a database directory
 --------------------------------------
 ``data.mdb``/``lock.mdb``  the LMDB environment (LMDB 0.9 engine, data format v1, see below);
-``write.lock``             an empty file locked with ``flock`` by the current terndb writer.
+``write.lock``             the writer lock between processes: a robust shared mutex (set up
+                           once under the file's ``flock``; see ``cext/writelock.pxi``).
 
 Format choice.  py-lmdb 3.0 bundles LMDB 0.9 (data format v1) and LMDB 1.0 (data format v3);
 the two cannot read each other.  terndb creates every database with LMDB 0.9 (``lib_version=0``,
@@ -49,9 +50,13 @@ Concurrency rules enforced here
   ``(pid, realpath)``; each call returns its own :class:`Store` handle on the shared
   environment, released by :meth:`Store.close`.
 * One writer: LMDB's writer mutex blocks forever, so :meth:`Store.begin_write` first takes a
-  thread lock (threads of this process) and an ``flock`` on ``write.lock`` (other processes),
-  polling until a busy timeout, then raises :class:`DatabaseLockedError`.  A write transaction
-  is bound to the thread that began it.
+  thread lock (threads of this process) and the mutex in ``write.lock`` (other processes),
+  waiting up to a busy timeout, then raises :class:`DatabaseLockedError`.  Uncontended,
+  both are taken without a system call.  A write transaction is bound to the thread that
+  began it (the mutex is released on the thread that took it).  Versions of terndb before
+  the mutex took an ``flock`` per transaction instead: run against one of those, a writer
+  still never corrupts anything (LMDB's own mutex serialises them) but may wait past its
+  busy timeout.
 * Remapping (:meth:`Store.grow`, adopting a map grown by another process) is only legal with
   no transaction of this process open, so every transaction is counted and remaps wait for
   the count to drain (bounded by a timeout).
@@ -62,7 +67,13 @@ Concurrency rules enforced here
   transaction and published only when it commits.  A ``storage.dbi_epoch`` counter, bumped
   whenever a sub-database is created or dropped, is read at every transaction begin (one
   get, ~0.6 us), so every transaction starts with handles for all databases of its snapshot,
-  including ones another process created.
+  including ones another process created.  Not read again for a snapshot already checked,
+  nor for one this process committed itself (``_SharedEnv.last_commit``).
+* Own commits: a caller that knows its write transaction changed the database passes a
+  ``stamp`` to :meth:`WriteTxn.commit`; the next write transaction of this process that
+  begins on exactly that snapshot (LMDB ids: the snapshot's id plus one) gets it back as
+  ``own_stamp``, proof that no transaction of any process committed in between.  The
+  session stamps the binlog tail, schema version and node id this way (engine/session.py).
 * py-lmdb 3.0 caveat: aborting a write or nested transaction waits until no other thread of
   the process is inside an LMDB call (``active_ops``); with two threads scanning cursors an
   abort was measured at ~1 s median, 4 s worst.  Commits do not wait.
@@ -84,6 +95,8 @@ from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 import lmdb
+
+from terndb._cext import _core as C
 
 from .errors import (
     CorruptDatabaseError,
@@ -346,11 +359,17 @@ class _SharedEnv:
         # the same snapshot needs no second look at its epoch (the common case: reads
         # with no commit in between).
         self.fresh_snapshot = -1
+        # (LMDB id, stamp) of the last transaction this process committed that is known to
+        # have changed the database (see WriteTxn.commit).  A write transaction whose
+        # snapshot is that commit knows nothing happened since: no other process wrote,
+        # so the epoch is current and the committer's stamp still describes the database.
+        self.last_commit: tuple[int, object] = (-1, None)
         self.dbi_lock = threading.RLock()       # serializes every open_db (LMDB requires it)
-        # Writer exclusion: threads via a lock, processes via flock on write.lock.
+        # Writer exclusion: threads via a lock, processes via the mutex in write.lock.
         self.writer_lock = threading.Lock()
         self.writer_thread: int | None = None
         self.lock_fd = -1
+        self.writer_mutex: C.WriterMutex | None = None
         # Transaction accounting for remaps (set_mapsize needs no txn of this process open).
         self.gate = threading.Condition(threading.Lock())
         self.open_txns: list[None] = []
@@ -421,7 +440,7 @@ class _SharedEnv:
             if self.writer_thread is not None:
                 return
             # Lock order everywhere: the write lock first, then dbi_lock.
-            _acquire_write_lock(self, time.monotonic() + timeout)
+            _acquire_write_lock(self, timeout)
         try:
             with self.dbi_lock:
                 if wanted_epoch is None or self.epoch < wanted_epoch:
@@ -473,10 +492,16 @@ class _SharedEnv:
             txn = self.env.begin(write=write)
         except lmdb.Error:
             return self._begin_slow(write)
-        # A write txn's id is not a snapshot's (an aborted writer's id is reused).
-        snapshot = -1 if write else txn.id()
-        if snapshot == self.fresh_snapshot and snapshot >= 0:
-            return txn
+        # A write txn's id is not a snapshot's (an aborted writer's id is reused): it
+        # begins on the snapshot one below, which is fresh if this process committed it.
+        if write:
+            if txn.id() - 1 == self.last_commit[0]:
+                return txn
+            snapshot = -1
+        else:
+            snapshot = txn.id()
+            if snapshot == self.fresh_snapshot or snapshot == self.last_commit[0]:
+                return txn
         try:
             fresh = txn.get(K_EPOCH, _ZERO_EPOCH, db=self.meta_db) <= self.epoch
         except lmdb.Error as exc:
@@ -526,6 +551,9 @@ class _SharedEnv:
         raise OperationalError("could not begin a transaction: the database kept changing shape")
 
     def close_env(self) -> None:
+        if self.writer_mutex is not None:
+            self.writer_mutex.close()
+            self.writer_mutex = None
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
@@ -665,6 +693,8 @@ def _finish_open(shared: _SharedEnv) -> None:
                                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise OperationalError(f"unable to open {WRITE_LOCK_FILE} in {path}: {exc}") from exc
+        shared.writer_mutex = _open_writer_mutex(shared.lock_fd,
+                                                 float(shared.options["busy_timeout"]))  # type: ignore[arg-type]
     try:
         env.reader_check()              # free slots left by crashed processes
         if META_DB not in env.dbs():
@@ -924,8 +954,7 @@ class Store:
         shared = self._check()
         if self._readonly:
             raise ReadOnlyError("attempt to write a readonly database")
-        deadline = time.monotonic() + max(0.0, timeout)
-        _acquire_write_lock(shared, deadline)
+        _acquire_write_lock(shared, timeout)
         try:
             shared.enter()
             try:
@@ -936,7 +965,11 @@ class Store:
         except BaseException:
             _release_write_lock(shared)
             raise
-        return WriteTxn(shared, raw)
+        wtxn = WriteTxn(shared, raw)
+        last_id, stamp = shared.last_commit
+        if last_id == raw.id() - 1:
+            wtxn.own_stamp = stamp
+        return wtxn
 
     def write(self, work: Callable[["WriteTxn"], T], timeout: float, max_grows: int = 8) -> T:
         """Run ``work(wtxn)`` in a write transaction and commit; on a full map, abort, grow
@@ -974,32 +1007,76 @@ class Store:
             raise translate_lmdb_error(exc, "checking readers") from exc
 
 
-def _acquire_write_lock(shared: _SharedEnv, deadline: float) -> None:
-    """Take the writer lock of this process's threads, then write.lock's flock, by ``deadline``."""
-    if not shared.writer_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        raise DatabaseLockedError("database is locked")
+def _open_writer_mutex(fd: int, timeout: float) -> "C.WriterMutex":
+    """The writer mutex in the ``write.lock`` file ``fd``; its first opener sets it up,
+    holding the file's flock so that two first openers cannot both do it."""
+    mutex = C.WriterMutex.open(fd)
+    if mutex is not None:
+        return mutex
+    deadline = time.monotonic() + timeout
     step = 0
-    while True:
-        try:
-            fcntl.flock(shared.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shared.writer_thread = threading.get_ident()
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                shared.writer_lock.release()
-                raise OperationalError(f"unable to lock the database: {exc}") from exc
+    while not _try_flock(fd):
         left = deadline - time.monotonic()
         if left <= 0:
-            shared.writer_lock.release()
-            raise DatabaseLockedError("database is locked")
+            raise DatabaseLockedError("database is locked (setting up its writer lock)")
         time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
         step += 1
+    try:
+        C.init_writer_mutex(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    mutex = C.WriterMutex.open(fd)
+    if mutex is None:
+        raise OperationalError(f"unable to set up the writer lock in {WRITE_LOCK_FILE}")
+    return mutex
+
+
+def _try_flock(fd: int) -> bool:
+    """One non-blocking try at an exclusive flock on ``fd``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise OperationalError(f"unable to lock the database: {exc}") from exc
+    return True
+
+
+def _acquire_write_lock(shared: _SharedEnv, timeout: float) -> None:
+    """Take the writer lock of this process's threads, then the writer mutex between
+    processes, waiting up to ``timeout`` seconds in all."""
+    mutex = shared.writer_mutex
+    if mutex is None:
+        raise OperationalError("the database's writer lock is closed")
+    threads = shared.writer_lock
+    # Uncontended (every commit of a lone writer): one try of each, no clock reads.
+    if threads.acquire(blocking=False):
+        deadline = None
+    else:
+        deadline = time.monotonic() + timeout
+        if not threads.acquire(timeout=max(0.0, timeout)):
+            raise DatabaseLockedError("database is locked")
+    try:
+        taken = mutex.try_acquire()
+        if not taken:
+            if deadline is None:
+                deadline = time.monotonic() + timeout
+            taken = mutex.acquire(max(0.0, deadline - time.monotonic()))
+    except BaseException:
+        threads.release()
+        raise
+    if not taken:
+        threads.release()
+        raise DatabaseLockedError("database is locked")
+    shared.writer_thread = threading.get_ident()
 
 
 def _release_write_lock(shared: _SharedEnv) -> None:
     shared.writer_thread = None
     try:
-        fcntl.flock(shared.lock_fd, fcntl.LOCK_UN)
+        mutex = shared.writer_mutex
+        if mutex is not None:           # None: the environment was closed meanwhile
+            mutex.release()
     finally:
         shared.writer_lock.release()
 
@@ -1049,7 +1126,7 @@ class WriteTxn:
     that began it.
     """
 
-    __slots__ = ("txn", "_shared", "_stack", "_opened", "_dropped", "_epoch", "_thread")
+    __slots__ = ("txn", "_shared", "_stack", "_opened", "_dropped", "_epoch", "_thread", "own_stamp")
 
     def __init__(self, shared: _SharedEnv, txn: lmdb.Transaction) -> None:
         self.txn = txn
@@ -1060,6 +1137,10 @@ class WriteTxn:
         self._dropped = False
         self._epoch: bytes | None = None
         self._thread = threading.get_ident()
+        #: The ``stamp`` this process committed with (see :meth:`commit`) when this
+        #: transaction began on exactly that commit's snapshot (nothing written since,
+        #: by any process), else None.
+        self.own_stamp: object = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _live(self) -> _SharedEnv:
@@ -1192,25 +1273,42 @@ class WriteTxn:
             self.savepoint()
 
     # -- ending --------------------------------------------------------------------------------
-    def commit(self) -> None:
-        """Commit every level, make it durable per the store's durability, release the lock."""
+    def commit(self, stamp: object = None) -> int:
+        """Commit every level, make it durable per the store's durability, release the lock;
+        returns the transaction's LMDB id (the id of the snapshot it made, if it changed
+        anything).
+
+        ``stamp`` (not None) says the caller knows this transaction changed the database
+        (LMDB gives an unchanged one no new snapshot id): the next write transaction of
+        this process that begins on the snapshot committed here gets it as ``own_stamp``,
+        so the caller can keep facts about the committed state (sequence numbers, the
+        schema version) instead of reading them again.
+        """
         shared = self._live()
+        stack = self._stack
         try:
             with shared.dbi_lock:
+                commit_id = stack[0].id()
                 try:
-                    while len(self._stack) > 1:
-                        self._stack.pop().commit()
-                    self._stack.pop().commit()
+                    while len(stack) > 1:
+                        stack.pop().commit()
+                    stack.pop().commit()
                 except lmdb.Error as exc:
                     self._abort_levels()
                     raise translate_lmdb_error(exc, "committing") from exc
                 # Committed: the handles opened here are now valid for everyone.
-                for name, (_, handle) in self._opened.items():
-                    shared.handles[name] = handle
+                if self._opened:
+                    for name, (_, handle) in self._opened.items():
+                        shared.handles[name] = handle
                 if self._epoch is not None and self._epoch > shared.epoch:
                     shared.epoch = self._epoch
+                if stamp is not None:
+                    # Published before the write lock is released: the next writer of
+                    # this process sees it (or a later commit's).
+                    shared.last_commit = (commit_id, stamp)
         finally:
             self._finish(shared)
+        return commit_id
 
     def abort(self) -> None:
         """Abandon every level and release the write lock (idempotent)."""

@@ -328,6 +328,44 @@ def test_busy_timeout_between_processes(store, path):
     assert child.exitcode == 0
 
 
+def _hold_write_lock_until_killed(path: str, ready) -> None:
+    s = Store.open(path)
+    w = s.begin_write(5.0)
+    w.txn.put(b"child", b"uncommitted", db=s.db(b"_meta"))
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_writer_killed_holding_the_lock_does_not_lock_out_the_next(store, path):
+    """The writer mutex is robust: the kernel hands it on when its holder dies."""
+    ready = SPAWN.Event()
+    child = SPAWN.Process(target=_hold_write_lock_until_killed, args=(path, ready))
+    child.start()
+    try:
+        assert ready.wait(JOIN)
+        with pytest.raises(DatabaseLockedError):
+            store.begin_write(0.05)
+    finally:
+        child.kill()
+        child.join(JOIN)
+    with store.begin_write(5.0) as w:
+        assert store.meta_get(w, b"child") is None      # its transaction died with it
+        store.meta_put(w, b"after", b"1")
+    with store.begin_read() as r:
+        assert store.meta_get(r, b"after") == b"1"
+
+
+def test_writer_lock_file_holds_the_shared_mutex(store, path):
+    """write.lock carries the mutex every process maps (set up once, kept on reopen)."""
+    lock_file = os.path.join(path, "write.lock")
+    assert os.path.getsize(lock_file) == 4096
+    with open(lock_file, "rb") as f:
+        assert f.read(22) == b"terndb writer mutex v1"
+    with store.begin_write(1.0) as w:
+        store.meta_put(w, b"k", b"v")
+    assert os.path.getsize(lock_file) == 4096
+
+
 # ---------------------------------------------------------------------------------------------
 # Savepoints and sub-database handles
 
