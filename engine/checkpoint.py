@@ -49,6 +49,7 @@ to simulate a reboot.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -60,7 +61,7 @@ import uuid
 import weakref
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import lmdb
 
@@ -75,6 +76,14 @@ __all__ = ["CHECKPOINT_FILE", "DEFAULT_INTERVAL", "Checkpointer", "boot_id", "re
 
 #: Seconds between checkpoints while commits keep coming (and the idle timer's delay).
 DEFAULT_INTERVAL = 1.0
+#: Commits between checkpoints at most.  While S is pinned LMDB reuses no page freed since,
+#: so every commit appends its pages to the file; this bounds that growth (sqlite3 likewise
+#: checkpoints its WAL every 1000 pages).
+DEFAULT_MAX_COMMITS = 1000
+# A committer checkpoints itself once this many times max_commits wait for the timer.
+_BACKLOG = 4
+# How long the timer's checkpoint waits for the writer lock to record a synced snapshot.
+_RECORD_WAIT = 5.0
 BOOT_ID_ENV = "TERNDB_BOOT_ID"
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
@@ -370,6 +379,14 @@ def _restore_metas(data_fd: int, state: _State, directory: str) -> None:
 # --------------------------------------------------------------------------------------------
 # The per-environment checkpointer
 
+def _drop(pin: lmdb.Transaction | None) -> None:
+    """End a pin (it may have been invalidated by a remap already)."""
+    if pin is not None:
+        try:
+            pin.abort()
+        except lmdb.Error:
+            pass
+
 _live: "weakref.WeakSet[Checkpointer]" = weakref.WeakSet()
 
 
@@ -389,6 +406,7 @@ class Checkpointer:
                  interval: float | None = None) -> None:
         self.nosync = nosync
         self.interval = DEFAULT_INTERVAL if interval is None else interval
+        self.max_commits = DEFAULT_MAX_COMMITS
         self._env = env
         self._path = os.path.join(directory, CHECKPOINT_FILE)
         self._lock, self._unlock, self._enter, self._leave = lock, unlock, enter, leave
@@ -407,8 +425,11 @@ class Checkpointer:
         self._pin: lmdb.Transaction | None = None
         self._last = time.monotonic()
         self._dirty = False             # a commit since the last checkpoint
+        self._commits = 0               # commits since the last checkpoint
         self._failed: BaseException | None = None
-        self._wake = threading.Event()
+        self._pin_epoch = 0             # bumped when a remap drops the pins
+        self._wake = threading.Event()  # set: commits wait for a checkpoint
+        self._kick = threading.Event()  # set: one is due now (commit count)
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self._closed = False
@@ -442,8 +463,10 @@ class Checkpointer:
 
     def after_commit(self) -> None:
         """After a ``normal`` commit, still counted as an open transaction and holding the
-        writer lock: checkpoint if one is due, else leave it to the timer."""
-        if time.monotonic() - self._last >= self.interval:
+        writer lock: hand the checkpoint to the timer thread, or take it here if the timer
+        fell far behind (bounding the file's growth)."""
+        self._commits += 1
+        if self._commits >= _BACKLOG * self.max_commits:
             # The committing transaction is still counted open, which holds remaps off.
             try:
                 self._checkpoint(clean=False)
@@ -455,10 +478,13 @@ class Checkpointer:
             self._wake.set()
             if self._timer is None:
                 self._start_timer()
+        if self._commits >= self.max_commits and not self._kick.is_set():
+            self._kick.set()
 
     def pin_lost(self) -> None:
-        """py-lmdb invalidated every transaction (a remap): the pin is gone."""
+        """py-lmdb invalidated every transaction (a remap): the pins are gone."""
         self._pin = None
+        self._pin_epoch += 1
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -470,24 +496,108 @@ class Checkpointer:
             self._leave()
 
     def _checkpoint(self, clean: bool) -> None:
-        try:
+        """A whole checkpoint under the writer lock (or a clean mark, without a pin)."""
+        with self._failing():
             self._env.sync(True)
-            meta, page_size = _committed_meta(self._data_fd)
-            pin = self._env.begin() if not clean else None
+            pin, meta, page_size = self._snapshot(pinned=not clean)
             try:
-                txnid = _txnid(meta)
-                if pin is not None and pin.id() != txnid:
-                    raise OperationalError(
-                        f"checkpoint: the data file's meta page (txn {txnid}) is not the "
-                        f"latest snapshot (txn {pin.id()})")
-                current = _read_state(self._fd, self._path)
-                generation = (current.generation if current is not None else 0) + 1
-                _write_state(self._fd, _State(generation, clean, txnid, page_size,
-                                              self._boot, meta))
+                self._record(clean, pin, meta, page_size, self._commits)
             except BaseException:
-                if pin is not None:
-                    pin.abort()
+                _drop(pin)
                 raise
+
+    def _background_checkpoint(self) -> bool:
+        """The timer's checkpoint: the data fsync runs *without* the writer lock, so commits
+        go on meanwhile (the old pin protects the old checkpoint, the new pin the new one).
+        False if the writer lock stayed busy."""
+        try:
+            self._lock(0.05)
+        except DatabaseLockedError:
+            return False
+        try:
+            if self._closed or self._failed is not None or not self._dirty:
+                return True
+            if self._generation() != self._seen:
+                # Another writer's record came later and synced our commits; our next
+                # write checkpoints before it commits.
+                self._dirty = False
+                return True
+            self._enter()
+            try:
+                if self._pin is None:   # a remap dropped it: a plain checkpoint
+                    self._checkpoint(clean=False)
+                    return True
+                expected, epoch, covered = self._seen, self._pin_epoch, self._commits
+                with self._failing():
+                    pin, meta, page_size = self._snapshot(pinned=True)
+            finally:
+                self._leave()
+        except Error:
+            return True                 # recorded by _fail: the next write reports it
+        finally:
+            self._unlock()
+        try:
+            self._enter()
+            try:
+                with self._failing():
+                    self._env.sync(True)
+            finally:
+                self._leave()
+            self._lock(float(_RECORD_WAIT))
+            try:
+                # Someone else wrote a record (or a remap dropped the pins) meanwhile:
+                # theirs stands, and our next write checkpoints if it needs to.
+                if (self._closed or self._seen != expected or self._generation() != expected
+                        or self._pin_epoch != epoch):
+                    _drop(pin)
+                    return True
+                self._enter()
+                try:
+                    with self._failing():
+                        self._record(False, pin, meta, page_size, covered)
+                finally:
+                    self._leave()
+                pin = None
+            finally:
+                self._unlock()
+        except Error:
+            pass                        # recorded by _fail, or the lock stayed busy
+        finally:
+            if pin is not None:
+                _drop(pin)
+        return True
+
+    def _snapshot(self, pinned: bool) -> tuple[lmdb.Transaction | None, bytes, int]:
+        """Under the writer lock: the committed meta page, and a read txn pinning it."""
+        meta, page_size = _committed_meta(self._data_fd)
+        pin = self._env.begin() if pinned else None
+        if pin is not None and pin.id() != _txnid(meta):
+            _drop(pin)
+            raise OperationalError(
+                f"checkpoint: the data file's meta page (txn {_txnid(meta)}) is not the "
+                f"latest snapshot (txn {pin.id()})")
+        return pin, meta, page_size
+
+    def _record(self, clean: bool, pin: lmdb.Transaction | None, meta: bytes,
+                page_size: int, covered: int) -> None:
+        """Under the writer lock, the data file synced past the snapshot: write the record,
+        then move the pin (only now may LMDB reuse the old checkpoint's pages)."""
+        current = _read_state(self._fd, self._path)
+        generation = (current.generation if current is not None else 0) + 1
+        _write_state(self._fd, _State(generation, clean, _txnid(meta), page_size,
+                                      self._boot, meta))
+        old, self._pin = self._pin, pin
+        _drop(old)
+        self._seen = generation
+        self._last = time.monotonic()
+        self._commits = max(0, self._commits - covered)
+        self._dirty = self._commits > 0
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Translate a checkpoint's failure and record it (see :meth:`_fail`)."""
+        try:
+            yield
         except lmdb.Error as exc:
             raise self._fail(exc, translate_lmdb_error(exc, "checkpoint")) from exc
         except OSError as exc:
@@ -495,15 +605,6 @@ class Checkpointer:
                 f"checkpoint failed: disk I/O error ({exc})")) from exc
         except Error as exc:
             raise self._fail(exc, exc)
-        old, self._pin = self._pin, pin
-        if old is not None:
-            try:
-                old.abort()
-            except lmdb.Error:
-                pass                    # invalidated by a remap already
-        self._seen = generation
-        self._last = time.monotonic()
-        self._dirty = False
 
     def _fail(self, cause: BaseException, error: Error) -> Error:
         """Record a failed checkpoint: writes stop until the database is reopened.
@@ -516,7 +617,7 @@ class Checkpointer:
         self._seen = -2                 # off the fast path: before_write reports it
         return error
 
-    # -- the idle timer -------------------------------------------------------------------------
+    # -- the timer thread -----------------------------------------------------------------------
     def _start_timer(self) -> None:
         self._timer = threading.Thread(target=self._run_timer, name="terndb-checkpoint",
                                        daemon=True)
@@ -524,19 +625,21 @@ class Checkpointer:
 
     def _run_timer(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait()           # commits are waiting for a checkpoint
             if self._stop.is_set():
                 return
             delay = self._last + self.interval - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
+            if delay > 0 and self._commits < self.max_commits:
+                self._kick.wait(delay)  # due by time, or kicked by the commit count
+                self._kick.clear()
                 continue
             self._wake.clear()
-            if self._dirty and not self._try_checkpoint():
+            self._kick.clear()
+            if self._dirty and not self._background_checkpoint():
                 self._wake.set()        # the writer lock was busy: try again shortly
-                self._stop.wait(min(self.interval, 0.05))
+                self._stop.wait(0.01)
 
-    def _try_checkpoint(self, timeout: float = 0.05, clean: bool = False) -> bool:
+    def _try_checkpoint(self, timeout: float, clean: bool) -> bool:
         """Checkpoint under the writer lock if it is free within ``timeout``."""
         try:
             self._lock(timeout)
@@ -566,6 +669,7 @@ class Checkpointer:
             return
         self._stop.set()
         self._wake.set()
+        self._kick.set()
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join()
         error: BaseException | None = None
@@ -587,12 +691,8 @@ class Checkpointer:
         finally:
             self._closed = True
             _live.discard(self)
-            if self._pin is not None:
-                try:
-                    self._pin.abort()
-                except lmdb.Error:
-                    pass
-                self._pin = None
+            _drop(self._pin)
+            self._pin = None
             self._map.close()
             os.close(self._data_fd)
             os.close(self._fd)
@@ -605,6 +705,7 @@ class Checkpointer:
             return
         self._stop.set()
         self._wake.set()
+        self._kick.set()
         self._try_checkpoint(timeout=0.5, clean=True)
 
 

@@ -365,3 +365,34 @@ def test_memory_database_in_normal_mode() -> None:
     assert con.execute("SELECT SUM(a) FROM t").fetchone() == (45,)
     con.close()
     assert not os.path.exists(path)
+
+
+def test_background_checkpoints_restore_exactly(tmp_path: Path, slow_checkpoints: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints taken by the timer thread (fsync outside the writer lock, commits going
+    on) record a snapshot that an OS crash restores exactly."""
+    monkeypatch.setattr(ck, "DEFAULT_MAX_COMMITS", 10)
+    path = tmp_path / "db"
+    con = terndb.connect(str(path), durability="normal")
+    try:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
+        con.commit()
+        first = _state(path).generation
+        by_txn: dict[int, list[list[Any]]] = {}
+        for i in range(200):
+            con.execute("INSERT INTO t (n, s) VALUES (?, ?)", (i, "v" * (i % 30)))
+            con.execute("DELETE FROM t WHERE id = ?", (i // 2,))
+            con.commit()
+            by_txn[con._db.store.env.info()["last_txnid"]] = [
+                list(r) for r in con.execute(ROWS).fetchall()]
+        deadline = time.monotonic() + 10
+        while _state(path).generation < first + 3:  # the timer is asynchronous
+            assert time.monotonic() < deadline, "the timer took no checkpoint"
+            time.sleep(0.01)
+        image = _all_writes_landed(path, tmp_path / "img")
+        state = _state(image)                       # the record the image holds
+        assert not state.clean and state.txnid in by_txn
+    finally:
+        con.close()
+    result = _probe(image, boot="rebooted")
+    assert result.get("rows") == by_txn[state.txnid] and result["problems"] == [], result
