@@ -33,9 +33,18 @@ Rules that keep it true with several connections and processes (all under the wr
   marks it clean first: from then on the data file's own meta pages are the truth again, so
   a ``full`` commit is never rolled back by a later restore (an ``off`` commit keeps its own,
   weaker, documented meaning);
-* a checkpoint is due after a commit once :data:`DEFAULT_INTERVAL` has passed since the last;
-  a daemon timer thread checkpoints an idle database whose last commit is not yet
-  checkpointed; a clean close (and interpreter exit) takes a final checkpoint marked clean.
+* a commit only hands work to a daemon timer thread, which checkpoints
+  :data:`DEFAULT_INTERVAL` after the last checkpoint (so an idle database is durable within
+  about a second) or as soon as :data:`DEFAULT_MAX_COMMITS` commits wait.  Its fsync runs
+  *without* the writer lock: it pins the new snapshot under the lock, syncs while commits
+  go on (the old pin still guards the recorded checkpoint), then records it under the lock
+  unless another record came first.  A committer far ahead of the timer checkpoints itself;
+  a clean close (and interpreter exit) takes a final checkpoint marked clean.
+
+Cost.  While a snapshot is pinned LMDB reuses no page freed after it, so each commit writes
+its copied pages (about 7 for a one-row insert with the binlog) to fresh places instead of
+the same few hot pages: on this kind of machine ~30 us per single-insert commit against
+~18 us with ``off``, and the file keeps about two checkpoints' worth of pages in reserve.
 
 The checkpoint file has two 4 KiB slots written alternately, each with a generation number
 and a CRC-32, each ``fdatasync``'d before the pin moves: a torn write leaves the other slot,

@@ -28,10 +28,9 @@ Durability levels (LMDB's guarantees, lmdb.h, MDB_NOMETASYNC / MDB_NOSYNC; check
 ``FULL``   ``sync=True, metasync=True``: data pages are fsync'd, then the meta page is written
            and fsync'd.  A committed transaction survives an application crash, an OS crash
            and a power loss.
-``NORMAL`` sqlite3's WAL + ``synchronous=NORMAL`` guarantee, at its cost: no fsync at commit
-           (MDB_NOSYNC); a checkpoint (:mod:`checkpoint`) fsyncs at most every
-           ``checkpoint.DEFAULT_INTERVAL`` (1 s) while commits come, and about that long after
-           the last one.  An application crash loses nothing.  An OS crash or power loss rolls
+``NORMAL`` sqlite3's WAL + ``synchronous=NORMAL`` guarantee: no fsync at commit (MDB_NOSYNC);
+           a background checkpoint (:mod:`checkpoint`) fsyncs every second or 1000 commits,
+           and about a second after the last commit.  An application crash loses nothing.  An OS crash or power loss rolls
            the database back to its last checkpoint (the commits of about the last second) and
            never corrupts it: the next open restores the checkpointed snapshot, whose pages a
            pinned read transaction kept LMDB from reusing.  A clean close (or interpreter
