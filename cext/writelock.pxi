@@ -13,10 +13,12 @@ How, and why it is safe
 -----------------------
 * Layout of the 4096-byte file: a magic string and ``sizeof(pthread_mutex_t)`` (both
   checked before use), then the mutex at offset 64.
-* The mutex is set up once per file by ``init_writer_mutex``, which the caller runs while
-  holding the file's ``flock`` (every terndb process takes it before setting up), and
-  which writes the magic last: a process maps the mutex only once it sees the magic,
-  so none can use a half-made one.
+* Every process that has the database open for writing holds a shared ``flock`` on the
+  file.  One that gets it exclusively is alone and sets the mutex up afresh
+  (``init_writer_mutex(fd, True)``), then turns its flock shared: a mutex left locked by
+  a process of an earlier boot (or in a copied directory) would otherwise stay locked for
+  ever, since no kernel will report its owner dead.  The magic is written last, so no
+  process maps a half-made mutex.
 * Robust (``PTHREAD_MUTEX_ROBUST``): when a process dies holding it, the kernel hands
   it to the next locker with ``EOWNERDEAD``; the lock is then marked consistent and
   taken (LMDB recovers its own state of the dead writer the same way).
@@ -67,11 +69,12 @@ cdef extern from *:
         return w;
     }
 
-    /* Sets up the lock in ``fd`` unless it already is; the caller holds its flock.
+    /* Sets up the lock in ``fd`` (anew if ``fresh``, else unless it already is); the
+     * caller holds the file's flock exclusively.
      * Returns 0 or an errno. */
-    static int terndb_wlock_init(int fd) {
+    static int terndb_wlock_init(int fd, int fresh) {
         int err = 0;
-        terndb_wlock *w = terndb_wlock_map(fd, &err);
+        terndb_wlock *w = fresh ? NULL : terndb_wlock_map(fd, &err);
         pthread_mutexattr_t attr;
         void *p;
         if (w != NULL) { munmap(w, TERNDB_WLOCK_SIZE); return 0; }
@@ -128,7 +131,7 @@ cdef extern from *:
     ctypedef struct terndb_wlock:
         pass
     terndb_wlock* terndb_wlock_map(int fd, int* err)
-    int terndb_wlock_init(int fd)
+    int terndb_wlock_init(int fd, int fresh)
     int terndb_wlock_try(terndb_wlock* w)
     int terndb_wlock_wait(terndb_wlock* w, double timeout) nogil
     int terndb_wlock_unlock(terndb_wlock* w)
@@ -144,10 +147,10 @@ def _wlock_error(int err, str what) -> OperationalError:
     return OperationalError(f"{what}: {_wl_strerror(err)}")
 
 
-def init_writer_mutex(int fd) -> None:
-    """Sets up the writer mutex in the open ``write.lock`` file ``fd`` unless it already
-    is; call it holding that file's flock."""
-    cdef int err = terndb_wlock_init(fd)
+def init_writer_mutex(int fd, bint fresh=False) -> None:
+    """Sets up the writer mutex in the open ``write.lock`` file ``fd`` (anew if ``fresh``,
+    else unless it already is); call it holding that file's flock exclusively."""
+    cdef int err = terndb_wlock_init(fd, fresh)
     if err != 0:
         raise _wlock_error(err, "unable to set up the database's writer lock")
 

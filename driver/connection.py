@@ -11,8 +11,14 @@ Options of ``terndb.connect(path, **options)``:
                               writer waits for another writer before
                               ``OperationalError: database is locked``.
 ``durability``                ``"full"`` (default: every commit fsync'd),
-                              ``"normal"`` (an OS crash may lose the last
-                              commits, never corrupts), ``"off"`` (no fsync).
+                              ``"normal"`` (sqlite3's WAL + synchronous=NORMAL
+                              guarantee: no fsync per commit; a background
+                              checkpoint every second or 1000 commits; an
+                              application crash loses nothing, an OS crash
+                              rolls back to the last checkpoint and never
+                              corrupts; on systems without a boot id, every
+                              commit fsyncs its data pages instead),
+                              ``"off"`` (no fsync: an OS crash may corrupt).
 ``map_size``                  initial LMDB map size in bytes; it grows by itself.
 ``readonly``                  open the database read-only.
 ``detect_types``              ``terndb.PARSE_DECLTYPES`` to convert results by

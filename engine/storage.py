@@ -9,7 +9,8 @@ On-disk layout of a database directory
 --------------------------------------
 ``data.mdb``/``lock.mdb``  the LMDB environment (LMDB 0.9 engine, data format v1, see below);
 ``write.lock``             the writer lock between processes: a robust shared mutex (set up
-                           once under the file's ``flock``; see ``cext/writelock.pxi``).
+                           once under the file's ``flock``; see ``cext/writelock.pxi``);
+``data.ckpt``              the last checkpoint (``durability="normal"``, see :mod:`checkpoint`).
 
 Format choice.  py-lmdb 3.0 bundles LMDB 0.9 (data format v1) and LMDB 1.0 (data format v3);
 the two cannot read each other.  terndb creates every database with LMDB 0.9 (``lib_version=0``,
@@ -23,20 +24,28 @@ database.  Creation is atomic: the environment is built and its metadata committ
 staging directory, then its ``data.mdb`` is hard-linked into place, so a crash mid-creation
 never leaves a half-made database, and two processes creating the same path race safely.
 
-Durability levels (LMDB's own guarantees, lmdb.h, MDB_NOMETASYNC / MDB_NOSYNC)
-------------------------------------------------------------------------------
+Durability levels (LMDB's guarantees, lmdb.h, MDB_NOMETASYNC / MDB_NOSYNC; checkpoint.py)
+-----------------------------------------------------------------------------------------
 ``FULL``   ``sync=True, metasync=True``: data pages are fsync'd, then the meta page is written
            and fsync'd.  A committed transaction survives an application crash, an OS crash
            and a power loss.
-``NORMAL`` ``sync=True, metasync=False`` (MDB_NOMETASYNC): data pages are fsync'd, the meta page
-           write is not (it is flushed by the OS, the next commit or :meth:`Store.sync`).
-           Integrity is kept (atomicity, consistency, isolation); an OS crash or power loss may
-           undo the *last* committed transaction.
+``NORMAL`` sqlite3's WAL + ``synchronous=NORMAL`` guarantee: no fsync at commit (MDB_NOSYNC);
+           a background checkpoint (:mod:`checkpoint`) fsyncs every second or 1000 commits,
+           and about a second after the last commit.  An application crash loses nothing.  An OS crash or power loss rolls
+           the database back to its last checkpoint (the commits of about the last second) and
+           never corrupts it: the next open restores the checkpointed snapshot, whose pages a
+           pinned read transaction kept LMDB from reusing.  A clean close (or interpreter
+           exit) takes a final checkpoint.  Needs the OS boot id (Linux); elsewhere ``NORMAL``
+           is ``sync=True, metasync=False`` (MDB_NOMETASYNC: data pages fsync'd at every
+           commit, an OS crash may undo the last transaction).
 ``OFF``    ``sync=False, metasync=False`` (MDB_NOSYNC): nothing is fsync'd at commit.  An
            application crash loses nothing (the writes are in the OS page cache).  An OS crash
            or power loss may lose the last transactions, and LMDB warns it *can corrupt the
            database* unless the filesystem preserves write order.  Call :meth:`Store.sync` to
            make a point durable.
+
+A ``FULL`` or ``OFF`` writer that finds a ``NORMAL`` checkpoint "not clean" syncs and marks it
+clean before its first commit, so a later crash recovery never undoes a ``FULL`` commit.
 
 Map size.  LMDB maps the whole file at a fixed maximum size.  The default is 1 TiB of
 *virtual* address space: without ``writemap`` the data file only grows as pages are written
@@ -92,7 +101,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import lmdb
 
@@ -114,6 +123,9 @@ __all__ = [
     "DEFAULT_MAP_SIZE", "DEFAULT_MAX_DBS", "STORAGE_FORMAT", "STORAGE_FORMAT_VERSION",
 ]
 
+if TYPE_CHECKING:
+    from .checkpoint import Checkpointer
+
 T = TypeVar("T")
 
 #: Name and version of terndb's storage layout, recorded in every database.
@@ -131,8 +143,9 @@ DEFAULT_MAX_READERS = 126
 DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
 WRITE_LOCK_FILE = "write.lock"
+CHECKPOINT_FILE = "data.ckpt"
 # Files terndb itself may leave in a directory that holds no database yet.
-_OWN_FILES = frozenset({DATA_FILE, LOCK_FILE, WRITE_LOCK_FILE})
+_OWN_FILES = frozenset({DATA_FILE, LOCK_FILE, WRITE_LOCK_FILE, CHECKPOINT_FILE})
 _STAGING_PREFIX = ".terndb-init-"
 
 META_DB = b"_meta"
@@ -166,6 +179,7 @@ class Durability(enum.Enum):
 
 _DURABILITY_FLAGS = {
     Durability.FULL: {"sync": True, "metasync": True},
+    # Without checkpoints (no boot id on this OS); with them NORMAL opens like OFF.
     Durability.NORMAL: {"sync": True, "metasync": False},
     Durability.OFF: {"sync": False, "metasync": False},
 }
@@ -374,6 +388,8 @@ class _SharedEnv:
         self.gate = threading.Condition(threading.Lock())
         self.open_txns: list[None] = []
         self.resizing = False
+        # The checkpoint protocol (checkpoint.Checkpointer) of a writable environment.
+        self.checkpointer: "Checkpointer | None" = None
 
     # -- transaction accounting ------------------------------------------------------------
     # A Condition round trip per transaction costs ~2 us, so the hot path is lock-free: each
@@ -416,6 +432,9 @@ class _SharedEnv:
                     self.env.set_mapsize(new_size)
                 except lmdb.Error as exc:
                     raise translate_lmdb_error(exc, "resizing the database map") from exc
+                finally:
+                    if self.checkpointer is not None:
+                        self.checkpointer.pin_lost()    # py-lmdb ended every transaction
             finally:
                 self.resizing = False
                 self.gate.notify_all()
@@ -551,6 +570,17 @@ class _SharedEnv:
         raise OperationalError("could not begin a transaction: the database kept changing shape")
 
     def close_env(self) -> None:
+        if self.checkpointer is not None:
+            try:
+                # Its final checkpoint takes the writer lock: close it while the lock lives.
+                self.checkpointer.close(float(self.options["busy_timeout"]))  # type: ignore[arg-type]
+            finally:
+                self.checkpointer = None
+                self._close_files()
+            return
+        self._close_files()
+
+    def _close_files(self) -> None:
         if self.writer_mutex is not None:
             self.writer_mutex.close()
             self.writer_mutex = None
@@ -656,9 +686,13 @@ def _verify_meta(path: str, txn: lmdb.Transaction, meta_db: object) -> bytes:
 
 
 def _open_shared(path: str, options: dict[str, object]) -> _SharedEnv:
+    # Imported here: the checkpoint module builds on this one's meta-page reader.
+    from . import checkpoint
     readonly = bool(options["readonly"])
     if not _check_directory(path, bool(options["create"]), readonly):
         _create_database(path)
+    else:
+        checkpoint.recover(path, float(options["busy_timeout"]))  # type: ignore[arg-type]
     data_path = os.path.join(path, DATA_FILE)
     header = _read_header(data_path)
     if header.data_format != LMDB_DATA_FORMAT:
@@ -669,16 +703,25 @@ def _open_shared(path: str, options: dict[str, object]) -> _SharedEnv:
     if map_size is None:
         map_size = max(DEFAULT_MAP_SIZE, header.map_size)
     durability: Durability = options["durability"]  # type: ignore[assignment]
+    checkpoints = not readonly and checkpoint.nosync_supported()
+    flags = durability.lmdb_flags()
+    if checkpoints and durability is Durability.NORMAL:
+        flags = _DURABILITY_FLAGS[Durability.OFF]
     try:
         env = lmdb.open(path, map_size=map_size, readonly=readonly, create=False,
                         max_dbs=options["max_dbs"], max_readers=options["max_readers"],
-                        lib_version=LMDB_LIB_VERSION, max_spare_txns=0,
-                        **durability.lmdb_flags())
+                        lib_version=LMDB_LIB_VERSION, max_spare_txns=0, **flags)
     except lmdb.Error as exc:
         raise translate_lmdb_error(exc, f"opening database {path}") from exc
     shared = _SharedEnv(path, env, options)
     try:
         _finish_open(shared)
+        if checkpoints:
+            shared.checkpointer = checkpoint.Checkpointer(
+                env, path, durability is Durability.NORMAL,
+                lock=lambda timeout: _acquire_write_lock(shared, timeout),
+                unlock=lambda: _release_write_lock(shared),
+                enter=shared.enter, leave=shared.leave)
     except BaseException:
         shared.close_env()
         raise
@@ -841,9 +884,22 @@ class Store:
     def map_size(self) -> int:
         return int(self._check().env.info()["map_size"])
 
-    def sync(self) -> None:
-        """Flush everything committed to disk (makes Durability.OFF/NORMAL commits durable)."""
+    def sync(self, timeout: float = _HANDLE_SYNC_WAIT) -> None:
+        """Make everything committed durable (Durability.OFF/NORMAL commits).
+
+        With checkpoints that is a checkpoint (under the write lock, waiting up to
+        ``timeout`` for another writer): a bare fsync would not move the point an OS crash
+        rolls back to.
+        """
         shared = self._check()
+        checkpointer = shared.checkpointer
+        if checkpointer is not None and checkpointer.nosync and not self._readonly:
+            _acquire_write_lock(shared, timeout)
+            try:
+                checkpointer.checkpoint()
+            finally:
+                _release_write_lock(shared)
+            return
         try:
             shared.env.sync(True)
         except lmdb.Error as exc:
@@ -956,6 +1012,8 @@ class Store:
             raise ReadOnlyError("attempt to write a readonly database")
         _acquire_write_lock(shared, timeout)
         try:
+            if shared.checkpointer is not None:
+                shared.checkpointer.before_write()
             shared.enter()
             try:
                 raw = shared.begin_raw(write=True)
@@ -1008,33 +1066,48 @@ class Store:
 
 
 def _open_writer_mutex(fd: int, timeout: float) -> "C.WriterMutex":
-    """The writer mutex in the ``write.lock`` file ``fd``; its first opener sets it up,
-    holding the file's flock so that two first openers cannot both do it."""
-    mutex = C.WriterMutex.open(fd)
-    if mutex is not None:
-        return mutex
+    """The writer mutex in the ``write.lock`` file ``fd``.  Every process that has the
+    database open for writing holds a shared flock on the file until it closes; one that
+    gets the flock exclusively is alone, and sets the mutex up (as LMDB resets its own lock
+    file when its first user opens it)."""
     deadline = time.monotonic() + timeout
-    step = 0
-    while not _try_flock(fd):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DatabaseLockedError("database is locked (setting up its writer lock)")
-        time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
-        step += 1
-    try:
-        C.init_writer_mutex(fd)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    if _try_flock(fd, fcntl.LOCK_EX):
+        # No other process has the database open for writing (each holds a shared flock
+        # while it does): the mutex in the file is nobody's, so set it up afresh.  One
+        # left locked by a process of an earlier boot, or in a copied directory, has an
+        # owner the kernel will never report dead and would stay locked for ever.
+        try:
+            C.init_writer_mutex(fd, True)
+        finally:
+            _wait_flock(fd, fcntl.LOCK_SH, deadline)    # not atomic: see _wait_flock
+    else:
+        _wait_flock(fd, fcntl.LOCK_SH, deadline)
     mutex = C.WriterMutex.open(fd)
     if mutex is None:
         raise OperationalError(f"unable to set up the writer lock in {WRITE_LOCK_FILE}")
     return mutex
 
 
-def _try_flock(fd: int) -> bool:
-    """One non-blocking try at an exclusive flock on ``fd``."""
+def _wait_flock(fd: int, kind: int, deadline: float) -> None:
+    """Take an flock of ``kind`` on ``fd`` by ``deadline``.
+
+    Turning an exclusive flock into a shared one drops it first, so another first opener
+    may take it in between and set the mutex up again; that is harmless because this
+    process has not used the mutex yet, and its shared flock waits for the other's.
+    """
+    step = 0
+    while not _try_flock(fd, kind):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DatabaseLockedError("database is locked (setting up its writer lock)")
+        time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
+        step += 1
+
+
+def _try_flock(fd: int, kind: int) -> bool:
+    """One non-blocking try at an flock of ``kind`` (LOCK_EX or LOCK_SH) on ``fd``."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
@@ -1306,6 +1379,9 @@ class WriteTxn:
                     # Published before the write lock is released: the next writer of
                     # this process sees it (or a later commit's).
                     shared.last_commit = (commit_id, stamp)
+            checkpointer = shared.checkpointer
+            if checkpointer is not None and checkpointer.nosync:
+                checkpointer.after_commit()
         finally:
             self._finish(shared)
         return commit_id
