@@ -731,20 +731,52 @@ cdef long long modify_for_params(TableWriter writer, Operator source, list assig
     rows changed.  ``nslots`` and ``named`` are ``spec.count`` and ``spec._has_names``,
     read once by the caller; a prepared statement (stmt.pxi) calls this straight from C."""
     cdef long long count = 0
-    cdef list rows
     cdef tuple r
     if not named and _native_params(params, nslots):
         ctx.params = <tuple>params
     else:
         ctx.params = bind(spec, params)
-    rows = collect_rows(source, ctx, -1)
-    if open_savepoint is not None and (len(rows) > 1 or assignments is None
+    targets = _target_rows(source, ctx)
+    if targets is None:
+        return 0
+    if open_savepoint is not None and (type(targets) is list or assignments is None
                                        or mode == CONFLICT_REPLACE):
         _switch_txn(ctx, open_savepoint())
-    for r in rows:
-        if assignments is None:
-            writer.delete(r, ctx)
-            count += 1
-        elif writer._update_assigned(r, assignments, ctx, mode):
-            count += 1
+    if type(targets) is tuple:
+        return _modify_row(writer, <tuple>targets, assignments, ctx, mode)
+    for r in <list>targets:
+        count += _modify_row(writer, r, assignments, ctx, mode)
     return count
+
+
+cdef object _target_rows(Operator source, ExecContext ctx):
+    """The rows an UPDATE/DELETE changes, every one read before the first write (a
+    statement never sees its own writes): None when there is none, the row itself
+    when there is one (the usual statement by key: no list made), else a list."""
+    cdef tuple first, second, r
+    cdef list rows
+    source.open(ctx)
+    try:
+        first = source.next()
+        if first is None:
+            return None
+        second = source.next()
+        if second is None:
+            return first
+        rows = [first, second]
+        while True:
+            r = source.next()
+            if r is None:
+                return rows
+            rows.append(r)
+    finally:
+        source.close()
+
+
+cdef inline long long _modify_row(TableWriter writer, tuple r, list assignments, ExecContext ctx,
+                                  int mode) except -1:
+    """Deletes (``assignments`` None) or updates one target row; 1 if it changed, else 0."""
+    if assignments is None:
+        writer.delete(r, ctx)
+        return 1
+    return 1 if writer._update_assigned(r, assignments, ctx, mode) else 0
