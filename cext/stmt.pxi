@@ -27,6 +27,12 @@
 # The prepared objects keep no reference to their Plan or session (both are
 # passed in per call): no reference cycle, so a dropped session is freed at
 # once, as before, rather than at some later garbage collection.
+#
+# The statement's surroundings are C too: ``SessionState`` (the base of
+# engine/session.py's Session) holds the fields a prepared write reads and sets
+# (open transaction, change collector, journal, plan cache, schemas, counters),
+# and ``CursorState`` (the base of driver/cursor.py's Cursor) holds the cursor's
+# fields and its ``execute``, whose cached-write case never enters Python.
 
 
 from cpython.dict cimport PyDict_GetItem

@@ -3,7 +3,9 @@
 Every public method goes through ``guarded``: terndb errors pass through
 unchanged, storage (lmdb) errors become OperationalError, and any other
 exception from inside becomes InternalError naming it, so callers only ever
-see the PEP 249 hierarchy.
+see the PEP 249 hierarchy.  ``execute`` is compiled (``CursorState`` in
+cext/stmt.pxi, this Cursor's base) and translates errors through the same
+``_translated``.
 """
 from __future__ import annotations
 
