@@ -31,8 +31,10 @@
 # The statement's surroundings are C too: ``SessionState`` (the base of
 # engine/session.py's Session) holds the fields a prepared write reads and sets
 # (open transaction, change collector, journal, plan cache, schemas, counters),
-# and ``CursorState`` (the base of driver/cursor.py's Cursor) holds the cursor's
-# fields and its ``execute``, whose cached-write case never enters Python.
+# ``CursorState`` (the base of driver/cursor.py's Cursor) holds the cursor's
+# fields and its ``execute``, whose cached-write case never enters Python, and
+# ``ConnectionState`` (the base of driver/connection.py's Connection) the
+# connection's fields that execute reads.
 
 
 from cpython.dict cimport PyDict_GetItem
@@ -60,6 +62,19 @@ cdef class SessionState:
     cdef public long long total_changes
 
 
+cdef class ConnectionState:
+    """The fields of ``terndb.Connection`` (driver/connection.py subclasses this) that
+    ``CursorState.execute`` reads per statement, as C fields.  ``_closed`` starts
+    True, so a connection whose ``__init__`` failed reads as closed."""
+    cdef public object _session
+    cdef public bint _closed
+    cdef public bint _check_thread
+    cdef public unsigned long _thread     # threading.get_ident() of the creating thread
+
+    def __cinit__(self, *args, **kwargs):
+        self._closed = True
+
+
 cdef class CursorState:
     """The fields and the ``execute`` of ``terndb.Cursor`` (driver/cursor.py subclasses
     this): a cached INSERT/UPDATE/DELETE inside the open transaction runs from here
@@ -76,15 +91,16 @@ cdef class CursorState:
     def execute(self, operation, parameters=()):
         """Prepare and run one statement (PEP 249); returns the cursor."""
         cdef long long count
+        cdef ConnectionState connection
         try:
             if self._closed:
                 raise _StmtProgrammingError("Cannot operate on a closed cursor.")
-            connection = self.connection
+            connection = <ConnectionState?>self.connection
             # Connection._check()'s conditions read here, its call (which raises the
             # error) only when one holds.
             if connection._closed or (connection._check_thread
                                       and PyThread_get_thread_ident() != connection._thread):
-                connection._check()
+                (<object>connection)._check()
             if not isinstance(operation, str):
                 raise _StmtProgrammingError(
                     f"execute() argument 1 must be str, not {type(operation).__name__}")

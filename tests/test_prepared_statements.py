@@ -507,3 +507,12 @@ def _capture(errors: list[BaseException], fn: Any, *args: Any) -> None:
         fn(*args)
     except BaseException as err:    # noqa: BLE001 - handed back to the test's thread
         errors.append(err)
+
+
+def test_a_connection_not_initialised_reads_as_closed() -> None:
+    """Connection's C fields start closed (ConnectionState): an object whose __init__
+    never ran (or failed before its end) refuses statements as a closed one does."""
+    half = terndb.Connection.__new__(terndb.Connection)
+    assert half._closed and half._session is None
+    with pytest.raises(terndb.ProgrammingError, match="closed database"):
+        terndb.Cursor(half).execute("SELECT 1")
