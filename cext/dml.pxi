@@ -7,6 +7,8 @@
 #
 # Conflict modes follow SQLite's ON CONFLICT algorithms for the statement.
 
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+
 cdef enum ConflictMode:
     CONFLICT_ABORT = 0
     CONFLICT_IGNORE = 1
@@ -212,12 +214,38 @@ cdef class TableWriter:
                 v = v_apply_affinity(v, aff[i])
             Py_INCREF(v)
             PyTuple_SET_ITEM(out, i, v)
+        self._check_not_null(out)
+        return out
+
+    cdef tuple _prepare_assigned(self, tuple old_row, list assignments, ExecContext ctx):
+        """``_prepare(eval_list(assignments, old_row, ctx))`` with ``old_row``'s rowid
+        appended, in one tuple: an UPDATE's new row in the shape ``_write_update`` takes."""
+        cdef Py_ssize_t i
+        cdef const unsigned char* aff = <const unsigned char*>PyBytes_AS_STRING(self.aff_codes)
+        if PyList_GET_SIZE(assignments) != self.ncols or PyTuple_GET_SIZE(old_row) <= self.ncols:
+            raise InternalError(f"{PyList_GET_SIZE(assignments)} assignments, {PyTuple_GET_SIZE(old_row)} "
+                                f"old values for {self.ncols} columns")
+        cdef tuple out = PyTuple_New(self.ncols + 1)
+        for i in range(self.ncols):
+            v = (<Expr><object>PyList_GET_ITEM(assignments, i)).eval(old_row, ctx)
+            if v is not None:
+                v = v_apply_affinity(v, aff[i])
+            Py_INCREF(v)
+            PyTuple_SET_ITEM(out, i, v)
+        v = <object>PyTuple_GET_ITEM(old_row, self.ncols)
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(out, self.ncols, v)
+        self._check_not_null(out)
+        return out
+
+    cdef void _check_not_null(self, tuple vals) except *:
+        """NotNullViolation for the first NOT NULL column of ``vals`` holding NULL (the
+        rowid alias excepted: NULL there means a new rowid)."""
         for i in self.notnull:
-            if out[i] is None and i != self.rowid_alias:
+            if vals[i] is None and i != self.rowid_alias:
                 raise NotNullViolation(
                     f"NOT NULL constraint failed: {self.table_name}.{self.column_names[i]}",
                     f"{self.table_name}.{self.column_names[i]}")
-        return out
 
     cdef tuple _generate(self, tuple vals, long long rowid, ExecContext ctx):
         """Computes the generated columns of a row whose other values and rowid are final."""
@@ -404,7 +432,6 @@ cdef class TableWriter:
         cdef tuple stored = None
         cdef long long old_rowid = old_row[self.ncols]
         cdef long long rowid = old_rowid
-        cdef IndexWriter ix
         if self.rowid_alias >= 0:
             given = vals[self.rowid_alias]
             if given is None:
@@ -417,7 +444,35 @@ cdef class TableWriter:
             vals = self._generate(vals, rowid, ctx)
         if self.json_columns:
             vals, stored = self._json_store(vals)
-        cdef tuple row = vals + (rowid,)
+        return self._write_update(old_row, vals + (rowid,), stored, ctx, mode)
+
+    cdef bint _update_assigned(self, tuple old_row, list assignments, ExecContext ctx,
+                               int mode) except -1:
+        """``update(old_row, eval_list(assignments, old_row, ctx), ctx, mode)``: the
+        compiled UPDATE loops' call.  In the common shape (no generated or JSON
+        columns, the rowid alias still an integer) the new values are evaluated,
+        converted and given the rowid in one tuple, the row ``_write_update`` takes,
+        instead of three tuples (values, converted values, values + rowid)."""
+        if self.generated or self.json_columns:
+            return self.update(old_row, eval_list(assignments, old_row, ctx), ctx, mode)
+        cdef tuple row = self._prepare_assigned(old_row, assignments, ctx)
+        if self.rowid_alias >= 0:
+            given = <object>PyTuple_GET_ITEM(row, self.rowid_alias)
+            if type(given) is not int:
+                # NULL (a new rowid) or a datatype mismatch: update() says which.
+                return self.update(old_row, row[:self.ncols], ctx, mode)
+            if given != <object>PyTuple_GET_ITEM(row, self.ncols):
+                row = row[:self.ncols] + (given,)
+        return self._write_update(old_row, row, None, ctx, mode)
+
+    cdef bint _write_update(self, tuple old_row, tuple row, tuple stored, ExecContext ctx,
+                            int mode) except -1:
+        """``update``'s checks and writes for the final new ``row`` (every column, rowid
+        last); ``stored`` is what the record holds when it differs (JSON columns)."""
+        cdef object txn = ctx.txn
+        cdef long long old_rowid = old_row[self.ncols]
+        cdef long long rowid = row[self.ncols]
+        cdef IndexWriter ix
         self._check(row, ctx)
         if rowid != old_rowid and lmdb_get(txn, self.handle, encode_rowid(rowid)) is not None:
             if mode == CONFLICT_IGNORE:
@@ -447,7 +502,7 @@ cdef class TableWriter:
         # (no bytes object) to LMDB and to the change set, as in _insert.
         cdef unsigned char key[8]
         _kc_put_rowid(key, rowid)
-        _encode_row_into(stored if stored is not None else vals, &self.rowbuf)
+        _encode_row_prefix_into(stored if stored is not None else row, self.ncols, &self.rowbuf)
         if rowid != old_rowid:
             lmdb_delete(txn, self.handle, encode_rowid(old_rowid))
             lmdb_put_raw(txn, self.handle, <char*>key, 8, <char*>self.rowbuf.data, self.rowbuf.len,
@@ -466,7 +521,7 @@ cdef class TableWriter:
             j += 1
         cdef ChangeCollector collector = _session_collector(ctx)
         if collector is not None:
-            self._capture_update(collector, old_row, vals, rowid)
+            self._capture_update(collector, old_row, row, rowid)
         self.last_row = row
         return True
 
@@ -676,20 +731,52 @@ cdef long long modify_for_params(TableWriter writer, Operator source, list assig
     rows changed.  ``nslots`` and ``named`` are ``spec.count`` and ``spec._has_names``,
     read once by the caller; a prepared statement (stmt.pxi) calls this straight from C."""
     cdef long long count = 0
-    cdef list rows
     cdef tuple r
     if not named and _native_params(params, nslots):
         ctx.params = <tuple>params
     else:
         ctx.params = bind(spec, params)
-    rows = collect_rows(source, ctx, -1)
-    if open_savepoint is not None and (len(rows) > 1 or assignments is None
+    targets = _target_rows(source, ctx)
+    if targets is None:
+        return 0
+    if open_savepoint is not None and (type(targets) is list or assignments is None
                                        or mode == CONFLICT_REPLACE):
         _switch_txn(ctx, open_savepoint())
-    for r in rows:
-        if assignments is None:
-            writer.delete(r, ctx)
-            count += 1
-        elif writer.update(r, eval_list(assignments, r, ctx), ctx, mode):
-            count += 1
+    if type(targets) is tuple:
+        return _modify_row(writer, <tuple>targets, assignments, ctx, mode)
+    for r in <list>targets:
+        count += _modify_row(writer, r, assignments, ctx, mode)
     return count
+
+
+cdef object _target_rows(Operator source, ExecContext ctx):
+    """The rows an UPDATE/DELETE changes, every one read before the first write (a
+    statement never sees its own writes): None when there is none, the row itself
+    when there is one (the usual statement by key: no list made), else a list."""
+    cdef tuple first, second, r
+    cdef list rows
+    source.open(ctx)
+    try:
+        first = source.next()
+        if first is None:
+            return None
+        second = source.next()
+        if second is None:
+            return first
+        rows = [first, second]
+        while True:
+            r = source.next()
+            if r is None:
+                return rows
+            rows.append(r)
+    finally:
+        source.close()
+
+
+cdef inline long long _modify_row(TableWriter writer, tuple r, list assignments, ExecContext ctx,
+                                  int mode) except -1:
+    """Deletes (``assignments`` None) or updates one target row; 1 if it changed, else 0."""
+    if assignments is None:
+        writer.delete(r, ctx)
+        return 1
+    return 1 if writer._update_assigned(r, assignments, ctx, mode) else 0

@@ -277,8 +277,9 @@ cdef class RowidLookup(TableReader):
     cdef object memo_key             # rows of one shape share a memo
     cdef Expr key_expr, predicate
     cdef list key_exprs
-    cdef list keys
-    cdef Py_ssize_t key_i
+    cdef list keys                   # the keys of a key list, ascending; None for one key_expr
+    cdef object key                  # the one key_expr's key (no list per execution)
+    cdef Py_ssize_t key_i, nkeys
     cdef ExecContext ctx
 
     def __init__(self, store, bytes dbname, Py_ssize_t ncols, tuple defaults, key_expr, Expr predicate=None,
@@ -297,8 +298,8 @@ cdef class RowidLookup(TableReader):
         self.key_i = 0
         cdef set seen
         if self.key_exprs is None:
-            k = rowid_probe_value(self.key_expr.eval((), ctx))
-            self.keys = [k] if k is not None else []
+            self.key = rowid_probe_value(self.key_expr.eval((), ctx))
+            self.nkeys = self.key is not None
         else:
             seen = set()
             for e in self.key_exprs:
@@ -306,7 +307,8 @@ cdef class RowidLookup(TableReader):
                 if k is not None:
                     seen.add(k)
             self.keys = sorted(seen)
-        if self.keys and self.handle is None:   # stable for the plan's life (a schema change replans)
+            self.nkeys = len(self.keys)
+        if self.nkeys and self.handle is None:   # stable for the plan's life (a schema change replans)
             self.handle = self.store.db(self.dbname, txn=ctx.wtxn)
             # Rows of one shape share a memo (JsonbDoc cells differ from text ones too).
             self.memo_key = (self.handle if self.shape.want is None and not self.shape.json_docs
@@ -317,8 +319,8 @@ cdef class RowidLookup(TableReader):
         cdef unsigned char key[8]
         cdef LmdbCursor c
         cdef dict memo = self.ctx.row_memo(self.memo_key)
-        while self.key_i < len(self.keys):
-            k = self.keys[self.key_i]
+        while self.key_i < self.nkeys:
+            k = self.key if self.keys is None else self.keys[self.key_i]
             self.key_i += 1
             # Probes repeated within one execution (a nested-loop join) hit the row memo.
             row = memo.get(k) if memo is not None else None
@@ -335,6 +337,8 @@ cdef class RowidLookup(TableReader):
     cdef void close(self):
         self.ctx = None      # a cached plan must not pin the LMDB transaction
         self.keys = None
+        self.key = None
+        self.nkeys = 0
 
 
 cdef object rowid_probe_value(object v):

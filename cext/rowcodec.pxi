@@ -51,7 +51,8 @@ C-level entry points for the executor (no Python call overhead):
 * ``_decode_columns_into(p, n, idx, nidx, defaults, out) except -1``: writes
   new references for columns ``idx[0..nidx)`` into the ``PyObject*`` array
   ``out`` (e.g. a fresh tuple's items); on error every slot is left NULL.
-* ``_encode_row_c(values) -> bytes``; ``_encode_row_into(values, &buf)`` into a reusable ``_RcBuf``
+* ``_encode_row_c(values) -> bytes``; ``_encode_row_into(values, &buf)`` into a reusable ``_RcBuf``;
+  ``_encode_row_prefix_into(values, n, &buf)`` the same of the first ``n`` values
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8, PyUnicode_New
@@ -277,7 +278,12 @@ cdef unsigned char* _rc_buf_room(_RcBuf* buf, Py_ssize_t total) except NULL:
 cdef object _rc_encode(tuple values, _RcBuf* into):
     """Size every cell, then write the record once: into ``into`` (returns None,
     ``into.len`` is the length) or, when ``into`` is NULL, into a new bytes."""
-    cdef Py_ssize_t ncols = len(values)
+    return _rc_encode_n(values, PyTuple_GET_SIZE(values), into)
+
+
+cdef object _rc_encode_n(tuple values, Py_ssize_t ncols, _RcBuf* into):
+    """``_rc_encode`` of the first ``ncols`` values (the writers' rows carry the rowid
+    after the columns: it is the key, not a cell)."""
     cdef _RcCell stack[_RC_STACK_CELLS]
     cdef _RcCell* cells = stack
     cdef Py_ssize_t total, i
@@ -295,9 +301,9 @@ cdef object _rc_encode(tuple values, _RcBuf* into):
             if size == -2:
                 # Rare: buffer objects; re-run with them copied to bytes so the
                 # payload pointers stay valid without holding buffer views.
-                return _rc_encode(tuple([
+                return _rc_encode_n(tuple([
                     bytes(v) if isinstance(v, (bytearray, memoryview)) else v
-                    for v in values]), into)
+                    for v in values[:ncols]]), ncols, into)
             total += size
         if into == NULL:
             out = PyBytes_FromStringAndSize(NULL, total)
@@ -323,6 +329,14 @@ cdef int _encode_row_into(tuple values, _RcBuf* buf) except -1:
     """Encodes the record into ``buf`` (its ``len`` says how long): the row writers'
     path, which hands the record to LMDB and the change set without a bytes object."""
     _rc_encode(values, buf)
+    return 0
+
+
+cdef int _encode_row_prefix_into(tuple values, Py_ssize_t ncols, _RcBuf* buf) except -1:
+    """``_encode_row_into`` of ``values[:ncols]``, without that slice."""
+    if ncols > PyTuple_GET_SIZE(values):
+        raise InternalError(f"{PyTuple_GET_SIZE(values)} values for {ncols} columns")
+    _rc_encode_n(values, ncols, buf)
     return 0
 
 

@@ -27,9 +27,101 @@
 # The prepared objects keep no reference to their Plan or session (both are
 # passed in per call): no reference cycle, so a dropped session is freed at
 # once, as before, rather than at some later garbage collection.
+#
+# The statement's surroundings are C too: ``SessionState`` (the base of
+# engine/session.py's Session) holds the fields a prepared write reads and sets
+# (open transaction, change collector, journal, plan cache, schemas, counters),
+# ``CursorState`` (the base of driver/cursor.py's Cursor) holds the cursor's
+# fields and its ``execute``, whose cached-write case never enters Python, and
+# ``ConnectionState`` (the base of driver/connection.py's Connection) the
+# connection's fields that execute reads.
 
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.pythread cimport PyThread_get_thread_ident
+
+from terndb.engine.errors import ProgrammingError as _StmtProgrammingError
+
+
+cdef class SessionState:
+    """The fields of ``engine.session.Session`` that every statement reads or writes,
+    as C fields (Session subclasses this; Python code uses them as before).
+
+    A prepared write reads the open transaction, its change collector, journal,
+    plan cache and schemas, and sets the three counters: as instance-dict attributes
+    that was about ten dictionary lookups per statement; here each is a load.
+    """
+    cdef public object write            # storage WriteTxn while a write transaction is open
+    cdef public object changes          # that transaction's ChangeCollector
+    cdef public object journal          # flat (plan, params, many) triples, for map-growth replay
+    cdef public object plans            # sql -> Plan (an OrderedDict)
+    cdef public object schema
+    cdef public object _write_schema    # the schema checked in the open write transaction
+    cdef public long long last_insert_rowid
+    cdef public long long changes_count
+    cdef public long long total_changes
+
+
+cdef class ConnectionState:
+    """The fields of ``terndb.Connection`` (driver/connection.py subclasses this) that
+    ``CursorState.execute`` reads per statement, as C fields.  ``_closed`` starts
+    True, so a connection whose ``__init__`` failed reads as closed."""
+    cdef public object _session
+    cdef public bint _closed
+    cdef public bint _check_thread
+    cdef public unsigned long _thread     # threading.get_ident() of the creating thread
+
+    def __cinit__(self, *args, **kwargs):
+        self._closed = True
+
+
+cdef class CursorState:
+    """The fields and the ``execute`` of ``terndb.Cursor`` (driver/cursor.py subclasses
+    this): a cached INSERT/UPDATE/DELETE inside the open transaction runs from here
+    with no Python frame; anything else goes to the subclass's ``_execute_planned``.
+    Errors leave through the subclass's ``_translated`` as the PEP 249 ones."""
+    cdef public object connection
+    cdef public object _result
+    cdef public object description
+    cdef public object _converter
+    cdef public object rowcount
+    cdef public object lastrowid
+    cdef public bint _closed
+
+    def execute(self, operation, parameters=()):
+        """Prepare and run one statement (PEP 249); returns the cursor."""
+        cdef long long count
+        cdef ConnectionState connection
+        try:
+            if self._closed:
+                raise _StmtProgrammingError("Cannot operate on a closed cursor.")
+            connection = <ConnectionState?>self.connection
+            # Connection._check()'s conditions read here, its call (which raises the
+            # error) only when one holds.
+            if connection._closed or (connection._check_thread
+                                      and PyThread_get_thread_ident() != connection._thread):
+                (<object>connection)._check()
+            if not isinstance(operation, str):
+                raise _StmtProgrammingError(
+                    f"execute() argument 1 must be str, not {type(operation).__name__}")
+            if self._result is not None:
+                self._result.close()
+                self._result = None
+            self.description = None
+            self._converter = None
+            session = connection._session
+            if isinstance(session, SessionState):
+                count = _run_prepared_write(<SessionState>session, operation, parameters)
+                if count >= 0:
+                    self.rowcount = count
+                    self.lastrowid = (<SessionState>session).last_insert_rowid
+                    return self
+            return self._execute_planned(session, operation, parameters)
+        except Exception as err:
+            exc = self._translated(err)
+            if exc is err:
+                raise
+            raise exc from err
 
 
 cdef class _NestedOnDemand:
@@ -91,7 +183,8 @@ cdef class PreparedWrite:
             self.mode = insert.mode
             self.sets_last_rowid = sets_last_rowid
 
-    cdef long long execute(self, object session, object write, object plan, object params) except? -1:
+    cdef long long execute(self, SessionState session, object write, object plan,
+                           object params) except? -1:
         """Run once in ``write`` with ``params``; the session's counters and journal
         (which keeps ``plan``) follow, exactly as ``Session._run_write`` leaves them."""
         cdef ChangeCollector changes = <ChangeCollector?>session.changes
@@ -132,7 +225,7 @@ cdef class PreparedWrite:
             depth = guard.depth
             self._put_back(guard)
             # Undo (or, on a full map, grow and rerun) the Python way.
-            return session._statement_failed(err, write, depth, self.is_modify,
+            return (<object>session)._statement_failed(err, write, depth, self.is_modify,
                                              (mark_len, mark_count), plan, [params], False,
                                              True).rowcount
         ctx.session = None
@@ -154,7 +247,7 @@ cdef class PreparedWrite:
         if count and self.sets_last_rowid:
             session.last_insert_rowid = self.writer.last_rowid
         session.changes_count = count
-        session.total_changes = session.total_changes + count
+        session.total_changes += count
         return count
 
 
@@ -165,7 +258,7 @@ cdef class PreparedWrite:
         guard.depth = None
         self.guard = guard
 
-    cdef ExecContext _context(self, object session, object write):
+    cdef ExecContext _context(self, SessionState session, object write):
         """The ExecContext of one execution in ``write``: the previous execution's again
         while ``write.txn`` is the very transaction object it was made for (its lookup
         cursors read through that object, which a commit or abort retires for good;
@@ -239,6 +332,13 @@ cdef class PreparedQuery:
 def run_prepared_write(object session, object sql, object params):
     """The rowcount of ``sql`` run in ``session`` through its PreparedWrite, or -1 when
     it cannot run that way now (not prepared, no open write transaction, stale schema)."""
+    if not isinstance(session, SessionState):
+        return -1
+    return _run_prepared_write(<SessionState>session, sql, params)
+
+
+cdef long long _run_prepared_write(SessionState session, object sql, object params) except? -2:
+    """``run_prepared_write`` for a Session known to be one."""
     cdef object write = session.write
     if write is None:
         return -1

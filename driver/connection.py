@@ -41,6 +41,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from terndb._cext._core import ConnectionState
 from terndb.engine import errors as E
 from terndb.engine.database import Database
 from terndb.engine.session import Session
@@ -52,7 +53,10 @@ if TYPE_CHECKING:
     from .documents import Collection
 
 
-class Connection:
+class Connection(ConnectionState):
+    """PEP 249 connection.  The fields every ``Cursor.execute`` reads (``_session``,
+    ``_closed``, ``_check_thread``, ``_thread``) are C fields of ``ConnectionState``."""
+
     # PEP 249 optional extension: exceptions as connection attributes.
     Warning = E.Warning
     Error = E.Error

@@ -3,17 +3,18 @@
 Every public method goes through ``guarded``: terndb errors pass through
 unchanged, storage (lmdb) errors become OperationalError, and any other
 exception from inside becomes InternalError naming it, so callers only ever
-see the PEP 249 hierarchy.
+see the PEP 249 hierarchy.  ``execute`` is compiled (``CursorState`` in
+cext/stmt.pxi, this Cursor's base) and translates errors through the same
+``_translated``.
 """
 from __future__ import annotations
 
 import functools
-from threading import get_ident
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, TypeVar
 
 import lmdb
 
-from terndb._cext._core import open_prepared_query, run_prepared_write
+from terndb._cext._core import CursorState, open_prepared_query
 from terndb.engine import errors as E
 from terndb.engine.sqlparse import split_script
 
@@ -73,7 +74,14 @@ def _description(names: list, decl_types: list | None) -> tuple:
     return desc
 
 
-class Cursor:
+class Cursor(CursorState):
+    """PEP 249 cursor.  Its fields and ``execute`` live in ``CursorState`` (compiled):
+    a cached INSERT/UPDATE/DELETE inside the open transaction runs with no Python
+    frame, the rest goes through ``_execute_planned`` below."""
+
+    # execute()'s error translation, as guarded() does it (read by CursorState.execute).
+    _translated = staticmethod(_translated)
+
     def __init__(self, connection: "Connection") -> None:
         self.connection = connection
         self.arraysize = 1
@@ -110,41 +118,15 @@ class Cursor:
                     list(zip(result.names, result.decl_types or [None] * len(result.names))),
                     self.connection.detect_types)
 
-    # -- PEP 249 ---------------------------------------------------------------------
+    def _execute_planned(self, session: Any, operation: str, parameters: Any) -> "Cursor":
+        """execute() of a statement that is not a prepared write runnable now (checks and
+        reset done by CursorState.execute, which also translates errors)."""
+        # A cached SELECT outside a write transaction opens in C (None: it can't).
+        self._take(open_prepared_query(session, operation, parameters)
+                   or session.execute_planned(operation, parameters))
+        return self
 
-    def execute(self, operation: str, parameters: Any = ()) -> "Cursor":
-        # The per-statement path of every query loop: guarded's translation, the
-        # checks and the reset written out here rather than through the wrapper and
-        # _check()/_reset() (a call each; the wrapper's *args/**kwargs ~0.2 us).
-        try:
-            if self._closed:
-                raise E.ProgrammingError("Cannot operate on a closed cursor.")
-            connection = self.connection
-            # Connection._check()'s two conditions read here, its call (which raises the
-            # error) only when one holds: a method call is a tenth of a cached UPDATE.
-            if connection._closed or (connection._check_thread and get_ident() != connection._thread):
-                connection._check()
-            if type(operation) is not str and not isinstance(operation, str):
-                raise E.ProgrammingError(f"execute() argument 1 must be str, not {type(operation).__name__}")
-            if self._result is not None:
-                self._result.close()
-                self._result = None
-            self.description = None
-            self._converter = None
-            session = connection._session
-            # A cached INSERT/UPDATE/DELETE inside the open transaction runs with one
-            # call into C and leaves only counts (-1: it must take the planned path).
-            count = run_prepared_write(session, operation, parameters)
-            if count >= 0:
-                self.rowcount = count
-                self.lastrowid = session.last_insert_rowid
-                return self
-            # A cached SELECT outside a write transaction opens in C too (None: it can't).
-            self._take(open_prepared_query(session, operation, parameters)
-                       or session.execute_planned(operation, parameters))
-            return self
-        except Exception as err:
-            _reraise(err)
+    # -- PEP 249 ---------------------------------------------------------------------
 
     @guarded
     def executemany(self, operation: str, seq_of_parameters: Iterable[Any]) -> "Cursor":

@@ -206,8 +206,13 @@ class Result:
             self._plan = None
 
 
-class Session:
-    """One connection's view of a Database."""
+class Session(C.SessionState):
+    """One connection's view of a Database.
+
+    The fields every statement touches (the open write transaction, its change
+    collector and journal, the plan cache, the schemas, the three counters) are
+    C fields of ``C.SessionState``, so a prepared write reads and sets them
+    without dictionary lookups; Python code uses them as ordinary attributes."""
 
     def __init__(self, db: Database, *, isolation_level: str | None = "", busy_timeout: float = 5.0,
                  binder: Any = bind_plain) -> None:

@@ -9,6 +9,7 @@ connection, ROLLBACK TO -- sends the next execution back through planning.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, Iterator
 
 import pytest
@@ -407,3 +408,111 @@ def test_a_prepared_update_re_entered_from_an_adapter(pair: tuple[Any, sqlite3.C
     run(tern)
     query = "SELECT id, w FROM t ORDER BY id"
     assert tern.execute(query).fetchall() == lite.execute(query).fetchall()
+
+
+# -- the session's counters and the cursor's fields as C fields (SessionState, CursorState) --
+
+
+COUNTERS = "SELECT changes(), total_changes(), last_insert_rowid()"
+
+
+def test_counters_after_prepared_writes_match_sqlite(pair: tuple[Any, sqlite3.Connection],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """rowcount, lastrowid, changes(), total_changes(), last_insert_rowid() and
+    Connection.total_changes after each of a mix of prepared writes (the counters are
+    set in C there), compared with sqlite3 statement by statement."""
+    tern, lite = pair
+    calls = PlannedCalls(monkeypatch, tern)
+    delete = "DELETE FROM t WHERE id = ?"
+    steps = [(INSERT, (500, "a", 1.0)), (INSERT, (501, "b", 2.0)), (UPDATE, (0.5, 3)),
+             (UPDATE, (0.5, 4)), (UPDATE, (0.5, 999)), (INSERT, (502, "c", 3.0)),
+             (UPDATE, (0.25, 21)), (delete, (5,)), (delete, (6,)), (delete, (999,)),
+             ("UPDATE t SET w = w / 2 WHERE id > ?", (15,)), (INSERT, (503, "d", 4.0))]
+    for sql, params in steps:
+        got, want = _run_both(pair, sql, params)
+        assert got == want, (sql, params)
+        assert tern.total_changes == lite.total_changes, (sql, params)
+        assert tern.execute(COUNTERS).fetchone() == lite.execute(COUNTERS).fetchone(), (sql, params)
+    # Most of them ran prepared (each statement's first two executions are planned).
+    assert len([sql for sql in calls.sqls if sql != COUNTERS]) < len(steps)
+    tern.commit()
+    lite.commit()
+    assert _table(tern) == _table(lite)
+
+
+def test_prepared_update_resets_the_cursor_like_sqlite(pair: tuple[Any, sqlite3.Connection]) -> None:
+    """A prepared UPDATE on a cursor that held a SELECT's result drops that result and its
+    description, as sqlite3's cursor does."""
+    tern, lite = pair
+    for con in (tern, lite):
+        con.execute(UPDATE, (0.5, 1))
+        con.execute(UPDATE, (0.5, 1))
+    for con in (tern, lite):
+        cur = con.cursor()
+        cur.execute("SELECT id FROM t ORDER BY id")
+        assert cur.fetchone() == (1,)
+        assert cur.execute(UPDATE, (0.5, 2)) is cur
+        assert (cur.description, cur.rowcount) == (None, 1)
+    tern.commit()
+    lite.commit()
+    assert _table(tern) == _table(lite)
+
+
+def test_compiled_execute_raises_pep249_errors(pair: tuple[Any, sqlite3.Connection], tmp_path: Any) -> None:
+    """The checks of the compiled Cursor.execute: a closed cursor or connection, a
+    non-string statement, another thread; and errors from below translated (chained)."""
+    import threading
+
+    tern, _ = pair
+    cur = tern.cursor()
+    cur.execute(UPDATE, (0.5, 1))
+    cur.execute(UPDATE, (0.5, 1))                   # warm: the next one would run prepared
+    with pytest.raises(terndb.ProgrammingError, match="must be str"):
+        cur.execute(b"UPDATE t SET w = 1", ())
+    errors: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(errors, cur.execute, UPDATE, (0.5, 1)))
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and isinstance(errors[0], terndb.ProgrammingError)
+    # A plain Python error from below becomes a PEP 249 one, chained: InternalError on
+    # the planned path; the prepared write's failure handling rolls back and says so.
+    with pytest.raises(terndb.InternalError) as planned:
+        cur.execute("SELECT ?, ?", _Unsized())
+    assert isinstance(planned.value.__cause__, RuntimeError)
+    with pytest.raises(terndb.OperationalError, match="rolled back") as prepared:
+        cur.execute(UPDATE, _Unsized())
+    assert isinstance(prepared.value.__cause__, RuntimeError)
+    cur.close()
+    with pytest.raises(terndb.ProgrammingError, match="closed cursor"):
+        cur.execute(UPDATE, (0.5, 1))
+    other = terndb.connect(str(tmp_path / "other"))
+    other_cur = other.cursor()
+    other.close()
+    with pytest.raises(terndb.ProgrammingError, match="closed database"):
+        other_cur.execute("SELECT 1")
+
+
+class _Unsized(Sequence):
+    """A parameter sequence of two whose items cannot be read (a plain Python error)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: Any) -> Any:
+        raise RuntimeError("no items")
+
+
+def _capture(errors: list[BaseException], fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as err:    # noqa: BLE001 - handed back to the test's thread
+        errors.append(err)
+
+
+def test_a_connection_not_initialised_reads_as_closed() -> None:
+    """Connection's C fields start closed (ConnectionState): an object whose __init__
+    never ran (or failed before its end) refuses statements as a closed one does."""
+    half = terndb.Connection.__new__(terndb.Connection)
+    assert half._closed and half._session is None
+    with pytest.raises(terndb.ProgrammingError, match="closed database"):
+        terndb.Cursor(half).execute("SELECT 1")
