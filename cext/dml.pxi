@@ -434,10 +434,12 @@ cdef class TableWriter:
         cdef long long rowid = old_rowid
         if self.rowid_alias >= 0:
             given = vals[self.rowid_alias]
-            if given is None:
-                given = old_rowid if old_row[self.rowid_alias] is None else self._allocate_rowid(txn)
+            if given is None and old_row[self.rowid_alias] is None:
+                # The alias cell came back as stored (NULL: the rowid is the key): unchanged.
+                given = old_rowid
                 vals = vals[:self.rowid_alias] + (given,) + vals[self.rowid_alias + 1:]
             if type(given) is not int:
+                # NULL included: as sqlite3, UPDATE never makes a rowid up (INSERT does).
                 raise IntegrityError("datatype mismatch", self.table_name)
             rowid = given
         if self.generated:
@@ -459,7 +461,7 @@ cdef class TableWriter:
         if self.rowid_alias >= 0:
             given = <object>PyTuple_GET_ITEM(row, self.rowid_alias)
             if type(given) is not int:
-                # NULL (a new rowid) or a datatype mismatch: update() says which.
+                # NULL (the alias cell as stored) or a datatype mismatch: update() says which.
                 return self.update(old_row, row[:self.ncols], ctx, mode)
             if given != <object>PyTuple_GET_ITEM(row, self.ncols):
                 row = row[:self.ncols] + (given,)

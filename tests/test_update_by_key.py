@@ -192,3 +192,21 @@ def test_prepared_update_across_savepoints(twin: Any) -> None:
         assert _rows(twin.tern, query) == _rows(twin.lite, query), sql
     twin.commit()
     assert _rows(twin.tern, "SELECT * FROM t ORDER BY id") == _rows(twin.lite, "SELECT * FROM t ORDER BY id")
+
+
+def test_rowid_alias_set_to_null_is_a_datatype_mismatch(twin: Any) -> None:
+    """UPDATE never makes a rowid up (INSERT does): SET id = NULL is refused, as in sqlite3,
+    by key, by scan, prepared and through UPSERT's DO UPDATE."""
+    twin.both("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+    twin.both("INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)")
+    for sql, params in [
+        ("UPDATE t SET id = NULL WHERE id = ?", (1,)),
+        ("UPDATE t SET id = NULL WHERE id = ?", (2,)),
+        ("UPDATE t SET id = NULL WHERE n > ?", (15,)),
+        ("UPDATE t SET id = ?, n = n + 1 WHERE id = ?", (None, 3)),
+        ("INSERT INTO t VALUES (?, 0) ON CONFLICT (id) DO UPDATE SET id = NULL", (2,)),
+        ("UPDATE t SET n = n + 1 WHERE id = ?", (1,)),
+    ]:
+        _both_write(twin, sql, params)
+    twin.commit()
+    assert _rows(twin.tern, "SELECT * FROM t ORDER BY id") == _rows(twin.lite, "SELECT * FROM t ORDER BY id")
