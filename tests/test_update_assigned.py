@@ -21,6 +21,8 @@ import pytest
 
 import terndb
 
+from pep249_names import pep249_name
+
 SCHEMA = [
     "CREATE TABLE t(id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT, nm NUMERIC, bl BLOB, "
     "nn TEXT NOT NULL DEFAULT 'x', c INTEGER CHECK (c < 1000), u TEXT UNIQUE)",
@@ -60,12 +62,6 @@ WORKLOAD: list[tuple[str, list[tuple]]] = [
 ]
 
 
-def _pep249(err: Exception) -> str:
-    for cls in type(err).__mro__:
-        if cls.__name__ in ("IntegrityError", "OperationalError", "ProgrammingError", "DataError",
-                            "NotSupportedError", "InternalError", "InterfaceError"):
-            return cls.__name__
-    return type(err).__name__
 
 
 def _run(con: Any, suffix: str) -> tuple[dict[str, list], list]:
@@ -85,7 +81,7 @@ def _run(con: Any, suffix: str) -> tuple[dict[str, list], list]:
                     cur.fetchall()
                 outcomes.append((sql, params, cur.rowcount))
             except Exception as err:      # both engines must refuse alike
-                outcomes.append((sql, params, _pep249(err)))
+                outcomes.append((sql, params, pep249_name(err)))
     con.commit()
     tables = {name: con.execute(f"SELECT *, typeof({col}) FROM {name} ORDER BY 1, 2").fetchall()
               for name, col in (("t", "i"), ("plain", "z"), ("k", "v"), ("g", "twice"))}

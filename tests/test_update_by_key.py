@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from pep249_names import pep249_name
+
 # Twin pairs come from tests/conftest.py (typed Any: a sub-suite's conftest shadows the module name).
 
 PROBES: list[Any] = [
@@ -43,17 +45,10 @@ def _both_write(pair: Any, sql: str, params: tuple) -> None:
         try:
             results.append(con.execute(sql, params).rowcount)
         except Exception as err:      # both must refuse alike (compared by the PEP 249 name)
-            results.append(_pep249_name(err))
+            results.append(pep249_name(err))
     assert results[0] == results[1], (sql, params, results)
 
 
-def _pep249_name(err: Exception) -> str:
-    """The PEP 249 class of an error (terndb raises subclasses such as UniqueViolation)."""
-    for cls in type(err).__mro__:
-        if cls.__name__ in ("IntegrityError", "OperationalError", "ProgrammingError", "DataError",
-                            "NotSupportedError", "InternalError", "InterfaceError"):
-            return cls.__name__
-    return type(err).__name__
 
 
 def _load(pair: Any, table: str) -> None:
