@@ -727,6 +727,28 @@ cdef LmdbCursor lmdb_lookup(object txn, object db):
     return c
 
 
+def lmdb_c_forget_txn(txn) -> bool:
+    """Makes py-lmdb's Transaction ``txn`` forget its LMDB transaction without ending it:
+    True when done, False where its layout is not the verified one (nothing done).
+
+    For a process forked from the one that began ``txn``: ending a read transaction
+    there (py-lmdb ends every transaction of an Environment it closes) would mark the
+    *parent's* reader slot, in the lock file both map, as not reading, and LMDB could
+    then reuse pages the parent still reads.  The child's copy of the MDB_txn is leaked.
+    """
+    cdef terndb_pylmdb_txn* t
+    if _lc_txn_type is None or type(txn) is not _lc_txn_type:
+        return False
+    t = <terndb_pylmdb_txn*><PyObject*>txn
+    if t.valid == 0 or t.txn == NULL:
+        return True                     # already ended: nothing left to end
+    if not _lc_known_engine(t.libv):
+        return False
+    t.txn = NULL                        # py-lmdb aborts only a transaction it still has
+    t.valid = 0
+    return True
+
+
 def lmdb_c_in_place_writes():
     """How many values were rewritten through the cursor that found them (process total)."""
     return _lc_in_place_writes

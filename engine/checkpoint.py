@@ -74,6 +74,7 @@ from typing import Callable, Iterator
 
 import lmdb
 
+from .._cext import _core as C
 from .errors import CorruptDatabaseError, DatabaseLockedError, Error, OperationalError
 from .storage import (
     CHECKPOINT_FILE, DATA_FILE, LMDB_DATA_FORMAT, WRITE_LOCK_FILE, _LOCK_POLL, _META_SPAN, _TAIL_SLACK_PAGES,
@@ -442,6 +443,7 @@ class Checkpointer:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self._closed = False
+        self._pid = os.getpid()
         _live.add(self)
 
     # -- the per-commit hooks -------------------------------------------------------------------
@@ -554,14 +556,17 @@ class Checkpointer:
                 self._leave()
             self._lock(float(_RECORD_WAIT))
             try:
-                # Someone else wrote a record (or a remap dropped the pins) meanwhile:
-                # theirs stands, and our next write checkpoints if it needs to.
-                if (self._closed or self._seen != expected or self._generation() != expected
-                        or self._pin_epoch != epoch):
-                    _drop(pin)
-                    return True
+                # Counted as open before the checks: a remap (which ends every pin) cannot
+                # come between them and the record.
                 self._enter()
                 try:
+                    # Someone else wrote a record (or a remap dropped the pins) meanwhile:
+                    # theirs stands, and our next write checkpoints if it needs to.
+                    if (self._closed or self._seen != expected
+                            or self._generation() != expected or self._pin_epoch != epoch):
+                        _drop(pin)
+                        pin = None
+                        return True
                     with self._failing():
                         self._record(False, pin, meta, page_size, covered)
                 finally:
@@ -708,8 +713,26 @@ class Checkpointer:
         if error is not None:
             raise error
 
+    def forget_inherited(self) -> None:
+        """In a process forked from the one that opened it: let go of everything without
+        touching the database.  The pin is the parent's reader slot: ending it here would
+        unpin the parent's checkpoint, so py-lmdb is made to forget it instead."""
+        if self._closed:
+            return
+        self._closed = True
+        _live.discard(self)
+        if self._pin is not None:
+            C.lmdb_c_forget_txn(self._pin)
+            self._pin = None
+        self._map.close()
+        os.close(self._data_fd)
+        os.close(self._fd)
+
     def _at_exit(self) -> None:
         """Interpreter exit without close(): a best-effort final checkpoint."""
+        if self._pid != os.getpid():
+            self.forget_inherited()     # a forked child exiting: the parent's to keep
+            return
         if self._closed or not self.nosync or self._failed is not None:
             return
         self._stop.set()

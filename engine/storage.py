@@ -276,7 +276,6 @@ def _read_header(data_path: str) -> _Header:
     LMDB maps the file and trusts it: a truncated file makes it read past the end of the
     mapping (SIGBUS, killing the process).  So the committed meta page is checked here first.
     """
-    size = os.path.getsize(data_path)
     with open(data_path, "rb") as f:
         head = f.read(64)
         hdr = next((off for off in (16, 24) if len(head) >= off + 4
@@ -292,6 +291,10 @@ def _read_header(data_path: str) -> _Header:
             raise CorruptDatabaseError(f"{data_path} is damaged (implausible page size {page_size})")
         f.seek(page_size)
         meta1 = _parse_meta(f.read(hdr + _META_SPAN), hdr, data_format, f"{data_path} meta page 1")
+        # The length is read after the meta pages: a writer in another process writes a
+        # commit's pages before its meta page, so a length read first could miss pages
+        # that a meta page read a moment later already points to.
+        size = os.fstat(f.fileno()).st_size
     committed = meta1 if meta1[5] > meta0[5] else meta0
     _, map_size, free_root, main_root, last_page, txnid = committed
     pages_in_file = size // page_size
@@ -570,6 +573,10 @@ class _SharedEnv:
         raise OperationalError("could not begin a transaction: the database kept changing shape")
 
     def close_env(self) -> None:
+        if self.checkpointer is not None and self.pid != os.getpid():
+            # Inherited across fork: the parent's checkpoint and pin are the parent's.
+            self.checkpointer.forget_inherited()
+            self.checkpointer = None
         if self.checkpointer is not None:
             try:
                 # Its final checkpoint takes the writer lock: close it while the lock lives.
@@ -719,7 +726,7 @@ def _open_shared(path: str, options: dict[str, object]) -> _SharedEnv:
         if checkpoints:
             shared.checkpointer = checkpoint.Checkpointer(
                 env, path, durability is Durability.NORMAL,
-                lock=lambda timeout: _acquire_write_lock(shared, timeout),
+                lock=lambda timeout: _acquire_write_lock(shared, timeout, writing=False),
                 unlock=lambda: _release_write_lock(shared),
                 enter=shared.enter, leave=shared.leave)
     except BaseException:
@@ -1012,10 +1019,12 @@ class Store:
             raise ReadOnlyError("attempt to write a readonly database")
         _acquire_write_lock(shared, timeout)
         try:
-            if shared.checkpointer is not None:
-                shared.checkpointer.before_write()
             shared.enter()
             try:
+                if shared.checkpointer is not None:
+                    # Counted as open first: a remap (which drops the pin) cannot come
+                    # between the pin check and the commit it clears.
+                    shared.checkpointer.before_write()
                 raw = shared.begin_raw(write=True)
             except BaseException:
                 shared.leave()
@@ -1115,9 +1124,11 @@ def _try_flock(fd: int, kind: int) -> bool:
     return True
 
 
-def _acquire_write_lock(shared: _SharedEnv, timeout: float) -> None:
+def _acquire_write_lock(shared: _SharedEnv, timeout: float, *, writing: bool = True) -> None:
     """Take the writer lock of this process's threads, then the writer mutex between
-    processes, waiting up to ``timeout`` seconds in all."""
+    processes, waiting up to ``timeout`` seconds in all.  ``writing=False`` (the checkpoint
+    timer) holds it without a write transaction: it is not recorded as this process's
+    writer, so a fork meanwhile does not make the database unusable in the child."""
     mutex = shared.writer_mutex
     if mutex is None:
         raise OperationalError("the database's writer lock is closed")
@@ -1141,7 +1152,8 @@ def _acquire_write_lock(shared: _SharedEnv, timeout: float) -> None:
     if not taken:
         threads.release()
         raise DatabaseLockedError("database is locked")
-    shared.writer_thread = threading.get_ident()
+    if writing:
+        shared.writer_thread = threading.get_ident()
 
 
 def _release_write_lock(shared: _SharedEnv) -> None:

@@ -396,3 +396,61 @@ def test_background_checkpoints_restore_exactly(tmp_path: Path, slow_checkpoints
         con.close()
     result = _probe(image, boot="rebooted")
     assert result.get("rows") == by_txn[state.txnid] and result["problems"] == [], result
+
+
+def _wait_child(pid: int) -> int:
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        assert time.monotonic() < deadline, "forked child hung"
+        time.sleep(0.01)
+
+
+def _reopen_and_write_in_child(path: Path) -> None:
+    """In a forked child: reopen, write, close; reports through the exit code only."""
+    code = 0
+    try:
+        con = terndb.connect(str(path), durability="normal")
+        con.execute("INSERT INTO t (n, s) VALUES (-5, 'child')")
+        con.commit()
+        con.close()
+    except BaseException:               # noqa: BLE001 - any failure becomes an exit code
+        code = 4
+    os._exit(code)
+
+
+def test_forked_child_leaves_the_parents_pin(normal: Any, tmp_path: Path) -> None:
+    """A child forked from a normal-mode writer reopens the database and writes; the
+    parent's checkpoint stays pinned (ending the inherited pin in the child would mark the
+    parent's reader slot as not reading: LMDB could reuse the checkpoint's pages)."""
+    shared = normal._db.store._check()
+    pin_id = shared.checkpointer._pin.id()
+
+    def parent_slot() -> list[str]:
+        return [line.split()[2] for line in shared.env.readers().splitlines()[1:]
+                if line.split()[0] == str(os.getpid())]
+
+    assert str(pin_id) in parent_slot()
+    pid = os.fork()
+    if pid == 0:
+        _reopen_and_write_in_child(tmp_path / "db")
+    assert _wait_child(pid) == 0
+    assert str(pin_id) in parent_slot()
+    assert normal.execute("SELECT count(*) FROM t WHERE s = 'child'").fetchone() == (1,)
+
+
+def test_fork_while_the_timer_holds_the_lock(normal: Any, tmp_path: Path) -> None:
+    """The checkpoint timer holds the writer lock without a write transaction: a fork
+    meanwhile leaves a child that can reopen the database (only a fork inside a write
+    transaction is refused)."""
+    from terndb.engine import storage
+    shared = normal._db.store._check()
+    storage._acquire_write_lock(shared, 1.0, writing=False)
+    pid = os.fork()
+    if pid == 0:
+        _reopen_and_write_in_child(tmp_path / "db")
+    storage._release_write_lock(shared)
+    assert _wait_child(pid) == 0
+    assert normal.execute("SELECT count(*) FROM t WHERE s = 'child'").fetchone() == (1,)
