@@ -279,6 +279,7 @@ class Session(C.SessionState):
         if self.write is None:
             return
         write = self.write
+        write.check_thread()
         try:
             if self.temp_table_ids and self.changes is not None:
                 self.changes = temp_objects.without_temp_changes(self.changes, self.temp_table_ids)
@@ -330,6 +331,7 @@ class Session(C.SessionState):
     def rollback(self) -> None:
         if self.write is None:
             return
+        self.write.check_thread()
         try:
             self.write.abort()
         finally:

@@ -1238,6 +1238,16 @@ class WriteTxn:
             raise ProgrammingError("a write transaction must be used on the thread that began it")
         return shared
 
+    def check_thread(self) -> None:
+        """Raise ProgrammingError unless called on the thread that began the transaction.
+
+        LMDB's writer mutex and terndb's belong to the thread that took them: a transaction
+        ended on another thread would release neither, locking every writer out.  Checked
+        before anything changes, so the owner can still end it.
+        """
+        if threading.get_ident() != self._thread:
+            raise ProgrammingError("a write transaction must be ended on the thread that began it")
+
     @property
     def depth(self) -> int:
         """Depth of the innermost open transaction (0 = top level)."""
@@ -1406,6 +1416,7 @@ class WriteTxn:
         if shared.pid != _current_pid:
             self._shared = None
             return
+        self.check_thread()
         try:
             with shared.dbi_lock:
                 self._abort_levels()

@@ -624,3 +624,39 @@ def test_connection_collected_while_the_registry_lock_is_held(tmp_path, monkeypa
     opened[0].close()
     assert first_key not in database._REGISTRY     # the finalizer's release was performed
     assert not database._PENDING_RELEASES
+
+
+def test_rollback_on_another_thread_is_refused_and_leaves_the_writer_intact(tmp_path):
+    """A write transaction ends on the thread that began it: a rollback from another thread
+    (a connection shared with check_same_thread=False) is a ProgrammingError and releases
+    nothing, so the owner can still end it and other writers are not locked out."""
+    import terndb
+    con = terndb.connect(str(tmp_path / "db"), check_same_thread=False, timeout=1.0)
+    con.execute("CREATE TABLE t (a)")
+    con.commit()
+    began, finish = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def owner() -> None:
+        con.execute("INSERT INTO t VALUES (1)")
+        began.set()
+        finish.wait(JOIN)
+        con.rollback()
+        outcome.append("rolled back")
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    assert began.wait(JOIN)
+    with pytest.raises(terndb.ProgrammingError, match="thread that began it"):
+        con.rollback()
+    with pytest.raises(terndb.ProgrammingError, match="thread that began it"):
+        con.commit()
+    finish.set()
+    thread.join(JOIN)
+    assert outcome == ["rolled back"]
+    other = terndb.connect(str(tmp_path / "db"), timeout=1.0)
+    other.execute("INSERT INTO t VALUES (2)")
+    other.commit()
+    assert other.execute("SELECT a FROM t").fetchall() == [(2,)]
+    other.close()
+    con.close()
