@@ -276,10 +276,14 @@ def recover(directory: str, timeout: float) -> None:
             f"{directory} needs crash recovery (the OS restarted while it was being written), "
             f"which writes to its files: {exc}; open it once read-write") from exc
     try:
-        with _recovery_lock(directory, timeout):
+        with _recovery_lock(directory, timeout) as lock_fd:
             state = _read_state(fd, path)           # another process may have recovered it
             if _needs_restore(state, path):
                 assert state is not None
+                # Holding write.lock exclusively, no process has the database open for
+                # writing: set the writer mutex up afresh now, since one left locked by the
+                # crashed boot would otherwise survive in a process that opens meanwhile.
+                C.init_writer_mutex(lock_fd, True)
                 _restore_metas(data_fd, state, directory)
                 _write_state(fd, _State(state.generation + 1, True, state.txnid,
                                         state.page_size, boot_id() or b"", state.meta))
@@ -315,21 +319,21 @@ def _needs_restore(state: _State | None, path: str) -> bool:
 
 
 class _recovery_lock:
-    """``with _recovery_lock(dir, t):`` holds write.lock's flock: no terndb writer commits and
-    no other process recovers meanwhile."""
+    """``with _recovery_lock(dir, t) as fd:`` holds write.lock's flock exclusively: no other
+    process has the database open for writing (each holds it shared) or recovers meanwhile."""
 
     def __init__(self, directory: str, timeout: float) -> None:
         self._path = os.path.join(directory, WRITE_LOCK_FILE)
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._fd = -1
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         step = 0
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return self._fd
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(self._fd)
