@@ -305,6 +305,11 @@ class Session(C.SessionState):
         returns what the committed state will be known by (see ``_CommitStamp``)."""
         db = self.db
         known: _CommitStamp | None = write.own_stamp
+        if known is not None and known.clock is not db.hlc:
+            # Stamped by an earlier Database object of this path (closed and reopened while
+            # the environment stayed open): its clock may have run ahead of this one, which
+            # must advance past the stored tail by reading it.
+            known = None
         if known is not None and not self.own_ddl:
             # Nothing was committed since this process's last commit, and this
             # transaction changed no schema: version and node id are as stamped then.
@@ -320,7 +325,7 @@ class Session(C.SessionState):
         # transaction, so their state can never disagree with the data.
         for hook in db.commit_hooks:
             hook(self, write, seq)
-        return _new_stamp((schema_version, node_id, (seq, hlc)))
+        return _new_stamp((schema_version, node_id, (seq, hlc), db.hlc))
 
     def _keep_read_schema(self, snapshot: int, stamp: _CommitStamp) -> None:
         """After committing ``snapshot`` with the schema version the session last read,
@@ -911,6 +916,7 @@ class _CommitStamp(NamedTuple):
     schema_version: int
     node_id: bytes
     binlog_tail: tuple[int, int]       # (sequence, commit HLC) of the stored change set
+    clock: object                      # the HLC that stamped it (the tail is only news to others)
 
 
 # _CommitStamp(...) runs a generated Python __new__; this builds the same tuple in C.

@@ -194,3 +194,30 @@ def test_schema_kept_for_the_own_snapshot_follows_ddl_elsewhere(con: Any) -> Non
     assert con.execute("SELECT * FROM t ORDER BY id").fetchall() == [(1, "a", 7, None), (2, "b", 7, None)]
     insert_and_commit(con, "c")
     assert con.execute("SELECT v, w, z FROM t WHERE id = 3").fetchall() == [("c", 7, None)]
+
+
+def test_a_reopened_database_does_not_trust_the_last_ones_stamp(tmp_path: Any) -> None:
+    """A Database closed and opened again while the environment stays open (another handle
+    keeps it) has a new clock: it reads the binlog tail to pass the HLC the old clock had
+    reached, instead of taking the old commit's stamp, so commit clocks keep increasing."""
+    from terndb.engine.hlc import hlc_from_parts
+    from terndb.engine.storage import Durability, Store
+    path = str(tmp_path / "db")
+    first = terndb.connect(path, durability="off")
+    first.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    first.commit()
+    keep = Store.open(path, durability=Durability.OFF)  # holds the environment across the close
+    try:
+        clock = first._db.hlc
+        clock.advance_to(hlc_from_parts((clock.now() >> 16) + 3_600_000))   # an hour ahead
+        insert_and_commit(first, "ahead")
+        first.close()
+        second = terndb.connect(path, durability="off")
+        try:
+            assert second._db.hlc is not clock
+            insert_and_commit(second, "after")
+            assert_well_formed(change_sets(second))
+        finally:
+            second.close()
+    finally:
+        keep.close()
