@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import fcntl
 import mmap
 import os
@@ -77,8 +76,8 @@ import lmdb
 from .._cext import _core as C
 from .errors import CorruptDatabaseError, DatabaseLockedError, Error, OperationalError
 from .storage import (
-    CHECKPOINT_FILE, DATA_FILE, LMDB_DATA_FORMAT, WRITE_LOCK_FILE, _LOCK_POLL, _META_SPAN, _TAIL_SLACK_PAGES,
-    _U64, _parse_meta, translate_lmdb_error,
+    CHECKPOINT_FILE, DATA_FILE, LMDB_DATA_FORMAT, WRITE_LOCK_FILE, _META_SPAN, _TAIL_SLACK_PAGES, _U64,
+    _parse_meta, _wait_flock, translate_lmdb_error,
 )
 
 __all__ = ["CHECKPOINT_FILE", "DEFAULT_INTERVAL", "Checkpointer", "boot_id", "recover",
@@ -329,20 +328,12 @@ class _recovery_lock:
 
     def __enter__(self) -> int:
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        step = 0
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self._fd
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(self._fd)
-                    raise
-            if time.monotonic() >= self._deadline:
-                os.close(self._fd)
-                raise DatabaseLockedError("database is locked (crash recovery is waiting)")
-            time.sleep(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)])
-            step += 1
+        try:
+            _wait_flock(self._fd, fcntl.LOCK_EX, self._deadline, "crash recovery is waiting")
+        except BaseException:
+            os.close(self._fd)
+            raise
+        return self._fd
 
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)                      # releases the flock

@@ -916,7 +916,7 @@ class _CommitStamp(NamedTuple):
     schema_version: int
     node_id: bytes
     binlog_tail: tuple[int, int]       # (sequence, commit HLC) of the stored change set
-    clock: object                      # the HLC that stamped it (the tail is only news to others)
+    clock: object                      # the HLC that issued the tail's clock (only it may skip reading it)
 
 
 # _CommitStamp(...) runs a generated Python __new__; this builds the same tuple in C.

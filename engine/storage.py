@@ -8,8 +8,9 @@ sub-database handles, and map growth.  Row-level work is *not* wrapped: the engi
 On-disk layout of a database directory
 --------------------------------------
 ``data.mdb``/``lock.mdb``  the LMDB environment (LMDB 0.9 engine, data format v1, see below);
-``write.lock``             the writer lock between processes: a robust shared mutex (set up
-                           once under the file's ``flock``; see ``cext/writelock.pxi``);
+``write.lock``             the writer lock between processes: a robust shared mutex; every
+                           process that writes holds the file's ``flock`` shared, and the
+                           first one alone sets the mutex up (``cext/writelock.pxi``);
 ``data.ckpt``              the last checkpoint (``durability="normal"``, see :mod:`checkpoint`).
 
 Format choice.  py-lmdb 3.0 bundles LMDB 0.9 (data format v1) and LMDB 1.0 (data format v3);
@@ -31,9 +32,9 @@ Durability levels (LMDB's guarantees, lmdb.h, MDB_NOMETASYNC / MDB_NOSYNC; check
            and a power loss.
 ``NORMAL`` sqlite3's WAL + ``synchronous=NORMAL`` guarantee: no fsync at commit (MDB_NOSYNC);
            a background checkpoint (:mod:`checkpoint`) fsyncs every second or 1000 commits,
-           and about a second after the last commit.  An application crash loses nothing.  An OS crash or power loss rolls
-           the database back to its last checkpoint (the commits of about the last second) and
-           never corrupts it: the next open restores the checkpointed snapshot, whose pages a
+           and about a second after the last commit.  An application crash loses nothing.
+           An OS crash or power loss rolls the database back to its last checkpoint (the
+           commits of about the last second) and never corrupts it: the next open restores the checkpointed snapshot, whose pages a
            pinned read transaction kept LMDB from reusing.  A clean close (or interpreter
            exit) takes a final checkpoint.  Needs the OS boot id (Linux); elsewhere ``NORMAL``
            is ``sync=True, metasync=False`` (MDB_NOMETASYNC: data pages fsync'd at every
@@ -1097,18 +1098,19 @@ def _open_writer_mutex(fd: int, timeout: float) -> "C.WriterMutex":
     return mutex
 
 
-def _wait_flock(fd: int, kind: int, deadline: float) -> None:
-    """Take an flock of ``kind`` on ``fd`` by ``deadline``.
+def _wait_flock(fd: int, kind: int, deadline: float, waiting_for: str = "setting up its writer lock") -> None:
+    """Take an flock of ``kind`` on ``fd`` by ``deadline``, polling; DatabaseLockedError
+    naming ``waiting_for`` if it stays taken.
 
-    Turning an exclusive flock into a shared one drops it first, so another first opener
-    may take it in between and set the mutex up again; that is harmless because this
-    process has not used the mutex yet, and its shared flock waits for the other's.
+    Turning an exclusive flock into a shared one (``_open_writer_mutex``) drops it first, so
+    another first opener may take it in between and set the mutex up again; that is harmless
+    because this process has not used the mutex yet, and its shared flock waits for the other's.
     """
     step = 0
     while not _try_flock(fd, kind):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise DatabaseLockedError("database is locked (setting up its writer lock)")
+            raise DatabaseLockedError(f"database is locked ({waiting_for})")
         time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
         step += 1
 
@@ -1234,19 +1236,19 @@ class WriteTxn:
             raise ProgrammingError("the write transaction has already ended")
         if shared.pid != _current_pid:
             raise OperationalError("database opened before fork(); reconnect in the child")
-        if threading.get_ident() != self._thread:
-            raise ProgrammingError("a write transaction must be used on the thread that began it")
+        self.check_thread()
         return shared
 
     def check_thread(self) -> None:
-        """Raise ProgrammingError unless called on the thread that began the transaction.
+        """Raise ProgrammingError unless called on the thread that began the transaction
+        (every use checks it, see ``_live``).
 
         LMDB's writer mutex and terndb's belong to the thread that took them: a transaction
         ended on another thread would release neither, locking every writer out.  Checked
         before anything changes, so the owner can still end it.
         """
         if threading.get_ident() != self._thread:
-            raise ProgrammingError("a write transaction must be ended on the thread that began it")
+            raise ProgrammingError("a write transaction must be used and ended on the thread that began it")
 
     @property
     def depth(self) -> int:
