@@ -27,6 +27,7 @@ from terndb.engine.integrity import check_database
 pytestmark = pytest.mark.skipif(not ck.nosync_supported(), reason="needs the OS boot id")
 
 ROWS = "SELECT id, n, s FROM t ORDER BY id"
+CREATE_T = "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)"
 
 # Opens a database in a child and reports its rows and integrity check as JSON (or the error).
 PROBE = r"""
@@ -67,7 +68,7 @@ def slow_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def normal(tmp_path: Path, slow_checkpoints: None) -> Iterator[Any]:
     con = terndb.connect(str(tmp_path / "db"), durability="normal")
-    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
+    con.execute(CREATE_T)
     con.execute("CREATE INDEX t_n ON t(n)")
     con.executemany("INSERT INTO t (n, s) VALUES (?, ?)",
                     [(i, "x" * (i % 50)) for i in range(2000)])
@@ -82,6 +83,14 @@ def _state(path: Path) -> Any:
         return ck._read_state(fd, str(path))
     finally:
         os.close(fd)
+
+
+def _open_with_table(path: Path) -> Any:
+    """A normal-mode connection to a new database at ``path`` holding the empty table t."""
+    con = terndb.connect(str(path), durability="normal")
+    con.execute(CREATE_T)
+    con.commit()
+    return con
 
 
 def _churn(con: Any, commits: int) -> None:
@@ -219,10 +228,8 @@ def test_idle_timer_makes_the_last_commit_durable(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ck, "DEFAULT_INTERVAL", 0.05)
     path = tmp_path / "db"
-    con = terndb.connect(str(path), durability="normal")
+    con = _open_with_table(path)
     try:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
-        con.commit()
         con.execute("INSERT INTO t (n, s) VALUES (1, 'a')")
         con.commit()
         last = con._db.store.env.info()["last_txnid"]
@@ -238,7 +245,7 @@ def test_idle_timer_makes_the_last_commit_durable(tmp_path: Path,
 def test_clean_close_marks_the_file_clean(tmp_path: Path, slow_checkpoints: None) -> None:
     path = tmp_path / "db"
     con = terndb.connect(str(path), durability="normal")
-    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
+    con.execute(CREATE_T)
     con.execute("INSERT INTO t (n, s) VALUES (1, 'a')")
     con.commit()
     last = con._db.store.env.info()["last_txnid"]
@@ -269,9 +276,7 @@ def test_full_writer_marks_an_unclean_checkpoint_clean(normal: Any, tmp_path: Pa
 
 def test_two_processes_write_in_normal_mode(tmp_path: Path, slow_checkpoints: None) -> None:
     path = tmp_path / "db"
-    con = terndb.connect(str(path), durability="normal")
-    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
-    con.commit()
+    con = _open_with_table(path)
     writer = ("import sys, terndb\n"
               "con = terndb.connect(sys.argv[1], durability='normal', timeout=30)\n"
               "for i in range(150):\n"
@@ -373,10 +378,8 @@ def test_background_checkpoints_restore_exactly(tmp_path: Path, slow_checkpoints
     on) record a snapshot that an OS crash restores exactly."""
     monkeypatch.setattr(ck, "DEFAULT_MAX_COMMITS", 10)
     path = tmp_path / "db"
-    con = terndb.connect(str(path), durability="normal")
+    con = _open_with_table(path)
     try:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
-        con.commit()
         first = _state(path).generation
         by_txn: dict[int, list[list[Any]]] = {}
         for i in range(200):
